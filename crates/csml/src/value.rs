@@ -1,0 +1,152 @@
+//! Runtime values (spec §3.1): a kind, a tag (the reference's `content_type`), a secure flag and
+//! an info map. Objects keep insertion order.
+
+use indexmap::IndexMap;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::ast::ClosureDef;
+
+pub type Map = IndexMap<String, Value>;
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Array(Vec<Value>),
+    Object(Map),
+    Closure(Arc<Closure>),
+}
+
+/// A closure value: its definition plus the variables it captured when it was stored or
+/// evaluated (spec §3.13), and the flow it was written in (for constants and error positions).
+#[derive(Debug, Clone)]
+pub struct Closure {
+    pub def: Arc<ClosureDef>,
+    pub captured: Map,
+    pub flow: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Value {
+    pub kind: Kind,
+    /// `None` means the kind's default tag (see [`Value::tag`]).
+    pub tag: Option<Cow<'static, str>>,
+    pub secure: bool,
+    /// Side metadata (`error`, HTTP `status`/`headers`/`body`, ...); not part of equality or output.
+    pub info: Option<Box<Map>>,
+}
+
+impl Value {
+    pub const fn from_kind(kind: Kind) -> Self {
+        Value { kind, tag: None, secure: false, info: None }
+    }
+    pub const fn null() -> Self {
+        Value::from_kind(Kind::Null)
+    }
+    pub const fn bool(b: bool) -> Self {
+        Value::from_kind(Kind::Bool(b))
+    }
+    pub const fn int(i: i64) -> Self {
+        Value::from_kind(Kind::Int(i))
+    }
+    pub const fn float(f: f64) -> Self {
+        Value::from_kind(Kind::Float(f))
+    }
+    pub fn string(s: impl Into<String>) -> Self {
+        Value::from_kind(Kind::String(s.into()))
+    }
+    pub fn array(items: Vec<Value>) -> Self {
+        Value::from_kind(Kind::Array(items))
+    }
+    pub fn object(map: Map) -> Self {
+        Value::from_kind(Kind::Object(map))
+    }
+
+    /// Null carrying `info.error = message`: what a failed read or method yields, so that
+    /// `Or()` and `is_error()` can see the failure.
+    pub fn error_null(message: impl Into<String>) -> Self {
+        let mut v = Value::null();
+        v.set_info("error", Value::string(message));
+        v
+    }
+
+    pub fn with_tag(mut self, tag: impl Into<Cow<'static, str>>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// The kind's default tag name (spec §3.1 table).
+    pub fn kind_tag(&self) -> &'static str {
+        match self.kind {
+            Kind::Null => "null",
+            Kind::Bool(_) => "boolean",
+            Kind::Int(_) => "int",
+            Kind::Float(_) => "float",
+            Kind::String(_) => "string",
+            Kind::Array(_) => "array",
+            Kind::Object(_) => "object",
+            Kind::Closure(_) => "closure",
+        }
+    }
+
+    /// The value's tag: its explicit tag, or its kind's default.
+    pub fn tag(&self) -> &str {
+        self.tag.as_deref().unwrap_or_else(|| self.kind_tag())
+    }
+
+    /// The reference's primitive type name, used in operator errors (`PrimitiveInt`, ...).
+    pub fn primitive_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Null => "PrimitiveNull",
+            Kind::Bool(_) => "PrimitiveBoolean",
+            Kind::Int(_) => "PrimitiveInt",
+            Kind::Float(_) => "PrimitiveFloat",
+            Kind::String(_) => "PrimitiveString",
+            Kind::Array(_) => "PrimitiveArray",
+            Kind::Object(_) => "PrimitiveObject",
+            Kind::Closure(_) => "PrimitiveClosure",
+        }
+    }
+
+    /// The short type name used in method errors (`[m] is not a method of String`).
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Null => "Null",
+            Kind::Bool(_) => "Boolean",
+            Kind::Int(_) => "Int",
+            Kind::Float(_) => "Float",
+            Kind::String(_) => "String",
+            Kind::Array(_) => "Array",
+            Kind::Object(_) => "Object",
+            Kind::Closure(_) => "Closure",
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.kind, Kind::Null)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn info_get(&self, key: &str) -> Option<&Value> {
+        self.info.as_ref().and_then(|m| m.get(key))
+    }
+
+    pub fn set_info(&mut self, key: &str, value: Value) {
+        self.info.get_or_insert_with(Default::default).insert(key.to_string(), value);
+    }
+
+    /// Whether this value came out of a failed operation (`info.error` present).
+    pub fn is_error(&self) -> bool {
+        self.info_get("error").is_some()
+    }
+}

@@ -1,0 +1,70 @@
+//! The command line: argument definitions and dispatch to one function per command. Commands
+//! print human text by default and JSON with `--json`; logs go to stderr.
+
+pub mod csml;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "botyard", version, about = "Host CSML chatbots for many organizations")]
+pub struct Cli {
+    /// Data directory (SQLite database, keys, plugins).
+    #[arg(long, global = true, env = "BOTYARD_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, validate, test and chat with CSML bots.
+    #[command(subcommand)]
+    Csml(CsmlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CsmlCommand {
+    /// Run the JSON-lines conformance protocol (stdin batch, or one --case FILE).
+    Test(CsmlTestArgs),
+    /// Validate flows: `file:line:column: message`; exit 1 when invalid.
+    Validate(CsmlFilesArgs),
+    /// Chat with a bot in the terminal.
+    Chat(CsmlChatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CsmlTestArgs {
+    /// One case from FILE (`-` for stdin) instead of the batch loop.
+    #[arg(long)]
+    pub case: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CsmlFilesArgs {
+    /// `.csml` files, or directories holding them (one flow per file, named after the file).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The default flow (defaults to `Default`/`main`/the first flow).
+    #[arg(long)]
+    pub default_flow: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CsmlChatArgs {
+    #[command(flatten)]
+    pub files: CsmlFilesArgs,
+    /// `_metadata` for the conversation, as a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Csml(cmd) => csml::run(&cli, cmd),
+    }
+}
