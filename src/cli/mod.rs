@@ -2,6 +2,8 @@
 //! print human text by default and JSON with `--json`; logs go to stderr.
 
 pub mod csml;
+pub mod manage;
+pub mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,6 +27,26 @@ pub enum Command {
     /// Parse, validate, test and chat with CSML bots.
     #[command(subcommand)]
     Csml(CsmlCommand),
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Load benchmark against a running or self-started server.
+    Bench(serve::BenchArgs),
+    /// First-run setup of an empty data directory.
+    Setup,
+    /// Organizations.
+    #[command(subcommand)]
+    Org(manage::OrgCommand),
+    /// Bots.
+    #[command(subcommand)]
+    Bot(manage::BotCommand),
+    /// Channels (Studio API channels and connector channels).
+    #[command(subcommand)]
+    Channel(manage::ChannelCommand),
+    /// Open Chat Studio API keys.
+    #[command(subcommand)]
+    Apikey(manage::ApikeyCommand),
+    /// A consistent online copy of the database.
+    Backup(manage::BackupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,5 +88,13 @@ pub struct CsmlChatArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Csml(cmd) => csml::run(&cli, cmd),
+        Command::Serve(args) => serve::serve(&cli, args),
+        Command::Bench(args) => serve::bench(&cli, args),
+        Command::Setup => manage::setup(&cli),
+        Command::Org(cmd) => manage::org(&cli, cmd),
+        Command::Bot(cmd) => manage::bot(&cli, cmd),
+        Command::Channel(cmd) => manage::channel(&cli, cmd),
+        Command::Apikey(cmd) => manage::apikey(&cli, cmd),
+        Command::Backup(args) => manage::backup(&cli, args),
     }
 }

@@ -70,8 +70,24 @@ pub fn call_custom_component(rt: &mut dyn Runtime, name: &str, args: Args) -> Re
     todo!("call_custom_component")
 }
 
-/// Whether `name` is a builtin or a native component (for the linter's unknown-function check).
+/// Builtin functions of spec §5.1 (without `Or`, which the evaluator handles).
+pub const BUILTINS: &[&str] = &[
+    "OneOf", "Shuffle", "Length", "Find", "Random", "Floor", "UUID", "Time", "Exists", "Object",
+    "Debug", "HTTP", "App", "Fn", "SMTP", "JWT", "Crypto", "Base64", "Hex",
+];
+
+/// Native components of spec §4.3.
+pub const NATIVE_COMPONENTS: &[&str] = &[
+    "Text", "Typing", "Wait", "Url", "Image", "Video", "Audio", "File", "Button", "Question",
+    "Card", "Carousel",
+];
+
+/// Whether `name` is a builtin function (for the linter's unknown-function check).
 pub fn is_builtin_name(name: &str) -> bool {
-    let _ = name;
-    todo!("is_builtin_name")
+    BUILTINS.contains(&name)
+}
+
+/// Whether `name` is a native component.
+pub fn is_native_component(name: &str) -> bool {
+    NATIVE_COMPONENTS.contains(&name)
 }
