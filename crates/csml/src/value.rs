@@ -42,7 +42,12 @@ pub struct Value {
 
 impl Value {
     pub const fn from_kind(kind: Kind) -> Self {
-        Value { kind, tag: None, secure: false, info: None }
+        Value {
+            kind,
+            tag: None,
+            secure: false,
+            info: None,
+        }
     }
     pub const fn null() -> Self {
         Value::from_kind(Kind::Null)
@@ -142,11 +147,132 @@ impl Value {
     }
 
     pub fn set_info(&mut self, key: &str, value: Value) {
-        self.info.get_or_insert_with(Default::default).insert(key.to_string(), value);
+        self.info
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
     }
 
     /// Whether this value came out of a failed operation (`info.error` present).
     pub fn is_error(&self) -> bool {
         self.info_get("error").is_some()
+    }
+}
+
+/// Tags that are plain kind names: values with any other tag are "component-like" and get
+/// wrapped as `{"content_type", "content"}` when nested in JSON (spec §4.2).
+pub const PLAIN_TAGS: &[&str] = &[
+    "closure", "object", "array", "text", "string", "int", "float", "boolean", "null",
+];
+
+/// Whether `tag` is one of [`PLAIN_TAGS`].
+pub fn is_plain_tag(tag: &str) -> bool {
+    PLAIN_TAGS.contains(&tag)
+}
+
+impl Value {
+    /// The same value with its secure flag set to `secure`.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Whether the value's tag is a plain kind tag (see [`PLAIN_TAGS`]).
+    pub fn has_plain_tag(&self) -> bool {
+        match &self.tag {
+            None => true,
+            Some(t) => is_plain_tag(t),
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self.kind {
+            Kind::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Int or Float as f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Int(i) => Some(i as f64),
+            Kind::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&Vec<Value>> {
+        match &self.kind {
+            Kind::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Map> {
+        match &self.kind {
+            Kind::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_object_mut(&mut self) -> Option<&mut Map> {
+        match &mut self.kind {
+            Kind::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The value without tag, secure flag or info: what an operator result or a plain copy of
+    /// the data looks like.
+    pub fn plain(self) -> Self {
+        Value::from_kind(self.kind)
+    }
+
+    /// Whether this value, or anything nested in it, is secure (spec §3.12: a string, array
+    /// or object built around a secure value can not be displayed either).
+    pub fn contains_secure(&self) -> bool {
+        if self.secure {
+            return true;
+        }
+        match &self.kind {
+            Kind::Array(a) => a.iter().any(Value::contains_secure),
+            Kind::Object(m) => m.values().any(Value::contains_secure),
+            _ => false,
+        }
+    }
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Value::null()
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::bool(b)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::int(i)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::float(f)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::string(s)
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::string(s)
     }
 }
