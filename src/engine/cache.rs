@@ -1,0 +1,142 @@
+//! Compiled bots, cached per bot and keyed by what serves traffic: the live build (or the
+//! working copy when never built) and the bot's `rev` (env and settings are read live, and a
+//! working copy changes with every edit). A turn costs one tiny read to check the key; the
+//! source is fetched and compiled only when it changed.
+
+use super::EngineError;
+use crate::store::{BotSettings, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Flow facts the engine needs for selection, in flow order.
+#[derive(Debug, Clone)]
+pub struct FlowMeta {
+    pub id: String,
+    pub name: String,
+    pub commands: Vec<String>,
+}
+
+/// A bot ready to run.
+#[derive(Debug)]
+pub struct LiveBot {
+    pub version_id: Option<String>,
+    pub rev: i64,
+    pub bot: csml::Bot,
+    pub flows: Vec<FlowMeta>,
+    /// Name of the default flow.
+    pub default_flow: String,
+    pub settings: BotSettings,
+}
+
+impl LiveBot {
+    /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
+    pub fn find_flow(&self, id_or_name: &str) -> Option<&FlowMeta> {
+        self.flows
+            .iter()
+            .find(|f| f.id == id_or_name)
+            .or_else(|| self.flows.iter().find(|f| f.name.eq_ignore_ascii_case(id_or_name)))
+    }
+
+    /// First flow (in flow order) with a command equal to `value`, ignoring case.
+    pub fn command_flow(&self, value: &str) -> Option<&FlowMeta> {
+        let v = value.trim();
+        self.flows.iter().find(|f| f.commands.iter().any(|c| c.eq_ignore_ascii_case(v)))
+    }
+}
+
+#[derive(Default)]
+pub struct BotCache {
+    map: Mutex<HashMap<String, Arc<LiveBot>>>,
+}
+
+impl BotCache {
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The current compiled bot (blocking: may read and compile).
+    pub fn get(&self, store: &Store, org: &str, bot_id: &str) -> Result<Arc<LiveBot>, EngineError> {
+        let (version, rev) = store.bot_code_key(org, bot_id)?;
+        if let Some(hit) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(bot_id)
+            && hit.version_id == version
+            && hit.rev == rev
+        {
+            return Ok(hit.clone());
+        }
+        let live = Arc::new(compile(store, org, bot_id)?);
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(bot_id.to_string(), live.clone());
+        Ok(live)
+    }
+}
+
+fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineError> {
+    let (bot, version) = store.live_code(org, bot_id)?;
+    let (flows, default_id, custom_components) = match &version {
+        Some(v) => (
+            v.snapshot
+                .flows
+                .iter()
+                .map(|f| (FlowMeta { id: f.id.clone(), name: f.name.clone(), commands: f.commands.clone() }, f.content.clone()))
+                .collect::<Vec<_>>(),
+            Some(v.snapshot.default_flow.clone()),
+            v.snapshot.custom_components.clone(),
+        ),
+        None => {
+            let (_, flows) = store.bot_with_flows(org, bot_id)?;
+            (
+                flows
+                    .into_iter()
+                    .map(|f| (FlowMeta { id: f.id, name: f.name, commands: f.commands }, f.content))
+                    .collect(),
+                bot.default_flow_id.clone(),
+                bot.custom_components.clone(),
+            )
+        }
+    };
+    if flows.is_empty() {
+        return Err(EngineError::Conflict("the bot has no flows".into()));
+    }
+    let default_flow = default_id
+        .as_deref()
+        .and_then(|d| flows.iter().find(|(f, _)| f.id == d || f.name.eq_ignore_ascii_case(d)))
+        .map(|(f, _)| f.name.clone())
+        .ok_or_else(|| EngineError::Conflict("the bot's default_flow does not exist".into()))?;
+    let source = csml::BotSource {
+        id: bot.id.clone(),
+        name: bot.name.clone(),
+        flows: flows
+            .iter()
+            .map(|(f, content)| csml::FlowSource {
+                name: f.name.clone(),
+                content: content.clone(),
+                commands: f.commands.clone(),
+            })
+            .collect(),
+        default_flow: default_flow.clone(),
+        native_components: true,
+        custom_components,
+        env: bot.env.clone(),
+        modules: Vec::new(),
+    };
+    let compiled = csml::Bot::compile(source).map_err(|v| {
+        let first = v.errors.first().map(|d| format!("{}:{}:{}: {}", d.flow, d.line, d.column, d.message));
+        EngineError::Invalid {
+            message: format!(
+                "the bot's flows do not compile{}",
+                first.map(|f| format!(" ({f})")).unwrap_or_default()
+            ),
+            errors: v.errors,
+        }
+    })?;
+    Ok(LiveBot {
+        version_id: version.map(|v| v.id),
+        rev: bot.rev,
+        bot: compiled,
+        flows: flows.into_iter().map(|(f, _)| f).collect(),
+        default_flow,
+        settings: bot.settings,
+    })
+}

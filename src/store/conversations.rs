@@ -1,0 +1,489 @@
+//! Conversation state of a client, the transcript, memories and participants: what one turn
+//! reads ([`Store::load_turn_state`]) and the write set it commits ([`TurnWrite`], applied by
+//! the writer in a group transaction).
+
+use super::ids::{day_of, now_millis};
+use super::{
+    ClientKey, Conversation, ConversationFilter, ConversationStatus, Direction, Error, Participant,
+    Result, Store, StoredMessage,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value as Json};
+
+const CONV_COLS: &str = "id, organization_id, bot_id, channel_id, user_id, participant_id, flow, \
+                         step, status, hold, previous, metadata, version_id, tags, state, \
+                         last_interaction_at, created_at, updated_at, ended_at, expires_at";
+
+fn opt_json(r: &Row, i: usize) -> rusqlite::Result<Option<Json>> {
+    let s: Option<String> = r.get(i)?;
+    Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+fn conv_from_row(r: &Row) -> rusqlite::Result<Conversation> {
+    let status: String = r.get(8)?;
+    Ok(Conversation {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        bot_id: r.get(2)?,
+        channel_id: r.get(3)?,
+        user_id: r.get(4)?,
+        participant_id: r.get(5)?,
+        flow: r.get(6)?,
+        step: r.get(7)?,
+        status: if status == "open" { ConversationStatus::Open } else { ConversationStatus::Closed },
+        hold: opt_json(r, 9)?,
+        previous: opt_json(r, 10)?,
+        metadata: opt_json(r, 11)?.unwrap_or(Json::Null),
+        version_id: r.get(12)?,
+        tags: opt_json(r, 13)?.unwrap_or(Json::Array(vec![])),
+        state: opt_json(r, 14)?.unwrap_or(Json::Object(Map::new())),
+        last_interaction_at: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        ended_at: r.get(18)?,
+        expires_at: r.get(19)?,
+    })
+}
+
+fn message_from_row(r: &Row) -> rusqlite::Result<StoredMessage> {
+    let dir: String = r.get(3)?;
+    let payload: String = r.get(7)?;
+    Ok(StoredMessage {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        turn_id: r.get(2)?,
+        direction: if dir == "SEND" { Direction::Send } else { Direction::Receive },
+        flow: r.get(4)?,
+        step: r.get(5)?,
+        content_type: r.get(6)?,
+        payload: serde_json::from_str(&payload).unwrap_or(Json::Null),
+        message_order: r.get(8)?,
+        interaction_order: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+const MSG_COLS: &str = "id, conversation_id, turn_id, direction, flow, step, content_type, payload, \
+                        message_order, interaction_order, created_at";
+
+/// What a turn starts from.
+#[derive(Debug, Clone, Default)]
+pub struct TurnState {
+    /// The client's open conversation, if any. `expired` tells that its TTL has passed: the
+    /// engine treats it as closed (and closes it in its write set).
+    pub conversation: Option<Conversation>,
+    pub expired: bool,
+    /// Unexpired memories of the client, key → value (memory format).
+    pub memories: Map<String, Json>,
+}
+
+/// How the conversation row changes at the end of a turn.
+#[derive(Debug, Clone)]
+pub enum ConversationWrite {
+    /// Create a conversation (the client's other open ones, if any, are closed first).
+    Create {
+        id: String,
+        flow: String,
+        step: String,
+        metadata: Json,
+        version_id: Option<String>,
+        /// Channel kind: the participant's platform.
+        platform: String,
+    },
+    /// Update an existing conversation.
+    Update { id: String, flow: String, step: String },
+}
+
+/// One message of the transcript to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub direction: Direction,
+    pub flow: String,
+    pub step: String,
+    pub content_type: String,
+    /// `{content_type, content}`.
+    pub payload: Json,
+    pub interaction_order: i64,
+}
+
+/// Everything one turn writes, committed atomically by the writer.
+#[derive(Debug, Clone)]
+pub struct TurnWrite {
+    pub client: ClientKey,
+    pub now: i64,
+    pub turn_id: String,
+    /// Close every open conversation of the client before anything else (`close_flows`).
+    pub close_all_first: bool,
+    pub conversation: ConversationWrite,
+    /// Status at the end of the turn (`Closed` on `goto end` or a fatal error).
+    pub status: ConversationStatus,
+    /// The hold to keep (`None` deletes any stored hold).
+    pub hold: Option<Json>,
+    pub previous: Option<Json>,
+    /// `forget`s, applied before the memory writes (`None` key list = forget all).
+    pub forgets: Vec<Option<Vec<String>>>,
+    /// Memory upserts, last value per key wins.
+    pub memories: Vec<(String, Json)>,
+    /// Transcript rows; skipped when `low_data` (usage still counts them).
+    pub messages: Vec<NewMessage>,
+    pub low_data: bool,
+    /// Expiry of the rows this turn writes (data TTL).
+    pub expires_at: Option<i64>,
+    /// A queued broadcast this turn executes: marked done in the same transaction.
+    pub broadcast_done: Option<String>,
+}
+
+fn upsert_participant(c: &Connection, org: &str, platform: &str, identifier: &str, now: i64) -> Result<String> {
+    let id = super::ids::new_id();
+    c.prepare_cached(
+        "INSERT INTO participants(id, organization_id, platform, identifier, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(organization_id, platform, identifier) DO NOTHING",
+    )?
+    .execute(params![id, org, platform, identifier, now])?;
+    Ok(c.prepare_cached(
+        "SELECT id FROM participants WHERE organization_id = ?1 AND platform = ?2 AND identifier = ?3",
+    )?
+    .query_row(params![org, platform, identifier], |r| r.get(0))?)
+}
+
+fn close_client(c: &Connection, k: &ClientKey, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?5, updated_at = ?5
+         WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3 AND organization_id = ?4
+         AND status = 'open'",
+    )?
+    .execute(params![k.bot_id, k.channel_id, k.user_id, k.organization_id, now])?;
+    Ok(())
+}
+
+/// Apply one turn's write set (inside the writer's transaction).
+pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
+    let k = &w.client;
+    let org = k.organization_id.as_str();
+    let now = w.now;
+    if w.close_all_first {
+        close_client(c, k, now)?;
+    }
+    let status = match w.status {
+        ConversationStatus::Open => "open",
+        ConversationStatus::Closed => "closed",
+    };
+    let ended_at = (w.status == ConversationStatus::Closed).then_some(now);
+    let hold = w.hold.as_ref().map(|h| h.to_string());
+    let previous = w.previous.as_ref().map(|p| p.to_string());
+    let conv_id = match &w.conversation {
+        ConversationWrite::Create { id, flow, step, metadata, version_id, platform } => {
+            close_client(c, k, now)?;
+            let participant = upsert_participant(c, org, platform, &k.user_id, now)?;
+            c.prepare_cached(
+                "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
+                    participant_id, flow, step, status, hold, previous, metadata, version_id,
+                    last_interaction_at, created_at, updated_at, ended_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                id,
+                org,
+                k.bot_id,
+                k.channel_id,
+                k.user_id,
+                participant,
+                flow,
+                step,
+                status,
+                hold,
+                previous,
+                metadata.to_string(),
+                version_id,
+                now,
+                ended_at,
+                w.expires_at
+            ])?;
+            id
+        }
+        ConversationWrite::Update { id, flow, step } => {
+            let n = c
+                .prepare_cached(
+                    "UPDATE conversations SET flow = ?3, step = ?4, status = ?5, hold = ?6,
+                        previous = ?7, last_interaction_at = ?8, updated_at = ?8,
+                        ended_at = ?9, expires_at = COALESCE(?10, expires_at)
+                     WHERE id = ?1 AND organization_id = ?2",
+                )?
+                .execute(params![id, org, flow, step, status, hold, previous, now, ended_at, w.expires_at])?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("conversation `{id}` not found")));
+            }
+            id
+        }
+    };
+    for f in &w.forgets {
+        match f {
+            None => {
+                c.prepare_cached(
+                    "DELETE FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
+                     AND organization_id = ?4",
+                )?
+                .execute(params![k.bot_id, k.channel_id, k.user_id, org])?;
+            }
+            Some(keys) => {
+                let mut st = c.prepare_cached(
+                    "DELETE FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
+                     AND organization_id = ?4 AND key = ?5",
+                )?;
+                for key in keys {
+                    st.execute(params![k.bot_id, k.channel_id, k.user_id, org, key])?;
+                }
+            }
+        }
+    }
+    if !w.memories.is_empty() {
+        let mut st = c.prepare_cached(
+            "INSERT INTO memories(organization_id, bot_id, channel_id, user_id, key, value,
+                                  created_at, updated_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+             ON CONFLICT(bot_id, channel_id, user_id, key) DO UPDATE SET
+                value = excluded.value, updated_at = excluded.updated_at,
+                expires_at = excluded.expires_at",
+        )?;
+        for (key, value) in &w.memories {
+            st.execute(params![org, k.bot_id, k.channel_id, k.user_id, key, value.to_string(), now, w.expires_at])?;
+        }
+    }
+    if !w.low_data && !w.messages.is_empty() {
+        let mut st = c.prepare_cached(
+            "INSERT INTO messages(organization_id, conversation_id, bot_id, turn_id, direction,
+                flow, step, content_type, payload, message_order, interaction_order, created_at,
+                expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for (i, m) in w.messages.iter().enumerate() {
+            st.execute(params![
+                org,
+                conv_id,
+                k.bot_id,
+                w.turn_id,
+                m.direction.as_str(),
+                m.flow,
+                m.step,
+                m.content_type,
+                m.payload.to_string(),
+                i as i64,
+                m.interaction_order,
+                now,
+                w.expires_at
+            ])?;
+        }
+    }
+    if !w.messages.is_empty() {
+        c.prepare_cached(
+            "INSERT INTO usage_daily(organization_id, bot_id, day, channel_id, user_id, messages)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(bot_id, day, channel_id, user_id) DO UPDATE SET
+                messages = messages + excluded.messages",
+        )?
+        .execute(params![org, k.bot_id, day_of(now), k.channel_id, k.user_id, w.messages.len() as i64])?;
+    }
+    if let Some(b) = &w.broadcast_done {
+        c.prepare_cached(
+            "UPDATE broadcasts SET status = 'done', attempts = attempts + 1, updated_at = ?3
+             WHERE id = ?1 AND organization_id = ?2",
+        )?
+        .execute(params![b, org, now])?;
+    }
+    Ok(())
+}
+
+fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversation>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {CONV_COLS} FROM conversations WHERE bot_id = ?1 AND channel_id = ?2
+         AND user_id = ?3 AND organization_id = ?4 AND status = 'open'
+         ORDER BY created_at DESC LIMIT 1"
+    ))?
+    .query_row(params![k.bot_id, k.channel_id, k.user_id, k.organization_id], conv_from_row)
+    .optional()?)
+}
+
+impl Store {
+    /// The client's open conversation and its memories, in one read snapshot.
+    pub fn load_turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
+        self.read(|c| load_turn_state_on(c, client, now))
+    }
+
+    /// Commit one turn's writes (awaits the group commit; never blocks the runtime).
+    pub async fn commit_turn(&self, w: TurnWrite) -> Result<()> {
+        self.write_async(move |c| apply_turn(c, &w)).await
+    }
+
+    /// Blocking form of [`Store::commit_turn`] (tests, CLI).
+    pub fn commit_turn_blocking(&self, w: TurnWrite) -> Result<()> {
+        self.write(move |c| apply_turn(c, &w))
+    }
+
+    /// The client's open, unexpired conversation (studio-api §2.13).
+    pub fn open_conversation(&self, client: &ClientKey, now: i64) -> Result<Option<Conversation>> {
+        self.read(|c| {
+            Ok(open_conversation_on(c, client)?
+                .filter(|conv| conv.expires_at.is_none_or(|e| e > now)))
+        })
+    }
+
+    pub fn get_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {CONV_COLS} FROM conversations WHERE id = ?1 AND organization_id = ?2"
+            ))?
+            .query_row([id, org], conv_from_row)
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("conversation `{id}` not found")))
+        })
+    }
+
+    /// Conversations of an organization, newest first.
+    pub fn list_conversations(&self, org: &str, f: &ConversationFilter) -> Result<Vec<Conversation>> {
+        let status = f.status.map(|s| match s {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Closed => "closed",
+        });
+        let limit = if f.limit == 0 { 50 } else { f.limit.min(1000) };
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONV_COLS} FROM conversations WHERE organization_id = ?1
+                 AND (?2 IS NULL OR bot_id = ?2) AND (?3 IS NULL OR channel_id = ?3)
+                 AND (?4 IS NULL OR user_id = ?4) AND (?5 IS NULL OR status = ?5)
+                 AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
+                 AND (?8 IS NULL OR id < ?8)
+                 ORDER BY id DESC LIMIT ?9"
+            ))?;
+            let rows = st
+                .query_map(
+                    params![org, f.bot_id, f.channel_id, f.user_id, status, f.since, f.until, f.before_id, limit],
+                    conv_from_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Close a conversation (and drop its hold). Closing a closed one is fine.
+    pub fn close_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |c| {
+            let now = now_millis();
+            let n = c.execute(
+                "UPDATE conversations SET status = 'closed', hold = NULL,
+                    ended_at = COALESCE(ended_at, ?3), updated_at = ?3
+                 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, now],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("conversation `{id}` not found")));
+            }
+            Ok(c.query_row(
+                &format!("SELECT {CONV_COLS} FROM conversations WHERE id = ?1"),
+                [&id],
+                conv_from_row,
+            )?)
+        })
+    }
+
+    /// Set OCS session tags and/or state of a conversation.
+    pub fn update_conversation_meta(
+        &self,
+        org: &str,
+        id: &str,
+        tags: Option<Json>,
+        state: Option<Json>,
+    ) -> Result<Conversation> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE conversations SET tags = COALESCE(?3, tags), state = COALESCE(?4, state),
+                    updated_at = ?5 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, tags.map(|t| t.to_string()), state.map(|s| s.to_string()), now_millis()],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("conversation `{id}` not found")));
+            }
+            Ok(c.query_row(
+                &format!("SELECT {CONV_COLS} FROM conversations WHERE id = ?1"),
+                [&id],
+                conv_from_row,
+            )?)
+        })
+    }
+
+    /// Transcript of a conversation in order; `after_id` for paging/polling.
+    pub fn list_messages(
+        &self,
+        org: &str,
+        conversation: &str,
+        after_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let limit = if limit == 0 { 100 } else { limit.min(10_000) };
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MSG_COLS} FROM messages WHERE conversation_id = ?1 AND organization_id = ?2
+                 AND id > ?3 ORDER BY id LIMIT ?4"
+            ))?;
+            let rows = st
+                .query_map(params![conversation, org, after_id.unwrap_or(0), limit], message_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Unexpired memories of a client.
+    pub fn memories(&self, client: &ClientKey, now: i64) -> Result<Map<String, Json>> {
+        self.read(|c| load_memories_on(c, client, now))
+    }
+
+    pub fn list_participants(&self, org: &str, limit: u32) -> Result<Vec<Participant>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
+                 FROM participants WHERE organization_id = ?1 ORDER BY created_at DESC LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![org, if limit == 0 { 100 } else { limit }], |r| {
+                    let data: String = r.get(5)?;
+                    Ok(Participant {
+                        id: r.get(0)?,
+                        organization_id: r.get(1)?,
+                        platform: r.get(2)?,
+                        identifier: r.get(3)?,
+                        name: r.get(4)?,
+                        data: serde_json::from_str(&data).unwrap_or_default(),
+                        created_at: r.get(6)?,
+                        updated_at: r.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+}
+
+fn load_memories_on(c: &Connection, k: &ClientKey, now: i64) -> Result<Map<String, Json>> {
+    let mut st = c.prepare_cached(
+        "SELECT key, value FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
+         AND organization_id = ?4 AND (expires_at IS NULL OR expires_at > ?5)",
+    )?;
+    let mut rows = st.query(params![k.bot_id, k.channel_id, k.user_id, k.organization_id, now])?;
+    let mut out = Map::new();
+    while let Some(r) = rows.next()? {
+        let key: String = r.get(0)?;
+        let v: String = r.get(1)?;
+        out.insert(key, serde_json::from_str(&v)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load_turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
+    let tx = c.unchecked_transaction()?;
+    let conversation = open_conversation_on(&tx, k)?;
+    let expired = conversation.as_ref().and_then(|c| c.expires_at).is_some_and(|e| e <= now);
+    let memories = load_memories_on(&tx, k, now)?;
+    tx.finish()?;
+    Ok(TurnState { conversation, expired, memories })
+}

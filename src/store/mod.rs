@@ -1,0 +1,254 @@
+//! The store: the only module that speaks SQL. One SQLite file (`botyard.db`) in the data
+//! directory, opened as
+//!
+//! * **one writer connection** on a dedicated thread ([`writer`]) that applies write jobs with
+//!   *group commit*: it takes every job queued while the previous commit ran and commits them
+//!   in one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so a failing job
+//!   never spoils its neighbours), then acknowledges each job. Acknowledged = committed, so a
+//!   SIGKILL never loses an acknowledged write;
+//! * **a small r2d2 pool of read connections** (`query_only`) for lookups.
+//!
+//! Calling convention: every `pub fn` on [`Store`] is **blocking** (it may wait on SQLite or on
+//! the writer). Call them from `spawn_blocking`, a plain thread, or the CLI — never from an
+//! async task. The async-friendly entry points are [`Store::write_async`] (awaits the writer's
+//! acknowledgement without blocking a runtime thread) and everything in `crate::engine`.
+//!
+//! Tenancy: every function that reads or changes tenant data takes the organization id first
+//! and filters on it; a row of another organization is reported as not found.
+//!
+//! Submodules: `ids` (ids, tokens, time), `migrate` (embedded numbered migrations), `writer`
+//! (group commit), `types` (row types), `orgs`, `bots` (bots, flows, builds), `channels`
+//! (channels and OCS API keys), `conversations` (turn state, transcript, memories), `usage`,
+//! `broadcasts`, `maintenance` (expiry sweep, backup), `setup` (first run).
+
+pub mod bots;
+pub mod broadcasts;
+pub mod channels;
+pub mod conversations;
+pub mod ids;
+mod migrate;
+pub mod maintenance;
+pub mod orgs;
+pub mod setup;
+pub mod types;
+pub mod usage;
+mod writer;
+
+pub use migrate::MIGRATIONS;
+pub use types::*;
+
+use crate::secrets::Secrets;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "botyard.db";
+
+/// How hard a commit pushes data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a committed transaction survives a process crash or
+    /// SIGKILL; the last commits may be lost on power failure. The default.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced (survives power failure; slower commits).
+    Full,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            _ => Err(format!("unknown durability `{s}` (expected normal or full)")),
+        }
+    }
+}
+
+/// Store errors. `NotFound`/`Conflict`/`Invalid` are the caller's fault (404/409/400); the
+/// rest are internal.
+#[derive(Debug)]
+pub enum Error {
+    NotFound(String),
+    Conflict(String),
+    Invalid(String),
+    Sqlite(rusqlite::Error),
+    Pool(String),
+    Io(std::io::Error),
+    /// The writer thread is gone (the store is shutting down).
+    Closed,
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotFound(m) | Error::Conflict(m) | Error::Invalid(m) | Error::Other(m) => {
+                f.write_str(m)
+            }
+            Error::Sqlite(e) => write!(f, "database error: {e}"),
+            Error::Pool(e) => write!(f, "database pool error: {e}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Closed => f.write_str("the store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e
+            && f.code == rusqlite::ErrorCode::ConstraintViolation
+            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        {
+            return Error::Conflict(msg.clone().unwrap_or_else(|| "already exists".into()));
+        }
+        Error::Sqlite(e)
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Pool(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Other(format!("stored JSON is malformed: {e}"))
+    }
+}
+
+/// A handle on the database. Cheap to clone; the writer thread stops and the file is closed
+/// when the last clone is dropped (after every queued write is committed).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    data_dir: PathBuf,
+    read: r2d2::Pool<SqliteConnectionManager>,
+    writer: writer::Writer,
+    secrets: Secrets,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+/// Pragmas for every connection, busy_timeout first so a connection waits (instead of failing)
+/// while another one switches the journal mode.
+fn init_connection(conn: &Connection, durability: Durability, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16000)?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) the data directory and its database, apply pending
+    /// migrations, load (or create, mode 0600) the data-dir key, start the writer thread.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let secrets = Secrets::load_or_create(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        init_connection(&conn, durability, false)?;
+        migrate::apply(&mut conn)?;
+        let writer = writer::Writer::start(conn)?;
+        let read = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(30))
+            .build(
+                SqliteConnectionManager::file(&path)
+                    .with_init(move |c| init_connection(c, durability, true)),
+            )?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                data_dir: data_dir.to_path_buf(),
+                read,
+                writer,
+                secrets,
+            }),
+        })
+    }
+
+    /// Path of the SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    /// Run `f` on a read connection (blocking).
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let conn = self.inner.read.get()?;
+        f(&conn)
+    }
+
+    /// Run `f` inside the writer's next group transaction and wait (blocking) until it is
+    /// committed. `f` must only touch the database: no I/O, no waiting.
+    pub(crate) fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.inner.writer.submit(f)?.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Like [`Store::write`], awaiting the commit without blocking the async runtime.
+    pub(crate) async fn write_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.inner.writer.submit(f)?.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Number of transactions the writer has committed and jobs it has run (for tests and the
+    /// bench: jobs/commits = the group-commit factor).
+    pub fn writer_stats(&self) -> (u64, u64) {
+        self.inner.writer.stats()
+    }
+
+    /// The highest applied migration version.
+    pub fn schema_version(&self) -> Result<u32> {
+        self.read(|c| Ok(c.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))?))
+    }
+}

@@ -1,0 +1,1335 @@
+//! SQL of the Open Chat Studio API (issue 4): OCS API key roles, widget channels (embed keys),
+//! sessions, their OCS-shaped messages and tags, async chat tasks, uploaded files' metadata,
+//! participants' OCS fields, participant data and schedules. Every function takes the
+//! organization first and filters on it (a row of another organization is "not found"), except
+//! the two lookups that decide the organization (an API key, an embed key).
+//!
+//! Paging is keyset paging on `(created_at, id)` so pages stay stable when times tie.
+
+use super::ids::{new_id, now_millis};
+use super::{Error, Result, Store};
+use crate::secrets::hash_api_key;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+/// An authenticated OCS API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcsKey {
+    pub id: String,
+    pub organization_id: String,
+    pub prefix: String,
+    pub read_only: bool,
+    pub role: String,
+    pub owner_email: Option<String>,
+}
+
+/// An embedded-widget channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WidgetChannel {
+    pub id: String,
+    pub organization_id: String,
+    pub bot_id: String,
+    pub name: String,
+    pub embed_key: String,
+    pub allowed_domains: Vec<String>,
+    pub auth_level: i64,
+    pub enabled: bool,
+    pub disabled_message: Option<String>,
+    pub deleted: bool,
+    pub session_token_lifetime: Option<i64>,
+    pub widget_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OcsParticipant {
+    pub id: String,
+    pub organization_id: String,
+    pub platform: String,
+    pub identifier: String,
+    pub name: String,
+    pub remote_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcsSession {
+    pub id: String,
+    pub organization_id: String,
+    pub bot_id: String,
+    pub participant: OcsParticipant,
+    pub platform: String,
+    /// `api` | `widget` | `platform`.
+    pub channel_kind: String,
+    pub widget_channel_id: Option<String>,
+    pub owner_key_id: Option<String>,
+    pub status: String,
+    pub state: Json,
+    pub version_number: Option<i64>,
+    pub session_token_required: bool,
+    pub embed_source: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// A tag as stored on messages and sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Tag {
+    pub name: String,
+    #[serde(default)]
+    pub category: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcsMessage {
+    pub id: i64,
+    pub session_id: String,
+    pub role: String,
+    pub content: String,
+    pub metadata: Json,
+    pub tags: Vec<Tag>,
+    pub file_ids: Vec<i64>,
+    /// Microseconds.
+    pub created_at: i64,
+}
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewOcsMessage {
+    pub role: String,
+    pub content: String,
+    pub metadata: Json,
+    pub tags: Vec<Tag>,
+    pub file_ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcsTask {
+    pub id: String,
+    pub organization_id: String,
+    pub session_id: String,
+    pub status: String,
+    pub request: Json,
+    pub message_id: Option<i64>,
+    pub error: Option<String>,
+    pub error_status: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OcsFile {
+    pub id: i64,
+    pub organization_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub purpose: String,
+    pub metadata: Json,
+    pub session_id: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOcsFile {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub purpose: String,
+    pub metadata: Json,
+    pub session_id: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schedule {
+    pub id: i64,
+    pub organization_id: String,
+    pub participant_id: String,
+    pub bot_id: String,
+    pub external_id: String,
+    pub name: String,
+    pub prompt_text: String,
+    pub next_trigger_date: i64,
+    pub cancelled_at: Option<i64>,
+    pub triggered_at: Option<i64>,
+}
+
+/// One schedule change of a participants POST.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleOp {
+    Delete { external_id: String },
+    Upsert { external_id: Option<String>, name: String, prompt: String, date: i64 },
+}
+
+/// One `data` entry of a participants POST.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantDataOp {
+    pub bot_id: String,
+    /// `Some` non-empty object: replaces the stored data.
+    pub data: Option<Map<String, Json>>,
+    pub schedules: Vec<ScheduleOp>,
+}
+
+/// A participant data row with its chatbot's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataEntry {
+    pub bot_id: String,
+    pub bot_name: String,
+    pub data: Json,
+    pub system_metadata: Json,
+}
+
+/// A keyset position: `(created_at, id)`.
+pub type Cursor = (i64, String);
+
+/// One page of a keyset query (`rows` in the requested order).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    /// More rows exist beyond the last one (in the direction of travel).
+    pub more: bool,
+}
+
+/// Filter of [`Store::ocs_list_sessions`].
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub bot_id: Option<String>,
+    pub tags: Vec<String>,
+    pub versions: Vec<String>,
+}
+
+/// Filter of [`Store::ocs_list_participants`].
+#[derive(Debug, Clone, Default)]
+pub struct ParticipantFilter {
+    pub identifier: Option<String>,
+    pub platform: Option<String>,
+    pub bot_id: Option<String>,
+}
+
+/// Keyset request: `after` a position in the travel direction; `ascending` = oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct KeysetReq {
+    pub after: Option<Cursor>,
+    pub ascending: bool,
+    pub limit: u32,
+}
+
+fn json_col(r: &Row, i: usize) -> rusqlite::Result<Json> {
+    let s: String = r.get(i)?;
+    Ok(serde_json::from_str(&s).unwrap_or(Json::Null))
+}
+
+const WIDGET_COLS: &str = "id, organization_id, bot_id, name, embed_key, allowed_domains, auth_level, \
+     enabled, disabled_message, deleted, session_token_lifetime, widget_version";
+
+fn widget_from_row(r: &Row) -> rusqlite::Result<WidgetChannel> {
+    let domains: String = r.get(5)?;
+    Ok(WidgetChannel {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        bot_id: r.get(2)?,
+        name: r.get(3)?,
+        embed_key: r.get(4)?,
+        allowed_domains: serde_json::from_str(&domains).unwrap_or_default(),
+        auth_level: r.get(6)?,
+        enabled: r.get(7)?,
+        disabled_message: r.get(8)?,
+        deleted: r.get(9)?,
+        session_token_lifetime: r.get(10)?,
+        widget_version: r.get(11)?,
+    })
+}
+
+const PART_COLS: &str = "p.id, p.organization_id, p.platform, p.identifier, COALESCE(p.name, ''), \
+                         p.remote_id, p.created_at";
+
+fn participant_from_row(r: &Row, o: usize) -> rusqlite::Result<OcsParticipant> {
+    Ok(OcsParticipant {
+        id: r.get(o)?,
+        organization_id: r.get(o + 1)?,
+        platform: r.get(o + 2)?,
+        identifier: r.get(o + 3)?,
+        name: r.get(o + 4)?,
+        remote_id: r.get(o + 5)?,
+        created_at: r.get(o + 6)?,
+    })
+}
+
+const SESSION_COLS: &str = "s.id, s.organization_id, s.bot_id, s.platform, s.channel_kind, \
+     s.widget_channel_id, s.owner_key_id, s.status, s.state, s.version_number, \
+     s.session_token_required, s.embed_source, s.created_at, s.updated_at, s.ended_at";
+
+fn session_from_row(r: &Row) -> rusqlite::Result<OcsSession> {
+    Ok(OcsSession {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        bot_id: r.get(2)?,
+        platform: r.get(3)?,
+        channel_kind: r.get(4)?,
+        widget_channel_id: r.get(5)?,
+        owner_key_id: r.get(6)?,
+        status: r.get(7)?,
+        state: json_col(r, 8)?,
+        version_number: r.get(9)?,
+        session_token_required: r.get(10)?,
+        embed_source: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        ended_at: r.get(14)?,
+        participant: participant_from_row(r, 15)?,
+    })
+}
+
+fn session_select() -> String {
+    format!(
+        "SELECT {SESSION_COLS}, {PART_COLS} FROM ocs_sessions s JOIN participants p \
+         ON p.id = s.participant_id"
+    )
+}
+
+const MSG_COLS: &str = "id, session_id, role, content, metadata, tags, file_ids, created_at";
+
+fn message_from_row(r: &Row) -> rusqlite::Result<OcsMessage> {
+    let tags: String = r.get(5)?;
+    let files: String = r.get(6)?;
+    Ok(OcsMessage {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        role: r.get(2)?,
+        content: r.get(3)?,
+        metadata: json_col(r, 4)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        file_ids: serde_json::from_str(&files).unwrap_or_default(),
+        created_at: r.get(7)?,
+    })
+}
+
+const TASK_COLS: &str =
+    "id, organization_id, session_id, status, request, message_id, error, error_status";
+
+fn task_from_row(r: &Row) -> rusqlite::Result<OcsTask> {
+    Ok(OcsTask {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        session_id: r.get(2)?,
+        status: r.get(3)?,
+        request: json_col(r, 4)?,
+        message_id: r.get(5)?,
+        error: r.get(6)?,
+        error_status: r.get(7)?,
+    })
+}
+
+const FILE_COLS: &str =
+    "id, organization_id, name, content_type, size, purpose, metadata, session_id, expires_at";
+
+fn file_from_row(r: &Row) -> rusqlite::Result<OcsFile> {
+    Ok(OcsFile {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        name: r.get(2)?,
+        content_type: r.get(3)?,
+        size: r.get(4)?,
+        purpose: r.get(5)?,
+        metadata: json_col(r, 6)?,
+        session_id: r.get(7)?,
+        expires_at: r.get(8)?,
+    })
+}
+
+const SCHED_COLS: &str = "id, organization_id, participant_id, bot_id, external_id, name, \
+                          prompt_text, next_trigger_date, cancelled_at, triggered_at";
+
+fn schedule_from_row(r: &Row) -> rusqlite::Result<Schedule> {
+    Ok(Schedule {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        participant_id: r.get(2)?,
+        bot_id: r.get(3)?,
+        external_id: r.get(4)?,
+        name: r.get(5)?,
+        prompt_text: r.get(6)?,
+        next_trigger_date: r.get(7)?,
+        cancelled_at: r.get(8)?,
+        triggered_at: r.get(9)?,
+    })
+}
+
+/// Get or create a participant; `name`/`remote_id` are written when given.
+fn upsert_participant_on(
+    c: &Connection,
+    org: &str,
+    platform: &str,
+    identifier: &str,
+    name: Option<&str>,
+    remote_id: Option<&str>,
+    now: i64,
+) -> Result<OcsParticipant> {
+    c.prepare_cached(
+        "INSERT INTO participants(id, organization_id, platform, identifier, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT(organization_id, platform, identifier) DO NOTHING",
+    )?
+    .execute(params![new_id(), org, platform, identifier, now])?;
+    if name.is_some() || remote_id.is_some() {
+        c.prepare_cached(
+            "UPDATE participants SET name = COALESCE(?4, name), remote_id = COALESCE(?5, remote_id),
+                updated_at = ?6
+             WHERE organization_id = ?1 AND platform = ?2 AND identifier = ?3",
+        )?
+        .execute(params![org, platform, identifier, name, remote_id, now])?;
+    }
+    Ok(c.prepare_cached(&format!(
+        "SELECT {PART_COLS} FROM participants p
+         WHERE p.organization_id = ?1 AND p.platform = ?2 AND p.identifier = ?3"
+    ))?
+    .query_row(params![org, platform, identifier], |r| participant_from_row(r, 0))?)
+}
+
+fn load_session_on(c: &Connection, org: &str, id: &str) -> Result<Option<OcsSession>> {
+    Ok(c.prepare_cached(&format!("{} WHERE s.id = ?1 AND s.organization_id = ?2", session_select()))?
+        .query_row([id, org], session_from_row)
+        .optional()?)
+}
+
+/// Appends messages to a session with strictly increasing microsecond times (never earlier than
+/// the session's latest message, so `since` cursors never miss one). Returns the new rows.
+fn append_messages_on(
+    c: &Connection,
+    org: &str,
+    session: &str,
+    msgs: &[NewOcsMessage],
+) -> Result<Vec<OcsMessage>> {
+    let last: Option<i64> = c
+        .prepare_cached("SELECT MAX(created_at) FROM ocs_messages WHERE session_id = ?1")?
+        .query_row([session], |r| r.get(0))?;
+    let mut t = now_millis() * 1000 + (super::ids::random_bytes::<1>()[0] as i64 % 1000);
+    if let Some(l) = last
+        && t <= l
+    {
+        t = l + 1;
+    }
+    let mut out = Vec::with_capacity(msgs.len());
+    let mut st = c.prepare_cached(
+        "INSERT INTO ocs_messages(organization_id, session_id, role, content, metadata, tags,
+                                  file_ids, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for m in msgs {
+        let metadata = if m.metadata.is_null() { Json::Object(Map::new()) } else { m.metadata.clone() };
+        st.execute(params![
+            org,
+            session,
+            m.role,
+            m.content,
+            metadata.to_string(),
+            serde_json::to_string(&m.tags)?,
+            serde_json::to_string(&m.file_ids)?,
+            t
+        ])?;
+        out.push(OcsMessage {
+            id: c.last_insert_rowid(),
+            session_id: session.to_string(),
+            role: m.role.clone(),
+            content: m.content.clone(),
+            metadata,
+            tags: m.tags.clone(),
+            file_ids: m.file_ids.clone(),
+            created_at: t,
+        });
+        t += 1;
+    }
+    c.prepare_cached("UPDATE ocs_sessions SET updated_at = ?2 WHERE id = ?1")?
+        .execute(params![session, now_millis()])?;
+    Ok(out)
+}
+
+/// What a new session needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub bot_id: String,
+    pub participant_platform: String,
+    pub participant_identifier: String,
+    pub participant_name: Option<String>,
+    pub participant_remote_id: Option<String>,
+    /// Session platform (the channel's).
+    pub platform: String,
+    pub channel_kind: String,
+    pub widget_channel_id: Option<String>,
+    pub owner_key_id: Option<String>,
+    pub status: String,
+    pub state: Json,
+    pub version_number: Option<i64>,
+    pub session_token_required: bool,
+    pub embed_source: Option<String>,
+    /// History stored with the session (sessions create, OpenAI endpoint).
+    pub messages: Vec<NewOcsMessage>,
+    /// Written into the participant's data for this chatbot as `name` (chat start).
+    pub data_name: Option<String>,
+}
+
+fn insert_session_on(c: &Connection, org: &str, n: &NewSession) -> Result<OcsSession> {
+    let now = now_millis();
+    let exists: bool = c
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)")?
+        .query_row([&n.bot_id, org], |r| r.get(0))?;
+    if !exists {
+        return Err(Error::NotFound(format!("bot `{}` not found", n.bot_id)));
+    }
+    let p = upsert_participant_on(
+        c,
+        org,
+        &n.participant_platform,
+        &n.participant_identifier,
+        n.participant_name.as_deref(),
+        n.participant_remote_id.as_deref(),
+        now,
+    )?;
+    if let Some(name) = &n.data_name {
+        merge_participant_data_on(c, org, &p.id, &n.bot_id, &serde_json::json!({"name": name}), now)?;
+    }
+    let id = new_id();
+    let state = if n.state.is_null() { Json::Object(Map::new()) } else { n.state.clone() };
+    c.prepare_cached(
+        "INSERT INTO ocs_sessions(id, organization_id, bot_id, participant_id, platform,
+            channel_kind, widget_channel_id, owner_key_id, status, state, version_number,
+            session_token_required, embed_source, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+    )?
+    .execute(params![
+        id,
+        org,
+        n.bot_id,
+        p.id,
+        n.platform,
+        n.channel_kind,
+        n.widget_channel_id,
+        n.owner_key_id,
+        n.status,
+        state.to_string(),
+        n.version_number,
+        n.session_token_required,
+        n.embed_source,
+        now
+    ])?;
+    if !n.messages.is_empty() {
+        append_messages_on(c, org, &id, &n.messages)?;
+    }
+    load_session_on(c, org, &id)?.ok_or_else(|| Error::Other("session vanished".into()))
+}
+
+fn merge_participant_data_on(
+    c: &Connection,
+    org: &str,
+    participant: &str,
+    bot: &str,
+    patch: &Json,
+    now: i64,
+) -> Result<()> {
+    let cur: Option<String> = c
+        .prepare_cached(
+            "SELECT data FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2
+             AND organization_id = ?3",
+        )?
+        .query_row([participant, bot, org], |r| r.get(0))
+        .optional()?;
+    let mut data: Map<String, Json> =
+        cur.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    if let Json::Object(p) = patch {
+        for (k, v) in p {
+            data.insert(k.clone(), v.clone());
+        }
+    }
+    set_participant_data_on(c, org, participant, bot, &Json::Object(data), now)
+}
+
+fn set_participant_data_on(
+    c: &Connection,
+    org: &str,
+    participant: &str,
+    bot: &str,
+    data: &Json,
+    now: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO participant_data(organization_id, participant_id, bot_id, data, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(participant_id, bot_id) DO UPDATE SET data = excluded.data,
+            updated_at = excluded.updated_at",
+    )?
+    .execute(params![org, participant, bot, data.to_string(), now])?;
+    Ok(())
+}
+
+fn keyset_clause(k: &KeysetReq, col_t: &str, col_id: &str, args: &mut Vec<Value>) -> String {
+    let mut sql = String::new();
+    if let Some((t, id)) = &k.after {
+        let op = if k.ascending { ">" } else { "<" };
+        sql.push_str(&format!(" AND ({col_t}, {col_id}) {op} (?, ?)"));
+        args.push(Value::Integer(*t));
+        args.push(Value::Text(id.clone()));
+    }
+    let dir = if k.ascending { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY {col_t} {dir}, {col_id} {dir} LIMIT ?"));
+    args.push(Value::Integer(k.limit as i64 + 1));
+    sql
+}
+
+fn page<T>(mut rows: Vec<T>, limit: u32) -> Page<T> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Page { rows, more }
+}
+
+impl Store {
+    // ---- API keys --------------------------------------------------------------------------
+
+    /// Resolve an OCS API key with its role (unscoped: the key decides the organization).
+    pub fn ocs_key_lookup(&self, key: &str) -> Result<Option<OcsKey>> {
+        let hash = hash_api_key(key);
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id, organization_id, prefix, read_only, ocs_role, owner_email FROM api_keys
+                 WHERE key_hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row([hash], |r| {
+                Ok(OcsKey {
+                    id: r.get(0)?,
+                    organization_id: r.get(1)?,
+                    prefix: r.get(2)?,
+                    read_only: r.get(3)?,
+                    role: r.get(4)?,
+                    owner_email: r.get(5)?,
+                })
+            })
+            .optional()?)
+        })
+    }
+
+    /// Set the OCS role (and optionally owner e-mail) of a key.
+    pub fn ocs_set_key_role(&self, org: &str, key_id: &str, role: &str, email: Option<&str>) -> Result<()> {
+        let (org, key_id, role, email) =
+            (org.to_string(), key_id.to_string(), role.to_string(), email.map(str::to_string));
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE api_keys SET ocs_role = ?3, owner_email = COALESCE(?4, owner_email)
+                 WHERE id = ?1 AND organization_id = ?2",
+                params![key_id, org, role, email],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("API key `{key_id}` not found")));
+            }
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'", [])?;
+            Ok(())
+        })
+    }
+
+    // ---- widget channels -------------------------------------------------------------------
+
+    pub fn ocs_create_widget_channel(
+        &self,
+        org: &str,
+        bot: &str,
+        name: &str,
+        allowed_domains: Vec<String>,
+        auth_level: i64,
+    ) -> Result<WidgetChannel> {
+        let (org, bot, name) = (org.to_string(), bot.to_string(), name.to_string());
+        self.write(move |c| {
+            let exists: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
+                [&bot, &org],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(Error::NotFound(format!("bot `{bot}` not found")));
+            }
+            let id = new_id();
+            let key = super::ids::random_token(32);
+            c.execute(
+                "INSERT INTO ocs_widget_channels(id, organization_id, bot_id, name, embed_key,
+                    allowed_domains, auth_level, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, org, bot, name, key, serde_json::to_string(&allowed_domains)?, auth_level, now_millis()],
+            )?;
+            Ok(c.query_row(
+                &format!("SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1"),
+                [&id],
+                widget_from_row,
+            )?)
+        })
+    }
+
+    /// A widget channel by embed key (unscoped: the key decides the organization).
+    pub fn ocs_widget_by_key(&self, key: &str) -> Result<Option<WidgetChannel>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE embed_key = ?1"
+            ))?
+            .query_row([key], widget_from_row)
+            .optional()?)
+        })
+    }
+
+    pub fn ocs_widget(&self, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1 AND organization_id = ?2"
+            ))?
+            .query_row([id, org], widget_from_row)
+            .optional()?)
+        })
+    }
+
+    pub fn ocs_widgets_of_bot(&self, org: &str, bot: &str) -> Result<Vec<WidgetChannel>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE organization_id = ?1
+                 AND bot_id = ?2 AND deleted = 0 ORDER BY created_at"
+            ))?;
+            let rows = st.query_map([org, bot], widget_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Record the widget version a channel's client reported.
+    pub fn ocs_record_widget_version(&self, org: &str, id: &str, version: &str) -> Result<()> {
+        let (org, id, version) = (org.to_string(), id.to_string(), version.to_string());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE ocs_widget_channels SET widget_version = ?3, widget_version_at = ?4
+                 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, version, now_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    // ---- experiments -----------------------------------------------------------------------
+
+    /// Bots of an organization as keyset pages of `(created_at, id)`, plus the total when
+    /// `count` is asked.
+    pub fn ocs_list_bot_ids(&self, org: &str, k: &KeysetReq) -> Result<Page<String>> {
+        self.read(|c| {
+            let mut args = vec![Value::Text(org.to_string())];
+            let sql = format!(
+                "SELECT id FROM bots WHERE organization_id = ?{}",
+                keyset_clause(k, "created_at", "id", &mut args)
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(args), |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(page(rows, k.limit))
+        })
+    }
+
+    pub fn ocs_count_bots(&self, org: &str) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM bots WHERE organization_id = ?1", [org], |r| r.get(0))?))
+    }
+
+    // ---- sessions --------------------------------------------------------------------------
+
+    pub fn ocs_create_session(&self, org: &str, n: NewSession) -> Result<OcsSession> {
+        let org = org.to_string();
+        self.write(move |c| insert_session_on(c, &org, &n))
+    }
+
+    pub fn ocs_session(&self, org: &str, id: &str) -> Result<Option<OcsSession>> {
+        self.read(|c| load_session_on(c, org, id))
+    }
+
+    /// A session looked up by id alone (the chat API: the session decides the organization).
+    pub fn ocs_session_any_org(&self, id: &str) -> Result<Option<OcsSession>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!("{} WHERE s.id = ?1", session_select()))?
+                .query_row([id], session_from_row)
+                .optional()?)
+        })
+    }
+
+    /// The participant's latest session with this bot whose status is not in `exclude`.
+    pub fn ocs_latest_session(
+        &self,
+        org: &str,
+        bot: &str,
+        platform: &str,
+        identifier: &str,
+        exclude: &[&str],
+    ) -> Result<Option<OcsSession>> {
+        let excl = serde_json::to_string(exclude)?;
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "{} WHERE s.organization_id = ?1 AND s.bot_id = ?2 AND p.platform = ?3
+                 AND p.identifier = ?4 AND s.status NOT IN (SELECT value FROM json_each(?5))
+                 ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
+                session_select()
+            ))?
+            .query_row(params![org, bot, platform, identifier, excl], session_from_row)
+            .optional()?)
+        })
+    }
+
+    pub fn ocs_list_sessions(
+        &self,
+        org: &str,
+        f: &SessionFilter,
+        k: &KeysetReq,
+    ) -> Result<Page<OcsSession>> {
+        self.read(|c| {
+            let mut args = vec![Value::Text(org.to_string())];
+            let (filter, fargs) = session_filter_sql(f);
+            args.extend(fargs);
+            let sql = format!(
+                "{} WHERE s.organization_id = ?{filter}{}",
+                session_select(),
+                keyset_clause(k, "s.created_at", "s.id", &mut args)
+            );
+            let rows = c
+                .prepare(&sql)?
+                .query_map(params_from_iter(args), session_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, k.limit))
+        })
+    }
+
+    pub fn ocs_count_sessions(&self, org: &str, f: &SessionFilter) -> Result<i64> {
+        self.read(|c| {
+            let mut args = vec![Value::Text(org.to_string())];
+            let (filter, fargs) = session_filter_sql(f);
+            args.extend(fargs);
+            let sql = format!("SELECT COUNT(*) FROM ocs_sessions s WHERE s.organization_id = ?{filter}");
+            Ok(c.prepare(&sql)?.query_row(params_from_iter(args), |r| r.get(0))?)
+        })
+    }
+
+    /// Set the status (and `ended_at` for ended statuses).
+    pub fn ocs_set_session_status(&self, org: &str, id: &str, status: &str) -> Result<bool> {
+        let (org, id, status) = (org.to_string(), id.to_string(), status.to_string());
+        self.write(move |c| {
+            let now = now_millis();
+            let ended = matches!(status.as_str(), "pending-review" | "complete").then_some(now);
+            Ok(c.execute(
+                "UPDATE ocs_sessions SET status = ?3, ended_at = COALESCE(?4, ended_at), updated_at = ?5
+                 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, status, ended, now],
+            )? > 0)
+        })
+    }
+
+    /// Replace the state (`merge` = shallow-merge an object into it instead).
+    pub fn ocs_set_session_state(&self, org: &str, id: &str, state: Json, merge: bool) -> Result<Option<Json>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |c| set_state_on(c, &org, &id, state, merge))
+    }
+
+    /// Session tags, ordered by name (system tags included).
+    pub fn ocs_session_tags(&self, id: &str) -> Result<Vec<String>> {
+        self.read(|c| session_tags_on(c, id))
+    }
+
+    /// Attach user tags (`add`) or detach user tags (`!add`); returns all tag names after.
+    pub fn ocs_change_tags(
+        &self,
+        org: &str,
+        id: &str,
+        tags: Vec<String>,
+        add: bool,
+        by: Option<String>,
+    ) -> Result<Option<Vec<String>>> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |c| {
+            if load_session_on(c, &org, &id)?.is_none() {
+                return Ok(None);
+            }
+            for t in &tags {
+                if add {
+                    c.execute(
+                        "INSERT INTO ocs_session_tags(session_id, name, category, created_by, created_at)
+                         VALUES (?1, ?2, '', ?3, ?4) ON CONFLICT DO NOTHING",
+                        params![id, t, by, now_millis()],
+                    )?;
+                } else {
+                    c.execute(
+                        "DELETE FROM ocs_session_tags WHERE session_id = ?1 AND name = ?2 AND category = ''",
+                        params![id, t],
+                    )?;
+                }
+            }
+            Ok(Some(session_tags_on(c, &id)?))
+        })
+    }
+
+    /// Attach a system tag (a non-empty category).
+    pub fn ocs_add_system_tag(&self, id: &str, name: &str, category: &str) -> Result<()> {
+        let (id, name, category) = (id.to_string(), name.to_string(), category.to_string());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO ocs_session_tags(session_id, name, category, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![id, name, category, now_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    // ---- messages --------------------------------------------------------------------------
+
+    pub fn ocs_append_messages(&self, org: &str, session: &str, msgs: Vec<NewOcsMessage>) -> Result<Vec<OcsMessage>> {
+        let (org, session) = (org.to_string(), session.to_string());
+        self.write(move |c| append_messages_on(c, &org, &session, &msgs))
+    }
+
+    /// Messages of a session in time order, strictly after `since_us`, at most `limit` (+1 to
+    /// tell whether more exist: the caller truncates).
+    pub fn ocs_messages(&self, session: &str, since_us: Option<i64>, limit: Option<u32>) -> Result<Vec<OcsMessage>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1 AND created_at > ?2
+                 ORDER BY created_at, id LIMIT ?3"
+            ))?;
+            let rows = st
+                .query_map(
+                    params![session, since_us.unwrap_or(i64::MIN), limit.map(|l| l as i64).unwrap_or(-1)],
+                    message_from_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn ocs_message(&self, session: &str, id: i64) -> Result<Option<OcsMessage>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MSG_COLS} FROM ocs_messages WHERE id = ?1 AND session_id = ?2"
+            ))?
+            .query_row(params![id, session], message_from_row)
+            .optional()?)
+        })
+    }
+
+    // ---- tasks -----------------------------------------------------------------------------
+
+    /// Queue a task durably.
+    pub async fn ocs_create_task(&self, org: &str, session: &str, request: Json) -> Result<String> {
+        let (org, session) = (org.to_string(), session.to_string());
+        self.write_async(move |c| {
+            let id = new_id();
+            let now = now_millis();
+            c.prepare_cached(
+                "INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, created_at,
+                                       updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)",
+            )?
+            .execute(params![id, org, session, request.to_string(), now])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Mark a task running and store the user's message (+ `remote_context` into the state)
+    /// in one transaction.
+    pub async fn ocs_start_task(
+        &self,
+        org: &str,
+        task: &str,
+        session: &str,
+        user: NewOcsMessage,
+        attach: Vec<i64>,
+        context: Option<Json>,
+    ) -> Result<OcsMessage> {
+        let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
+        self.write_async(move |c| {
+            let now = now_millis();
+            c.prepare_cached("UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1")?
+                .execute(params![task, now])?;
+            if let Some(ctx) = context {
+                set_state_on(c, &org, &session, serde_json::json!({"remote_context": ctx}), true)?;
+            }
+            for f in &attach {
+                c.prepare_cached(
+                    "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
+                )?
+                .execute(params![f, org])?;
+            }
+            let mut m = append_messages_on(c, &org, &session, std::slice::from_ref(&user))?;
+            Ok(m.remove(0))
+        })
+        .await
+    }
+
+    /// Store the turn's assistant messages and complete the task, in one transaction.
+    pub async fn ocs_finish_task(
+        &self,
+        org: &str,
+        task: &str,
+        session: &str,
+        msgs: Vec<NewOcsMessage>,
+        error: Option<(String, i64)>,
+    ) -> Result<Vec<OcsMessage>> {
+        let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
+        self.write_async(move |c| {
+            let stored = append_messages_on(c, &org, &session, &msgs)?;
+            let (status, err, err_status) = match &error {
+                Some((e, s)) => ("error", Some(e.as_str()), Some(*s)),
+                None => ("complete", None, None),
+            };
+            c.prepare_cached(
+                "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
+                    updated_at = ?6 WHERE id = ?1",
+            )?
+            .execute(params![task, status, stored.first().map(|m| m.id), err, err_status, now_millis()])?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    pub fn ocs_task(&self, id: &str) -> Result<Option<OcsTask>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!("SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1"))?
+                .query_row([id], task_from_row)
+                .optional()?)
+        })
+    }
+
+    /// Tasks left queued or running (after a restart), oldest first.
+    pub fn ocs_pending_tasks(&self) -> Result<Vec<OcsTask>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {TASK_COLS} FROM ocs_tasks WHERE status IN ('queued', 'running')
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([], task_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    // ---- files -----------------------------------------------------------------------------
+
+    /// Insert file rows (all or none); the caller writes the bytes under the returned ids.
+    pub fn ocs_insert_files(&self, org: &str, files: Vec<NewOcsFile>) -> Result<Vec<OcsFile>> {
+        let org = org.to_string();
+        self.write(move |c| {
+            let mut out = Vec::new();
+            for f in &files {
+                c.execute(
+                    "INSERT INTO ocs_files(organization_id, name, content_type, size, purpose, metadata,
+                        session_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        org,
+                        f.name,
+                        f.content_type,
+                        f.size,
+                        f.purpose,
+                        f.metadata.to_string(),
+                        f.session_id,
+                        f.expires_at,
+                        now_millis()
+                    ],
+                )?;
+                let id = c.last_insert_rowid();
+                out.push(c.query_row(
+                    &format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"),
+                    [id],
+                    file_from_row,
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn ocs_delete_files(&self, org: &str, ids: Vec<i64>) -> Result<()> {
+        let org = org.to_string();
+        self.write(move |c| {
+            for id in &ids {
+                c.execute("DELETE FROM ocs_files WHERE id = ?1 AND organization_id = ?2", params![id, org])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn ocs_file(&self, org: &str, id: i64) -> Result<Option<OcsFile>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
+            ))?
+            .query_row(params![id, org], file_from_row)
+            .optional()?)
+        })
+    }
+
+    /// Files by id (any organization; callers check).
+    pub fn ocs_files(&self, ids: &[i64]) -> Result<Vec<OcsFile>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"))?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(f) = st.query_row([id], file_from_row).optional()? {
+                    out.push(f);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Delete expired file rows (at most `batch`); returns their ids so the bytes go too.
+    pub fn ocs_sweep_files(&self, now: i64, batch: u32) -> Result<Vec<i64>> {
+        self.write(move |c| {
+            let ids: Vec<i64> = c
+                .prepare_cached(
+                    "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2",
+                )?
+                .query_map(params![now, batch], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for id in &ids {
+                c.execute("DELETE FROM ocs_files WHERE id = ?1", [id])?;
+            }
+            Ok(ids)
+        })
+    }
+
+    // ---- participants ----------------------------------------------------------------------
+
+    pub fn ocs_list_participants(
+        &self,
+        org: &str,
+        f: &ParticipantFilter,
+        k: &KeysetReq,
+    ) -> Result<Page<OcsParticipant>> {
+        self.read(|c| {
+            let mut args = vec![Value::Text(org.to_string())];
+            let filter = participant_filter_sql(f, &mut args);
+            let sql = format!(
+                "SELECT {PART_COLS} FROM participants p WHERE p.organization_id = ?{filter}{}",
+                keyset_clause(k, "p.created_at", "p.id", &mut args)
+            );
+            let rows = c
+                .prepare(&sql)?
+                .query_map(params_from_iter(args), |r| participant_from_row(r, 0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(page(rows, k.limit))
+        })
+    }
+
+    pub fn ocs_count_participants(&self, org: &str, f: &ParticipantFilter) -> Result<i64> {
+        self.read(|c| {
+            let mut args = vec![Value::Text(org.to_string())];
+            let filter = participant_filter_sql(f, &mut args);
+            Ok(c.prepare(&format!("SELECT COUNT(*) FROM participants p WHERE p.organization_id = ?{filter}"))?
+                .query_row(params_from_iter(args), |r| r.get(0))?)
+        })
+    }
+
+    pub fn ocs_participant_by_identity(&self, org: &str, platform: &str, identifier: &str) -> Result<Option<OcsParticipant>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PART_COLS} FROM participants p WHERE p.organization_id = ?1
+                 AND p.platform = ?2 AND p.identifier = ?3"
+            ))?
+            .query_row([org, platform, identifier], |r| participant_from_row(r, 0))
+            .optional()?)
+        })
+    }
+
+    /// Data entries of a participant (of one bot when given), ordered by bot creation.
+    pub fn ocs_participant_data(&self, org: &str, participant: &str, bot: Option<&str>) -> Result<Vec<DataEntry>> {
+        self.read(|c| data_entries_on(c, org, participant, bot))
+    }
+
+    /// Get or create a participant; `name` is written when given.
+    pub fn ocs_upsert_participant(
+        &self,
+        org: &str,
+        platform: &str,
+        identifier: &str,
+        name: Option<String>,
+    ) -> Result<OcsParticipant> {
+        let (org, platform, identifier) = (org.to_string(), platform.to_string(), identifier.to_string());
+        self.write(move |c| upsert_participant_on(c, &org, &platform, &identifier, name.as_deref(), None, now_millis()))
+    }
+
+    /// Apply a participants POST's data and schedule changes in one transaction.
+    pub fn ocs_apply_participant_data(&self, org: &str, participant: &str, ops: Vec<ParticipantDataOp>) -> Result<()> {
+        let (org, participant) = (org.to_string(), participant.to_string());
+        self.write(move |c| {
+            let now = now_millis();
+            for op in &ops {
+                let exists: bool = c
+                    .prepare_cached(
+                        "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
+                    )?
+                    .query_row([&participant, &op.bot_id], |r| r.get(0))?;
+                match &op.data {
+                    Some(d) if !d.is_empty() => {
+                        set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(d.clone()), now)?
+                    }
+                    _ if !exists => set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(Map::new()), now)?,
+                    _ => {}
+                }
+                for s in &op.schedules {
+                    match s {
+                        ScheduleOp::Delete { external_id } => {
+                            c.execute(
+                                "UPDATE ocs_schedules SET cancelled_at = COALESCE(cancelled_at, ?4), updated_at = ?4
+                                 WHERE participant_id = ?1 AND bot_id = ?2 AND external_id = ?3
+                                 AND organization_id = ?5",
+                                params![participant, op.bot_id, external_id, now, org],
+                            )?;
+                        }
+                        ScheduleOp::Upsert { external_id, name, prompt, date } => {
+                            let ext = external_id.clone().unwrap_or_else(|| super::ids::random_token(12));
+                            c.execute(
+                                "INSERT INTO ocs_schedules(organization_id, participant_id, bot_id, external_id,
+                                    name, prompt_text, next_trigger_date, created_at, updated_at)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                                 ON CONFLICT(participant_id, bot_id, external_id) DO UPDATE SET
+                                    name = excluded.name, prompt_text = excluded.prompt_text,
+                                    next_trigger_date = excluded.next_trigger_date,
+                                    updated_at = excluded.updated_at",
+                                params![org, participant, op.bot_id, ext, name, prompt, date, now],
+                            )?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Shallow-merge `patch` into the participant's data for `bot`.
+    pub fn ocs_merge_participant_data(&self, org: &str, participant: &str, bot: &str, patch: Json) -> Result<()> {
+        let (org, participant, bot) = (org.to_string(), participant.to_string(), bot.to_string());
+        self.write(move |c| merge_participant_data_on(c, &org, &participant, &bot, &patch, now_millis()))
+    }
+
+    pub fn ocs_schedules(&self, org: &str, participant: &str, bot: &str) -> Result<Vec<Schedule>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {SCHED_COLS} FROM ocs_schedules WHERE organization_id = ?1
+                 AND participant_id = ?2 AND bot_id = ?3 ORDER BY id"
+            ))?;
+            let rows = st.query_map([org, participant, bot], schedule_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Claim due schedules (marks them triggered) so each fires once.
+    pub fn ocs_claim_due_schedules(&self, now: i64, batch: u32) -> Result<Vec<Schedule>> {
+        self.write(move |c| {
+            let rows: Vec<Schedule> = c
+                .prepare_cached(&format!(
+                    "SELECT {SCHED_COLS} FROM ocs_schedules WHERE cancelled_at IS NULL
+                     AND triggered_at IS NULL AND next_trigger_date <= ?1 ORDER BY next_trigger_date LIMIT ?2"
+                ))?
+                .query_map(params![now, batch], schedule_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for s in &rows {
+                c.execute("UPDATE ocs_schedules SET triggered_at = ?2 WHERE id = ?1", params![s.id, now])?;
+            }
+            Ok(rows)
+        })
+    }
+
+    /// Test/bench helper: move a session's creation time (token expiry runs from it).
+    pub fn ocs_backdate_session(&self, org: &str, id: &str, created_at: i64) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE ocs_sessions SET created_at = ?3 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, created_at],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn set_state_on(c: &Connection, org: &str, id: &str, state: Json, merge: bool) -> Result<Option<Json>> {
+    let Some(s) = load_session_on(c, org, id)? else { return Ok(None) };
+    let new = if merge {
+        let mut cur = match s.state {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        if let Json::Object(p) = state {
+            for (k, v) in p {
+                cur.insert(k, v);
+            }
+        }
+        Json::Object(cur)
+    } else {
+        state
+    };
+    c.prepare_cached("UPDATE ocs_sessions SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, new.to_string(), now_millis()])?;
+    Ok(Some(new))
+}
+
+fn session_tags_on(c: &Connection, id: &str) -> Result<Vec<String>> {
+    let mut st = c.prepare_cached(
+        "SELECT DISTINCT name FROM ocs_session_tags WHERE session_id = ?1 ORDER BY name",
+    )?;
+    let rows = st.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+fn session_filter_sql(f: &SessionFilter) -> (String, Vec<Value>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    if let Some(b) = &f.bot_id {
+        sql.push_str(" AND s.bot_id = ?");
+        args.push(Value::Text(b.clone()));
+    }
+    if !f.tags.is_empty() {
+        sql.push_str(
+            " AND EXISTS(SELECT 1 FROM ocs_session_tags t WHERE t.session_id = s.id \
+             AND t.name IN (SELECT value FROM json_each(?)))",
+        );
+        args.push(Value::Text(serde_json::to_string(&f.tags).unwrap_or_default()));
+    }
+    if !f.versions.is_empty() {
+        sql.push_str(
+            " AND EXISTS(SELECT 1 FROM ocs_messages m, json_each(m.tags) j WHERE m.session_id = s.id \
+             AND json_extract(j.value, '$.category') = 'experiment_version' \
+             AND json_extract(j.value, '$.name') IN (SELECT value FROM json_each(?)))",
+        );
+        args.push(Value::Text(serde_json::to_string(&f.versions).unwrap_or_default()));
+    }
+    (sql, args)
+}
+
+/// Participants of the `ocs` engine channel (one per session, an implementation detail) are
+/// never listed.
+fn participant_filter_sql(f: &ParticipantFilter, args: &mut Vec<Value>) -> String {
+    let mut sql = String::from(" AND p.platform != 'ocs'");
+    if let Some(i) = &f.identifier {
+        sql.push_str(" AND p.identifier = ?");
+        args.push(Value::Text(i.clone()));
+    }
+    if let Some(p) = &f.platform {
+        sql.push_str(" AND p.platform = ?");
+        args.push(Value::Text(p.clone()));
+    }
+    if let Some(b) = &f.bot_id {
+        sql.push_str(" AND EXISTS(SELECT 1 FROM participant_data d WHERE d.participant_id = p.id AND d.bot_id = ?)");
+        args.push(Value::Text(b.clone()));
+    }
+    sql
+}
+
+fn data_entries_on(c: &Connection, org: &str, participant: &str, bot: Option<&str>) -> Result<Vec<DataEntry>> {
+    let mut st = c.prepare_cached(
+        "SELECT d.bot_id, b.name, d.data, d.system_metadata FROM participant_data d
+         JOIN bots b ON b.id = d.bot_id
+         WHERE d.organization_id = ?1 AND d.participant_id = ?2 AND (?3 IS NULL OR d.bot_id = ?3)
+         ORDER BY b.created_at, b.id",
+    )?;
+    let rows = st
+        .query_map(params![org, participant, bot], |r| {
+            Ok(DataEntry {
+                bot_id: r.get(0)?,
+                bot_name: r.get(1)?,
+                data: json_col(r, 2)?,
+                system_metadata: json_col(r, 3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
