@@ -1,0 +1,579 @@
+//! Expressions (spec §2.5, §3.2, §3.5–3.8, §3.13): literals and interpolation, variable reads
+//! in normal and silent contexts, paths (keys, indexes, methods, write methods written back to
+//! their variable), calls (components, builtins, `Or`, functions, imports, closures) and
+//! closure capture.
+
+use std::sync::Arc;
+
+use super::scope::{Access, Slot, access_text, index_reason, key_reason, undefined_reason};
+use super::{Evaluator, Frame, Locals, R, Stop};
+use crate::ast::{Arg, ClosureDef, Expr, ExprKind, PathSeg, Pos, StrPart};
+use crate::stdlib::{self, Args};
+use crate::value::{Closure, Kind, Map, Value};
+
+/// Names of methods that may write to their receiver (spec §5.2); the library has the final
+/// word through [`stdlib::is_write_method`].
+const WRITE_NAMES: &[&str] = &[
+    "push",
+    "pop",
+    "insert_at",
+    "remove_at",
+    "insert",
+    "assign",
+    "remove",
+    "clear_values",
+    "at",
+    "add",
+    "sub",
+    "with_timezone",
+    "unix",
+];
+
+/// How missing keys read on a special root are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// Reported unless the context is silent.
+    Normal,
+    /// Never reported (`_metadata`).
+    Never,
+}
+
+impl Evaluator<'_> {
+    /// Evaluate an expression. `silent`: undefined names, missing keys and bad indexes give
+    /// Null (carrying `info.error`) without a message (spec §3.2).
+    pub fn eval(&mut self, e: &Expr, silent: bool) -> R<Value> {
+        match &e.kind {
+            ExprKind::Null => Ok(Value::null()),
+            ExprKind::Bool(b) => Ok(Value::bool(*b)),
+            ExprKind::Int(i) => Ok(Value::int(*i)),
+            ExprKind::Float(f) => Ok(Value::float(*f)),
+            ExprKind::Str(parts) => self.eval_string(parts, silent),
+            ExprKind::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push(self.eval(it, silent)?);
+                }
+                Ok(Value::array(out))
+            }
+            ExprKind::Object(pairs) => {
+                let mut m = Map::with_capacity(pairs.len());
+                for (k, v) in pairs {
+                    let v = self.eval(v, silent)?;
+                    m.insert(k.clone(), v);
+                }
+                Ok(Value::object(m))
+            }
+            ExprKind::Closure(def) => Ok(self.make_closure(def)),
+            ExprKind::Ident(name) => Ok(self.read_ident(name, e.pos, silent)),
+            ExprKind::Path { base, segs } => self.eval_path(base, segs, silent),
+            ExprKind::Call { name, args } => self.eval_call(name, args, e.pos, silent),
+            ExprKind::Not(inner) => match self.eval(inner, true) {
+                Ok(v) => Ok(Value::bool(!crate::ops::truthy(&v))),
+                Err(Stop::Fatal(_)) => Ok(Value::bool(true)),
+                Err(other) => Err(other),
+            },
+            ExprKind::Binary { op, lhs, rhs } => {
+                let l = self.eval(lhs, true)?;
+                let r = self.eval(rhs, true)?;
+                match crate::ops::binary(*op, &l, &r) {
+                    Ok(v) => Ok(v),
+                    Err(reason) => Err(self.fatal(&reason, e.pos)),
+                }
+            }
+            ExprKind::As {
+                expr,
+                name,
+                name_pos,
+            } => {
+                let v = self.eval(expr, silent)?;
+                self.bind(name, v.clone(), *name_pos);
+                Ok(v)
+            }
+        }
+    }
+
+    /// A string literal with interpolations; secure when any interpolated value is.
+    fn eval_string(&mut self, parts: &[StrPart], silent: bool) -> R<Value> {
+        if let [StrPart::Lit(s)] = parts {
+            return Ok(Value::string(s.clone()));
+        }
+        let mut out = String::new();
+        let mut secure = false;
+        for p in parts {
+            match p {
+                StrPart::Lit(s) => out.push_str(s),
+                StrPart::Interp(e) => {
+                    let v = self.eval(e, silent)?;
+                    secure |= v.contains_secure();
+                    out.push_str(&crate::json::to_display(&v));
+                }
+            }
+        }
+        Ok(Value::string(out).with_secure(secure))
+    }
+
+    /// A closure literal captures a snapshot of the memories and locals (spec §3.13).
+    fn make_closure(&self, def: &Arc<ClosureDef>) -> Value {
+        let mut captured = Map::new();
+        if !self.frame.in_fn {
+            for (k, v) in &self.memories {
+                captured.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &self.frame.locals {
+            captured.insert(k.clone(), v.clone());
+        }
+        let flow = self.bot.flows[self.frame.flow].name.clone();
+        Value::from_kind(Kind::Closure(Arc::new(Closure {
+            def: def.clone(),
+            captured,
+            flow,
+        })))
+    }
+
+    /// A bare name.
+    fn read_ident(&mut self, name: &str, pos: Pos, silent: bool) -> Value {
+        if Self::is_special(name) {
+            return self.special_value(name);
+        }
+        if let Some(v) = self.var(name) {
+            return v.clone();
+        }
+        let reason = undefined_reason(name);
+        if silent {
+            Value::error_null(reason)
+        } else {
+            self.error(&reason, pos)
+        }
+    }
+
+    /// Evaluate index expressions of key/index segments.
+    fn accesses(&mut self, segs: &[PathSeg], silent: bool) -> R<Vec<Access>> {
+        let mut out = Vec::with_capacity(segs.len());
+        for s in segs {
+            match s {
+                PathSeg::Key { name, pos } => out.push(Access::Key(name.clone(), *pos)),
+                PathSeg::Index { expr, pos } => {
+                    let v = self.eval(expr, silent)?;
+                    out.push(Access::Index(v, *pos));
+                }
+                PathSeg::Method { .. } => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn eval_args(&mut self, args: &[Arg], silent: bool) -> R<Args> {
+        let mut out = Args::default();
+        for a in args {
+            let v = self.eval(&a.value, silent)?;
+            match &a.name {
+                Some(n) => out.named.push((n.clone(), v)),
+                None => out.positional.push(v),
+            }
+        }
+        Ok(out)
+    }
+
+    fn eval_path(&mut self, base: &Expr, segs: &[PathSeg], silent: bool) -> R<Value> {
+        let ExprKind::Ident(name) = &base.kind else {
+            let v = self.eval(base, silent)?;
+            return self.apply_segs(v, segs, silent, Miss::Normal);
+        };
+        match name.as_str() {
+            "Component" => {
+                let Some(PathSeg::Method {
+                    name: comp,
+                    args,
+                    pos,
+                }) = segs.first()
+                else {
+                    return Ok(self.error("component must have a function applied", base.pos));
+                };
+                let args = self.eval_args(args, silent)?;
+                let v = match stdlib::call_custom_component(self, comp, args) {
+                    Ok(v) => v,
+                    Err(f) => self.fault(f, *pos)?,
+                };
+                return self.apply_segs(v, &segs[1..], silent, Miss::Normal);
+            }
+            "event" => {
+                let v = self.event_object();
+                return self.apply_segs(v, segs, silent, Miss::Normal);
+            }
+            "_metadata" => {
+                let v = self.metadata_value();
+                return self.apply_segs(v, segs, silent, Miss::Never);
+            }
+            "_env" => {
+                let v = self.bot.env.clone();
+                return self.apply_segs(v, segs, silent, Miss::Normal);
+            }
+            "_memory" => {
+                let v = self.memory_value();
+                return self.apply_segs(v, segs, silent, Miss::Normal);
+            }
+            _ => {}
+        }
+
+        // A variable: navigate keys/indexes by reference, clone only what is reached.
+        let n_access = segs
+            .iter()
+            .position(|s| matches!(s, PathSeg::Method { .. }));
+        let n_access = n_access.unwrap_or(segs.len());
+        let path = self.accesses(&segs[..n_access], silent)?;
+        let rest = &segs[n_access..];
+
+        if let Some(PathSeg::Method { name: m, args, pos }) = rest.first()
+            && WRITE_NAMES.contains(&m.as_str())
+            && let Some(slot) = self.slot(name)
+        {
+            return self.write_method_path(name, slot, &path, (m, args, *pos), rest, silent);
+        }
+
+        let Some(root) = self.var(name) else {
+            let reason = undefined_reason(name);
+            let v = if silent {
+                Value::error_null(reason)
+            } else {
+                self.error(&reason, base.pos)
+            };
+            return self.apply_segs(v, rest, silent, Miss::Normal);
+        };
+        let v = match read_path(root, &path) {
+            Ok(v) => v,
+            Err(fail) => {
+                let v = self.miss(fail, silent, Miss::Normal);
+                return self.apply_segs(v, rest, silent, Miss::Normal);
+            }
+        };
+        self.apply_segs(v, rest, silent, Miss::Normal)
+    }
+
+    /// `var.path.write_method(args)...`: mutate the variable in place, persist memories.
+    fn write_method_path(
+        &mut self,
+        name: &str,
+        slot: Slot,
+        path: &[Access],
+        (method, args, mpos): (&str, &[Arg], Pos),
+        rest: &[PathSeg],
+        silent: bool,
+    ) -> R<Value> {
+        let args = self.eval_args(args, silent)?;
+        let is_write = self
+            .var(name)
+            .map(|root| match navigate(root, path) {
+                Ok(target) => stdlib::is_write_method(target, method),
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !is_write {
+            let Some(root) = self.var(name) else {
+                return Ok(Value::null());
+            };
+            let mut target = match read_path(root, path) {
+                Ok(t) => t,
+                Err(fail) => self.miss(fail, silent, Miss::Normal),
+            };
+            let v = self.method(&mut target, method, args, mpos)?;
+            return self.apply_segs(v, &rest[1..], silent, Miss::Normal);
+        }
+        if slot == Slot::Const {
+            let v = self.error(
+                "Invalid operation constants can not execute self mutable functions",
+                mpos,
+            );
+            return self.apply_segs(v, &rest[1..], silent, Miss::Normal);
+        }
+        let Some(cell) = self.var_mut(name, slot) else {
+            return Ok(Value::null());
+        };
+        let mut root = std::mem::take(cell);
+        let result = match navigate_mut(&mut root, path) {
+            Some(target) => self.method(target, method, args, mpos),
+            None => Ok(Value::null()),
+        };
+        if let Some(cell) = self.var_mut(name, slot) {
+            *cell = root;
+        }
+        let v = result?;
+        if slot == Slot::Memory {
+            self.persist_memory(name);
+        }
+        self.apply_segs(v, &rest[1..], silent, Miss::Normal)
+    }
+
+    /// Call a method through the library, keeping closure scopes per call.
+    fn method(&mut self, recv: &mut Value, name: &str, args: Args, pos: Pos) -> R<Value> {
+        let mark = self.closure_scopes.len();
+        let r = stdlib::call_method(self, recv, name, args);
+        self.closure_scopes.truncate(mark);
+        match r {
+            Ok(v) => Ok(v),
+            Err(f) => self.fault(f, pos),
+        }
+    }
+
+    /// A failed key/index read: reported (unless silent) as a non-fatal error.
+    fn miss(&mut self, fail: (String, Pos), silent: bool, mode: Miss) -> Value {
+        let (reason, pos) = fail;
+        if silent || mode == Miss::Never {
+            Value::error_null(reason)
+        } else {
+            self.error(&reason, pos)
+        }
+    }
+
+    /// Apply path segments to an owned value.
+    fn apply_segs(&mut self, mut v: Value, segs: &[PathSeg], silent: bool, mode: Miss) -> R<Value> {
+        for s in segs {
+            v = match s {
+                PathSeg::Method { name, args, pos } => {
+                    let args = self.eval_args(args, silent)?;
+                    self.method(&mut v, name, args, *pos)?
+                }
+                PathSeg::Key { name, pos } => {
+                    let acc = Access::Key(name.clone(), *pos);
+                    self.take_access(v, &acc, silent, mode)
+                }
+                PathSeg::Index { expr, pos } => {
+                    let i = self.eval(expr, silent)?;
+                    let acc = Access::Index(i, *pos);
+                    self.take_access(v, &acc, silent, mode)
+                }
+            };
+        }
+        Ok(v)
+    }
+
+    fn take_access(&mut self, v: Value, acc: &Access, silent: bool, mode: Miss) -> Value {
+        // Reading through a failed value keeps the first failure without a second message.
+        if v.is_null() && v.is_error() {
+            return v;
+        }
+        let secure = v.secure;
+        match take(v, acc) {
+            Ok(mut out) => {
+                out.secure |= secure;
+                out
+            }
+            Err(fail) => self.miss(fail, silent, mode),
+        }
+    }
+
+    /// `name(args)` (spec §3.13 resolution order).
+    fn eval_call(&mut self, name: &str, args: &[Arg], pos: Pos, silent: bool) -> R<Value> {
+        if name == "Or" {
+            let mut last = Value::null();
+            for a in args {
+                let v = self.eval(&a.value, true)?;
+                if !v.is_error() {
+                    return Ok(v);
+                }
+                last = v;
+            }
+            return Ok(last);
+        }
+        let is_lib = stdlib::is_builtin_name(name) || stdlib::is_native_component(name);
+        let evaluated = self.eval_args(args, silent)?;
+        if is_lib {
+            let mark = self.closure_scopes.len();
+            let r = stdlib::call_builtin(self, name, evaluated);
+            self.closure_scopes.truncate(mark);
+            return match r {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(f)) => self.fault(f, pos),
+                None => Ok(self.error(&format!("Unknown builtin [{name}]"), pos)),
+            };
+        }
+        if let Some(fref) = self.bot.flows[self.frame.flow].functions.get(name).copied() {
+            let func = &self.bot.flows[fref.flow].ast.functions[fref.idx];
+            let locals = bind_params(&func.params, evaluated)
+                .ok_or_else(|| self.fatal("function arguments are not valid", pos))?;
+            let frame = Frame {
+                locals,
+                flow: fref.flow,
+                in_fn: true,
+            };
+            let body = &func.body;
+            let (v, _) = self.in_scope(frame, pos, |ev| ev.run_body(body))?;
+            return Ok(v);
+        }
+        let closure = match self.var(name).map(|v| &v.kind) {
+            Some(Kind::Closure(c)) => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(c) = closure {
+            return self.call_closure_args(&c, evaluated.positional, evaluated.named, Some(pos));
+        }
+        Ok(self.error(&format!("Unknown builtin [{name}]"), pos))
+    }
+
+    /// A function or closure body: its `return` value, or Null.
+    pub fn run_body(&mut self, body: &[crate::ast::Stmt]) -> R<Value> {
+        match self.exec_block(body) {
+            Ok(()) => Ok(Value::null()),
+            Err(Stop::Return(v)) => Ok(v),
+            Err(Stop::Fatal(m)) => Err(Stop::Fatal(m)),
+            Err(_) => Ok(Value::null()),
+        }
+    }
+
+    /// Call a closure with its captured variables and the arguments bound to its parameters.
+    pub fn call_closure_args(
+        &mut self,
+        closure: &Closure,
+        positional: Vec<Value>,
+        named: Vec<(String, Value)>,
+        pos: Option<Pos>,
+    ) -> R<Value> {
+        let pos = pos.unwrap_or(closure.def.pos);
+        let key = closure as *const Closure as usize;
+        let shared = self.closure_scopes.iter().position(|(k, _)| *k == key);
+        let mut locals: Locals = match shared {
+            Some(i) => std::mem::take(&mut self.closure_scopes[i].1),
+            None => closure
+                .captured
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let args = Args { positional, named };
+        let Some(params) = bind_params(&closure.def.params, args) else {
+            return Err(self.fatal("function arguments are not valid", pos));
+        };
+        for (k, v) in params {
+            locals.insert(k, v);
+        }
+        let flow = self.bot.flow_any(&closure.flow).unwrap_or(self.frame.flow);
+        let frame = Frame {
+            locals,
+            flow,
+            in_fn: true,
+        };
+        let body = &closure.def.body;
+        let (v, locals) = self.in_scope(frame, pos, |ev| ev.run_body(body))?;
+        match shared {
+            Some(i) => {
+                if let Some(s) = self.closure_scopes.get_mut(i) {
+                    s.1 = locals;
+                }
+            }
+            None => self.closure_scopes.push((key, locals)),
+        }
+        Ok(v)
+    }
+}
+
+/// Bind call arguments to parameters: positional in order, named by parameter name; extra
+/// arguments are ignored. `None` when a parameter is left without a value.
+fn bind_params(params: &[String], args: Args) -> Option<Locals> {
+    let mut slots: Vec<Option<Value>> = vec![None; params.len()];
+    for (slot, v) in slots.iter_mut().zip(args.positional) {
+        *slot = Some(v);
+    }
+    for (n, v) in args.named {
+        if let Some(i) = params.iter().position(|p| *p == n) {
+            slots[i] = Some(v);
+        }
+    }
+    let mut locals = Locals::default();
+    for (p, s) in params.iter().zip(slots) {
+        locals.insert(p.clone(), s?);
+    }
+    Some(locals)
+}
+
+/// Follow key/index accesses by reference and clone what is reached (indexing into a String
+/// switches to owned values).
+fn read_path(root: &Value, path: &[Access]) -> Result<Value, (String, Pos)> {
+    let mut cur = root;
+    for (i, acc) in path.iter().enumerate() {
+        if let (Access::Index(..), Kind::String(_)) = (acc, &cur.kind) {
+            let mut v = take(cur.clone(), acc)?;
+            for acc in &path[i + 1..] {
+                v = take(v, acc)?;
+            }
+            return Ok(v);
+        }
+        cur = step_ref(cur, acc)?;
+    }
+    Ok(cur.clone())
+}
+
+/// Follow key/index accesses by reference.
+pub(crate) fn navigate<'v>(root: &'v Value, path: &[Access]) -> Result<&'v Value, (String, Pos)> {
+    let mut cur = root;
+    for acc in path {
+        cur = step_ref(cur, acc)?;
+    }
+    Ok(cur)
+}
+
+fn step_ref<'v>(v: &'v Value, acc: &Access) -> Result<&'v Value, (String, Pos)> {
+    let fail = || (key_reason(&access_text(acc)), acc.pos());
+    match (acc, &v.kind) {
+        (Access::Key(k, _), Kind::Object(m)) => m.get(k.as_str()).ok_or_else(fail),
+        (Access::Index(i, _), Kind::Object(m)) => match &i.kind {
+            Kind::String(k) => m.get(k.as_str()).ok_or_else(fail),
+            _ => Err(fail()),
+        },
+        (Access::Index(i, p), Kind::Array(a)) => match i.kind {
+            Kind::Int(n) => {
+                if n >= 0 && (n as usize) < a.len() {
+                    Ok(&a[n as usize])
+                } else {
+                    Err((index_reason(n), *p))
+                }
+            }
+            _ => Err(fail()),
+        },
+        _ => Err(fail()),
+    }
+}
+
+fn navigate_mut<'v>(root: &'v mut Value, path: &[Access]) -> Option<&'v mut Value> {
+    let mut cur = root;
+    for acc in path {
+        cur = match (acc, &mut cur.kind) {
+            (Access::Key(k, _), Kind::Object(m)) => m.get_mut(k.as_str())?,
+            (Access::Index(i, _), Kind::Object(m)) => match &i.kind {
+                Kind::String(k) => m.get_mut(k.as_str())?,
+                _ => return None,
+            },
+            (Access::Index(i, _), Kind::Array(a)) => match i.kind {
+                Kind::Int(n) if n >= 0 => a.get_mut(n as usize)?,
+                _ => return None,
+            },
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// One access on an owned value, moving the member out. Strings index by Unicode scalar.
+fn take(v: Value, acc: &Access) -> Result<Value, (String, Pos)> {
+    let fail = || (key_reason(&access_text(acc)), acc.pos());
+    match (acc, v.kind) {
+        (Access::Key(k, _), Kind::Object(mut m)) => m.swap_remove(k.as_str()).ok_or_else(fail),
+        (Access::Index(i, _), Kind::Object(mut m)) => match &i.kind {
+            Kind::String(k) => m.swap_remove(k.as_str()).ok_or_else(fail),
+            _ => Err(fail()),
+        },
+        (Access::Index(i, p), Kind::Array(mut a)) => match i.kind {
+            Kind::Int(n) if n >= 0 && (n as usize) < a.len() => Ok(a.swap_remove(n as usize)),
+            Kind::Int(n) => Err((index_reason(n), *p)),
+            _ => Err(fail()),
+        },
+        (Access::Index(i, p), Kind::String(s)) => match i.kind {
+            Kind::Int(n) if n >= 0 => match s.chars().nth(n as usize) {
+                Some(c) => Ok(Value::string(c)),
+                None => Err((index_reason(n), *p)),
+            },
+            Kind::Int(n) => Err((index_reason(n), *p)),
+            _ => Err(fail()),
+        },
+        _ => Err(fail()),
+    }
+}

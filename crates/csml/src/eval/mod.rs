@@ -1,0 +1,330 @@
+//! The evaluator: statements, expressions, steps, gotos, hold/resume and the turn loop
+//! (spec §3, §4.1, §3.10–3.11).
+//!
+//! Layout: this module holds the per-turn [`Evaluator`] state and its [`Runtime`] face for the
+//! standard library; `scope` resolves and writes variables; `expr` evaluates expressions;
+//! `stmt` runs statements, loops and resumes; `turn` drives steps and gotos and builds the
+//! [`TurnResult`].
+//!
+//! Errors travel as [`Stop::Fatal`] carrying the finished message text; they are emitted only
+//! when they reach statement level, because an `if`/`while` condition swallows them (spec
+//! §3.5). Non-fatal errors are emitted on the spot.
+//!
+//! Choices where the spec leaves room:
+//! * Error messages name the conversation's current flow, also inside imported functions and
+//!   inserted steps.
+//! * `goto`, `hold` and `previous` inside a function or closure (rejected by the linter, but
+//!   reachable through unchecked bots) do nothing; `say` and `remember` there act normally.
+//! * Besides the loop budget, a turn has an instruction budget (100 × the loop budget, at
+//!   least 1 000 000 statements) so that exponential recursion ends too; both fail with an
+//!   `[Infinite loop]` fatal error.
+//! * `!e` where `e` fails is `true` (the failing operand counts as false).
+
+mod expr;
+pub mod fxhash;
+pub mod protocol;
+mod scope;
+mod stmt;
+mod turn;
+
+use serde_json::Value as Json;
+
+use crate::api::{Context, Event, ForgetOp, Host, MemoryWrite, Message, Position, TurnOptions};
+use crate::api::{SwitchBot, TurnResult};
+use crate::ast::Pos;
+use crate::bot::{Bot, BotInner};
+use crate::stdlib::{Fault, Runtime};
+use crate::value::{Closure, Value};
+use fxhash::FxIndexMap;
+
+pub(crate) type Locals = FxIndexMap<String, Value>;
+
+/// Run one turn of `bot` from `ctx` on `event`.
+pub fn run_turn(
+    bot: &Bot,
+    ctx: Context,
+    event: Event,
+    host: &mut dyn Host,
+    opts: &TurnOptions,
+) -> TurnResult {
+    turn::run(&bot.inner, ctx, event, host, opts)
+}
+
+/// Why evaluation stopped early. Everything except `Fatal` is control flow.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// A fatal error; the text is the finished message (`... at line L, column C at flow [F]`).
+    Fatal(String),
+    Goto(Jump),
+    Hold(Box<crate::api::Hold>),
+    Break,
+    Continue,
+    Return(Value),
+}
+
+/// Where a `goto`/`previous` goes, names already resolved.
+#[derive(Debug)]
+pub(crate) enum Jump {
+    End,
+    /// `flow: None` = the current flow; `step: None` = `start`.
+    To {
+        flow: Option<String>,
+        step: Option<String>,
+    },
+    PreviousStep,
+    PreviousFlow,
+    Bot(SwitchBot),
+}
+
+pub(crate) type R<T> = Result<T, Stop>;
+
+/// The scope a statement runs in.
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    pub locals: Locals,
+    /// Flow whose constants and functions are visible.
+    pub flow: usize,
+    /// A function or closure body: no memories, no step-level actions.
+    pub in_fn: bool,
+}
+
+/// The resume state after a hold (spec §3.11): skip up to `index`, loops restart at
+/// `loop_index`.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub index: u32,
+    pub loop_index: Vec<u64>,
+}
+
+pub(crate) struct Evaluator<'a> {
+    pub bot: &'a BotInner,
+    pub host: &'a mut dyn Host,
+    pub opts: &'a TurnOptions,
+    /// Conversation position.
+    pub flow: usize,
+    pub step: String,
+    /// Hash of the running step's source (saved with a hold).
+    pub step_hash: u64,
+    /// Steps entered this turn (spec §3.11 step limit).
+    pub steps_run: u32,
+    pub previous: Option<Position>,
+    pub frame: Frame,
+    pub memories: Locals,
+    pub event: Event,
+    pub event_obj: Option<Value>,
+    pub metadata: Json,
+    pub messages: Vec<Message>,
+    pub memory_writes: Vec<MemoryWrite>,
+    pub forgets: Vec<ForgetOp>,
+    pub gotos: u32,
+    pub loop_iters: u64,
+    pub instructions: u64,
+    pub instruction_limit: u64,
+    pub depth: u32,
+    /// Indexes of the enclosing `foreach` loops, outermost first.
+    pub loop_stack: Vec<u64>,
+    pub resume: Option<Resume>,
+    /// A fatal error raised inside a closure called by the standard library, kept with its own
+    /// position while the library unwinds.
+    pub pending_fatal: Option<String>,
+    /// Scopes of closures being called repeatedly by one `map`/`filter`/`reduce` (the scope is
+    /// shared by the iterations of one call, spec §5.4).
+    pub closure_scopes: Vec<(usize, Locals)>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(
+        bot: &'a BotInner,
+        host: &'a mut dyn Host,
+        opts: &'a TurnOptions,
+        ctx: &Context,
+        event: Event,
+        flow: usize,
+    ) -> Self {
+        let mut memories = Locals::default();
+        for (k, v) in &ctx.memories {
+            memories.insert(k.clone(), bot.load_memory(v));
+        }
+        Evaluator {
+            bot,
+            host,
+            opts,
+            flow,
+            step: ctx.step.clone(),
+            step_hash: 0,
+            steps_run: 0,
+            previous: ctx.previous.clone(),
+            frame: Frame {
+                locals: Locals::default(),
+                flow,
+                in_fn: false,
+            },
+            memories,
+            event,
+            event_obj: None,
+            metadata: ctx.metadata.clone(),
+            messages: Vec::new(),
+            memory_writes: Vec::new(),
+            forgets: Vec::new(),
+            gotos: 0,
+            loop_iters: 0,
+            instructions: 0,
+            instruction_limit: opts.loop_limit.max(10_000).saturating_mul(100),
+            depth: 0,
+            loop_stack: Vec::new(),
+            resume: None,
+            pending_fatal: None,
+            closure_scopes: Vec::new(),
+        }
+    }
+
+    pub fn flow_name(&self) -> &str {
+        &self.bot.flows[self.flow].name
+    }
+
+    /// `<reason> at line L, column C at flow [F]`.
+    pub fn located(&self, reason: &str, pos: Pos) -> String {
+        format!(
+            "{reason} at line {}, column {} at flow [{}]",
+            pos.line,
+            pos.column,
+            self.flow_name()
+        )
+    }
+
+    pub fn fatal(&self, reason: &str, pos: Pos) -> Stop {
+        Stop::Fatal(self.located(reason, pos))
+    }
+
+    pub fn emit(&mut self, content_type: &str, content: Json) {
+        self.messages.push(Message {
+            content_type: content_type.to_string(),
+            content,
+        });
+    }
+
+    pub fn emit_error_text(&mut self, text: String) {
+        let mut m = serde_json::Map::with_capacity(1);
+        m.insert("error".to_string(), Json::String(text));
+        self.emit("error", Json::Object(m));
+    }
+
+    /// Emit a non-fatal error and return the Null that carries it.
+    pub fn error(&mut self, reason: &str, pos: Pos) -> Value {
+        let text = self.located(reason, pos);
+        self.emit_error_text(text);
+        Value::error_null(reason)
+    }
+
+    /// Map a library failure: non-fatal ones are emitted and give an error Null.
+    pub fn fault(&mut self, f: Fault, pos: Pos) -> R<Value> {
+        match f {
+            Fault::Error(m) => Ok(self.error(&m, pos)),
+            Fault::Fatal(m) => match self.pending_fatal.take() {
+                Some(text) => Err(Stop::Fatal(text)),
+                None => Err(self.fatal(&m, pos)),
+            },
+        }
+    }
+
+    /// Count one loop iteration against the turn's budget.
+    pub fn tick_loop(&mut self, pos: Pos) -> R<()> {
+        self.loop_iters += 1;
+        if self.loop_iters > self.opts.loop_limit {
+            return Err(self.fatal(
+                &format!(
+                    "[Infinite loop] loop limit reached: more than {} loop iterations in a single turn",
+                    self.opts.loop_limit
+                ),
+                pos,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Count one statement against the turn's instruction budget.
+    pub fn tick_instruction(&mut self, pos: Pos) -> R<()> {
+        self.instructions += 1;
+        if self.instructions > self.instruction_limit {
+            return Err(self.fatal(
+                &format!(
+                    "[Infinite loop] instruction limit reached: more than {} instructions in a single turn",
+                    self.instruction_limit
+                ),
+                pos,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run `f` in a fresh function scope (depth-checked), restoring the caller's scope and
+    /// resume state afterwards.
+    pub fn in_scope<T>(
+        &mut self,
+        frame: Frame,
+        pos: Pos,
+        f: impl FnOnce(&mut Self) -> R<T>,
+    ) -> R<(T, Locals)> {
+        if self.depth >= self.opts.call_depth_limit {
+            return Err(self.fatal(
+                &format!(
+                    "[Infinite loop] function call depth limit reached: {} nested calls",
+                    self.opts.call_depth_limit
+                ),
+                pos,
+            ));
+        }
+        self.depth += 1;
+        let saved_frame = std::mem::replace(&mut self.frame, frame);
+        let saved_resume = self.resume.take();
+        let saved_loops = std::mem::take(&mut self.loop_stack);
+        let r = f(self);
+        self.loop_stack = saved_loops;
+        self.resume = saved_resume;
+        let frame = std::mem::replace(&mut self.frame, saved_frame);
+        self.depth -= 1;
+        r.map(|t| (t, frame.locals))
+    }
+}
+
+impl Runtime for Evaluator<'_> {
+    fn host(&mut self) -> &mut dyn Host {
+        &mut *self.host
+    }
+
+    fn call_closure(&mut self, closure: &Closure, args: Vec<Value>) -> Result<Value, Fault> {
+        match self.call_closure_args(closure, args, Vec::new(), None) {
+            Ok(v) => Ok(v),
+            Err(Stop::Fatal(text)) => {
+                let reason = text.clone();
+                self.pending_fatal = Some(text);
+                Err(Fault::Fatal(reason))
+            }
+            // Control flow cannot leave a closure; anything else ends the call with Null.
+            Err(_) => Ok(Value::null()),
+        }
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.bot.flows[self.frame.flow].constants.contains_key(name)
+            || self.frame.locals.contains_key(name)
+            || (!self.frame.in_fn && self.memories.contains_key(name))
+    }
+
+    fn custom_component(&self, name: &str) -> Option<&Json> {
+        self.bot.source.custom_components.get(name)
+    }
+
+    fn native_components(&self) -> bool {
+        self.bot.source.native_components
+    }
+
+    fn position(&self) -> (&str, &str) {
+        (self.flow_name(), &self.step)
+    }
+}
+
+/// The hold position hash as stored in [`crate::api::Hold::hash`].
+pub(crate) fn hash_text(hash: u64) -> String {
+    format!("{hash:016x}")
+}
