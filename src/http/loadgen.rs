@@ -1,0 +1,218 @@
+//! The load generator of `botyard bench`: N keep-alive HTTP/1.1 connections, each sending one
+//! request after another for a fixed duration, recording per-request latency. It runs on a
+//! single-threaded runtime so the client's own CPU use stays bounded and predictable next to
+//! the server it measures on the same machine.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Builds the body of request number `seq` on connection `conn`.
+pub type BodyFn = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct LoadSpec {
+    pub addr: SocketAddr,
+    pub connections: usize,
+    pub duration: Duration,
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyFn,
+    /// Stop after this many requests in total (0 = only the duration counts).
+    pub max_requests: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadResult {
+    pub ok: u64,
+    pub errors: u64,
+    /// First few error descriptions, for the report.
+    pub error_samples: Vec<String>,
+    /// Latency of each successful request, in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let idx = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[idx.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// Runs the load; blocks the calling thread.
+pub fn run(spec: LoadSpec) -> LoadResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("load generator runtime");
+    rt.block_on(run_async(spec))
+}
+
+async fn run_async(spec: LoadSpec) -> LoadResult {
+    let started = Instant::now();
+    let deadline = started + spec.duration;
+    let budget = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for conn in 0..spec.connections {
+        let spec = spec.clone();
+        let budget = Arc::clone(&budget);
+        tasks.push(tokio::spawn(async move {
+            connection(conn, spec, deadline, budget).await
+        }));
+    }
+    let mut total = LoadResult::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.ok += r.ok;
+            total.errors += r.errors;
+            total.latencies_us.extend(r.latencies_us);
+            for s in r.error_samples {
+                if total.error_samples.len() < 5 {
+                    total.error_samples.push(s);
+                }
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    total.latencies_us.sort_unstable();
+    total
+}
+
+async fn connection(
+    conn: usize,
+    spec: LoadSpec,
+    deadline: Instant,
+    budget: Arc<std::sync::atomic::AtomicU64>,
+) -> LoadResult {
+    let mut r = LoadResult::default();
+    let mut seq: u64 = 0;
+    let mut sender = None;
+    let note = |r: &mut LoadResult, e: String| {
+        r.errors += 1;
+        if r.error_samples.len() < 5 {
+            r.error_samples.push(e);
+        }
+    };
+    while Instant::now() < deadline {
+        if spec.max_requests > 0
+            && budget.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= spec.max_requests
+        {
+            break;
+        }
+        if sender.is_none() {
+            match open(spec.addr).await {
+                Ok(s) => sender = Some(s),
+                Err(e) => {
+                    note(&mut r, e);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = sender.as_mut() else { continue };
+        let mut builder = Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.path.as_str())
+            .header("host", spec.addr.to_string());
+        for (k, v) in &spec.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = (spec.body)(conn, seq);
+        seq += 1;
+        let req = builder
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request");
+        let t0 = Instant::now();
+        let outcome = match s.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                match resp.into_body().collect().await {
+                    Ok(_) if status.is_success() => Ok(()),
+                    Ok(b) => Err(format!(
+                        "status {}: {}",
+                        status.as_u16(),
+                        String::from_utf8_lossy(&b.to_bytes()[..])
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
+                    Err(e) => Err(format!("body: {e}")),
+                }
+            }
+            Err(e) => {
+                sender = None;
+                Err(format!("request: {e}"))
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                r.ok += 1;
+                r.latencies_us
+                    .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            Err(e) => note(&mut r, e),
+        }
+    }
+    r
+}
+
+async fn open(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One request on a fresh connection (set-up calls of the bench): status and body.
+pub async fn request_once(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), String> {
+    let mut sender = open(addr).await?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    if !body.is_empty() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let req = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}

@@ -1,0 +1,76 @@
+//! The HTTP server and its API families: the only module that knows HTTP.
+//!
+//! Shared pieces, reusable by every family: [`server`] (accept loop, HTTP/1.1 + HTTP/2,
+//! graceful shutdown), [`service`] (request ids, access log, panic catching, dispatch by path
+//! prefix), [`router`] (a small path matcher giving 404/405), [`error`] (the JSON error
+//! envelope), [`request`] (body limits, JSON field access), [`response`], [`cors`],
+//! [`ratelimit`], [`signature`] (Studio HMAC), [`auth`] (Studio key resolution). Families:
+//! [`studio`] (`/v1/api`). Background delivery: [`webhook`]. [`loadgen`] is the client side
+//! of `botyard bench`.
+
+pub mod auth;
+pub mod cors;
+pub mod error;
+pub mod ids;
+pub mod loadgen;
+pub mod ratelimit;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod signature;
+pub mod studio;
+pub mod webhook;
+
+use crate::engine::{Engine, EngineError};
+use crate::outbound::Outbound;
+use auth::Authenticator;
+use error::ApiError;
+use hyper::StatusCode;
+use std::sync::Arc;
+use webhook::WebhookDispatcher;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body (413 above).
+    pub body_limit: usize,
+    /// Requests per second per API key (0 = unlimited).
+    pub rate_per_key: u32,
+    /// Accepted clock distance of signed requests, in seconds.
+    pub signature_window: i64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit: 1024 * 1024,
+            rate_per_key: 50,
+            signature_window: signature::DEFAULT_WINDOW_SECS,
+        }
+    }
+}
+
+/// Everything a request handler may use. One per server, shared by `Arc`.
+pub struct AppState {
+    pub config: HttpConfig,
+    pub engine: Engine,
+    pub auth: Arc<Authenticator>,
+    pub outbound: Arc<Outbound>,
+    pub webhooks: Arc<WebhookDispatcher>,
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Internal(m) => ApiError::internal(m),
+            EngineError::Invalid { message, errors } => ApiError::bad_request(message)
+                .with_extra("errors", studio::dto::diagnostics(&errors)),
+            other => ApiError::new(
+                StatusCode::from_u16(other.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                other.message(),
+            ),
+        }
+    }
+}

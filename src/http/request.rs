@@ -1,0 +1,208 @@
+//! What a handler gets to know about a request beyond its head: the per-request context
+//! (request id, peer, start time), the body read under a size cap, and JSON field accessors
+//! whose errors name the offending field (`missing field: client.user_id`).
+
+use super::error::{ApiError, ApiResult};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_LENGTH, HeaderMap};
+use serde_json::{Map, Value as Json};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Per-request facts shared by every layer (logging, auth, handlers).
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// Echoed as `X-Request-Id` and present on every log line of the request.
+    pub id: String,
+    pub peer: SocketAddr,
+    pub started: Instant,
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with a 413 (early, from
+/// `Content-Length`, when the client announces it).
+pub async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> ApiResult<Bytes> {
+    if let Some(len) = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok())
+        && len.parse::<u64>().is_ok_and(|n| n > limit as u64)
+    {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read request body: {e}"
+        ))),
+    }
+}
+
+/// Parses a body that must be a JSON object. An empty body counts as `{}` only when
+/// `empty_ok` (endpoints whose body is optional, e.g. `POST /bot/build`).
+pub fn parse_object(bytes: &[u8], empty_ok: bool) -> ApiResult<Map<String, Json>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return if empty_ok {
+            Ok(Map::new())
+        } else {
+            Err(ApiError::bad_request("request body must be a JSON object"))
+        };
+    }
+    match serde_json::from_slice::<Json>(bytes) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// Typed access to fields of a JSON object, by dotted path, with 400s naming the field.
+pub trait JsonFields {
+    fn at(&self, path: &str) -> Option<&Json>;
+
+    fn req(&self, path: &str) -> ApiResult<&Json> {
+        match self.at(path) {
+            None | Some(Json::Null) => Err(ApiError::missing_field(path)),
+            Some(v) => Ok(v),
+        }
+    }
+    fn req_str(&self, path: &str) -> ApiResult<&str> {
+        self.req(path)?
+            .as_str()
+            .ok_or_else(|| wrong_type(path, "a string"))
+    }
+    /// A required string that must not be empty or only spaces.
+    fn req_nonempty_str(&self, path: &str) -> ApiResult<&str> {
+        let s = self.req_str(path)?;
+        if s.trim().is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "field {path} must not be empty"
+            )));
+        }
+        Ok(s)
+    }
+    fn req_object(&self, path: &str) -> ApiResult<&Map<String, Json>> {
+        self.req(path)?
+            .as_object()
+            .ok_or_else(|| wrong_type(path, "an object"))
+    }
+    fn opt_str(&self, path: &str) -> ApiResult<Option<&str>> {
+        match self.at(path) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(_) => Err(wrong_type(path, "a string")),
+        }
+    }
+    fn opt_bool(&self, path: &str) -> ApiResult<Option<bool>> {
+        match self.at(path) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(wrong_type(path, "a boolean")),
+        }
+    }
+    fn opt_object(&self, path: &str) -> ApiResult<Option<&Map<String, Json>>> {
+        match self.at(path) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(wrong_type(path, "an object")),
+        }
+    }
+    fn opt_string_array(&self, path: &str) -> ApiResult<Option<Vec<String>>> {
+        match self.at(path) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| wrong_type(path, "an array of strings")),
+            Some(_) => Err(wrong_type(path, "an array of strings")),
+        }
+    }
+}
+
+impl JsonFields for Map<String, Json> {
+    fn at(&self, path: &str) -> Option<&Json> {
+        let mut parts = path.split('.');
+        let mut cur = self.get(parts.next()?)?;
+        for p in parts {
+            cur = cur.as_object()?.get(p)?;
+        }
+        Some(cur)
+    }
+}
+
+fn wrong_type(path: &str, what: &str) -> ApiError {
+    ApiError::bad_request(format!("field {path} must be {what}"))
+}
+
+/// A short random request id (16 hex chars). Client-supplied `X-Request-Id` values are kept
+/// when they are short and printable, so a caller can correlate its own logs.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return v.to_string();
+    }
+    format!("{:016x}", crate::http::ids::random_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Json) -> Map<String, Json> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn parse_object_errors() {
+        assert_eq!(parse_object(b"", true).unwrap().len(), 0);
+        assert_eq!(parse_object(b"  ", false).unwrap_err().status, 400);
+        let e = parse_object(b"{\"a\":", false).unwrap_err();
+        assert!(e.message.starts_with("malformed JSON"), "{}", e.message);
+        assert_eq!(
+            parse_object(b"[1]", false).unwrap_err().message,
+            "request body must be a JSON object"
+        );
+    }
+
+    #[test]
+    fn field_access_names_the_field() {
+        let m = obj(json!({"client": {"user_id": 3}, "payload": {"content": {}}, "s": " "}));
+        assert_eq!(
+            m.req_str("client.user_id").unwrap_err().message,
+            "field client.user_id must be a string"
+        );
+        assert_eq!(
+            m.req_str("payload.content_type").unwrap_err().message,
+            "missing field: payload.content_type"
+        );
+        assert_eq!(
+            m.req_nonempty_str("s").unwrap_err().message,
+            "field s must not be empty"
+        );
+        assert!(m.req_object("payload.content").is_ok());
+        assert_eq!(m.opt_str("nope").unwrap(), None);
+        assert!(m.opt_bool("s").is_err());
+        let m = obj(json!({"c": ["a", "b"], "d": ["a", 1]}));
+        assert_eq!(
+            m.opt_string_array("c").unwrap(),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert!(m.opt_string_array("d").is_err());
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        assert_eq!(request_id(&h).len(), 16);
+        h.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", "bad id with spaces".parse().unwrap());
+        assert_eq!(request_id(&h).len(), 16);
+    }
+}

@@ -1,0 +1,696 @@
+//! Outbound HTTP: what a bot's `HTTP(url).send()` and the channel webhooks go through.
+//!
+//! Policy first. A bot author controls the URL, so every call resolves the host name and then
+//! checks **every resolved address** against [`OutboundPolicy`]: loopback, private (RFC 1918,
+//! CGNAT, IPv6 ULA), link-local, unspecified, multicast and reserved addresses are refused
+//! unless an operator listed them in `allow` (tests allow `127.0.0.1`). Checking after
+//! resolution and connecting to the very address that was checked closes the DNS-rebinding
+//! gap. Redirects are not followed (a redirect to an internal address would bypass the check).
+//!
+//! Then bounds: a connect timeout, a total deadline, and a response size cap. One connection
+//! per call (no pool): outbound calls are rare next to chat turns and a pool would have to
+//! re-check addresses anyway.
+//!
+//! [`Outbound::send`] is async (webhook workers). [`Outbound::send_blocking`] serves the
+//! interpreter, which runs turns on blocking threads: it hands the call to the runtime and
+//! waits on a plain channel, so it never panics for being "inside a runtime".
+//! [`BotHost`] is the `csml::Host` the engine gives the interpreter.
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use serde_json::Value as Json;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Where the address of an outbound call falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    Public,
+    Loopback,
+    /// RFC 1918, CGNAT 100.64/10, IPv6 unique-local fc00::/7, site-local fec0::/10.
+    Private,
+    /// 169.254/16, fe80::/10.
+    LinkLocal,
+    /// 0.0.0.0/8, `::`.
+    Unspecified,
+    Multicast,
+    /// 240/4, broadcast, and other ranges that never name a public host.
+    Reserved,
+}
+
+/// Classifies an address; IPv4 embedded in IPv6 (mapped `::ffff:a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) is classified by its IPv4 part, since that is where the
+/// packets end up.
+pub fn classify(ip: IpAddr) -> AddrClass {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddrClass {
+    let o = ip.octets();
+    if o[0] == 0 {
+        AddrClass::Unspecified
+    } else if o[0] == 127 {
+        AddrClass::Loopback
+    } else if o[0] == 10
+        || (o[0] == 172 && (16..32).contains(&o[1]))
+        || (o[0] == 192 && o[1] == 168)
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+    {
+        AddrClass::Private
+    } else if o[0] == 169 && o[1] == 254 {
+        AddrClass::LinkLocal
+    } else if (224..240).contains(&o[0]) {
+        AddrClass::Multicast
+    } else if o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+    {
+        // 240/4 (incl. broadcast), IETF protocol assignments 192.0.0/24, benchmarking 198.18/15.
+        AddrClass::Reserved
+    } else {
+        AddrClass::Public
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddrClass {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        return AddrClass::Unspecified;
+    }
+    if ip.is_loopback() {
+        return AddrClass::Loopback;
+    }
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        return classify_v4(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
+    }
+    if s[0] == 0x2002 {
+        return classify_v4(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    if s[0..6] == [0, 0, 0, 0, 0, 0] {
+        // Deprecated IPv4-compatible addresses (::a.b.c.d).
+        return AddrClass::Reserved;
+    }
+    match s[0] {
+        x if x & 0xfe00 == 0xfc00 => AddrClass::Private,
+        x if x & 0xffc0 == 0xfe80 => AddrClass::LinkLocal,
+        x if x & 0xffc0 == 0xfec0 => AddrClass::Private,
+        x if x & 0xff00 == 0xff00 => AddrClass::Multicast,
+        0x0100 if s[1..4] == [0, 0, 0] => AddrClass::Reserved, // discard-only 100::/64
+        _ => AddrClass::Public,
+    }
+}
+
+/// An address or network an operator explicitly allows (`127.0.0.1`, `10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.net, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => ip,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: bad prefix length"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+/// Limits and address policy of outbound calls.
+#[derive(Debug, Clone)]
+pub struct OutboundPolicy {
+    /// Addresses allowed even though their class is refused.
+    pub allow: Vec<Cidr>,
+    pub connect_timeout: Duration,
+    /// Deadline of the whole call, connect to last body byte.
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+impl Default for OutboundPolicy {
+    fn default() -> Self {
+        OutboundPolicy {
+            allow: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl OutboundPolicy {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        classify(ip) == AddrClass::Public || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    InvalidUrl(String),
+    /// Every resolved address is refused by the policy.
+    Refused(String),
+    Dns(String),
+    Connect(String),
+    Timeout,
+    TooLarge(usize),
+    Http(String),
+}
+
+impl std::fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundError::InvalidUrl(m) => write!(f, "invalid URL: {m}"),
+            OutboundError::Refused(host) => {
+                write!(f, "outbound call to {host} refused: address not allowed")
+            }
+            OutboundError::Dns(m) => write!(f, "could not resolve host: {m}"),
+            OutboundError::Connect(m) => write!(f, "connection failed: {m}"),
+            OutboundError::Timeout => write!(f, "request timed out"),
+            OutboundError::TooLarge(n) => write!(f, "response larger than {n} bytes"),
+            OutboundError::Http(m) => write!(f, "HTTP error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for OutboundError {}
+
+#[derive(Debug, Clone)]
+pub struct OutRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Overrides the policy's total deadline (webhooks use 5 s).
+    pub timeout: Option<Duration>,
+}
+
+impl OutRequest {
+    pub fn post_json(url: &str, body: Vec<u8>) -> Self {
+        OutRequest {
+            method: Method::POST,
+            url: url.to_string(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: Some(body),
+            timeout: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// The outbound HTTP client.
+#[derive(Debug)]
+pub struct Outbound {
+    pub policy: OutboundPolicy,
+    /// Runtime that performs calls made from blocking threads; `None` = a private one, made
+    /// on first use (CLI commands that run bots without a server).
+    handle: Option<tokio::runtime::Handle>,
+}
+
+static FALLBACK_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+impl Outbound {
+    pub fn new(policy: OutboundPolicy, handle: Option<tokio::runtime::Handle>) -> Self {
+        Outbound { policy, handle }
+    }
+
+    /// Performs the call from a blocking (non-async) thread.
+    pub fn send_blocking(self: &Arc<Self>, req: OutRequest) -> Result<OutResponse, OutboundError> {
+        let handle = match &self.handle {
+            Some(h) => h.clone(),
+            None => FALLBACK_RUNTIME
+                .get_or_init(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .thread_name("botyard-outbound")
+                        .enable_all()
+                        .build()
+                        .expect("failed to start the outbound runtime")
+                })
+                .handle()
+                .clone(),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let this = Arc::clone(self);
+        handle.spawn(async move {
+            let _ = tx.send(this.send(req).await);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(OutboundError::Http("outbound task was dropped".into())))
+    }
+
+    pub async fn send(&self, req: OutRequest) -> Result<OutResponse, OutboundError> {
+        let deadline = req.timeout.unwrap_or(self.policy.timeout);
+        match tokio::time::timeout(deadline, self.send_inner(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(OutboundError::Timeout),
+        }
+    }
+
+    async fn send_inner(&self, req: OutRequest) -> Result<OutResponse, OutboundError> {
+        let uri: Uri = req
+            .url
+            .parse()
+            .map_err(|e| OutboundError::InvalidUrl(format!("{e}")))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(OutboundError::InvalidUrl(
+                    "scheme must be http or https".into(),
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| OutboundError::InvalidUrl("missing host".into()))?
+            .clone();
+        if authority.as_str().contains('@') {
+            return Err(OutboundError::InvalidUrl(
+                "credentials in URLs are not supported".into(),
+            ));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if https {
+            return Err(OutboundError::InvalidUrl(
+                "https URLs are not supported by this build".into(),
+            ));
+        }
+
+        let addrs = self.resolve(&host, port).await?;
+        let stream = self.connect(&host, &addrs).await?;
+
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| OutboundError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, authority.as_str())
+            .header(hyper::header::CONNECTION, "close");
+        let mut has_ua = false;
+        for (k, v) in &req.headers {
+            if k.eq_ignore_ascii_case("host")
+                || k.eq_ignore_ascii_case("connection")
+                || k.eq_ignore_ascii_case("content-length")
+                || k.eq_ignore_ascii_case("transfer-encoding")
+            {
+                continue;
+            }
+            has_ua |= k.eq_ignore_ascii_case("user-agent");
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if !has_ua {
+            builder = builder.header(
+                hyper::header::USER_AGENT,
+                concat!("botyard/", env!("CARGO_PKG_VERSION")),
+            );
+        }
+        let body = Full::new(Bytes::from(req.body.unwrap_or_default()));
+        let request = builder
+            .body(body)
+            .map_err(|e| OutboundError::InvalidUrl(e.to_string()))?;
+        let resp = sender
+            .send_request(request)
+            .await
+            .map_err(|e| OutboundError::Http(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let max = self.policy.max_response_bytes;
+        let body = match Limited::new(resp.into_body(), max).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(OutboundError::TooLarge(max));
+            }
+            Err(e) => return Err(OutboundError::Http(e.to_string())),
+        };
+        Ok(OutResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Resolves and filters; the error names the host, never the internal address.
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+        let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| OutboundError::Dns(format!("{host}: {e}")))?
+                .collect(),
+        };
+        if resolved.is_empty() {
+            return Err(OutboundError::Dns(format!("{host}: no address")));
+        }
+        let allowed: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|a| self.policy.permits(a.ip()))
+            .collect();
+        if allowed.is_empty() {
+            return Err(OutboundError::Refused(host.to_string()));
+        }
+        Ok(allowed)
+    }
+
+    async fn connect(
+        &self,
+        host: &str,
+        addrs: &[SocketAddr],
+    ) -> Result<tokio::net::TcpStream, OutboundError> {
+        let mut last = String::new();
+        for addr in addrs {
+            match tokio::time::timeout(
+                self.policy.connect_timeout,
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "connect timeout".into(),
+            }
+        }
+        Err(OutboundError::Connect(format!("{host}: {last}")))
+    }
+}
+
+/// The `csml::Host` of the platform: real clock, OS-seeded randomness, outbound HTTP through
+/// the policy, interpreter logs into tracing. `App()` and SMTP are supplied by the engine
+/// (it wraps this host) when the bot has them.
+#[derive(Debug)]
+pub struct BotHost {
+    outbound: Arc<Outbound>,
+    rng: u64,
+}
+
+impl BotHost {
+    pub fn new(outbound: Arc<Outbound>) -> Self {
+        let mut seed = 0u64;
+        while seed == 0 {
+            seed = crate::http::ids::random_u64();
+        }
+        BotHost {
+            outbound,
+            rng: seed,
+        }
+    }
+
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
+    }
+}
+
+impl csml::Host for BotHost {
+    fn random_u64(&mut self) -> u64 {
+        // xorshift64*, seeded per host from the OS-seeded generator.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn http(&mut self, req: &csml::HttpRequest) -> Result<csml::HttpResponse, String> {
+        let method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("invalid HTTP method `{}`", req.method))?;
+        let mut headers = req.headers.clone();
+        let body = match &req.body {
+            None => None,
+            Some(Json::String(s)) => Some(s.clone().into_bytes()),
+            Some(v) => {
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                Some(serde_json::to_vec(v).map_err(|e| e.to_string())?)
+            }
+        };
+        let out = OutRequest {
+            method,
+            url: req.url.clone(),
+            headers,
+            body,
+            timeout: None,
+        };
+        let resp = self
+            .outbound
+            .send_blocking(out)
+            .map_err(|e| e.to_string())?;
+        let body = match serde_json::from_slice::<Json>(&resp.body) {
+            Ok(v) => v,
+            Err(_) => Json::String(String::from_utf8_lossy(&resp.body).into_owned()),
+        };
+        Ok(csml::HttpResponse {
+            status: resp.status,
+            headers: resp.headers,
+            body,
+        })
+    }
+
+    fn log(&mut self, level: csml::ast::LogLevel, message: &str) {
+        tracing::info!(target: "botyard::csml", level = ?level, "{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> AddrClass {
+        classify(s.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv4_classes() {
+        assert_eq!(c("8.8.8.8"), AddrClass::Public);
+        assert_eq!(c("93.184.216.34"), AddrClass::Public);
+        assert_eq!(c("127.0.0.1"), AddrClass::Loopback);
+        assert_eq!(c("127.255.1.2"), AddrClass::Loopback);
+        assert_eq!(c("10.1.2.3"), AddrClass::Private);
+        assert_eq!(c("172.16.0.1"), AddrClass::Private);
+        assert_eq!(c("172.31.255.255"), AddrClass::Private);
+        assert_eq!(c("172.32.0.1"), AddrClass::Public);
+        assert_eq!(c("192.168.1.1"), AddrClass::Private);
+        assert_eq!(c("100.64.0.1"), AddrClass::Private);
+        assert_eq!(c("100.128.0.1"), AddrClass::Public);
+        assert_eq!(c("169.254.169.254"), AddrClass::LinkLocal);
+        assert_eq!(c("0.0.0.0"), AddrClass::Unspecified);
+        assert_eq!(c("0.1.2.3"), AddrClass::Unspecified);
+        assert_eq!(c("224.0.0.1"), AddrClass::Multicast);
+        assert_eq!(c("255.255.255.255"), AddrClass::Reserved);
+        assert_eq!(c("240.0.0.1"), AddrClass::Reserved);
+    }
+
+    #[test]
+    fn ipv6_classes() {
+        assert_eq!(c("2606:4700::1111"), AddrClass::Public);
+        assert_eq!(c("::1"), AddrClass::Loopback);
+        assert_eq!(c("::"), AddrClass::Unspecified);
+        assert_eq!(c("fe80::1"), AddrClass::LinkLocal);
+        assert_eq!(c("fd00::1"), AddrClass::Private);
+        assert_eq!(c("fc00::1"), AddrClass::Private);
+        assert_eq!(c("ff02::1"), AddrClass::Multicast);
+        // IPv4 hidden in IPv6 is judged by its IPv4 part.
+        assert_eq!(c("::ffff:127.0.0.1"), AddrClass::Loopback);
+        assert_eq!(c("::ffff:10.0.0.1"), AddrClass::Private);
+        assert_eq!(c("::ffff:8.8.8.8"), AddrClass::Public);
+        assert_eq!(c("64:ff9b::a9fe:a9fe"), AddrClass::LinkLocal);
+        assert_eq!(c("2002:7f00:1::"), AddrClass::Loopback);
+        assert_eq!(c("::127.0.0.1"), AddrClass::Reserved);
+    }
+
+    #[test]
+    fn allow_list() {
+        let mut p = OutboundPolicy::default();
+        assert!(!p.permits("127.0.0.1".parse().unwrap()));
+        assert!(p.permits("8.8.8.8".parse().unwrap()));
+        p.allow.push("127.0.0.1".parse().unwrap());
+        p.allow.push("10.0.0.0/8".parse().unwrap());
+        assert!(p.permits("127.0.0.1".parse().unwrap()));
+        assert!(p.permits("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!p.permits("127.0.0.2".parse().unwrap()));
+        assert!(p.permits("10.200.3.4".parse().unwrap()));
+        assert!(!p.permits("192.168.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+        assert!(
+            "::/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("fe80::1".parse().unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_after_resolution() {
+        let out = Outbound::new(OutboundPolicy::default(), None);
+        let req = |url: &str| OutRequest {
+            method: Method::GET,
+            url: url.into(),
+            headers: vec![],
+            body: None,
+            timeout: None,
+        };
+        // `localhost` resolves to loopback: refused although the name looks harmless.
+        let err = out.send(req("http://localhost:9/x")).await.unwrap_err();
+        assert_eq!(err, OutboundError::Refused("localhost".into()));
+        let err = out.send(req("http://[::1]:9/")).await.unwrap_err();
+        assert_eq!(err, OutboundError::Refused("::1".into()));
+        let err = out
+            .send(req("http://169.254.169.254/latest"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OutboundError::Refused(_)));
+        assert!(matches!(
+            out.send(req("ftp://x/")).await,
+            Err(OutboundError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            out.send(req("http://u:p@8.8.8.8/")).await,
+            Err(OutboundError::InvalidUrl(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn round_trip_to_an_allowed_loopback_server() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !String::from_utf8_lossy(&got).contains("\"ping\"") {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8_lossy(&got).to_string();
+            assert!(text.starts_with("POST /hook?x=1 HTTP/1.1"), "{text}");
+            let body = br#"{"pong":true}"#;
+            let head = format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(body).await.unwrap();
+        });
+        let mut policy = OutboundPolicy::default();
+        policy.allow.push("127.0.0.1".parse().unwrap());
+        let out = Arc::new(Outbound::new(
+            policy,
+            Some(tokio::runtime::Handle::current()),
+        ));
+        let resp = out
+            .send(OutRequest::post_json(
+                &format!("http://{addr}/hook?x=1"),
+                br#"{"ping":1}"#.to_vec(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 201);
+        assert_eq!(&resp.body[..], br#"{"pong":true}"#);
+    }
+}

@@ -1,0 +1,470 @@
+//! Integration-test harness: runs the real `botyard` binary on an ephemeral port with a
+//! temporary data directory, and talks plain HTTP/1.1 to it.
+//!
+//! * [`Server`]: `setup --json` (credentials), then `serve --addr 127.0.0.1:0`; the address is
+//!   read from the `listening on http://…` line on stderr; stderr is kept for assertions.
+//! * [`Client`]: a small blocking HTTP/1.1 client (one connection per request,
+//!   `Connection: close`), so tests need no HTTP client crate.
+//! * [`sign`]: the Studio HMAC signature; [`Creds`]: a channel's key and secret with helpers
+//!   that build signed or bare auth headers.
+//! * [`Receiver`]: a fake webhook endpoint on 127.0.0.1 recording every body in order.
+
+#![allow(dead_code)]
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value as Json, json};
+use sha2::Sha256;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_botyard");
+
+/// Runs a CLI command against `data`, returns its stdout parsed as JSON (`--json` is added).
+pub fn cli_json(data: &Path, args: &[&str]) -> Json {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--json")
+        .output()
+        .expect("run botyard");
+    assert!(
+        out.status.success(),
+        "botyard {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "botyard {args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A channel's credentials.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub api_key: String,
+    pub api_secret: String,
+    pub channel_id: String,
+    pub bot_id: String,
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `sha256=<hex>` of HMAC-SHA-256(secret, message).
+pub fn sign(secret: &str, message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+impl Creds {
+    /// Signed-mode headers with the current time.
+    pub fn signed(&self) -> Vec<(String, String)> {
+        self.signed_at(now_secs())
+    }
+    pub fn signed_at(&self, ts: i64) -> Vec<(String, String)> {
+        let key = format!("{}|{}", self.api_key, ts);
+        let sig = sign(&self.api_secret, &key);
+        vec![("X-Api-Key".into(), key), ("X-Api-Signature".into(), sig)]
+    }
+    /// Public-mode header (bare key).
+    pub fn public(&self) -> Vec<(String, String)> {
+        vec![("X-Api-Key".into(), self.api_key.clone())]
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Asserts the status and that an error body is the JSON envelope.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        if status >= 400 {
+            let v = self.json();
+            assert_eq!(v["code"], json!(status), "envelope code: {v}");
+            assert!(v["message"].is_string(), "envelope message: {v}");
+        }
+        self
+    }
+}
+
+/// A blocking HTTP/1.1 client for one server address.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    pub fn get(&self, path: &str, headers: &[(String, String)]) -> Response {
+        self.request("GET", path, headers, None)
+    }
+    pub fn post(&self, path: &str, headers: &[(String, String)], body: &Json) -> Response {
+        self.request("POST", path, headers, Some(body.to_string().as_bytes()))
+    }
+    pub fn put(&self, path: &str, headers: &[(String, String)], body: &Json) -> Response {
+        self.request("PUT", path, headers, Some(body.to_string().as_bytes()))
+    }
+    pub fn delete(&self, path: &str, headers: &[(String, String)]) -> Response {
+        self.request("DELETE", path, headers, None)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Response {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        let mut has_ct = false;
+        for (k, v) in headers {
+            has_ct |= k.eq_ignore_ascii_case("content-type");
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            if !has_ct {
+                head.push_str("Content-Type: application/json\r\n");
+            }
+            head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        if let Some(b) = body {
+            out.extend_from_slice(b);
+        }
+        s.write_all(&out)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        parse_response(&raw)
+    }
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no head"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("empty"))?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(status_line))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[pos + 2..pos + 2 + size]);
+        b = &b[pos + 2 + size + 2..];
+    }
+    out
+}
+
+/// A running server process.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    /// Kept alive so the data dir outlives the process; `None` when the caller owns the dir.
+    _tmp: Option<tempfile::TempDir>,
+    pub log: Arc<Mutex<String>>,
+    /// The default setup's credentials.
+    pub setup: Json,
+}
+
+impl Server {
+    /// A fresh data dir, set up, served.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_path_buf();
+        let setup = cli_json(&data, &["setup"]);
+        let mut s = Self::spawn(&data, extra);
+        s._tmp = Some(tmp);
+        s.setup = setup;
+        s
+    }
+
+    /// Serves an existing data dir (restart after a kill).
+    pub fn spawn(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--addr", "127.0.0.1:0", "--outbound-allow", "127.0.0.1"])
+            .args(extra)
+            .env("BOTYARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn botyard serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on http://") {
+                    let addr = line[i + "listening on http://".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a
+                .parse()
+                .unwrap_or_else(|_| panic!("bad listening address `{a}`")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            _tmp: None,
+            log,
+            setup: Json::Null,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr }
+    }
+
+    /// The default channel's credentials from `setup --json`.
+    pub fn creds(&self) -> Creds {
+        creds_from_setup(&self.setup)
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits for the process to exit, at most `timeout`; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL, then wait.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Takes the temp dir so a later server can reuse it after this one is killed.
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn creds_from_setup(v: &Json) -> Creds {
+    Creds {
+        api_key: v["studio"]["api_key"]
+            .as_str()
+            .expect("studio.api_key")
+            .to_string(),
+        api_secret: v["studio"]["api_secret"]
+            .as_str()
+            .expect("studio.api_secret")
+            .to_string(),
+        channel_id: v["studio"]["channel_id"]
+            .as_str()
+            .expect("studio.channel_id")
+            .to_string(),
+        bot_id: v["bot"]["id"].as_str().expect("bot.id").to_string(),
+    }
+}
+
+/// A `/chat` body with a text event.
+pub fn text_event(user: &str, text: &str) -> Json {
+    json!({"client": {"user_id": user}, "payload": {"content_type": "text", "content": {"text": text}}})
+}
+
+/// A fake webhook receiver on 127.0.0.1 recording bodies in arrival order.
+pub struct Receiver {
+    pub url: String,
+    pub bodies: Arc<Mutex<Vec<Json>>>,
+}
+
+impl Receiver {
+    /// `delay` is applied before answering each call (to prove the chat reply is not held up).
+    pub fn start(delay: Duration) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b2 = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                // One request per connection (the server's outbound client sends
+                // `Connection: close`); handled inline so arrival order is call order.
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = l.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                std::thread::sleep(delay);
+                let v: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+                b2.lock().unwrap().push(v);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { url, bodies }
+    }
+
+    pub fn bodies(&self) -> Vec<Json> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` bodies arrived (or `timeout`).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Json> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let b = self.bodies();
+            if b.len() >= n || Instant::now() >= deadline {
+                return b;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
