@@ -1,11 +1,9 @@
 //! `botyard`: one binary that hosts CSML chatbots for many organizations. This file only
-//! parses the command line and hands over to `cli`.
-
-mod cli;
+//! parses the command line and hands over to `botyard::cli`.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    cli::run(args)
+    let args = botyard::cli::Cli::parse();
+    botyard::cli::run(args)
 }

@@ -1,0 +1,15 @@
+//! botyard as a library: the binary (`src/main.rs`), the integration tests and the bench all
+//! use these modules.
+//!
+//! Module map: `cli` (command line), `store` (SQLite: the only module with SQL), `engine`
+//! (conversation engine and bot operations), `secrets` (data-dir key, API key hashes,
+//! passwords), `outbound` (outbound HTTP under policy), `http` (the server and its APIs).
+
+pub mod admin;
+pub mod cli;
+pub mod engine;
+pub mod http;
+pub mod ocs;
+pub mod outbound;
+pub mod secrets;
+pub mod store;
