@@ -117,6 +117,9 @@ struct Parser<'a> {
     stack_base: usize,
     /// Inside `{{ }}`: string literals are raw `\"...\"`.
     interp: bool,
+    /// While parsing a `foreach` iterable: the depth at which `(a) {` is a group followed by
+    /// the loop body, not a closure.
+    no_closure_at: Option<usize>,
     /// The step being parsed, for error reports.
     step: Option<String>,
     /// Next hold number in the current step / function / closure body.
@@ -132,6 +135,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             stack_base: stack_addr(),
             interp: false,
+            no_closure_at: None,
             step: None,
             counter: 0,
             underscore_ints: Vec::new(),

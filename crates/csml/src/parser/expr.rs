@@ -334,6 +334,9 @@ impl Parser<'_> {
 
     /// `(params) { body }` or a parenthesised expression.
     fn paren(&mut self) -> PResult<Expr> {
+        if self.no_closure_at == Some(self.depth) {
+            return self.group();
+        }
         match self.closure_params() {
             Some(params) => self.closure(params),
             None => self.group(),

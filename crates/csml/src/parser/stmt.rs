@@ -51,7 +51,10 @@ impl Parser<'_> {
         loop {
             let mut c = self.c;
             c.skip_ws();
-            if c.at_end() || !STMT_KEYWORDS.contains(&c.peek_ident()) {
+            let word = c.peek_ident();
+            // `log:` is the next step, not a `log` statement.
+            let step_name = c.bytes().get(c.pos + word.len()) == Some(&b':');
+            if c.at_end() || !STMT_KEYWORDS.contains(&word) || step_name {
                 return Ok(block);
             }
             self.c = c;
@@ -435,7 +438,9 @@ impl Parser<'_> {
             self.c.skip_ws();
             return err(self.c.pos, ERR_GENERIC);
         }
+        let saved = self.no_closure_at.replace(self.depth);
         let iter = self.arg(ERR_ACTION_ARG)?;
+        self.no_closure_at = saved;
         let body = self.braced_block()?;
         Ok(StmtKind::Foreach {
             var,
