@@ -21,6 +21,7 @@
 //! (channels and OCS API keys), `conversations` (turn state, transcript, memories), `usage`,
 //! `broadcasts`, `maintenance` (expiry sweep, backup), `setup` (first run).
 
+pub mod admin;
 pub mod bots;
 pub mod broadcasts;
 pub mod channels;
@@ -28,6 +29,7 @@ pub mod conversations;
 pub mod ids;
 mod migrate;
 pub mod maintenance;
+pub mod ocs;
 pub mod orgs;
 pub mod setup;
 pub mod types;

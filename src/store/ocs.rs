@@ -723,6 +723,12 @@ impl Store {
         })
     }
 
+    /// Does a bot with this id exist in any organization (to tell "another team's" from
+    /// "no such" as OCS does)?
+    pub fn ocs_bot_exists_anywhere(&self, id: &str) -> Result<bool> {
+        self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1)", [id], |r| r.get(0))?))
+    }
+
     pub fn ocs_count_bots(&self, org: &str) -> Result<i64> {
         self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM bots WHERE organization_id = ?1", [org], |r| r.get(0))?))
     }
@@ -1225,6 +1231,27 @@ impl Store {
                 c.execute("UPDATE ocs_schedules SET triggered_at = ?2 WHERE id = ?1", params![s.id, now])?;
             }
             Ok(rows)
+        })
+    }
+
+    pub fn ocs_participant(&self, org: &str, id: &str) -> Result<Option<OcsParticipant>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PART_COLS} FROM participants p WHERE p.id = ?1 AND p.organization_id = ?2"
+            ))?
+            .query_row([id, org], |r| participant_from_row(r, 0))
+            .optional()?)
+        })
+    }
+
+    pub fn ocs_set_participant_name(&self, org: &str, id: &str, name: &str) -> Result<()> {
+        let (org, id, name) = (org.to_string(), id.to_string(), name.to_string());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE participants SET name = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
+                params![id, org, name, now_millis()],
+            )?;
+            Ok(())
         })
     }
 

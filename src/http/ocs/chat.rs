@@ -1,0 +1,573 @@
+//! The chat API for widgets and other interactive clients (ocs-api §3.6, §3.7, §5.6, §6):
+//! start, message → task, task poll, message poll, upload. Every denial on the session-bound
+//! endpoints is a 403; the `chat_api` rate-limit scope applies to all five.
+
+use super::api::{experiment_json, message_json};
+use super::{Call, detail, error, field_error, is_uuid, json_resp, key_of, ok};
+use crate::http::response::Body;
+use crate::ocs::ratelimit::Scope;
+use crate::ocs::{TOKEN_LIFETIME_SECS, files};
+use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, WidgetChannel};
+use hyper::header::HeaderValue;
+use hyper::{Response, StatusCode};
+use serde_json::{Value as Json, json};
+
+/// Widget versions before this get RFC 8594 deprecation headers.
+const WIDGET_CUTOFF: (u64, u64, u64) = (0, 6, 0);
+
+fn now_ms() -> i64 {
+    crate::store::ids::now_millis()
+}
+
+fn chat_rate(call: &mut Call, key: &str) -> Result<(), Response<Body>> {
+    let v = call.ocs.limiter.hit(Scope::Chat, key, None, now_ms() / 1000);
+    call.rate = Some(v);
+    if v.blocked {
+        let mut r = json_resp(StatusCode::TOO_MANY_REQUESTS, &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}));
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(v.reset));
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// Host of the request's `Origin`, else of its `Referer`.
+fn origin_host(call: &Call) -> Option<String> {
+    let raw = call.header("origin").or_else(|| call.header("referer"))?;
+    let rest = raw.split_once("://").map(|(_, r)| r).unwrap_or(raw);
+    let host = rest.split(['/', '?', '#']).next()?.rsplit('@').next()?;
+    let host = host.split(':').next()?.to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// Does the request's origin match the channel's `allowed_domains`?
+fn origin_ok(call: &Call, w: &WidgetChannel) -> bool {
+    let Some(host) = origin_host(call) else { return false };
+    w.allowed_domains.iter().any(|d| {
+        let d = d.trim().to_ascii_lowercase();
+        d == "*" || d == host || d.strip_prefix("*.").is_some_and(|base| host.ends_with(&format!(".{base}")) || host == base)
+    })
+}
+
+fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let mut it = v.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u64>().ok());
+    Some((it.next()??, it.next().flatten().unwrap_or(0), it.next().flatten().unwrap_or(0)))
+}
+
+fn deprecation_headers(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert("deprecation", HeaderValue::from_static("true"));
+    h.insert("sunset", HeaderValue::from_static("Thu, 01 Oct 2026 00:00:00 GMT"));
+    h.insert(
+        "link",
+        HeaderValue::from_static("<https://docs.openchatstudio.com/chat_widget/>; rel=\"successor-version\""),
+    );
+}
+
+fn widget_deprecated(call: &Call, source_widget: bool) -> bool {
+    match call.header("x-ocs-widget-version") {
+        Some(v) => parse_version(v).is_some_and(|v| v < WIDGET_CUTOFF),
+        None => source_widget,
+    }
+}
+
+fn access_denied() -> Response<Body> {
+    json_resp(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "Authentication required to chat with this chatbot", "code": "chat_access_denied"}),
+    )
+}
+
+pub(crate) async fn start(call: &mut Call) -> Response<Body> {
+    let body = match call.json().await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(bot_id) = body.get("chatbot_id").and_then(Json::as_str).map(str::to_ascii_lowercase) else {
+        return field_error("chatbot_id", "This field is required.");
+    };
+    if !is_uuid(&bot_id) {
+        return field_error("chatbot_id", "Must be a valid UUID.");
+    }
+    for f in ["participant_remote_id", "participant_name"] {
+        match body.get(f) {
+            Some(Json::String(s)) if s.trim().is_empty() => return field_error(f, "This field may not be blank."),
+            None | Some(Json::Null) | Some(Json::String(_)) => {}
+            Some(_) => return field_error(f, "Not a valid string."),
+        }
+    }
+    let remote_id = body.get("participant_remote_id").and_then(Json::as_str).map(str::to_string);
+    let pname = body.get("participant_name").and_then(Json::as_str).map(str::to_string);
+    let session_data = body.get("session_data").cloned().unwrap_or(Json::Null);
+    let source_widget = session_data.get("source").and_then(Json::as_str) == Some("widget");
+    let version = match body.get("version_number") {
+        None | Some(Json::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => Some(n),
+            _ => return field_error("version_number", "A valid integer is required."),
+        },
+    };
+
+    // Find the chatbot (any organization: the credentials are checked against it below).
+    let embed = call.header("x-embed-key").map(str::to_string);
+    let widget = match &embed {
+        Some(k) => {
+            let k = k.clone();
+            match call.blocking(move |s| s.ocs_widget_by_key(&k)).await {
+                Ok(w) => w,
+                Err(r) => return r,
+            }
+        }
+        None => None,
+    };
+    let member = key_of(&call.ocs, &call.headers).await;
+    let org = match (&widget, &member) {
+        (Some(w), _) => w.organization_id.clone(),
+        (None, Some(k)) => k.organization_id.clone(),
+        (None, None) => String::new(),
+    };
+    let b2 = bot_id.clone();
+    let o2 = org.clone();
+    let bot = match call
+        .blocking(move |s| {
+            if !o2.is_empty() {
+                return Ok(s.get_bot(&o2, &b2).ok());
+            }
+            // Keyless: the bot decides the organization.
+            for o in s.list_orgs()? {
+                if let Ok(b) = s.get_bot(&o.id, &b2) {
+                    return Ok(Some(b));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    {
+        Ok(Some(b)) => b,
+        Ok(None) => return detail(StatusCode::NOT_FOUND, "No Experiment matches the given query."),
+        Err(r) => return r,
+    };
+    let rate_key = widget.as_ref().map(|w| format!("channel:{}", w.id)).unwrap_or_else(|| format!("ip:{}", call.ctx.peer.ip()));
+    if let Err(r) = chat_rate(call, &rate_key) {
+        return r;
+    }
+    let is_member = member.as_ref().is_some_and(|k| k.organization_id == bot.organization_id);
+    if call.header("authorization").is_some() && !is_member {
+        return access_denied();
+    }
+    if embed.is_some() {
+        let Some(w) = widget.as_ref().filter(|w| !w.deleted && w.bot_id == bot.id) else {
+            return detail(StatusCode::UNAUTHORIZED, "Invalid widget embed key");
+        };
+        if !origin_ok(call, w) {
+            return error(StatusCode::FORBIDDEN, "Origin not allowed for this chatbot");
+        }
+        if !w.enabled {
+            return error(StatusCode::FORBIDDEN, w.disabled_message.as_deref().unwrap_or("This chatbot is currently unavailable."));
+        }
+    } else if !is_member && !bot.settings.web_chat_public {
+        return access_denied();
+    }
+    // Version selection: team members only.
+    let mut pinned = None;
+    if let Some(n) = version.filter(|n| *n != 0) {
+        if !is_member {
+            return error(StatusCode::FORBIDDEN, "Version number requires authentication");
+        }
+        let b = bot.clone();
+        let (next, versions) = match call.blocking(move |s| super::api::versions_of(s, &b)).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        if n != next && !versions.iter().any(|v| v["version_number"] == json!(n)) {
+            return detail(StatusCode::NOT_FOUND, &format!("Experiment with version {n} not found"));
+        }
+        pinned = Some(n);
+    }
+    if let Some(w) = &widget {
+        let recorded = call.header("x-ocs-widget-version").map(str::to_string).or_else(|| source_widget.then(|| "unknown".into()));
+        if let Some(v) = recorded {
+            let (o, id) = (w.organization_id.clone(), w.id.clone());
+            let _ = call.blocking(move |s| s.ocs_record_widget_version(&o, &id, &v)).await;
+        }
+    }
+    let (platform, kind, token_required) = match &widget {
+        Some(w) => ("embedded_widget", "widget", w.auth_level >= 2),
+        None => ("api", "api", true),
+    };
+    let (identifier, remote) = match (&member, is_member) {
+        (Some(k), true) => (
+            k.owner_email.clone().unwrap_or_else(|| format!("apikey:{}", k.prefix)),
+            remote_id.clone(),
+        ),
+        _ => (format!("anon:{}", crate::store::ids::new_id()), remote_id.clone()),
+    };
+    let embed_source = call
+        .header("referer")
+        .filter(|r| r.starts_with("https://") || r.starts_with("http://"))
+        .map(str::to_string);
+    let state = if is_member && session_data.is_object() { session_data.clone() } else { json!({}) };
+    let new = NewSession {
+        bot_id: bot.id.clone(),
+        participant_platform: platform.into(),
+        participant_identifier: identifier,
+        participant_name: Some(pname.clone().unwrap_or_else(|| if is_member { String::new() } else { "Anonymous".into() }))
+            .filter(|n| !n.is_empty()),
+        participant_remote_id: remote,
+        platform: platform.into(),
+        channel_kind: kind.into(),
+        widget_channel_id: widget.as_ref().map(|w| w.id.clone()),
+        owner_key_id: member.as_ref().filter(|_| is_member).map(|k| k.id.clone()),
+        status: "active".into(),
+        state,
+        version_number: pinned,
+        session_token_required: token_required,
+        embed_source,
+        messages: vec![],
+        data_name: pname,
+    };
+    let (org, base, b) = (bot.organization_id.clone(), call.base.clone(), bot.clone());
+    let r = call
+        .blocking(move |s| {
+            let sess = s.ocs_create_session(&org, new)?;
+            Ok((sess, experiment_json(s, &base, &b)?))
+        })
+        .await;
+    let (sess, mut chatbot) = match r {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(n) = pinned {
+        chatbot["version_number"] = json!(n);
+    }
+    let token = token_required.then(|| call.ocs.token.issue(&sess.id));
+    let mut resp = json_resp(
+        StatusCode::CREATED,
+        &json!({"session_id": sess.id, "session_token": token, "chatbot": chatbot,
+                "participant": {"identifier": sess.participant.identifier, "remote_id": sess.participant.remote_id}}),
+    );
+    if widget_deprecated(call, source_widget) {
+        deprecation_headers(&mut resp);
+    }
+    resp
+}
+
+fn token_err(code: &str, msg: &str) -> Response<Body> {
+    json_resp(StatusCode::FORBIDDEN, &json!({"error": msg, "code": code}))
+}
+
+/// Session-bound access (§3.7). Returns the session and whether the caller is a team member.
+async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
+    let sid = call.params.id.clone();
+    if let Err(r) = chat_rate(call, &format!("session:{sid}")) {
+        return Err(r);
+    }
+    let s2 = sid.clone();
+    let session = call.blocking(move |s| s.ocs_session_any_org(&s2)).await?;
+    let embed = call.header("x-embed-key").map(str::to_string);
+    let widget = match &embed {
+        Some(k) => {
+            let k = k.clone();
+            call.blocking(move |s| s.ocs_widget_by_key(&k)).await?
+        }
+        None => None,
+    };
+    let Some(session) = session else {
+        return Err(detail(StatusCode::FORBIDDEN, "Session does not exist"));
+    };
+    if embed.is_some() {
+        let Some(w) = widget.as_ref().filter(|w| w.bot_id == session.bot_id && !w.deleted) else {
+            return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
+        };
+        if !origin_ok(call, w) {
+            return Err(detail(StatusCode::FORBIDDEN, "Origin not allowed for this chatbot"));
+        }
+    }
+    let member = key_of(&call.ocs, &call.headers).await.is_some_and(|k| k.organization_id == session.organization_id);
+    let own_widget = match &session.widget_channel_id {
+        Some(id) => {
+            let (o, id) = (session.organization_id.clone(), id.clone());
+            call.blocking(move |s| s.ocs_widget(&o, &id)).await?
+        }
+        None => None,
+    };
+    if session.session_token_required || own_widget.as_ref().is_some_and(|w| w.auth_level >= 2) {
+        let Some(token) = call.header("x-session-token") else {
+            return Err(token_err("session_token_required", "Session token required"));
+        };
+        if !call.ocs.token.verify(&session.id, token) {
+            return Err(token_err("session_token_invalid", "Invalid session token"));
+        }
+        let lifetime = own_widget.as_ref().and_then(|w| w.session_token_lifetime).unwrap_or(TOKEN_LIFETIME_SECS);
+        if now_ms() > session.created_at + lifetime * 1000 {
+            return Err(token_err("session_expired", "Session has expired"));
+        }
+        return Ok((session, member));
+    }
+    match &own_widget {
+        Some(w) if w.auth_level == 1 || w.deleted => {
+            let ok = widget.as_ref().is_some_and(|k| k.id == w.id && !w.deleted);
+            if !ok {
+                return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
+            }
+        }
+        _ => {
+            if let Some(k) = &widget
+                && Some(&k.id) != session.widget_channel_id.as_ref()
+            {
+                return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
+            }
+            let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
+            let public = call.blocking(move |s| s.get_bot(&o, &b)).await?.settings.web_chat_public;
+            if !public && !member {
+                return Err(detail(StatusCode::FORBIDDEN, "You do not have access to this chatbot"));
+            }
+        }
+    }
+    Ok((session, member))
+}
+
+pub(crate) async fn message(call: &mut Call) -> Response<Body> {
+    let (session, member) = match access(call).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match call.json().await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let text = match body.get("message") {
+        None | Some(Json::Null) => return field_error("message", "This field is required."),
+        Some(Json::String(s)) if s.trim().is_empty() => return field_error("message", "This field may not be blank."),
+        Some(Json::String(s)) => s.clone(),
+        Some(_) => return field_error("message", "Not a valid string."),
+    };
+    if session.status == "complete" {
+        return error(StatusCode::BAD_REQUEST, "Session has ended");
+    }
+    if let Some(v) = body.get("version_number").filter(|v| !v.is_null() && **v != json!(0)) {
+        if !member {
+            return error(StatusCode::FORBIDDEN, "Version number requires authentication");
+        }
+        let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
+        let bot = match call.blocking(move |s| s.get_bot(&o, &b)).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let (next, versions) = match call.blocking(move |s| super::api::versions_of(s, &bot)).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        if *v != json!(next) && !versions.iter().any(|x| x["version_number"] == *v) {
+            return detail(StatusCode::NOT_FOUND, &format!("Experiment with version {v} not found"));
+        }
+    }
+    let ids: Vec<i64> = match body.get("attachment_ids") {
+        None | Some(Json::Null) => vec![],
+        Some(Json::Array(a)) => match a.iter().map(Json::as_i64).collect::<Option<Vec<_>>>() {
+            Some(v) => v,
+            None => return field_error("attachment_ids", "A valid integer is required."),
+        },
+        Some(_) => return field_error("attachment_ids", "Expected a list of items."),
+    };
+    if !ids.is_empty() {
+        let mut uniq = ids.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        let ids2 = ids.clone();
+        let found = match call.blocking(move |s| s.ocs_files(&ids2)).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let valid = uniq.len() == ids.len()
+            && found.len() == ids.len()
+            && found.iter().all(|f| {
+                f.organization_id == session.organization_id
+                    && f.purpose == "message_media"
+                    && f.metadata.get("session_id").and_then(Json::as_str) == Some(session.id.as_str())
+            });
+        if !valid {
+            return error(StatusCode::BAD_REQUEST, "One or more file IDs are invalid");
+        }
+    }
+    let request = json!({"message": text, "attachment_ids": ids, "context": body.get("context").cloned().unwrap_or(Json::Null),
+                         "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)});
+    let task = match call.ocs.store.ocs_create_task(&session.organization_id, &session.id, request.clone()).await {
+        Ok(t) => t,
+        Err(e) => return super::internal(e),
+    };
+    call.ocs.submit(crate::store::ocs::OcsTask {
+        id: task.clone(),
+        organization_id: session.organization_id.clone(),
+        session_id: session.id.clone(),
+        status: "queued".into(),
+        request,
+        message_id: None,
+        error: None,
+        error_status: None,
+    });
+    let mut resp = json_resp(StatusCode::ACCEPTED, &json!({"task_id": task, "status": "processing"}));
+    if widget_deprecated(call, false) {
+        deprecation_headers(&mut resp);
+    }
+    resp
+}
+
+pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
+    let (session, _) = match access(call).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tid = call.params.task.clone();
+    let task = match call.blocking(move |s| s.ocs_task(&tid)).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Some(task) = task else {
+        // Unknown or never-issued ids read "processing", as OCS does.
+        return ok(&json!({"message": null, "status": "processing"}));
+    };
+    if task.session_id != session.id {
+        return detail(StatusCode::NOT_FOUND, "Not found.");
+    }
+    match task.status.as_str() {
+        "queued" | "running" => ok(&json!({"message": null, "status": "processing"})),
+        "error" => {
+            let status = if task.error_status == Some(400) { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+            json_resp(status, &json!({"error": task.error.unwrap_or_default(), "status": "error"}))
+        }
+        _ => {
+            let Some(mid) = task.message_id else { return ok(&json!({"status": "processing"})) };
+            let (sid, base) = (session.id.clone(), call.base.clone());
+            match call
+                .blocking(move |s| match s.ocs_message(&sid, mid)? {
+                    Some(m) => Ok(Some(message_json(s, &base, &m)?)),
+                    None => Ok(None),
+                })
+                .await
+            {
+                Ok(Some(m)) => ok(&json!({"message": m, "status": "complete"})),
+                Ok(None) => json_resp(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "Unknown error"})),
+                Err(r) => r,
+            }
+        }
+    }
+}
+
+pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
+    let (session, _) = match access(call).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let since = match call.query("since") {
+        None => None,
+        Some(s) => match crate::ocs::time::parse_iso(&s) {
+            Some(us) => Some(us),
+            None => return error(StatusCode::BAD_REQUEST, "Invalid 'since' parameter format. Use ISO format."),
+        },
+    };
+    let limit = match call.query("limit") {
+        None => 50,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "Invalid 'limit' parameter. Use a non-negative integer."),
+        },
+    };
+    let (sid, base) = (session.id.clone(), call.base.clone());
+    let r = call
+        .blocking(move |s| {
+            let mut msgs = s.ocs_messages(&sid, since, Some(limit.saturating_add(1)))?;
+            let more = msgs.len() > limit as usize;
+            msgs.truncate(limit as usize);
+            let mut out = Vec::with_capacity(msgs.len());
+            for m in &msgs {
+                out.push(message_json(s, &base, m)?);
+            }
+            Ok((out, more))
+        })
+        .await;
+    match r {
+        Ok((messages, more)) => ok(&json!({
+            "messages": messages,
+            "has_more": more,
+            "session_status": if session.status == "complete" { "ended" } else { "active" },
+        })),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn upload(call: &mut Call) -> Response<Body> {
+    let (session, _) = match access(call).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if session.status == "complete" {
+        return error(StatusCode::BAD_REQUEST, "Session has ended");
+    }
+    let Some(boundary) = call.header("content-type").and_then(files::boundary) else {
+        return error(StatusCode::BAD_REQUEST, "No files provided");
+    };
+    // Room for 2 × 50 MB so the total-size rule answers 400 rather than 413.
+    let body = match call.bytes(2 * files::MAX_BYTES + 1024 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(parts) = files::parse_multipart(&body, &boundary) else {
+        return error(StatusCode::BAD_REQUEST, "Malformed multipart body");
+    };
+    let field = |n: &str| parts.iter().find(|p| p.name == n && p.filename.is_none()).map(|p| String::from_utf8_lossy(&p.data).into_owned());
+    let (remote, pname) = (field("participant_remote_id"), field("participant_name"));
+    let uploads: Vec<&files::Part> = parts.iter().filter(|p| p.name == "files" && p.filename.is_some()).collect();
+    if uploads.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "No files provided");
+    }
+    let mut rows = Vec::new();
+    let mut total = 0usize;
+    let now = now_ms();
+    for p in &uploads {
+        let name = p.filename.clone().unwrap_or_default();
+        let ct = match files::check_file(&name, p.content_type.as_deref(), &p.data) {
+            Ok(ct) => ct,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        total += p.data.len();
+        rows.push(NewOcsFile {
+            name,
+            content_type: ct,
+            size: p.data.len() as i64,
+            purpose: "message_media".into(),
+            metadata: json!({"session_id": session.id, "uploaded_by": session.participant.identifier,
+                             "participant_name": pname, "participant_remote_id": remote}),
+            session_id: Some(session.id.clone()),
+            expires_at: Some(now + files::EXPIRY_MS),
+        });
+    }
+    if total > files::MAX_BYTES {
+        return error(StatusCode::BAD_REQUEST, "Total file size exceeds maximum of 50MB");
+    }
+    let datas: Vec<Vec<u8>> = uploads.iter().map(|p| p.data.clone()).collect();
+    let org = session.organization_id.clone();
+    let r = call
+        .blocking(move |s| {
+            let stored = s.ocs_insert_files(&org, rows)?;
+            let dir = s.data_dir().join("ocs-files");
+            let written = std::fs::create_dir_all(&dir).and_then(|_| {
+                for (f, d) in stored.iter().zip(&datas) {
+                    std::fs::write(files::path_of(s.data_dir(), f.id), d)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
+                s.ocs_delete_files(&org, stored.iter().map(|f| f.id).collect())?;
+                return Err(e.into());
+            }
+            Ok(stored)
+        })
+        .await;
+    match r {
+        Ok(stored) => json_resp(
+            StatusCode::CREATED,
+            &json!({"files": stored.iter().map(|f| json!({"id": f.id, "name": f.name, "size": f.size, "content_type": f.content_type})).collect::<Vec<_>>()}),
+        ),
+        Err(r) => r,
+    }
+}

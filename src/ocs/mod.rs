@@ -1,0 +1,441 @@
+//! Open Chat Studio domain logic that is not SQL and not HTTP (issue 4, ocs-api §7): how an
+//! OCS session runs on the conversation engine, CSML → OCS message mapping ([`render`]),
+//! the async chat task runner, session tokens ([`token`]), rate limits ([`ratelimit`]),
+//! cursors ([`cursor`]), uploads ([`files`]) and timestamps ([`time`]).
+//!
+//! # How a session runs on the engine
+//! An OCS session is a row of `ocs_sessions`; its turns run on the engine as the client
+//! `(bot, the bot's "ocs" channel, user_id = session id)`, so each session has its own CSML
+//! conversation, hold and memories, and turns of one session are serialized by the engine. The
+//! bot's `ocs` channel is an ordinary botyard channel (kind `ocs`) created on first use.
+//!
+//! # What a flow sees (`_metadata`)
+//! `session_id`, `session_state`, `remote_context` (the chat message `context`),
+//! `participant_data` (this chatbot's), `participant {identifier, name, platform,
+//! remote_id}`, `channel` (the session platform), `chatbot {id, version}`, and `history`
+//! (earlier messages of the session as `{role, content}`, at most 20). A `trigger_bot`
+//! `prompt_text` or a due schedule arrives as a `flow_trigger` event to the flow named
+//! `ocs_trigger` with `event.ocs_trigger = {prompt, source: "api"|"schedule", schedule_id?}`;
+//! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
+//!
+//! # Versions (our extension)
+//! A version number pinned at chat start is recorded on the session and tags every reply
+//! `v{N}`; the engine runs the bot's live build (publishing a build moves it). Running an older
+//! snapshot needs an engine seam that selects a build per turn; until then a pinned number
+//! other than the live one is recorded and validated but runs the live code.
+
+pub mod cursor;
+pub mod files;
+pub mod ratelimit;
+pub mod render;
+pub mod time;
+pub mod token;
+
+use crate::engine::{ChatRequest, Engine, EngineError};
+use crate::store::ocs::{NewOcsMessage, OcsSession, OcsTask, Tag};
+use crate::store::{Channel, NewChannel, Store};
+use render::Rendered;
+use serde_json::{Map, Value as Json, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Kind of the per-bot engine channel OCS sessions run on.
+pub const ENGINE_CHANNEL_KIND: &str = "ocs";
+/// Flow that receives `trigger_bot` prompts and schedules.
+pub const TRIGGER_FLOW: &str = "ocs_trigger";
+/// Default session-token lifetime.
+pub const TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+
+/// The OCS service: one per server.
+pub struct Ocs {
+    pub store: Store,
+    pub engine: Engine,
+    pub token: token::TokenKey,
+    pub limiter: ratelimit::Limiter,
+    channels: Mutex<HashMap<String, Channel>>,
+    queues: Mutex<HashMap<String, VecDeque<OcsTask>>>,
+    version_tags: Mutex<HashMap<(String, Option<String>), String>>,
+}
+
+/// The outcome of one turn, ready to store.
+#[derive(Debug, Clone, Default)]
+pub struct TurnOutcome {
+    pub rendered: Vec<Rendered>,
+    pub messages: Vec<NewOcsMessage>,
+}
+
+impl Ocs {
+    pub fn new(engine: Engine) -> std::io::Result<Arc<Ocs>> {
+        let store = engine.store().clone();
+        let token = token::TokenKey::load_or_create(store.data_dir())?;
+        Ok(Arc::new(Ocs {
+            store,
+            engine,
+            token,
+            limiter: ratelimit::Limiter::new(ratelimit::RateConfig::from_env()),
+            channels: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            version_tags: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Start the background work (inside a tokio runtime): re-queue tasks left by a previous
+    /// process, sweep expired uploads, fire due schedules.
+    pub fn start_background(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let s = this.store.clone();
+            match tokio::task::spawn_blocking(move || s.ocs_pending_tasks()).await {
+                Ok(Ok(tasks)) => {
+                    if !tasks.is_empty() {
+                        tracing::info!(n = tasks.len(), "re-queueing OCS chat tasks");
+                    }
+                    for t in tasks {
+                        this.submit(t);
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "could not load pending OCS tasks"),
+                Err(e) => tracing::error!(error = %e, "could not load pending OCS tasks"),
+            }
+        });
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                n += 1;
+                if n % 30 == 1 {
+                    this.sweep_files().await;
+                }
+                this.fire_schedules().await;
+            }
+        });
+    }
+
+    async fn sweep_files(&self) {
+        let s = self.store.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let ids = s.ocs_sweep_files(crate::store::ids::now_millis(), 500)?;
+            for id in &ids {
+                let _ = std::fs::remove_file(files::path_of(s.data_dir(), *id));
+            }
+            Ok::<_, crate::store::Error>(ids.len())
+        })
+        .await;
+        match r {
+            Ok(Ok(n)) if n > 0 => tracing::info!(n, "removed expired OCS uploads"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "OCS upload sweep failed"),
+            _ => {}
+        }
+    }
+
+    async fn fire_schedules(&self) {
+        let s = self.store.clone();
+        let due = tokio::task::spawn_blocking(move || s.ocs_claim_due_schedules(crate::store::ids::now_millis(), 50)).await;
+        let Ok(Ok(due)) = due else { return };
+        for sch in due {
+            let s = self.store.clone();
+            let (org, p, b) = (sch.organization_id.clone(), sch.participant_id.clone(), sch.bot_id.clone());
+            let latest = tokio::task::spawn_blocking(move || {
+                match s.ocs_participant(&org, &p)? {
+                    Some(part) => s.ocs_latest_session(&org, &b, &part.platform, &part.identifier, &[]),
+                    None => Ok(None),
+                }
+            })
+            .await;
+            match latest {
+                Ok(Ok(Some(session))) => {
+                    let trig = json!({"prompt": sch.prompt_text, "source": "schedule", "schedule_id": sch.external_id});
+                    if let Err(e) = self.run_trigger(&session, trig).await {
+                        tracing::warn!(error = %e, schedule = sch.id, "scheduled prompt failed");
+                    }
+                }
+                _ => tracing::info!(schedule = sch.id, "schedule due but the participant has no session"),
+            }
+        }
+    }
+
+    /// The bot's engine channel (created on first use).
+    pub async fn engine_channel(&self, org: &str, bot: &str) -> Result<Channel, EngineError> {
+        if let Some(c) = self.channels.lock().unwrap_or_else(|p| p.into_inner()).get(bot) {
+            return Ok(c.clone());
+        }
+        let (o, b) = (org.to_string(), bot.to_string());
+        let ch = self
+            .engine
+            .blocking(move |s| {
+                let existing = s
+                    .list_channels(&o, Some(&b))?
+                    .into_iter()
+                    .find(|c| c.kind == ENGINE_CHANNEL_KIND);
+                match existing {
+                    Some(c) => Ok(c),
+                    None => Ok(s
+                        .create_channel(
+                            &o,
+                            &b,
+                            NewChannel {
+                                kind: ENGINE_CHANNEL_KIND.into(),
+                                name: "Open Chat Studio API".into(),
+                                webhook_url: None,
+                                config: json!({}),
+                            },
+                        )?
+                        .0),
+                }
+            })
+            .await?;
+        self.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(bot.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// The version tag of replies of the code serving `bot` now: `v{N}` for a live build,
+    /// `v{N}-unreleased` for working flows (N = the number the next build will get).
+    pub async fn version_tag(&self, org: &str, bot: &str) -> Result<String, EngineError> {
+        let (o, b) = (org.to_string(), bot.to_string());
+        let (live, _rev) = self.engine.blocking(move |s| s.bot_code_key(&o, &b)).await?;
+        let key = (bot.to_string(), live.clone());
+        if let Some(t) = self.version_tags.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let (o, b) = (org.to_string(), bot.to_string());
+        let versions = self.engine.blocking(move |s| s.list_versions(&o, &b, 10_000)).await?;
+        let tag = match &live {
+            Some(id) => versions.iter().find(|v| &v.id == id).map(|v| format!("v{}", v.seq)),
+            None => None,
+        }
+        .unwrap_or_else(|| format!("v{}-unreleased", versions.first().map(|v| v.seq).unwrap_or(0) + 1));
+        if live.is_some() {
+            self.version_tags.lock().unwrap_or_else(|p| p.into_inner()).insert(key, tag.clone());
+        }
+        Ok(tag)
+    }
+
+    /// Run one event of a session on the engine; returns the rendered replies (already
+    /// applying the flow's write-back).
+    pub async fn run_event(
+        &self,
+        session: &OcsSession,
+        payload: Json,
+        extra_meta: Map<String, Json>,
+    ) -> Result<TurnOutcome, EngineError> {
+        let org = session.organization_id.clone();
+        let channel = self.engine_channel(&org, &session.bot_id).await?;
+        let (o, sid, pid, bid) = (org.clone(), session.id.clone(), session.participant.id.clone(), session.bot_id.clone());
+        let (data, history) = self
+            .engine
+            .blocking(move |s| {
+                let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
+                let hist = s.ocs_messages(&sid, None, None)?;
+                Ok((data, hist))
+            })
+            .await?;
+        let pdata = data.into_iter().next().map(|d| d.data).unwrap_or_else(|| json!({}));
+        let skip = history.len().saturating_sub(20);
+        let history: Vec<Json> =
+            history.iter().skip(skip).map(|m| json!({"role": m.role, "content": m.content})).collect();
+        let mut meta = Map::new();
+        meta.insert("session_id".into(), json!(session.id));
+        meta.insert("session_state".into(), session.state.clone());
+        meta.insert("remote_context".into(), session.state.get("remote_context").cloned().unwrap_or(Json::Null));
+        meta.insert("participant_data".into(), pdata);
+        meta.insert(
+            "participant".into(),
+            json!({"identifier": session.participant.identifier, "name": session.participant.name,
+                   "platform": session.participant.platform, "remote_id": session.participant.remote_id}),
+        );
+        meta.insert("channel".into(), json!(session.platform));
+        meta.insert("chatbot".into(), json!({"id": session.bot_id, "version": session.version_number}));
+        meta.insert("history".into(), Json::Array(history));
+        meta.extend(extra_meta);
+        let resp = self
+            .engine
+            .chat(ChatRequest {
+                channel,
+                user_id: session.id.clone(),
+                payload,
+                metadata: Json::Object(meta),
+                request_id: None,
+                received_at: crate::store::ids::now_millis(),
+            })
+            .await?;
+        let outputs: Vec<csml::Message> = resp.messages.into_iter().map(|m| m.payload).collect();
+        let (rendered, wb) = render::render_all(&outputs);
+        if !wb.is_empty() {
+            let (o, sid, pid, bid) = (org.clone(), session.id.clone(), session.participant.id.clone(), session.bot_id.clone());
+            self.engine
+                .blocking(move |s| {
+                    if !wb.session_state.is_empty() {
+                        s.ocs_set_session_state(&o, &sid, Json::Object(wb.session_state), true)?;
+                    }
+                    if !wb.participant_data.is_empty() {
+                        s.ocs_merge_participant_data(&o, &pid, &bid, Json::Object(wb.participant_data))?;
+                    }
+                    if let Some(n) = wb.participant_name {
+                        s.ocs_set_participant_name(&o, &pid, &n)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        let tag = self.version_tag(&org, &session.bot_id).await?;
+        let messages = rendered
+            .iter()
+            .map(|r| NewOcsMessage {
+                role: "assistant".into(),
+                content: r.content.clone(),
+                metadata: r.metadata.clone(),
+                tags: vec![Tag { name: tag.clone(), category: "experiment_version".into() }],
+                file_ids: vec![],
+            })
+            .collect();
+        Ok(TurnOutcome { rendered, messages })
+    }
+
+    /// A text turn (the user's message is stored by the caller).
+    pub async fn run_text(&self, session: &OcsSession, text: &str, attachments: Json) -> Result<TurnOutcome, EngineError> {
+        let mut content = Map::new();
+        content.insert("text".into(), json!(text));
+        if attachments.as_array().is_some_and(|a| !a.is_empty()) {
+            content.insert("attachments".into(), attachments);
+        }
+        self.run_event(session, json!({"content_type": "text", "content": content}), Map::new()).await
+    }
+
+    /// A `trigger_bot` prompt or a due schedule: routed to the `ocs_trigger` flow; its replies
+    /// are stored (the prompt never is). Returns how many messages were stored.
+    pub async fn run_trigger(&self, session: &OcsSession, trigger: Json) -> Result<usize, EngineError> {
+        let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
+        let flows = self.engine.blocking(move |s| s.list_flows(&o, &b)).await?;
+        if !flows.iter().any(|f| f.name.eq_ignore_ascii_case(TRIGGER_FLOW)) {
+            tracing::info!(session = %session.id, "prompt not sent: the bot has no `{TRIGGER_FLOW}` flow");
+            return Ok(0);
+        }
+        let mut extra = Map::new();
+        extra.insert("ocs_trigger".into(), trigger.clone());
+        let out = self
+            .run_event(
+                session,
+                json!({"content_type": "flow_trigger", "content": {"flow_id": TRIGGER_FLOW, "ocs_trigger": trigger}}),
+                extra,
+            )
+            .await?;
+        let n = out.messages.len();
+        let (o, sid) = (session.organization_id.clone(), session.id.clone());
+        self.engine.blocking(move |s| s.ocs_append_messages(&o, &sid, out.messages)).await?;
+        Ok(n)
+    }
+
+    /// Queue a task on its session's queue (tasks of one session run in order).
+    pub fn submit(self: &Arc<Self>, task: OcsTask) {
+        let sid = task.session_id.clone();
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = q.get_mut(&sid) {
+            v.push_back(task);
+            return;
+        }
+        q.insert(sid.clone(), VecDeque::from([task]));
+        drop(q);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let next = {
+                    let mut q = this.queues.lock().unwrap_or_else(|p| p.into_inner());
+                    match q.get_mut(&sid).and_then(VecDeque::pop_front) {
+                        Some(t) => t,
+                        None => {
+                            q.remove(&sid);
+                            return;
+                        }
+                    }
+                };
+                this.process(next).await;
+            }
+        });
+    }
+
+    /// Run one chat task: store the user message, run the turn, store the replies and the
+    /// result (replies and result in one commit, so a `complete` task always has its message).
+    async fn process(self: &Arc<Self>, task: OcsTask) {
+        let org = task.organization_id.clone();
+        let (o, sid) = (org.clone(), task.session_id.clone());
+        let session = match self.engine.blocking(move |s| s.ocs_session(&o, &sid)).await {
+            Ok(Some(s)) => s,
+            _ => {
+                let _ = self
+                    .store
+                    .ocs_finish_task(&org, &task.id, &task.session_id, vec![], Some(("Session not found".into(), 400)))
+                    .await;
+                return;
+            }
+        };
+        let text = task.request.get("message").and_then(Json::as_str).unwrap_or_default().to_string();
+        let ids: Vec<i64> = task
+            .request
+            .get("attachment_ids")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_i64).collect())
+            .unwrap_or_default();
+        let context = task.request.get("context").cloned().filter(|c| !c.is_null());
+        if task.status == "running" {
+            // A previous process died mid-turn: whether its turn committed is unknown, so the
+            // task fails rather than running the turn twice.
+            let _ = self
+                .store
+                .ocs_finish_task(&org, &task.id, &session.id, vec![], Some(("The server restarted during this turn".into(), 500)))
+                .await;
+            return;
+        }
+        let user = NewOcsMessage { role: "user".into(), content: text.clone(), metadata: json!({}), tags: vec![], file_ids: ids.clone() };
+        if let Err(e) = self.store.ocs_start_task(&org, &task.id, &session.id, user, ids.clone(), context.clone()).await {
+            tracing::error!(error = %e, task = %task.id, "could not start OCS task");
+            return;
+        }
+        let mut session = session;
+        if let Some(c) = context
+            && let Json::Object(m) = &mut session.state
+        {
+            m.insert("remote_context".into(), c);
+        }
+        let files = if ids.is_empty() {
+            vec![]
+        } else {
+            let s = self.store.clone();
+            tokio::task::spawn_blocking(move || s.ocs_files(&ids)).await.ok().and_then(Result::ok).unwrap_or_default()
+        };
+        let attachments: Vec<Json> = files
+            .iter()
+            .map(|f| json!({"id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}))
+            .collect();
+        let result = self.run_text(&session, &text, Json::Array(attachments)).await;
+        let (msgs, error) = match result {
+            Ok(mut out) => {
+                if out.messages.is_empty() {
+                    // A silent turn completes with an empty assistant message, as OCS does for
+                    // silent pipelines, so the widget's poll loop ends.
+                    let tag = self.version_tag(&org, &session.bot_id).await.unwrap_or_default();
+                    out.messages.push(NewOcsMessage {
+                        role: "assistant".into(),
+                        content: String::new(),
+                        metadata: json!({}),
+                        tags: vec![Tag { name: tag, category: "experiment_version".into() }],
+                        file_ids: vec![],
+                    });
+                }
+                (out.messages, None)
+            }
+            Err(EngineError::BadRequest(m)) => (vec![], Some((m, 400))),
+            Err(e) => {
+                tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
+                (vec![], Some(("Sorry something went wrong. Please try again later.".to_string(), 500)))
+            }
+        };
+        if let Err(e) = self.store.ocs_finish_task(&org, &task.id, &session.id, msgs, error).await {
+            tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
+        }
+    }
+}
