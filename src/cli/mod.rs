@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch to one function per command. Commands
 //! print human text by default and JSON with `--json`; logs go to stderr.
 
+pub mod admin;
 pub mod csml;
 pub mod manage;
 pub mod serve;
@@ -47,6 +48,9 @@ pub enum Command {
     Apikey(manage::ApikeyCommand),
     /// A consistent online copy of the database.
     Backup(manage::BackupArgs),
+    /// Admin UI accounts.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,5 +100,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Channel(cmd) => manage::channel(&cli, cmd),
         Command::Apikey(cmd) => manage::apikey(&cli, cmd),
         Command::Backup(args) => manage::backup(&cli, args),
+        Command::Admin(cmd) => admin::run(&cli, cmd),
     }
 }

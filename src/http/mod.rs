@@ -8,6 +8,7 @@
 //! [`studio`] (`/v1/api`). Background delivery: [`webhook`]. [`loadgen`] is the client side
 //! of `botyard bench`.
 
+pub mod admin;
 pub mod auth;
 pub mod cors;
 pub mod error;

@@ -95,6 +95,10 @@ async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>)
         cors::decorate(resp.headers_mut());
         return resp;
     }
+    if let Some(rest) = strip_family(path, &["/_"]) {
+        let rest = rest.to_string();
+        return super::admin::handle(&state, &ctx, req, &rest).await;
+    }
     ApiError::route_not_found(path).into_response()
 }
 

@@ -20,7 +20,6 @@ use std::sync::OnceLock;
 
 #[derive(RustEmbed)]
 #[folder = "web/"]
-#[exclude = "*.md"]
 struct Assets;
 
 /// Hash of all embedded files (first 12 hex digits).
