@@ -232,7 +232,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner.writer.submit(f)?.blocking_recv().map_err(|_| Error::Closed)?
+        self.inner.writer.run_blocking(f).map_err(|_| Error::Closed)?
     }
 
     /// Like [`Store::write`], awaiting the commit without blocking the async runtime.
@@ -240,7 +240,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner.writer.submit(f)?.await.map_err(|_| Error::Closed)?
+        self.inner.writer.run_async(f).await.map_err(|_| Error::Closed)?
     }
 
     /// Number of transactions the writer has committed and jobs it has run (for tests and the

@@ -21,9 +21,26 @@ const MAX_BATCH: usize = 512;
 type Output = Result<Box<dyn Any + Send>>;
 type Work = Box<dyn FnOnce(&Connection) -> Output + Send>;
 
+/// Where a job's result goes: an async waiter, or a blocked thread. The blocking form uses a
+/// std channel so it also works (merely blocks) when called on a runtime thread, e.g. while a
+/// server is starting.
+enum Reply {
+    Async(oneshot::Sender<Output>),
+    Blocking(mpsc::SyncSender<Output>),
+}
+
+impl Reply {
+    fn send(self, out: Output) {
+        let _ = match self {
+            Reply::Async(tx) => tx.send(out).map_err(|_| ()),
+            Reply::Blocking(tx) => tx.send(out).map_err(|_| ()),
+        };
+    }
+}
+
 struct Job {
     work: Work,
-    reply: oneshot::Sender<Output>,
+    reply: Reply,
 }
 
 pub(super) struct Writer {
@@ -33,34 +50,16 @@ pub(super) struct Writer {
     jobs: Arc<AtomicU64>,
 }
 
-/// The receiving end of one job's acknowledgement: `.await` it, or `blocking_recv()` off the
-/// runtime.
-pub(super) struct Ack<R> {
-    rx: oneshot::Receiver<Output>,
-    _r: std::marker::PhantomData<fn() -> R>,
-}
-
-impl<R: 'static> Ack<R> {
-    fn unpack(out: Result<Output, oneshot::error::RecvError>) -> Result<Result<R>, ()> {
-        match out {
-            Err(_) => Err(()),
-            Ok(Err(e)) => Ok(Err(e)),
-            Ok(Ok(b)) => Ok(Ok(*b.downcast::<R>().expect("writer job returned another type"))),
-        }
-    }
-
-    pub(super) fn blocking_recv(self) -> Result<Result<R>, ()> {
-        Self::unpack(self.rx.blocking_recv())
+fn unpack<R: 'static>(out: Option<Output>) -> Result<Result<R>, ()> {
+    match out {
+        None => Err(()),
+        Some(Err(e)) => Ok(Err(e)),
+        Some(Ok(b)) => Ok(Ok(*b.downcast::<R>().expect("writer job returned another type"))),
     }
 }
 
-impl<R: 'static> std::future::IntoFuture for Ack<R> {
-    type Output = Result<Result<R>, ()>;
-    type IntoFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { Self::unpack(self.rx.await) })
-    }
+fn boxed<R: Send + 'static>(f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Work {
+    Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>))
 }
 
 impl Writer {
@@ -75,14 +74,32 @@ impl Writer {
         Ok(Writer { tx: Some(tx), thread: Some(thread), commits, jobs })
     }
 
-    pub(super) fn submit<R: Send + 'static>(
+    fn send(&self, job: Job) -> Result<()> {
+        self.tx.as_ref().ok_or(Error::Closed)?.send(job).map_err(|_| Error::Closed)
+    }
+
+    /// Queue `f` and wait (blocking the thread) for its commit.
+    pub(super) fn run_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<Ack<R>> {
-        let (reply, rx) = oneshot::channel();
-        let work: Work = Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>));
-        self.tx.as_ref().ok_or(Error::Closed)?.send(Job { work, reply }).map_err(|_| Error::Closed)?;
-        Ok(Ack { rx, _r: std::marker::PhantomData })
+    ) -> Result<Result<R>, ()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.send(Job { work: boxed(f), reply: Reply::Blocking(tx) }).is_err() {
+            return Err(());
+        }
+        unpack(rx.recv().ok())
+    }
+
+    /// Queue `f` and await its commit.
+    pub(super) async fn run_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<Result<R>, ()> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Job { work: boxed(f), reply: Reply::Async(tx) }).is_err() {
+            return Err(());
+        }
+        unpack(rx.await.ok())
     }
 
     pub(super) fn stats(&self) -> (u64, u64) {
@@ -116,14 +133,14 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, commits: &AtomicU64, jobs: &At
         commits.fetch_add(1, Ordering::Relaxed);
         jobs.fetch_add(n, Ordering::Relaxed);
         for (reply, out) in results {
-            let _ = reply.send(out);
+            reply.send(out);
         }
     }
     // Fold the WAL back into the main file on a clean shutdown.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(oneshot::Sender<Output>, Output)> {
+fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)> {
     let mut results = Vec::with_capacity(batch.len());
     if let Err(e) = begin(conn) {
         let msg = e.to_string();
