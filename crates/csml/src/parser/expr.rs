@@ -541,56 +541,58 @@ impl Parser<'_> {
     }
 
     /// Literal text with escapes, and `{{ expr }}` parts, of the string body `start..close`.
+    ///
+    /// Like the reference, the text is cut at brace pairs found by plain search: when the
+    /// first `{{` comes before the first `}}`, the text up to the first *unescaped* `{{` is
+    /// literal and an interpolation follows (no unescaped `{{` at all: the rest is literal, so
+    /// `"\{{x}}"` is the text `{{x}}`); a `}}` met first must be written `\}}`; a lone `{{` with
+    /// no `}}` after it must be written `\{{`.
     fn string_parts(&mut self, start: usize, close: usize) -> PResult<Vec<StrPart>> {
         let src = self.c.src;
-        let b = src.as_bytes();
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut i = start;
-        let mut run = start; // start of the pending unescaped run
         while i < close {
-            match b[i] {
-                b'\\' => {
-                    lit.push_str(&src[run..i]);
-                    let rest = &src[i + 1..close];
-                    if rest.starts_with("{{") {
-                        lit.push_str("{{");
-                        i += 3;
-                    } else if rest.starts_with("}}") {
-                        lit.push_str("}}");
-                        i += 3;
-                    } else if let Some(ch) = rest.chars().next() {
-                        lit.push(match ch {
-                            'n' => '\n',
-                            't' => '\t',
-                            'r' => '\r',
-                            other => other,
-                        });
-                        i += 1 + ch.len_utf8();
-                    } else {
-                        i += 1;
+            let rest = &src[i..close];
+            let escaped = |at: usize| at >= 1 && rest.as_bytes()[at - 1] == b'\\';
+            match (rest.find("{{"), rest.find("}}")) {
+                (Some(l), Some(r)) if l < r => match first_unescaped_open(rest) {
+                    Some(u) => {
+                        unescape_into(&rest[..u], &mut lit);
+                        if !lit.is_empty() {
+                            parts.push(StrPart::Lit(std::mem::take(&mut lit)));
+                        }
+                        let (expr, end) = self.interpolation(i + u + 2, close)?;
+                        if let Some(e) = expr {
+                            parts.push(StrPart::Interp(e));
+                        }
+                        i = end;
                     }
-                    run = i;
-                }
-                b'{' if b.get(i + 1) == Some(&b'{') && i + 1 < close => {
-                    lit.push_str(&src[run..i]);
-                    if !lit.is_empty() {
-                        parts.push(StrPart::Lit(std::mem::take(&mut lit)));
+                    None => {
+                        unescape_into(rest, &mut lit);
+                        break;
                     }
-                    let (expr, end) = self.interpolation(i + 2, close)?;
-                    if let Some(e) = expr {
-                        parts.push(StrPart::Interp(e));
+                },
+                (_, Some(r)) => {
+                    if !escaped(r) {
+                        return err(i + r, ERR_END_INTERP);
                     }
-                    i = end;
-                    run = i;
+                    unescape_into(&rest[..r + 2], &mut lit);
+                    i += r + 2;
                 }
-                b'}' if b.get(i + 1) == Some(&b'}') && i + 1 < close => {
-                    return err(i, ERR_END_INTERP);
+                (Some(l), None) => {
+                    if !escaped(l) {
+                        return err(i + l, ERR_END_INTERP);
+                    }
+                    unescape_into(rest, &mut lit);
+                    break;
                 }
-                _ => i += 1,
+                (None, None) => {
+                    unescape_into(rest, &mut lit);
+                    break;
+                }
             }
         }
-        lit.push_str(&src[run..close]);
         if !lit.is_empty() {
             parts.push(StrPart::Lit(lit));
         }
@@ -626,5 +628,36 @@ impl Parser<'_> {
         let end = self.c.pos;
         (self.c, self.interp) = saved;
         Ok((expr, end))
+    }
+}
+
+/// Offset of the first `{{` not preceded by an escaping backslash.
+fn first_unescaped_open(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut escape = false;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'{' && !escape && b.get(i + 1) == Some(&b'{') {
+            return Some(i);
+        }
+        escape = c == b'\\' && !escape;
+    }
+    None
+}
+
+/// Append `text` with its escapes processed (spec §2.4): `\n`, `\t`, `\r`, and `\X` → `X`.
+fn unescape_into(text: &str, out: &mut String) {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
     }
 }

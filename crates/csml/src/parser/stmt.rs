@@ -10,7 +10,7 @@ use crate::ast::{
     AssignOp, Block, Expr, ExprKind, Forget, Goto, GotoName, LogLevel, PathSeg, Previous, Stmt,
     StmtKind, Target,
 };
-use crate::lexer::{self, RESERVED_DEFINE, RESERVED_READ};
+use crate::lexer::{self, Cursor, RESERVED_DEFINE, RESERVED_READ};
 
 /// Words that start a statement (case-sensitive).
 const STMT_KEYWORDS: &[&str] = &[
@@ -168,37 +168,24 @@ impl Parser<'_> {
         })
     }
 
+    /// `do target op expr`, `do expr as name` or `do expr`. Like the reference, the target form
+    /// is tried first (so the target name follows the definition rules, not the read rules);
+    /// when it does not fit, the whole argument is an expression.
     fn do_stmt(&mut self) -> PResult<StmtKind> {
         self.c.skip_ws();
-        let start = self.c.pos;
-        let e = self.arg(ERR_ACTION_ARG)?;
-        let mut c = self.c;
-        c.skip_ws();
-        let op = [
-            ("+=", AssignOp::Add),
-            ("-=", AssignOp::Sub),
-            ("*=", AssignOp::Mul),
-            ("/=", AssignOp::Div),
-            ("%=", AssignOp::Rem),
-            ("=", AssignOp::Set),
-        ]
-        .into_iter()
-        .find(|(s, _)| c.starts_with(s) && !(*s == "=" && c.starts_with("==")));
-        if let Some((s, op)) = op {
-            let target = to_target(e).ok_or(super::PErr {
-                off: start,
-                msg: ERR_GENERIC.into(),
-            })?;
-            if let Err(m) = lexer::check_name(&target.name, Some(RESERVED_DEFINE)) {
-                return err(start, m);
-            }
-            c.pos += s.len();
-            self.c = c;
+        if let Some((target, op)) = self.assign_target() {
             let value = self.arg(ERR_ACTION_ARG)?;
             return Ok(StmtKind::Do {
                 assign: Some((target, op)),
                 expr: value,
             });
+        }
+        let e = self.arg(ERR_ACTION_ARG)?;
+        let mut c = self.c;
+        c.skip_ws();
+        if assign_op(&c).is_some() {
+            // e.g. `do x.f() = 1`, `do 1 = 2`, `do event = 1`
+            return err(c.pos, ERR_GENERIC);
         }
         if let ExprKind::As {
             expr,
@@ -220,6 +207,39 @@ impl Parser<'_> {
             assign: None,
             expr: e,
         })
+    }
+
+    /// `NAME {key/index segment} OP` at the cursor, consumed through the operator; nothing is
+    /// consumed when the text is not of that shape.
+    fn assign_target(&mut self) -> Option<(Target, AssignOp)> {
+        let saved = (self.c, self.depth);
+        let word = self.c.peek_ident();
+        if word.is_empty() || lexer::check_name(word, Some(RESERVED_DEFINE)).is_err() {
+            return None;
+        }
+        let pos = self.here();
+        self.c.pos += word.len();
+        let name = word.to_string();
+        let path = match self.path_segs(true) {
+            Ok(path) if !path.iter().any(|s| matches!(s, PathSeg::Method { .. })) => path,
+            _ => {
+                (self.c, self.depth) = saved;
+                return None;
+            }
+        };
+        let mut c = self.c;
+        c.skip_ws();
+        match assign_op(&c) {
+            Some((len, op)) => {
+                self.c = c;
+                self.c.pos += len;
+                Some((Target { name, pos, path }, op))
+            }
+            None => {
+                (self.c, self.depth) = saved;
+                None
+            }
+        }
     }
 
     fn remember(&mut self) -> PResult<StmtKind> {
@@ -267,7 +287,7 @@ impl Parser<'_> {
                 if self.eat_ws("]") {
                     return Ok(Forget::Names(names));
                 }
-                names.push(self.name(Some(RESERVED_DEFINE), "expecting ']'")?.0);
+                names.push(self.name(Some(RESERVED_READ), "expecting ']'")?.0);
                 if self.eat_ws(",") {
                     continue;
                 }
@@ -276,16 +296,21 @@ impl Parser<'_> {
             }
         }
         Ok(Forget::Names(vec![
-            self.name(Some(RESERVED_DEFINE), ERR_ACTION_ARG)?.0,
+            self.name(Some(RESERVED_READ), ERR_ACTION_ARG)?.0,
         ]))
     }
 
-    /// `log` takes an optional level word when an expression follows it after whitespace.
+    /// `log` takes an optional level: like the reference, a word of letters, digits, `_` and
+    /// `\` that names a level is always the level (`log error` alone is an error).
     fn log_level(&mut self) -> LogLevel {
         let mut c = self.c;
         c.skip_ws();
-        let word = c.peek_ident();
-        let level = match word.to_ascii_lowercase().as_str() {
+        let rest = c.rest();
+        let len = rest
+            .char_indices()
+            .find(|&(_, ch)| !(ch.is_alphanumeric() || ch == '_' || ch == '\\'))
+            .map_or(rest.len(), |(i, _)| i);
+        let level = match rest[..len].to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
             "warn" => LogLevel::Warn,
             "info" => LogLevel::Info,
@@ -293,25 +318,9 @@ impl Parser<'_> {
             "trace" => LogLevel::Trace,
             _ => return LogLevel::Info,
         };
-        c.pos += word.len();
-        if !c.at_ws() {
-            return LogLevel::Info;
-        }
-        c.skip_ws();
-        let starts_value = match c.peek() {
-            Some(b'"' | b'(' | b'[' | b'{' | b'!' | b'+' | b'-' | b'.') => true,
-            Some(_) => {
-                let w = c.peek_ident();
-                !w.is_empty() && !STMT_KEYWORDS.contains(&w)
-            }
-            None => false,
-        };
-        if starts_value {
-            self.c = c;
-            level
-        } else {
-            LogLevel::Info
-        }
+        c.pos += len;
+        self.c = c;
+        level
     }
 
     fn goto(&mut self, start: usize) -> PResult<Goto> {
@@ -373,7 +382,7 @@ impl Parser<'_> {
             if word.is_empty() {
                 return err(self.c.pos, ERR_GOTO);
             }
-            if let Err(m) = lexer::check_name(word, Some(RESERVED_READ)) {
+            if let Err(m) = lexer::check_name(word, Some(RESERVED_DEFINE)) {
                 return err(self.c.pos, m);
             }
             let pos = self.pos(self.c.pos);
@@ -457,25 +466,17 @@ impl Parser<'_> {
     }
 }
 
-/// `x`, `x.a`, `x[0].b`: an identifier with key/index segments. Method calls and everything
-/// else cannot be assigned to.
-fn to_target(e: Expr) -> Option<Target> {
-    match e.kind {
-        ExprKind::Ident(name) => Some(Target {
-            name,
-            pos: e.pos,
-            path: Vec::new(),
-        }),
-        ExprKind::Path { base, segs } => match base.kind {
-            ExprKind::Ident(name) if segs.iter().all(|s| !matches!(s, PathSeg::Method { .. })) => {
-                Some(Target {
-                    name,
-                    pos: base.pos,
-                    path: segs,
-                })
-            }
-            _ => None,
-        },
-        _ => None,
-    }
+/// The assignment operator at `c`, with its length (`==` is not one).
+fn assign_op(c: &Cursor) -> Option<(usize, AssignOp)> {
+    [
+        ("+=", AssignOp::Add),
+        ("-=", AssignOp::Sub),
+        ("*=", AssignOp::Mul),
+        ("/=", AssignOp::Div),
+        ("%=", AssignOp::Rem),
+        ("=", AssignOp::Set),
+    ]
+    .into_iter()
+    .find(|(s, _)| c.starts_with(s) && !(*s == "=" && c.starts_with("==")))
+    .map(|(s, op)| (s.len(), op))
 }
