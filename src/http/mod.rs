@@ -14,6 +14,7 @@ pub mod cors;
 pub mod error;
 pub mod ids;
 pub mod loadgen;
+pub mod ocs;
 pub mod ratelimit;
 pub mod request;
 pub mod response;

@@ -10,7 +10,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::request::{RequestCtx, request_id};
 use super::response::{Body, ok_json};
-use super::{cors, studio};
+use super::{cors, ocs, studio};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
@@ -98,6 +98,9 @@ async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>)
     if let Some(rest) = strip_family(path, &["/_"]) {
         let rest = rest.to_string();
         return super::admin::handle(&state, &ctx, req, &rest).await;
+    }
+    if ocs::is_ocs_path(path) {
+        return ocs::handle(&state, &ctx, req).await;
     }
     ApiError::route_not_found(path).into_response()
 }

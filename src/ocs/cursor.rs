@@ -31,7 +31,11 @@ pub fn decode(s: &str) -> Option<Cursor> {
             _ => return None,
         }
     }
-    Some(Cursor { back: back?, created_at: t?, id: id? })
+    Some(Cursor {
+        back: back?,
+        created_at: t?,
+        id: id?,
+    })
 }
 
 #[cfg(test)]
@@ -40,7 +44,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = Cursor { back: true, created_at: 42, id: "abc-1".into() };
+        let c = Cursor {
+            back: true,
+            created_at: 42,
+            id: "abc-1".into(),
+        };
         assert_eq!(decode(&encode(&c)), Some(c));
         assert_eq!(decode("zz"), None);
         assert_eq!(decode(&hex(b"d=n")), None);

@@ -11,9 +11,9 @@ pub const MAX_BYTES: usize = 50 * 1024 * 1024;
 pub const EXPIRY_MS: i64 = 24 * 3600 * 1000;
 
 const ALLOWED: &[&str] = &[
-    ".txt", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".csv", ".jpg", ".jpeg", ".png", ".gif", ".webp",
-    ".mp4", ".mov", ".avi", ".mp3", ".wav", ".html", ".htm", ".css", ".js", ".xml", ".md", ".ics",
-    ".vcf", ".rtf", ".tsv", ".yaml", ".yml", ".py", ".c",
+    ".txt", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".csv", ".jpg", ".jpeg", ".png", ".gif",
+    ".webp", ".mp4", ".mov", ".avi", ".mp3", ".wav", ".html", ".htm", ".css", ".js", ".xml", ".md",
+    ".ics", ".vcf", ".rtf", ".tsv", ".yaml", ".yml", ".py", ".c",
 ];
 const BLOCKED_IMAGES: &[&str] = &[".svg", ".svgz", ".bmp", ".tif", ".tiff"];
 
@@ -28,12 +28,16 @@ pub struct Part {
 
 /// The boundary of a `multipart/form-data` content type.
 pub fn boundary(content_type: &str) -> Option<String> {
-    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
         return None;
     }
     content_type.split(';').find_map(|p| {
         let (k, v) = p.trim().split_once('=')?;
-        k.eq_ignore_ascii_case("boundary").then(|| v.trim_matches('"').to_string())
+        k.eq_ignore_ascii_case("boundary")
+            .then(|| v.trim_matches('"').to_string())
     })
 }
 
@@ -60,9 +64,16 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Option<Vec<Part>> {
         let head = String::from_utf8_lossy(&body[pos..head_end]).into_owned();
         let data_start = head_end + 4;
         let next = find(body, format!("\r\n{delim}").as_bytes(), data_start)?;
-        let mut part = Part { name: String::new(), filename: None, content_type: None, data: body[data_start..next].to_vec() };
+        let mut part = Part {
+            name: String::new(),
+            filename: None,
+            content_type: None,
+            data: body[data_start..next].to_vec(),
+        };
         for line in head.split("\r\n") {
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             if k.trim().eq_ignore_ascii_case("content-disposition") {
                 for p in v.split(';').skip(1) {
                     if let Some((pk, pv)) = p.trim().split_once('=') {
@@ -100,8 +111,15 @@ pub fn sniff(data: &[u8], name: &str) -> String {
         "image/gif"
     } else if data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
         "image/webp"
-    } else if data.len() >= 12 && &data[4..8] == b"ftyp" && matches!(&data[8..12], b"heic" | b"heix" | b"mif1" | b"msf1") {
-        if &data[8..12] == b"mif1" { "image/heif" } else { "image/heic" }
+    } else if data.len() >= 12
+        && &data[4..8] == b"ftyp"
+        && matches!(&data[8..12], b"heic" | b"heix" | b"mif1" | b"msf1")
+    {
+        if &data[8..12] == b"mif1" {
+            "image/heif"
+        } else {
+            "image/heic"
+        }
     } else if data.starts_with(b"BM") && data.len() > 14 && ext_of(name) == ".bmp" {
         "image/bmp"
     } else if looks_like_svg(data) {
@@ -167,18 +185,32 @@ pub fn check_file(name: &str, claimed: Option<&str>, data: &[u8]) -> Result<Stri
     let ext = ext_of(name);
     let images = "Supported image types: GIF, HEIC, HEIF, JPEG, PNG, WEBP";
     if BLOCKED_IMAGES.contains(&ext.as_str()) {
-        return Err(format!("File `{name}` is an unsupported image type. {images}"));
+        return Err(format!(
+            "File `{name}` is an unsupported image type. {images}"
+        ));
     }
     let claimed_text = claimed.is_some_and(|c| c.to_ascii_lowercase().starts_with("text/"));
     if !claimed_text && !ALLOWED.contains(&ext.as_str()) {
-        let shown = if ext.is_empty() { name.to_string() } else { ext.clone() };
-        return Err(format!("File type '{shown}' is not supported. Allowed types: {}", ALLOWED.join(", ")));
+        let shown = if ext.is_empty() {
+            name.to_string()
+        } else {
+            ext.clone()
+        };
+        return Err(format!(
+            "File type '{shown}' is not supported. Allowed types: {}",
+            ALLOWED.join(", ")
+        ));
     }
     let sniffed = sniff(data, name);
     if sniffed.starts_with("image/")
-        && !matches!(sniffed.as_str(), "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/heic" | "image/heif")
+        && !matches!(
+            sniffed.as_str(),
+            "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/heic" | "image/heif"
+        )
     {
-        return Err(format!("File `{name}` is an unsupported image type. {images}"));
+        return Err(format!(
+            "File `{name}` is an unsupported image type. {images}"
+        ));
     }
     Ok(sniffed)
 }
@@ -200,17 +232,30 @@ mod tests {
         assert_eq!(parts[0].filename.as_deref(), Some("a.txt"));
         assert_eq!(parts[0].data, b"hello");
         assert_eq!(parts[1].name, "participant_name");
-        assert_eq!(boundary("multipart/form-data; boundary=\"XX\"").as_deref(), Some("XX"));
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"XX\"").as_deref(),
+            Some("XX")
+        );
     }
 
     #[test]
     fn checks() {
-        assert_eq!(check_file("a.txt", Some("text/plain"), b"hi").unwrap(), "text/plain");
-        assert!(check_file("image.bmp", None, b"BM").unwrap_err().contains("`image.bmp`"));
+        assert_eq!(
+            check_file("a.txt", Some("text/plain"), b"hi").unwrap(),
+            "text/plain"
+        );
+        assert!(
+            check_file("image.bmp", None, b"BM")
+                .unwrap_err()
+                .contains("`image.bmp`")
+        );
         assert!(check_file("x.svg", Some("text/plain"), b"<svg/>").is_err());
         assert!(check_file("photo.jpg", Some("image/jpeg"), b"<svg xmlns='x'></svg>").is_err());
         let e = check_file("data.zip", Some("application/zip"), b"PK\x03\x04").unwrap_err();
         assert!(e.contains(".txt, .pdf") && !e.contains(", t, "));
-        assert_eq!(check_file("p.jpg", None, &[0xFF, 0xD8, 0xFF, 0xE0]).unwrap(), "image/jpeg");
+        assert_eq!(
+            check_file("p.jpg", None, &[0xFF, 0xD8, 0xFF, 0xE0]).unwrap(),
+            "image/jpeg"
+        );
     }
 }

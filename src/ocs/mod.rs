@@ -135,18 +135,26 @@ impl Ocs {
 
     async fn fire_schedules(&self) {
         let s = self.store.clone();
-        let due = tokio::task::spawn_blocking(move || s.ocs_claim_due_schedules(crate::store::ids::now_millis(), 50)).await;
+        let due = tokio::task::spawn_blocking(move || {
+            s.ocs_claim_due_schedules(crate::store::ids::now_millis(), 50)
+        })
+        .await;
         let Ok(Ok(due)) = due else { return };
         for sch in due {
             let s = self.store.clone();
-            let (org, p, b) = (sch.organization_id.clone(), sch.participant_id.clone(), sch.bot_id.clone());
-            let latest = tokio::task::spawn_blocking(move || {
-                match s.ocs_participant(&org, &p)? {
-                    Some(part) => s.ocs_latest_session(&org, &b, &part.platform, &part.identifier, &[]),
+            let (org, p, b) = (
+                sch.organization_id.clone(),
+                sch.participant_id.clone(),
+                sch.bot_id.clone(),
+            );
+            let latest =
+                tokio::task::spawn_blocking(move || match s.ocs_participant(&org, &p)? {
+                    Some(part) => {
+                        s.ocs_latest_session(&org, &b, &part.platform, &part.identifier, &[])
+                    }
                     None => Ok(None),
-                }
-            })
-            .await;
+                })
+                .await;
             match latest {
                 Ok(Ok(Some(session))) => {
                     let trig = json!({"prompt": sch.prompt_text, "source": "schedule", "schedule_id": sch.external_id});
@@ -154,14 +162,22 @@ impl Ocs {
                         tracing::warn!(error = %e, schedule = sch.id, "scheduled prompt failed");
                     }
                 }
-                _ => tracing::info!(schedule = sch.id, "schedule due but the participant has no session"),
+                _ => tracing::info!(
+                    schedule = sch.id,
+                    "schedule due but the participant has no session"
+                ),
             }
         }
     }
 
     /// The bot's engine channel (created on first use).
     pub async fn engine_channel(&self, org: &str, bot: &str) -> Result<Channel, EngineError> {
-        if let Some(c) = self.channels.lock().unwrap_or_else(|p| p.into_inner()).get(bot) {
+        if let Some(c) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(bot)
+        {
             return Ok(c.clone());
         }
         let (o, b) = (org.to_string(), bot.to_string());
@@ -189,7 +205,10 @@ impl Ocs {
                 }
             })
             .await?;
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(bot.to_string(), ch.clone());
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bot.to_string(), ch.clone());
         Ok(ch)
     }
 
@@ -197,20 +216,42 @@ impl Ocs {
     /// `v{N}-unreleased` for working flows (N = the number the next build will get).
     pub async fn version_tag(&self, org: &str, bot: &str) -> Result<String, EngineError> {
         let (o, b) = (org.to_string(), bot.to_string());
-        let (live, _rev) = self.engine.blocking(move |s| s.bot_code_key(&o, &b)).await?;
+        let (live, _rev) = self
+            .engine
+            .blocking(move |s| s.bot_code_key(&o, &b))
+            .await?;
         let key = (bot.to_string(), live.clone());
-        if let Some(t) = self.version_tags.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(t) = self
+            .version_tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(t.clone());
         }
         let (o, b) = (org.to_string(), bot.to_string());
-        let versions = self.engine.blocking(move |s| s.list_versions(&o, &b, 10_000)).await?;
+        let versions = self
+            .engine
+            .blocking(move |s| s.list_versions(&o, &b, 10_000))
+            .await?;
         let tag = match &live {
-            Some(id) => versions.iter().find(|v| &v.id == id).map(|v| format!("v{}", v.seq)),
+            Some(id) => versions
+                .iter()
+                .find(|v| &v.id == id)
+                .map(|v| format!("v{}", v.seq)),
             None => None,
         }
-        .unwrap_or_else(|| format!("v{}-unreleased", versions.first().map(|v| v.seq).unwrap_or(0) + 1));
+        .unwrap_or_else(|| {
+            format!(
+                "v{}-unreleased",
+                versions.first().map(|v| v.seq).unwrap_or(0) + 1
+            )
+        });
         if live.is_some() {
-            self.version_tags.lock().unwrap_or_else(|p| p.into_inner()).insert(key, tag.clone());
+            self.version_tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, tag.clone());
         }
         Ok(tag)
     }
@@ -225,7 +266,12 @@ impl Ocs {
     ) -> Result<TurnOutcome, EngineError> {
         let org = session.organization_id.clone();
         let channel = self.engine_channel(&org, &session.bot_id).await?;
-        let (o, sid, pid, bid) = (org.clone(), session.id.clone(), session.participant.id.clone(), session.bot_id.clone());
+        let (o, sid, pid, bid) = (
+            org.clone(),
+            session.id.clone(),
+            session.participant.id.clone(),
+            session.bot_id.clone(),
+        );
         let (data, history) = self
             .engine
             .blocking(move |s| {
@@ -234,14 +280,28 @@ impl Ocs {
                 Ok((data, hist))
             })
             .await?;
-        let pdata = data.into_iter().next().map(|d| d.data).unwrap_or_else(|| json!({}));
+        let pdata = data
+            .into_iter()
+            .next()
+            .map(|d| d.data)
+            .unwrap_or_else(|| json!({}));
         let skip = history.len().saturating_sub(20);
-        let history: Vec<Json> =
-            history.iter().skip(skip).map(|m| json!({"role": m.role, "content": m.content})).collect();
+        let history: Vec<Json> = history
+            .iter()
+            .skip(skip)
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect();
         let mut meta = Map::new();
         meta.insert("session_id".into(), json!(session.id));
         meta.insert("session_state".into(), session.state.clone());
-        meta.insert("remote_context".into(), session.state.get("remote_context").cloned().unwrap_or(Json::Null));
+        meta.insert(
+            "remote_context".into(),
+            session
+                .state
+                .get("remote_context")
+                .cloned()
+                .unwrap_or(Json::Null),
+        );
         meta.insert("participant_data".into(), pdata);
         meta.insert(
             "participant".into(),
@@ -249,7 +309,10 @@ impl Ocs {
                    "platform": session.participant.platform, "remote_id": session.participant.remote_id}),
         );
         meta.insert("channel".into(), json!(session.platform));
-        meta.insert("chatbot".into(), json!({"id": session.bot_id, "version": session.version_number}));
+        meta.insert(
+            "chatbot".into(),
+            json!({"id": session.bot_id, "version": session.version_number}),
+        );
         meta.insert("history".into(), Json::Array(history));
         meta.extend(extra_meta);
         let resp = self
@@ -266,14 +329,24 @@ impl Ocs {
         let outputs: Vec<csml::Message> = resp.messages.into_iter().map(|m| m.payload).collect();
         let (rendered, wb) = render::render_all(&outputs);
         if !wb.is_empty() {
-            let (o, sid, pid, bid) = (org.clone(), session.id.clone(), session.participant.id.clone(), session.bot_id.clone());
+            let (o, sid, pid, bid) = (
+                org.clone(),
+                session.id.clone(),
+                session.participant.id.clone(),
+                session.bot_id.clone(),
+            );
             self.engine
                 .blocking(move |s| {
                     if !wb.session_state.is_empty() {
                         s.ocs_set_session_state(&o, &sid, Json::Object(wb.session_state), true)?;
                     }
                     if !wb.participant_data.is_empty() {
-                        s.ocs_merge_participant_data(&o, &pid, &bid, Json::Object(wb.participant_data))?;
+                        s.ocs_merge_participant_data(
+                            &o,
+                            &pid,
+                            &bid,
+                            Json::Object(wb.participant_data),
+                        )?;
                     }
                     if let Some(n) = wb.participant_name {
                         s.ocs_set_participant_name(&o, &pid, &n)?;
@@ -289,7 +362,10 @@ impl Ocs {
                 role: "assistant".into(),
                 content: r.content.clone(),
                 metadata: r.metadata.clone(),
-                tags: vec![Tag { name: tag.clone(), category: "experiment_version".into() }],
+                tags: vec![Tag {
+                    name: tag.clone(),
+                    category: "experiment_version".into(),
+                }],
                 file_ids: vec![],
             })
             .collect();
@@ -297,21 +373,38 @@ impl Ocs {
     }
 
     /// A text turn (the user's message is stored by the caller).
-    pub async fn run_text(&self, session: &OcsSession, text: &str, attachments: Json) -> Result<TurnOutcome, EngineError> {
+    pub async fn run_text(
+        &self,
+        session: &OcsSession,
+        text: &str,
+        attachments: Json,
+    ) -> Result<TurnOutcome, EngineError> {
         let mut content = Map::new();
         content.insert("text".into(), json!(text));
         if attachments.as_array().is_some_and(|a| !a.is_empty()) {
             content.insert("attachments".into(), attachments);
         }
-        self.run_event(session, json!({"content_type": "text", "content": content}), Map::new()).await
+        self.run_event(
+            session,
+            json!({"content_type": "text", "content": content}),
+            Map::new(),
+        )
+        .await
     }
 
     /// A `trigger_bot` prompt or a due schedule: routed to the `ocs_trigger` flow; its replies
     /// are stored (the prompt never is). Returns how many messages were stored.
-    pub async fn run_trigger(&self, session: &OcsSession, trigger: Json) -> Result<usize, EngineError> {
+    pub async fn run_trigger(
+        &self,
+        session: &OcsSession,
+        trigger: Json,
+    ) -> Result<usize, EngineError> {
         let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
         let flows = self.engine.blocking(move |s| s.list_flows(&o, &b)).await?;
-        if !flows.iter().any(|f| f.name.eq_ignore_ascii_case(TRIGGER_FLOW)) {
+        if !flows
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(TRIGGER_FLOW))
+        {
             tracing::info!(session = %session.id, "prompt not sent: the bot has no `{TRIGGER_FLOW}` flow");
             return Ok(0);
         }
@@ -326,7 +419,9 @@ impl Ocs {
             .await?;
         let n = out.messages.len();
         let (o, sid) = (session.organization_id.clone(), session.id.clone());
-        self.engine.blocking(move |s| s.ocs_append_messages(&o, &sid, out.messages)).await?;
+        self.engine
+            .blocking(move |s| s.ocs_append_messages(&o, &sid, out.messages))
+            .await?;
         Ok(n)
     }
 
@@ -368,30 +463,68 @@ impl Ocs {
             _ => {
                 let _ = self
                     .store
-                    .ocs_finish_task(&org, &task.id, &task.session_id, vec![], Some(("Session not found".into(), 400)))
+                    .ocs_finish_task(
+                        &org,
+                        &task.id,
+                        &task.session_id,
+                        vec![],
+                        Some(("Session not found".into(), 400)),
+                    )
                     .await;
                 return;
             }
         };
-        let text = task.request.get("message").and_then(Json::as_str).unwrap_or_default().to_string();
+        let text = task
+            .request
+            .get("message")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
         let ids: Vec<i64> = task
             .request
             .get("attachment_ids")
             .and_then(Json::as_array)
             .map(|a| a.iter().filter_map(Json::as_i64).collect())
             .unwrap_or_default();
-        let context = task.request.get("context").cloned().filter(|c| !c.is_null());
+        let context = task
+            .request
+            .get("context")
+            .cloned()
+            .filter(|c| !c.is_null());
         if task.status == "running" {
             // A previous process died mid-turn: whether its turn committed is unknown, so the
             // task fails rather than running the turn twice.
             let _ = self
                 .store
-                .ocs_finish_task(&org, &task.id, &session.id, vec![], Some(("The server restarted during this turn".into(), 500)))
+                .ocs_finish_task(
+                    &org,
+                    &task.id,
+                    &session.id,
+                    vec![],
+                    Some(("The server restarted during this turn".into(), 500)),
+                )
                 .await;
             return;
         }
-        let user = NewOcsMessage { role: "user".into(), content: text.clone(), metadata: json!({}), tags: vec![], file_ids: ids.clone() };
-        if let Err(e) = self.store.ocs_start_task(&org, &task.id, &session.id, user, ids.clone(), context.clone()).await {
+        let user = NewOcsMessage {
+            role: "user".into(),
+            content: text.clone(),
+            metadata: json!({}),
+            tags: vec![],
+            file_ids: ids.clone(),
+        };
+        if let Err(e) = self
+            .store
+            .ocs_start_task(
+                &org,
+                &task.id,
+                &session.id,
+                user,
+                ids.clone(),
+                context.clone(),
+            )
+            .await
+        {
             tracing::error!(error = %e, task = %task.id, "could not start OCS task");
             return;
         }
@@ -405,24 +538,36 @@ impl Ocs {
             vec![]
         } else {
             let s = self.store.clone();
-            tokio::task::spawn_blocking(move || s.ocs_files(&ids)).await.ok().and_then(Result::ok).unwrap_or_default()
+            tokio::task::spawn_blocking(move || s.ocs_files(&ids))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
         };
         let attachments: Vec<Json> = files
             .iter()
             .map(|f| json!({"id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}))
             .collect();
-        let result = self.run_text(&session, &text, Json::Array(attachments)).await;
+        let result = self
+            .run_text(&session, &text, Json::Array(attachments))
+            .await;
         let (msgs, error) = match result {
             Ok(mut out) => {
                 if out.messages.is_empty() {
                     // A silent turn completes with an empty assistant message, as OCS does for
                     // silent pipelines, so the widget's poll loop ends.
-                    let tag = self.version_tag(&org, &session.bot_id).await.unwrap_or_default();
+                    let tag = self
+                        .version_tag(&org, &session.bot_id)
+                        .await
+                        .unwrap_or_default();
                     out.messages.push(NewOcsMessage {
                         role: "assistant".into(),
                         content: String::new(),
                         metadata: json!({}),
-                        tags: vec![Tag { name: tag, category: "experiment_version".into() }],
+                        tags: vec![Tag {
+                            name: tag,
+                            category: "experiment_version".into(),
+                        }],
                         file_ids: vec![],
                     });
                 }
@@ -431,10 +576,20 @@ impl Ocs {
             Err(EngineError::BadRequest(m)) => (vec![], Some((m, 400))),
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
-                (vec![], Some(("Sorry something went wrong. Please try again later.".to_string(), 500)))
+                (
+                    vec![],
+                    Some((
+                        "Sorry something went wrong. Please try again later.".to_string(),
+                        500,
+                    )),
+                )
             }
         };
-        if let Err(e) = self.store.ocs_finish_task(&org, &task.id, &session.id, msgs, error).await {
+        if let Err(e) = self
+            .store
+            .ocs_finish_task(&org, &task.id, &session.id, msgs, error)
+            .await
+        {
             tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
         }
     }

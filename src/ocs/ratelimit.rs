@@ -37,9 +37,18 @@ pub struct RateConfig {
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
-            api: Limit { count: 2000, window_secs: 300 },
-            chat: Limit { count: 300, window_secs: 300 },
-            credentials: Limit { count: 100, window_secs: 300 },
+            api: Limit {
+                count: 2000,
+                window_secs: 300,
+            },
+            chat: Limit {
+                count: 300,
+                window_secs: 300,
+            },
+            credentials: Limit {
+                count: 100,
+                window_secs: 300,
+            },
             enforce: false,
             exempt: Vec::new(),
         }
@@ -48,7 +57,10 @@ impl Default for RateConfig {
 
 fn parse_limit(v: &str) -> Option<Limit> {
     let (n, w) = v.split_once('/')?;
-    Some(Limit { count: n.trim().parse().ok()?, window_secs: w.trim().parse().ok().filter(|w: &i64| *w > 0)? })
+    Some(Limit {
+        count: n.trim().parse().ok()?,
+        window_secs: w.trim().parse().ok().filter(|w: &i64| *w > 0)?,
+    })
 }
 
 impl RateConfig {
@@ -58,15 +70,26 @@ impl RateConfig {
         if let Some(l) = get("BOTYARD_OCS_RATE_API").as_deref().and_then(parse_limit) {
             c.api = l;
         }
-        if let Some(l) = get("BOTYARD_OCS_RATE_CHAT").as_deref().and_then(parse_limit) {
+        if let Some(l) = get("BOTYARD_OCS_RATE_CHAT")
+            .as_deref()
+            .and_then(parse_limit)
+        {
             c.chat = l;
         }
-        if let Some(l) = get("BOTYARD_OCS_RATE_CREDENTIALS").as_deref().and_then(parse_limit) {
+        if let Some(l) = get("BOTYARD_OCS_RATE_CREDENTIALS")
+            .as_deref()
+            .and_then(parse_limit)
+        {
             c.credentials = l;
         }
-        c.enforce = get("BOTYARD_OCS_RATE_ENFORCE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        c.enforce = get("BOTYARD_OCS_RATE_ENFORCE")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         if let Some(e) = get("BOTYARD_OCS_RATE_EXEMPT") {
-            c.exempt = e.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            c.exempt = e
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         c
     }
@@ -90,7 +113,10 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(config: RateConfig) -> Limiter {
-        Limiter { config, counters: Mutex::new(HashMap::new()) }
+        Limiter {
+            config,
+            counters: Mutex::new(HashMap::new()),
+        }
     }
 
     fn limit(&self, scope: Scope) -> Limit {
@@ -124,7 +150,12 @@ impl Limiter {
         if !blocked {
             e.1 += 1;
         }
-        Verdict { limit: l.count, remaining: l.count.saturating_sub(e.1), reset, blocked }
+        Verdict {
+            limit: l.count,
+            remaining: l.count.saturating_sub(e.1),
+            reset,
+            blocked,
+        }
     }
 }
 
@@ -135,7 +166,10 @@ mod tests {
     #[test]
     fn fixed_window_counts_and_blocks_only_when_enforced() {
         let mut c = RateConfig::default();
-        c.api = Limit { count: 2, window_secs: 300 };
+        c.api = Limit {
+            count: 2,
+            window_secs: 300,
+        };
         let l = Limiter::new(c.clone());
         assert_eq!(l.hit(Scope::Api, "t", None, 1000).remaining, 1);
         assert!(!l.hit(Scope::Api, "t", None, 1000).blocked);

@@ -25,7 +25,9 @@ pub struct WriteBack {
 
 impl WriteBack {
     pub fn is_empty(&self) -> bool {
-        self.session_state.is_empty() && self.participant_data.is_empty() && self.participant_name.is_none()
+        self.session_state.is_empty()
+            && self.participant_data.is_empty()
+            && self.participant_name.is_none()
     }
 }
 
@@ -92,7 +94,11 @@ pub fn render(m: &csml::Message) -> Option<Rendered> {
             Some(Json::Null) | None => String::new(),
             Some(other) => other.to_string(),
         };
-        return Some(Rendered { content: text, metadata: json!({}), file: None });
+        return Some(Rendered {
+            content: text,
+            metadata: json!({}),
+            file: None,
+        });
     }
     let mut file = None;
     let content = match ct {
@@ -101,7 +107,13 @@ pub fn render(m: &csml::Message) -> Option<Rendered> {
         "carousel" => c
             .get("cards")
             .and_then(Json::as_array)
-            .map(|cards| cards.iter().map(|k| component_text(unwrap(k))).collect::<Vec<_>>().join("\n\n"))
+            .map(|cards| {
+                cards
+                    .iter()
+                    .map(|k| component_text(unwrap(k)))
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            })
             .unwrap_or_default(),
         "url" => {
             let url = s(c, "url").unwrap_or_default();
@@ -112,8 +124,18 @@ pub fn render(m: &csml::Message) -> Option<Rendered> {
         "video" | "audio" => s(c, "url").unwrap_or_default().to_string(),
         "file" => {
             let url = s(c, "url").unwrap_or_default().to_string();
-            let name = url.rsplit('/').next().unwrap_or("file").split('?').next().unwrap_or("file");
-            let name = if name.is_empty() { "file".to_string() } else { name.to_string() };
+            let name = url
+                .rsplit('/')
+                .next()
+                .unwrap_or("file")
+                .split('?')
+                .next()
+                .unwrap_or("file");
+            let name = if name.is_empty() {
+                "file".to_string()
+            } else {
+                name.to_string()
+            };
             file = Some((name.clone(), url.clone()));
             format!("[{name}]({url})")
         }
@@ -121,7 +143,16 @@ pub fn render(m: &csml::Message) -> Option<Rendered> {
         "debug" => c
             .get("args")
             .and_then(Json::as_array)
-            .map(|a| a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(" "))
+            .map(|a| {
+                a.iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_else(|| c.to_string()),
         _ => match c {
             Json::String(t) => t.clone(),
@@ -165,7 +196,11 @@ fn component_text(c: &Json) -> String {
 
 /// The synchronous endpoints' reply: all renderings joined with a blank line.
 pub fn joined(rendered: &[Rendered]) -> String {
-    rendered.iter().map(|r| r.content.as_str()).collect::<Vec<_>>().join("\n\n")
+    rendered
+        .iter()
+        .map(|r| r.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 #[cfg(test)]
@@ -173,7 +208,10 @@ mod tests {
     use super::*;
 
     fn msg(ct: &str, c: Json) -> csml::Message {
-        csml::Message { content_type: ct.into(), content: c }
+        csml::Message {
+            content_type: ct.into(),
+            content: c,
+        }
     }
 
     #[test]
@@ -190,13 +228,19 @@ mod tests {
         assert_eq!((t.content.as_str(), t.metadata.clone()), ("hi", json!({})));
         assert!(render(&msg("typing", json!({"duration":1}))).is_none());
         let f = render(&msg("file", json!({"url":"https://x.org/a/tips.pdf"}))).unwrap();
-        assert_eq!(f.file, Some(("tips.pdf".into(), "https://x.org/a/tips.pdf".into())));
+        assert_eq!(
+            f.file,
+            Some(("tips.pdf".into(), "https://x.org/a/tips.pdf".into()))
+        );
     }
 
     #[test]
     fn write_back_is_applied_not_shown() {
         let (r, wb) = render_all(&[
-            msg("object", json!({"_ocs_update":{"session_state":{"a":1},"participant_name":"Ada"}})),
+            msg(
+                "object",
+                json!({"_ocs_update":{"session_state":{"a":1},"participant_name":"Ada"}}),
+            ),
             msg("text", json!({"text":"x"})),
         ]);
         assert_eq!(r.len(), 1);

@@ -108,12 +108,21 @@ mod tests {
     #[test]
     fn format_and_parse() {
         assert_eq!(iso_micros(1_609_502_400_000_000), "2021-01-01T12:00:00Z");
-        assert_eq!(iso_micros(1_609_502_400_345_678), "2021-01-01T12:00:00.345678Z");
+        assert_eq!(
+            iso_micros(1_609_502_400_345_678),
+            "2021-01-01T12:00:00.345678Z"
+        );
         for s in ["2021-01-01T12:00:00Z", "2021-01-01T12:00:00.345678Z"] {
             assert_eq!(iso_micros(parse_iso(s).unwrap()), s);
         }
-        assert_eq!(parse_iso("2021-01-01T14:00:00+02:00"), parse_iso("2021-01-01T12:00:00Z"));
-        assert_eq!(parse_iso("2021-01-01T12:00:00.5Z").unwrap() % 1_000_000, 500_000);
+        assert_eq!(
+            parse_iso("2021-01-01T14:00:00+02:00"),
+            parse_iso("2021-01-01T12:00:00Z")
+        );
+        assert_eq!(
+            parse_iso("2021-01-01T12:00:00.5Z").unwrap() % 1_000_000,
+            500_000
+        );
         assert!(parse_iso("yesterday").is_none());
         assert!(parse_iso("2021-01-01T12:00:00 00:00").is_none());
     }

@@ -29,7 +29,9 @@ impl TokenKey {
             Ok(t) => {
                 let bytes = crate::store::ids::unhex(&t)
                     .filter(|k| k.len() == 32)
-                    .ok_or_else(|| std::io::Error::other(format!("{} is malformed", path.display())))?;
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("{} is malformed", path.display()))
+                    })?;
                 let mut key = [0u8; 32];
                 key.copy_from_slice(&bytes);
                 Ok(TokenKey { key })
@@ -57,13 +59,21 @@ impl TokenKey {
 
     /// The token of a session: `<hex sid>.<hex mac>` (opaque to clients).
     pub fn issue(&self, sid: &str) -> String {
-        format!("{}.{}", crate::store::ids::hex(sid.as_bytes()), self.mac(PURPOSE, sid))
+        format!(
+            "{}.{}",
+            crate::store::ids::hex(sid.as_bytes()),
+            self.mac(PURPOSE, sid)
+        )
     }
 
     /// Is `token` a valid token for `sid`?
     pub fn verify(&self, sid: &str, token: &str) -> bool {
-        let Some((enc, mac)) = token.split_once('.') else { return false };
-        let Some(raw) = crate::store::ids::unhex(enc) else { return false };
+        let Some((enc, mac)) = token.split_once('.') else {
+            return false;
+        };
+        let Some(raw) = crate::store::ids::unhex(enc) else {
+            return false;
+        };
         if raw != sid.as_bytes() {
             return false;
         }

@@ -6,8 +6,8 @@ use crate::http::response::Body;
 use crate::ocs::cursor::{self, Cursor};
 use crate::ocs::time::{iso_micros, iso_millis, parse_iso};
 use crate::store::ocs::{
-    KeysetReq, NewOcsMessage, NewSession, OcsMessage, OcsSession, Page, ParticipantDataOp, ParticipantFilter,
-    ScheduleOp, SessionFilter,
+    KeysetReq, NewOcsMessage, NewSession, OcsMessage, OcsSession, Page, ParticipantDataOp,
+    ParticipantFilter, ScheduleOp, SessionFilter,
 };
 use crate::store::{Bot, Store};
 use http_body_util::Full;
@@ -17,8 +17,17 @@ use hyper::{Response, StatusCode};
 use serde_json::{Map, Value as Json, json};
 
 pub(crate) const PLATFORMS: &[&str] = &[
-    "telegram", "web", "whatsapp", "facebook", "sureadhere", "api", "slack", "commcare_connect",
-    "evaluations", "embedded_widget", "email",
+    "telegram",
+    "web",
+    "whatsapp",
+    "facebook",
+    "sureadhere",
+    "api",
+    "slack",
+    "commcare_connect",
+    "evaluations",
+    "embedded_widget",
+    "email",
 ];
 
 pub(crate) fn slug(name: &str) -> String {
@@ -57,21 +66,33 @@ pub(crate) fn versions_of(store: &Store, bot: &Bot) -> crate::store::Result<(i64
 
 pub(crate) fn experiment_json(store: &Store, base: &str, bot: &Bot) -> crate::store::Result<Json> {
     let (next, versions) = versions_of(store, bot)?;
-    Ok(json!({"id": bot.id, "name": bot.name, "url": format!("{base}/api/experiments/{}/", bot.id),
-              "version_number": next, "versions": versions}))
+    Ok(
+        json!({"id": bot.id, "name": bot.name, "url": format!("{base}/api/experiments/{}/", bot.id),
+              "version_number": next, "versions": versions}),
+    )
 }
 
 fn experiment_stub(store: &Store, base: &str, bot: &Bot) -> crate::store::Result<Json> {
     let (next, _) = versions_of(store, bot)?;
-    Ok(json!({"id": bot.id, "name": bot.name, "description": bot.description.clone().unwrap_or_default(),
-              "url": format!("{base}/api/experiments/{}/", bot.id), "version_number": next}))
+    Ok(
+        json!({"id": bot.id, "name": bot.name, "description": bot.description.clone().unwrap_or_default(),
+              "url": format!("{base}/api/experiments/{}/", bot.id), "version_number": next}),
+    )
 }
 
-pub(crate) fn message_json(store: &Store, base: &str, m: &OcsMessage) -> crate::store::Result<Json> {
+pub(crate) fn message_json(
+    store: &Store,
+    base: &str,
+    m: &OcsMessage,
+) -> crate::store::Result<Json> {
     let mut tags: Vec<&str> = m.tags.iter().map(|t| t.name.as_str()).collect();
     tags.sort_unstable();
     tags.dedup();
-    let files = if m.file_ids.is_empty() { vec![] } else { store.ocs_files(&m.file_ids)? };
+    let files = if m.file_ids.is_empty() {
+        vec![]
+    } else {
+        store.ocs_files(&m.file_ids)?
+    };
     let attachments: Vec<Json> = files
         .iter()
         .map(|f| {
@@ -79,11 +100,17 @@ pub(crate) fn message_json(store: &Store, base: &str, m: &OcsMessage) -> crate::
                    "content_url": format!("{base}/api/files/{}/content", f.id)})
         })
         .collect();
-    Ok(json!({"created_at": iso_micros(m.created_at), "role": m.role, "content": m.content,
-              "metadata": m.metadata, "tags": tags, "attachments": attachments}))
+    Ok(
+        json!({"created_at": iso_micros(m.created_at), "role": m.role, "content": m.content,
+              "metadata": m.metadata, "tags": tags, "attachments": attachments}),
+    )
 }
 
-pub(crate) fn session_json(store: &Store, base: &str, s: &OcsSession) -> crate::store::Result<Json> {
+pub(crate) fn session_json(
+    store: &Store,
+    base: &str,
+    s: &OcsSession,
+) -> crate::store::Result<Json> {
     let bot = store.get_bot(&s.organization_id, &s.bot_id)?;
     Ok(json!({
         "url": format!("{base}/api/sessions/{}/", s.id),
@@ -110,7 +137,9 @@ fn paging(call: &Call) -> Result<(u32, Option<Cursor>), Response<Body>> {
         .unwrap_or(100);
     let cur = match call.query("cursor") {
         None => None,
-        Some(c) => Some(cursor::decode(&c).ok_or_else(|| detail(StatusCode::NOT_FOUND, "Invalid cursor"))?),
+        Some(c) => Some(
+            cursor::decode(&c).ok_or_else(|| detail(StatusCode::NOT_FOUND, "Invalid cursor"))?,
+        ),
     };
     Ok((size, cur))
 }
@@ -129,8 +158,18 @@ fn paginate<T>(
 ) -> Json {
     let back = cur.as_ref().is_some_and(|c| c.back);
     // Rows of a backwards page were fetched in reverse: `results` is already in list order.
-    let first = if back { page.rows.last() } else { page.rows.first() }.map(&keys);
-    let last = if back { page.rows.first() } else { page.rows.last() }.map(&keys);
+    let first = if back {
+        page.rows.last()
+    } else {
+        page.rows.first()
+    }
+    .map(&keys);
+    let last = if back {
+        page.rows.first()
+    } else {
+        page.rows.last()
+    }
+    .map(&keys);
     let has_next = if back { true } else { page.more };
     let has_prev = if back { page.more } else { cur.is_some() };
     let link = |c: Cursor| {
@@ -146,11 +185,19 @@ fn paginate<T>(
         format!("{}{path}?{}", call.base, q.join("&"))
     };
     let next = match (has_next, last) {
-        (true, Some((t, id))) => Json::String(link(Cursor { back: false, created_at: t, id })),
+        (true, Some((t, id))) => Json::String(link(Cursor {
+            back: false,
+            created_at: t,
+            id,
+        })),
         _ => Json::Null,
     };
     let previous = match (has_prev, first) {
-        (true, Some((t, id))) => Json::String(link(Cursor { back: true, created_at: t, id })),
+        (true, Some((t, id))) => Json::String(link(Cursor {
+            back: true,
+            created_at: t,
+            id,
+        })),
         _ => Json::Null,
     };
     let mut out = Map::new();
@@ -166,8 +213,16 @@ fn paginate<T>(
 /// Keyset request for a list ordered `ascending` (or newest first).
 fn keyset(cur: &Option<Cursor>, ascending: bool, limit: u32) -> KeysetReq {
     match cur {
-        None => KeysetReq { after: None, ascending, limit },
-        Some(c) => KeysetReq { after: Some((c.created_at, c.id.clone())), ascending: ascending != c.back, limit },
+        None => KeysetReq {
+            after: None,
+            ascending,
+            limit,
+        },
+        Some(c) => KeysetReq {
+            after: Some((c.created_at, c.id.clone())),
+            ascending: ascending != c.back,
+            limit,
+        },
     }
 }
 
@@ -185,7 +240,12 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Respons
         Ok(x) => x,
         Err(r) => return r,
     };
-    let (org, base, k, first) = (caller.org().to_string(), call.base.clone(), keyset(&cur, false, size), cur.is_none());
+    let (org, base, k, first) = (
+        caller.org().to_string(),
+        call.base.clone(),
+        keyset(&cur, false, size),
+        cur.is_none(),
+    );
     let r = call
         .blocking(move |s| {
             let page = s.ocs_list_bot_ids(&org, &k)?;
@@ -196,8 +256,19 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Respons
                 keys.push((b.created_at, b.id.clone()));
                 results.push(experiment_json(s, &base, &b)?);
             }
-            let count = if first { Some(s.ocs_count_bots(&org)?) } else { None };
-            Ok((Page { rows: keys, more: page.more }, results, count))
+            let count = if first {
+                Some(s.ocs_count_bots(&org)?)
+            } else {
+                None
+            };
+            Ok((
+                Page {
+                    rows: keys,
+                    more: page.more,
+                },
+                results,
+                count,
+            ))
         })
         .await;
     match r {
@@ -206,16 +277,31 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Respons
             if cur.as_ref().is_some_and(|c| c.back) {
                 results.reverse();
             }
-            ok(&paginate(call, "/api/experiments/", &cur, page, |k| k.clone(), results, count))
+            ok(&paginate(
+                call,
+                "/api/experiments/",
+                &cur,
+                page,
+                |k| k.clone(),
+                results,
+                count,
+            ))
         }
         Err(r) => r,
     }
 }
 
 pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (org, id, base) = (caller.org().to_string(), call.params.id.clone(), call.base.clone());
+    let (org, id, base) = (
+        caller.org().to_string(),
+        call.params.id.clone(),
+        call.base.clone(),
+    );
     if !is_uuid(&id) {
-        return detail(StatusCode::NOT_FOUND, "No Experiment matches the given query.");
+        return detail(
+            StatusCode::NOT_FOUND,
+            "No Experiment matches the given query.",
+        );
     }
     match call
         .blocking(move |s| match s.get_bot(&org, &id) {
@@ -226,7 +312,10 @@ pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Response
         .await
     {
         Ok(Some(v)) => ok(&v),
-        Ok(None) => detail(StatusCode::NOT_FOUND, "No Experiment matches the given query."),
+        Ok(None) => detail(
+            StatusCode::NOT_FOUND,
+            "No Experiment matches the given query.",
+        ),
         Err(r) => r,
     }
 }
@@ -234,7 +323,13 @@ pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Response
 // ---- sessions ----------------------------------------------------------------------------------
 
 fn csv(v: Option<String>) -> Vec<String> {
-    v.map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+    v.map(|s| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<Body> {
@@ -242,7 +337,11 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
         Ok(x) => x,
         Err(r) => return r,
     };
-    let mut f = SessionFilter { tags: csv(call.query("tags")), versions: csv(call.query("versions")), ..Default::default() };
+    let mut f = SessionFilter {
+        tags: csv(call.query("tags")),
+        versions: csv(call.query("versions")),
+        ..Default::default()
+    };
     if let Some(e) = call.query("experiment") {
         if !is_uuid(&e) {
             return field_error("experiment", &format!("\"{e}\" is not a valid UUID."));
@@ -250,7 +349,12 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
         f.bot_id = Some(e.to_ascii_lowercase());
     }
     let ascending = call.query("ordering").as_deref() == Some("created_at");
-    let (org, base, k, first) = (caller.org().to_string(), call.base.clone(), keyset(&cur, ascending, size), cur.is_none());
+    let (org, base, k, first) = (
+        caller.org().to_string(),
+        call.base.clone(),
+        keyset(&cur, ascending, size),
+        cur.is_none(),
+    );
     let r = call
         .blocking(move |s| {
             let page = s.ocs_list_sessions(&org, &f, &k)?;
@@ -258,9 +362,24 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
             for x in &page.rows {
                 results.push(session_json(s, &base, x)?);
             }
-            let count = if first { Some(s.ocs_count_sessions(&org, &f)?) } else { None };
-            let keys: Vec<(i64, String)> = page.rows.iter().map(|x| (x.created_at, x.id.clone())).collect();
-            Ok((Page { rows: keys, more: page.more }, results, count))
+            let count = if first {
+                Some(s.ocs_count_sessions(&org, &f)?)
+            } else {
+                None
+            };
+            let keys: Vec<(i64, String)> = page
+                .rows
+                .iter()
+                .map(|x| (x.created_at, x.id.clone()))
+                .collect();
+            Ok((
+                Page {
+                    rows: keys,
+                    more: page.more,
+                },
+                results,
+                count,
+            ))
         })
         .await;
     match r {
@@ -269,7 +388,15 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
             if cur.as_ref().is_some_and(|c| c.back) {
                 results.reverse();
             }
-            ok(&paginate(call, "/api/sessions/", &cur, page, |k| k.clone(), results, count))
+            ok(&paginate(
+                call,
+                "/api/sessions/",
+                &cur,
+                page,
+                |k| k.clone(),
+                results,
+                count,
+            ))
         }
         Err(r) => r,
     }
@@ -277,20 +404,37 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
 
 /// Parse `messages` of a create request (roles system/user/assistant).
 pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage>, Response<Body>> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(vec![]) };
-    let Some(items) = v.as_array() else { return Err(field_error(field, "Expected a list of items.")) };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(vec![]);
+    };
+    let Some(items) = v.as_array() else {
+        return Err(field_error(field, "Expected a list of items."));
+    };
     let mut out = Vec::new();
     for m in items {
         let role = m.get("role").and_then(Json::as_str).unwrap_or_default();
         if !matches!(role, "system" | "user" | "assistant") {
-            return Err(field_error(field, &format!("\"{role}\" is not a valid choice.")));
+            return Err(field_error(
+                field,
+                &format!("\"{role}\" is not a valid choice."),
+            ));
         }
         let content = match m.get("content") {
             Some(Json::String(s)) => s.clone(),
-            Some(Json::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Json::as_str)).collect::<Vec<_>>().join(" "),
+            Some(Json::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Json::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => return Err(field_error(field, "Each message needs a content.")),
         };
-        out.push(NewOcsMessage { role: role.into(), content, metadata: json!({}), tags: vec![], file_ids: vec![] });
+        out.push(NewOcsMessage {
+            role: role.into(),
+            content,
+            metadata: json!({}),
+            tags: vec![],
+            file_ids: vec![],
+        });
     }
     Ok(out)
 }
@@ -315,14 +459,26 @@ pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Response
         Err(r) => return r,
     };
     let state = body.get("state").cloned().unwrap_or(json!({}));
-    let (org, base, key_id) = (caller.org().to_string(), call.base.clone(), caller.key.id.clone());
+    let (org, base, key_id) = (
+        caller.org().to_string(),
+        call.base.clone(),
+        caller.key.id.clone(),
+    );
     let r = call
         .blocking(move |s| {
             if s.get_bot(&org, &exp).is_err() {
-                return Ok(Err(s.ocs_bot_exists_anywhere(&exp)?.then_some(()).map_or_else(
-                    || field_error("experiment", &format!("Object with public_id={exp} does not exist.")),
-                    |_| detail(StatusCode::NOT_FOUND, "Experiment not found"),
-                )));
+                return Ok(Err(s
+                    .ocs_bot_exists_anywhere(&exp)?
+                    .then_some(())
+                    .map_or_else(
+                        || {
+                            field_error(
+                                "experiment",
+                                &format!("Object with public_id={exp} does not exist."),
+                            )
+                        },
+                        |_| detail(StatusCode::NOT_FOUND, "Experiment not found"),
+                    )));
             }
             let sess = s.ocs_create_session(
                 &org,
@@ -346,7 +502,11 @@ pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Response
     match r {
         Ok(Ok(v)) => {
             let mut resp = json_resp(StatusCode::CREATED, &v);
-            if let Some(Ok(u)) = v.get("url").and_then(Json::as_str).map(HeaderValue::from_str) {
+            if let Some(Ok(u)) = v
+                .get("url")
+                .and_then(Json::as_str)
+                .map(HeaderValue::from_str)
+            {
                 resp.headers_mut().insert(header::LOCATION, u);
             }
             resp
@@ -356,10 +516,16 @@ pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Response
 }
 
 pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (org, id, base) = (caller.org().to_string(), call.params.id.clone(), call.base.clone());
+    let (org, id, base) = (
+        caller.org().to_string(),
+        call.params.id.clone(),
+        call.base.clone(),
+    );
     let r = call
         .blocking(move |s| {
-            let Some(sess) = s.ocs_session(&org, &id)? else { return Ok(None) };
+            let Some(sess) = s.ocs_session(&org, &id)? else {
+                return Ok(None);
+            };
             let mut v = session_json(s, &base, &sess)?;
             let msgs = s.ocs_messages(&sess.id, None, None)?;
             let mut list = Vec::with_capacity(msgs.len());
@@ -373,7 +539,10 @@ pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Bo
         .await;
     match r {
         Ok(Some(v)) => ok(&v),
-        Ok(None) => detail(StatusCode::NOT_FOUND, "No ExperimentSession matches the given query."),
+        Ok(None) => detail(
+            StatusCode::NOT_FOUND,
+            "No ExperimentSession matches the given query.",
+        ),
         Err(r) => r,
     }
 }
@@ -381,7 +550,10 @@ pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Bo
 pub(crate) async fn session_end(call: &mut Call, caller: &Caller) -> Response<Body> {
     let (org, id) = (caller.org().to_string(), call.params.id.clone());
     let id2 = id.clone();
-    match call.blocking(move |s| s.ocs_set_session_status(&org, &id2, "pending-review")).await {
+    match call
+        .blocking(move |s| s.ocs_set_session_status(&org, &id2, "pending-review"))
+        .await
+    {
         Ok(true) => {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::OK;
@@ -398,24 +570,42 @@ pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Respons
         Err(r) => return r,
     };
     let tags = match body.get("tags") {
-        None | Some(Json::Null) | Some(Json::Bool(false)) => return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request"),
-        Some(Json::Array(a)) if a.is_empty() => return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request"),
-        Some(Json::String(s)) if s.is_empty() => return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request"),
+        None | Some(Json::Null) | Some(Json::Bool(false)) => {
+            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+        }
+        Some(Json::Array(a)) if a.is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+        }
+        Some(Json::String(s)) if s.is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+        }
         Some(Json::Array(a)) => {
             let mut out = Vec::new();
             for t in a {
                 match t.as_str() {
                     Some(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
-                    _ => return error(StatusCode::BAD_REQUEST, "'tags' must be a list of non-empty strings"),
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "'tags' must be a list of non-empty strings",
+                        );
+                    }
                 }
             }
             out
         }
         Some(_) => return error(StatusCode::BAD_REQUEST, "'tags' must be a list"),
     };
-    let (org, id, by) = (caller.org().to_string(), call.params.id.clone(), caller.key.id.clone());
+    let (org, id, by) = (
+        caller.org().to_string(),
+        call.params.id.clone(),
+        caller.key.id.clone(),
+    );
     let id2 = id.clone();
-    match call.blocking(move |s| s.ocs_change_tags(&org, &id2, tags, add, Some(by))).await {
+    match call
+        .blocking(move |s| s.ocs_change_tags(&org, &id2, tags, add, Some(by)))
+        .await
+    {
         Ok(Some(t)) => ok(&json!({"tags": t})),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("Session not found: {id}")),
         Err(r) => r,
@@ -443,7 +633,10 @@ pub(crate) async fn update_state(call: &mut Call, caller: &Caller) -> Response<B
     };
     let (org, id) = (caller.org().to_string(), call.params.id.clone());
     let id2 = id.clone();
-    match call.blocking(move |s| s.ocs_set_session_state(&org, &id2, state, false)).await {
+    match call
+        .blocking(move |s| s.ocs_set_session_state(&org, &id2, state, false))
+        .await
+    {
         Ok(Some(st)) => ok(&json!({"success": true, "state": st})),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("Session not found: {id}")),
         Err(r) => r,
@@ -452,7 +645,12 @@ pub(crate) async fn update_state(call: &mut Call, caller: &Caller) -> Response<B
 
 // ---- participants ------------------------------------------------------------------------------
 
-fn participant_json(store: &Store, org: &str, p: &crate::store::ocs::OcsParticipant, bot: Option<&str>) -> crate::store::Result<Json> {
+fn participant_json(
+    store: &Store,
+    org: &str,
+    p: &crate::store::ocs::OcsParticipant,
+    bot: Option<&str>,
+) -> crate::store::Result<Json> {
     let entries = store.ocs_participant_data(org, &p.id, bot)?;
     let data: Vec<Json> = entries
         .iter()
@@ -461,8 +659,10 @@ fn participant_json(store: &Store, org: &str, p: &crate::store::ocs::OcsParticip
                    "connect_channel_id": d.system_metadata.get("commcare_connect_channel_id").cloned().unwrap_or(Json::Null)})
         })
         .collect();
-    Ok(json!({"id": p.id, "identifier": p.identifier, "name": p.name, "platform": p.platform,
-              "remote_id": p.remote_id, "data": data}))
+    Ok(
+        json!({"id": p.id, "identifier": p.identifier, "name": p.name, "platform": p.platform,
+              "remote_id": p.remote_id, "data": data}),
+    )
 }
 
 pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Response<Body> {
@@ -470,7 +670,11 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
         Ok(x) => x,
         Err(r) => return r,
     };
-    let mut f = ParticipantFilter { identifier: call.query("identifier"), platform: call.query("platform"), ..Default::default() };
+    let mut f = ParticipantFilter {
+        identifier: call.query("identifier"),
+        platform: call.query("platform"),
+        ..Default::default()
+    };
     let (name, val) = match (call.query("chatbot"), call.query("experiment")) {
         (Some(c), _) => ("chatbot", Some(c)),
         (None, Some(e)) => ("experiment", Some(e)),
@@ -478,11 +682,18 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
     };
     if let Some(v) = val {
         if !is_uuid(&v) {
-            return json_resp(StatusCode::BAD_REQUEST, &json!({ name: "Must be a valid UUID." }));
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({ name: "Must be a valid UUID." }),
+            );
         }
         f.bot_id = Some(v.to_ascii_lowercase());
     }
-    let (org, k, first) = (caller.org().to_string(), keyset(&cur, false, size), cur.is_none());
+    let (org, k, first) = (
+        caller.org().to_string(),
+        keyset(&cur, false, size),
+        cur.is_none(),
+    );
     let r = call
         .blocking(move |s| {
             let page = s.ocs_list_participants(&org, &f, &k)?;
@@ -490,9 +701,24 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
             for p in &page.rows {
                 results.push(participant_json(s, &org, p, f.bot_id.as_deref())?);
             }
-            let count = if first { Some(s.ocs_count_participants(&org, &f)?) } else { None };
-            let keys: Vec<(i64, String)> = page.rows.iter().map(|p| (p.created_at, p.id.clone())).collect();
-            Ok((Page { rows: keys, more: page.more }, results, count))
+            let count = if first {
+                Some(s.ocs_count_participants(&org, &f)?)
+            } else {
+                None
+            };
+            let keys: Vec<(i64, String)> = page
+                .rows
+                .iter()
+                .map(|p| (p.created_at, p.id.clone()))
+                .collect();
+            Ok((
+                Page {
+                    rows: keys,
+                    more: page.more,
+                },
+                results,
+                count,
+            ))
         })
         .await;
     match r {
@@ -501,35 +727,68 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
             if cur.as_ref().is_some_and(|c| c.back) {
                 results.reverse();
             }
-            ok(&paginate(call, "/api/participants", &cur, page, |k| k.clone(), results, count))
+            ok(&paginate(
+                call,
+                "/api/participants",
+                &cur,
+                page,
+                |k| k.clone(),
+                results,
+                count,
+            ))
         }
         Err(r) => r,
     }
 }
 
 fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, Response<Body>> {
-    let Some(items) = v.and_then(Json::as_array) else { return Ok(vec![]) };
+    let Some(items) = v.and_then(Json::as_array) else {
+        return Ok(vec![]);
+    };
     let mut out = Vec::new();
     for it in items {
         let id = it.get("id").and_then(Json::as_str).map(str::to_string);
         if id.as_ref().is_some_and(|i| i.len() > 32) {
-            return Err(json_resp(StatusCode::BAD_REQUEST, &json!({"schedules": [{"id": ["Ensure this field has no more than 32 characters."]}]})));
+            return Err(json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"schedules": [{"id": ["Ensure this field has no more than 32 characters."]}]}),
+            ));
         }
         if it.get("delete").and_then(Json::as_bool) == Some(true) {
             let Some(id) = id else {
-                return Err(json_resp(StatusCode::BAD_REQUEST, &json!({"schedules": [{"id": ["This field is required when deleting."]}]})));
+                return Err(json_resp(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"schedules": [{"id": ["This field is required when deleting."]}]}),
+                ));
             };
             out.push(ScheduleOp::Delete { external_id: id });
             continue;
         }
-        let get = |k: &str| it.get(k).and_then(Json::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
-        let (Some(name), Some(prompt), Some(date)) = (get("name"), get("prompt"), get("date")) else {
-            return Err(json_resp(StatusCode::BAD_REQUEST, &json!({"schedules": [{"non_field_errors": ["name, prompt and date are required."]}]})));
+        let get = |k: &str| {
+            it.get(k)
+                .and_then(Json::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+        };
+        let (Some(name), Some(prompt), Some(date)) = (get("name"), get("prompt"), get("date"))
+        else {
+            return Err(json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"schedules": [{"non_field_errors": ["name, prompt and date are required."]}]}),
+            ));
         };
         let Some(us) = parse_iso(&date) else {
-            return Err(json_resp(StatusCode::BAD_REQUEST, &json!({"schedules": [{"date": ["Datetime has wrong format."]}]})));
+            return Err(json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"schedules": [{"date": ["Datetime has wrong format."]}]}),
+            ));
         };
-        out.push(ScheduleOp::Upsert { external_id: id, name, prompt, date: us.div_euclid(1000) });
+        out.push(ScheduleOp::Upsert {
+            external_id: id,
+            name,
+            prompt,
+            date: us.div_euclid(1000),
+        });
     }
     Ok(out)
 }
@@ -539,36 +798,66 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Respon
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(identifier) = body.get("identifier").and_then(Json::as_str).filter(|s| !s.trim().is_empty()) else {
+    let Some(identifier) = body
+        .get("identifier")
+        .and_then(Json::as_str)
+        .filter(|s| !s.trim().is_empty())
+    else {
         return field_error("identifier", "This field is required.");
     };
     let Some(items) = body.get("data").and_then(Json::as_array) else {
         return field_error("data", "This field is required.");
     };
-    let platform = body.get("platform").and_then(Json::as_str).unwrap_or("api").to_string();
+    let platform = body
+        .get("platform")
+        .and_then(Json::as_str)
+        .unwrap_or("api")
+        .to_string();
     if !PLATFORMS.contains(&platform.as_str()) {
-        return field_error("platform", &format!("\"{platform}\" is not a valid choice."));
+        return field_error(
+            "platform",
+            &format!("\"{platform}\" is not a valid choice."),
+        );
     }
-    let identifier = if platform == "commcare_connect" { identifier.to_lowercase() } else { identifier.to_string() };
+    let identifier = if platform == "commcare_connect" {
+        identifier.to_lowercase()
+    } else {
+        identifier.to_string()
+    };
     let name = body.get("name").and_then(Json::as_str).map(str::to_string);
     let mut ops = Vec::new();
     for it in items {
         let Some(exp) = it.get("experiment").and_then(Json::as_str) else {
-            return json_resp(StatusCode::BAD_REQUEST, &json!({"data": [{"experiment": ["This field is required."]}]}));
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"data": [{"experiment": ["This field is required."]}]}),
+            );
         };
         if !is_uuid(exp) {
-            return json_resp(StatusCode::BAD_REQUEST, &json!({"data": [{"experiment": ["Must be a valid UUID."]}]}));
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"data": [{"experiment": ["Must be a valid UUID."]}]}),
+            );
         }
         let data = match it.get("data") {
             Some(Json::Object(m)) => Some(m.clone()),
             None | Some(Json::Null) => None,
-            Some(_) => return json_resp(StatusCode::BAD_REQUEST, &json!({"data": [{"data": ["Expected a dictionary of items."]}]})),
+            Some(_) => {
+                return json_resp(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"data": [{"data": ["Expected a dictionary of items."]}]}),
+                );
+            }
         };
         let schedules = match schedule_ops(it.get("schedules")) {
             Ok(s) => s,
             Err(r) => return r,
         };
-        ops.push(ParticipantDataOp { bot_id: exp.to_ascii_lowercase(), data, schedules });
+        ops.push(ParticipantDataOp {
+            bot_id: exp.to_ascii_lowercase(),
+            data,
+            schedules,
+        });
     }
     let org = caller.org().to_string();
     let r = call
@@ -581,7 +870,10 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Respon
                 .map(|o| json!({"message": format!("Experiment {} not found", o.bot_id)}))
                 .collect();
             if !missing.is_empty() {
-                return Ok(Err(json_resp(StatusCode::NOT_FOUND, &json!({"errors": missing}))));
+                return Ok(Err(json_resp(
+                    StatusCode::NOT_FOUND,
+                    &json!({"errors": missing}),
+                )));
             }
             s.ocs_apply_participant_data(&org, &p.id, ops)?;
             Ok(Ok(participant_json(s, &org, &p, None)?))
@@ -596,11 +888,15 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Respon
 // ---- files -----------------------------------------------------------------------------------
 
 pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let Ok(id) = call.params.id.parse::<i64>() else { return detail(StatusCode::NOT_FOUND, "Not found.") };
+    let Ok(id) = call.params.id.parse::<i64>() else {
+        return detail(StatusCode::NOT_FOUND, "Not found.");
+    };
     let org = caller.org().to_string();
     let r = call
         .blocking(move |s| {
-            let Some(f) = s.ocs_file(&org, id)? else { return Ok(None) };
+            let Some(f) = s.ocs_file(&org, id)? else {
+                return Ok(None);
+            };
             match std::fs::read(crate::ocs::files::path_of(s.data_dir(), id)) {
                 Ok(bytes) => Ok(Some((f, bytes))),
                 Err(_) => Ok(None),
@@ -611,10 +907,23 @@ pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Response<B
         Ok(Some((f, bytes))) => {
             let mut resp = Response::new(Full::new(Bytes::from(bytes)));
             let ct = crate::ocs::files::by_extension(&f.name);
-            let ct = if ct == "application/octet-stream" { f.content_type.as_str() } else { ct };
-            let base = f.name.rsplit(['/', '\\']).next().unwrap_or("file").replace('"', "");
+            let ct = if ct == "application/octet-stream" {
+                f.content_type.as_str()
+            } else {
+                ct
+            };
+            let base = f
+                .name
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or("file")
+                .replace('"', "");
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(ct)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
                 h.insert(header::CONTENT_DISPOSITION, v);
             }

@@ -16,12 +16,20 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value as Json, json};
 
 fn bot_404() -> Response<Body> {
-    detail(StatusCode::NOT_FOUND, "No Experiment matches the given query.")
+    detail(
+        StatusCode::NOT_FOUND,
+        "No Experiment matches the given query.",
+    )
 }
 
 async fn find_bot(call: &Call, caller: &Caller, id: &str) -> Result<Bot, Response<Body>> {
     let (org, id) = (caller.org().to_string(), id.to_string());
-    match call.ocs.engine.blocking(move |s| Ok(s.get_bot(&org, &id).ok())).await {
+    match call
+        .ocs
+        .engine
+        .blocking(move |s| Ok(s.get_bot(&org, &id).ok()))
+        .await
+    {
         Ok(Some(b)) => Ok(b),
         Ok(None) => Err(bot_404()),
         Err(e) => Err(internal(e)),
@@ -29,8 +37,14 @@ async fn find_bot(call: &Call, caller: &Caller, id: &str) -> Result<Bot, Respons
 }
 
 /// `/v{N}/`: N must be the working number or a build's; 0 means the default (OpenAI only).
-async fn check_version(call: &Call, bot: &Bot, zero_is_default: bool) -> Result<(), Response<Body>> {
-    let Some(n) = call.params.version else { return Ok(()) };
+async fn check_version(
+    call: &Call,
+    bot: &Bot,
+    zero_is_default: bool,
+) -> Result<(), Response<Body>> {
+    let Some(n) = call.params.version else {
+        return Ok(());
+    };
     if n == 0 && zero_is_default {
         return Ok(());
     }
@@ -39,7 +53,10 @@ async fn check_version(call: &Call, bot: &Bot, zero_is_default: bool) -> Result<
     if n == next || versions.iter().any(|v| v["version_number"] == json!(n)) {
         Ok(())
     } else {
-        Err(detail(StatusCode::NOT_FOUND, &format!("Experiment with version {n} not found")))
+        Err(detail(
+            StatusCode::NOT_FOUND,
+            &format!("Experiment with version {n} not found"),
+        ))
     }
 }
 
@@ -50,13 +67,27 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
         Ok(b) => b,
         Err(r) => return r,
     };
-    let s = |k: &str| body.get(k).and_then(Json::as_str).filter(|v| !v.is_empty()).map(str::to_string);
-    let Some(identifier) = s("identifier") else { return field_error("identifier", "This field is required.") };
-    let Some(platform) = s("platform") else { return field_error("platform", "This field is required.") };
+    let s = |k: &str| {
+        body.get(k)
+            .and_then(Json::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let Some(identifier) = s("identifier") else {
+        return field_error("identifier", "This field is required.");
+    };
+    let Some(platform) = s("platform") else {
+        return field_error("platform", "This field is required.");
+    };
     if !PLATFORMS.contains(&platform.as_str()) {
-        return field_error("platform", &format!("\"{platform}\" is not a valid choice."));
+        return field_error(
+            "platform",
+            &format!("\"{platform}\" is not a valid choice."),
+        );
     }
-    let Some(exp) = s("experiment") else { return field_error("experiment", "This field is required.") };
+    let Some(exp) = s("experiment") else {
+        return field_error("experiment", "This field is required.");
+    };
     if !is_uuid(&exp) {
         return field_error("experiment", "Must be a valid UUID.");
     }
@@ -91,32 +122,61 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
             if plat == "embedded_widget" {
                 return Ok(s.ocs_widgets_of_bot(&org, &bid)?.first().map(|w| w.enabled));
             }
-            Ok(s.list_channels(&org, Some(&bid))?.into_iter().find(|c| c.kind == plat).map(|c| c.status == "active"))
+            Ok(s.list_channels(&org, Some(&bid))?
+                .into_iter()
+                .find(|c| c.kind == plat)
+                .map(|c| c.status == "active"))
         })
         .await;
     match channel_state {
         Ok(Some(true)) => {}
         Ok(Some(false)) => {
-            return detail(StatusCode::BAD_REQUEST, &format!("The {platform} channel for this chatbot is disabled."));
+            return detail(
+                StatusCode::BAD_REQUEST,
+                &format!("The {platform} channel for this chatbot is disabled."),
+            );
         }
         Ok(None) => {
             return detail(
                 StatusCode::BAD_REQUEST,
-                &format!("Chatbot cannot send messages on the {platform} channel. Create the channel first."),
+                &format!(
+                    "Chatbot cannot send messages on the {platform} channel. Create the channel first."
+                ),
             );
         }
         Err(r) => return r,
     }
-    let identifier = if platform == "commcare_connect" { identifier.to_lowercase() } else { identifier };
-    let start_new = body.get("start_new_session").and_then(Json::as_bool).unwrap_or(false);
+    let identifier = if platform == "commcare_connect" {
+        identifier.to_lowercase()
+    } else {
+        identifier
+    };
+    let start_new = body
+        .get("start_new_session")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     let session_data = body.get("session_data").filter(|v| v.is_object()).cloned();
-    let pdata = body.get("participant_data").filter(|v| v.is_object()).cloned();
-    let (org, base, bid, plat) = (caller.org().to_string(), call.base.clone(), bot.id.clone(), platform.clone());
+    let pdata = body
+        .get("participant_data")
+        .filter(|v| v.is_object())
+        .cloned();
+    let (org, base, bid, plat) = (
+        caller.org().to_string(),
+        call.base.clone(),
+        bot.id.clone(),
+        platform.clone(),
+    );
     let r = call
         .blocking(move |s| {
             let p = s.ocs_upsert_participant(&org, &plat, &identifier, None)?;
             s.ocs_merge_participant_data(&org, &p.id, &bid, pdata.unwrap_or(json!({})))?;
-            let open = s.ocs_latest_session(&org, &bid, &plat, &identifier, &["pending-review", "complete", "unknown"])?;
+            let open = s.ocs_latest_session(
+                &org,
+                &bid,
+                &plat,
+                &identifier,
+                &["pending-review", "complete", "unknown"],
+            )?;
             let session = match open {
                 Some(sess) if !start_new => sess,
                 other => {
@@ -141,11 +201,18 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
             let session = match session_data {
                 Some(d) => {
                     let state = s.ocs_set_session_state(&org, &session.id, d, true)?;
-                    OcsSession { state: state.unwrap_or(session.state.clone()), ..session }
+                    OcsSession {
+                        state: state.unwrap_or(session.state.clone()),
+                        ..session
+                    }
                 }
                 None => session,
             };
-            Ok((session.clone(), team_json(s, &org)?, format!("{base}/api/sessions/{}/", session.id)))
+            Ok((
+                session.clone(),
+                team_json(s, &org)?,
+                format!("{base}/api/sessions/{}/", session.id),
+            ))
         })
         .await;
     let (session, team, url) = match r {
@@ -166,9 +233,15 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
                     tags: vec![],
                     file_ids: vec![],
                 };
-                ocs.engine.blocking(move |s| s.ocs_append_messages(&o, &sid, vec![msg])).await.map(|_| 1)
+                ocs.engine
+                    .blocking(move |s| s.ocs_append_messages(&o, &sid, vec![msg]))
+                    .await
+                    .map(|_| 1)
             }
-            (Some(p), None) => ocs.run_trigger(&sess, json!({"prompt": p, "source": "api"})).await,
+            (Some(p), None) => {
+                ocs.run_trigger(&sess, json!({"prompt": p, "source": "api"}))
+                    .await
+            }
             (None, None) => Ok(0),
         };
         if let Err(e) = res {
@@ -199,7 +272,10 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
     }
     let ident = caller.identifier();
     let (org, bid) = (caller.org().to_string(), bot.id.clone());
-    let wanted = body.get("session").and_then(Json::as_str).map(str::to_string);
+    let wanted = body
+        .get("session")
+        .and_then(Json::as_str)
+        .map(str::to_string);
     let key_id = caller.key.id.clone();
     let reset = text.trim().eq_ignore_ascii_case("/reset");
     let r = call
@@ -232,7 +308,13 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                     }
                     _ => return Ok(None),
                 },
-                None => s.ocs_latest_session(&org, &bid, "api", &ident, &["pending-review", "complete", "unknown"])?,
+                None => s.ocs_latest_session(
+                    &org,
+                    &bid,
+                    "api",
+                    &ident,
+                    &["pending-review", "complete", "unknown"],
+                )?,
             };
             if reset {
                 if let Some(c) = &current {
@@ -273,36 +355,63 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
 }
 
 /// Store the user message, run the turn, store the replies; the rendered replies.
-async fn run_sync(call: &Call, session: &OcsSession, text: &str) -> Result<Vec<render::Rendered>, Response<Body>> {
+async fn run_sync(
+    call: &Call,
+    session: &OcsSession,
+    text: &str,
+) -> Result<Vec<render::Rendered>, Response<Body>> {
     let (o, sid) = (session.organization_id.clone(), session.id.clone());
-    let user = NewOcsMessage { role: "user".into(), content: text.to_string(), metadata: json!({}), tags: vec![], file_ids: vec![] };
-    call.blocking(move |s| s.ocs_append_messages(&o, &sid, vec![user])).await?;
+    let user = NewOcsMessage {
+        role: "user".into(),
+        content: text.to_string(),
+        metadata: json!({}),
+        tags: vec![],
+        file_ids: vec![],
+    };
+    call.blocking(move |s| s.ocs_append_messages(&o, &sid, vec![user]))
+        .await?;
     let out = match call.ocs.run_text(session, text, Json::Null).await {
         Ok(o) => o,
-        Err(crate::engine::EngineError::BadRequest(m)) => return Err(error(StatusCode::BAD_REQUEST, &m)),
+        Err(crate::engine::EngineError::BadRequest(m)) => {
+            return Err(error(StatusCode::BAD_REQUEST, &m));
+        }
         Err(e) => return Err(internal(e)),
     };
-    let (o, sid, msgs) = (session.organization_id.clone(), session.id.clone(), out.messages);
-    call.blocking(move |s| s.ocs_append_messages(&o, &sid, msgs)).await?;
+    let (o, sid, msgs) = (
+        session.organization_id.clone(),
+        session.id.clone(),
+        out.messages,
+    );
+    call.blocking(move |s| s.ocs_append_messages(&o, &sid, msgs))
+        .await?;
     Ok(out.rendered)
 }
 
 // ---- OpenAI --------------------------------------------------------------------------------------
 
 fn oai_error(msg: &str) -> Response<Body> {
-    json_resp(StatusCode::BAD_REQUEST, &json!({"error": {"message": msg, "type": "error", "param": null, "code": null}}))
+    json_resp(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": {"message": msg, "type": "error", "param": null, "code": null}}),
+    )
 }
 
 /// `messages` → (history, last user text), OpenAI-style errors.
 fn oai_messages(body: &Json) -> Result<(Json, String), Response<Body>> {
-    let Some(items) = body.get("messages").and_then(Json::as_array).filter(|a| !a.is_empty()) else {
+    let Some(items) = body
+        .get("messages")
+        .and_then(Json::as_array)
+        .filter(|a| !a.is_empty())
+    else {
         return Err(oai_error("No messages provided"));
     };
     let mut norm = Vec::new();
     for m in items {
         let role = m.get("role").and_then(Json::as_str).unwrap_or_default();
         if !matches!(role, "system" | "user" | "assistant") {
-            return Err(oai_error(&format!("messages: \"{role}\" is not a valid role (system, user or assistant)")));
+            return Err(oai_error(&format!(
+                "messages: \"{role}\" is not a valid role (system, user or assistant)"
+            )));
         }
         let content = match m.get("content") {
             Some(Json::String(s)) => s.clone(),
@@ -312,7 +421,12 @@ fn oai_messages(body: &Json) -> Result<(Json, String), Response<Body>> {
                     if p.get("type").and_then(Json::as_str) != Some("text") {
                         return Err(oai_error("Only text messages are supported"));
                     }
-                    texts.push(p.get("text").and_then(Json::as_str).unwrap_or_default().to_string());
+                    texts.push(
+                        p.get("text")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
                 texts.join(" ")
             }
@@ -324,7 +438,10 @@ fn oai_messages(body: &Json) -> Result<(Json, String), Response<Body>> {
     if norm.last().and_then(|m| m["role"].as_str()) != Some("user") {
         return Err(oai_error("Last message must be a user message"));
     }
-    let last = norm.pop().and_then(|m| m["content"].as_str().map(str::to_string)).unwrap_or_default();
+    let last = norm
+        .pop()
+        .and_then(|m| m["content"].as_str().map(str::to_string))
+        .unwrap_or_default();
     Ok((Json::Array(norm), last))
 }
 
@@ -348,12 +465,20 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
         Ok(h) => h,
         Err(r) => return r,
     };
-    let ident = match body.get("user").and_then(Json::as_str).filter(|u| !u.trim().is_empty()) {
+    let ident = match body
+        .get("user")
+        .and_then(Json::as_str)
+        .filter(|u| !u.trim().is_empty())
+    {
         Some(u) => u.to_string(),
         None => caller.identifier(),
     };
     let stream = body.get("stream").and_then(Json::as_bool).unwrap_or(false);
-    let (org, bid, key_id) = (caller.org().to_string(), bot.id.clone(), caller.key.id.clone());
+    let (org, bid, key_id) = (
+        caller.org().to_string(),
+        bot.id.clone(),
+        caller.key.id.clone(),
+    );
     let session = match call
         .blocking(move |s| {
             s.ocs_create_session(
@@ -397,20 +522,29 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
         json!({"id": session.id, "object": "chat.completion.chunk", "created": created, "model": "",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Json::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Json::Null,
+    )];
     if !content.is_empty() {
         events.push(chunk(json!({"content": content}), Json::Null));
     }
     events.push(chunk(json!({}), json!("stop")));
-    events.push(json!({"id": session.id, "object": "chat.completion.chunk", "created": created, "model": "",
-                       "choices": [], "usage": usage}));
+    events.push(
+        json!({"id": session.id, "object": "chat.completion.chunk", "created": created, "model": "",
+                       "choices": [], "usage": usage}),
+    );
     let mut sse = String::new();
     for e in events {
         sse.push_str(&format!("data: {e}\n\n"));
     }
     sse.push_str("data: [DONE]\n\n");
     let mut r = Response::new(Full::new(Bytes::from(sse)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }

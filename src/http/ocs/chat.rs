@@ -20,11 +20,18 @@ fn now_ms() -> i64 {
 }
 
 fn chat_rate(call: &mut Call, key: &str) -> Result<(), Response<Body>> {
-    let v = call.ocs.limiter.hit(Scope::Chat, key, None, now_ms() / 1000);
+    let v = call
+        .ocs
+        .limiter
+        .hit(Scope::Chat, key, None, now_ms() / 1000);
     call.rate = Some(v);
     if v.blocked {
-        let mut r = json_resp(StatusCode::TOO_MANY_REQUESTS, &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}));
-        r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(v.reset));
+        let mut r = json_resp(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(v.reset));
         return Err(r);
     }
     Ok(())
@@ -41,25 +48,43 @@ fn origin_host(call: &Call) -> Option<String> {
 
 /// Does the request's origin match the channel's `allowed_domains`?
 fn origin_ok(call: &Call, w: &WidgetChannel) -> bool {
-    let Some(host) = origin_host(call) else { return false };
+    let Some(host) = origin_host(call) else {
+        return false;
+    };
     w.allowed_domains.iter().any(|d| {
         let d = d.trim().to_ascii_lowercase();
-        d == "*" || d == host || d.strip_prefix("*.").is_some_and(|base| host.ends_with(&format!(".{base}")) || host == base)
+        d == "*"
+            || d == host
+            || d.strip_prefix("*.")
+                .is_some_and(|base| host.ends_with(&format!(".{base}")) || host == base)
     })
 }
 
 fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
-    let mut it = v.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u64>().ok());
-    Some((it.next()??, it.next().flatten().unwrap_or(0), it.next().flatten().unwrap_or(0)))
+    let mut it = v
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u64>().ok());
+    Some((
+        it.next()??,
+        it.next().flatten().unwrap_or(0),
+        it.next().flatten().unwrap_or(0),
+    ))
 }
 
 fn deprecation_headers(resp: &mut Response<Body>) {
     let h = resp.headers_mut();
     h.insert("deprecation", HeaderValue::from_static("true"));
-    h.insert("sunset", HeaderValue::from_static("Thu, 01 Oct 2026 00:00:00 GMT"));
+    h.insert(
+        "sunset",
+        HeaderValue::from_static("Thu, 01 Oct 2026 00:00:00 GMT"),
+    );
     h.insert(
         "link",
-        HeaderValue::from_static("<https://docs.openchatstudio.com/chat_widget/>; rel=\"successor-version\""),
+        HeaderValue::from_static(
+            "<https://docs.openchatstudio.com/chat_widget/>; rel=\"successor-version\"",
+        ),
     );
 }
 
@@ -82,7 +107,11 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(bot_id) = body.get("chatbot_id").and_then(Json::as_str).map(str::to_ascii_lowercase) else {
+    let Some(bot_id) = body
+        .get("chatbot_id")
+        .and_then(Json::as_str)
+        .map(str::to_ascii_lowercase)
+    else {
         return field_error("chatbot_id", "This field is required.");
     };
     if !is_uuid(&bot_id) {
@@ -90,13 +119,21 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
     }
     for f in ["participant_remote_id", "participant_name"] {
         match body.get(f) {
-            Some(Json::String(s)) if s.trim().is_empty() => return field_error(f, "This field may not be blank."),
+            Some(Json::String(s)) if s.trim().is_empty() => {
+                return field_error(f, "This field may not be blank.");
+            }
             None | Some(Json::Null) | Some(Json::String(_)) => {}
             Some(_) => return field_error(f, "Not a valid string."),
         }
     }
-    let remote_id = body.get("participant_remote_id").and_then(Json::as_str).map(str::to_string);
-    let pname = body.get("participant_name").and_then(Json::as_str).map(str::to_string);
+    let remote_id = body
+        .get("participant_remote_id")
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    let pname = body
+        .get("participant_name")
+        .and_then(Json::as_str)
+        .map(str::to_string);
     let session_data = body.get("session_data").cloned().unwrap_or(Json::Null);
     let source_widget = session_data.get("source").and_then(Json::as_str) == Some("widget");
     let version = match body.get("version_number") {
@@ -127,10 +164,16 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
     };
     let b2 = bot_id.clone();
     let o2 = org.clone();
+    let widget_org = widget.is_some();
     let bot = match call
         .blocking(move |s| {
-            if !o2.is_empty() {
-                return Ok(s.get_bot(&o2, &b2).ok());
+            if !o2.is_empty()
+                && let Ok(b) = s.get_bot(&o2, &b2)
+            {
+                return Ok(Some(b));
+            }
+            if widget_org {
+                return Ok(None);
             }
             // Keyless: the bot decides the organization.
             for o in s.list_orgs()? {
@@ -143,14 +186,24 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
         .await
     {
         Ok(Some(b)) => b,
-        Ok(None) => return detail(StatusCode::NOT_FOUND, "No Experiment matches the given query."),
+        Ok(None) => {
+            return detail(
+                StatusCode::NOT_FOUND,
+                "No Experiment matches the given query.",
+            );
+        }
         Err(r) => return r,
     };
-    let rate_key = widget.as_ref().map(|w| format!("channel:{}", w.id)).unwrap_or_else(|| format!("ip:{}", call.ctx.peer.ip()));
+    let rate_key = widget
+        .as_ref()
+        .map(|w| format!("channel:{}", w.id))
+        .unwrap_or_else(|| format!("ip:{}", call.ctx.peer.ip()));
     if let Err(r) = chat_rate(call, &rate_key) {
         return r;
     }
-    let is_member = member.as_ref().is_some_and(|k| k.organization_id == bot.organization_id);
+    let is_member = member
+        .as_ref()
+        .is_some_and(|k| k.organization_id == bot.organization_id);
     if call.header("authorization").is_some() && !is_member {
         return access_denied();
     }
@@ -162,7 +215,12 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
             return error(StatusCode::FORBIDDEN, "Origin not allowed for this chatbot");
         }
         if !w.enabled {
-            return error(StatusCode::FORBIDDEN, w.disabled_message.as_deref().unwrap_or("This chatbot is currently unavailable."));
+            return error(
+                StatusCode::FORBIDDEN,
+                w.disabled_message
+                    .as_deref()
+                    .unwrap_or("This chatbot is currently unavailable."),
+            );
         }
     } else if !is_member && !bot.settings.web_chat_public {
         return access_denied();
@@ -171,7 +229,10 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
     let mut pinned = None;
     if let Some(n) = version.filter(|n| *n != 0) {
         if !is_member {
-            return error(StatusCode::FORBIDDEN, "Version number requires authentication");
+            return error(
+                StatusCode::FORBIDDEN,
+                "Version number requires authentication",
+            );
         }
         let b = bot.clone();
         let (next, versions) = match call.blocking(move |s| super::api::versions_of(s, &b)).await {
@@ -179,15 +240,23 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
             Err(r) => return r,
         };
         if n != next && !versions.iter().any(|v| v["version_number"] == json!(n)) {
-            return detail(StatusCode::NOT_FOUND, &format!("Experiment with version {n} not found"));
+            return detail(
+                StatusCode::NOT_FOUND,
+                &format!("Experiment with version {n} not found"),
+            );
         }
         pinned = Some(n);
     }
     if let Some(w) = &widget {
-        let recorded = call.header("x-ocs-widget-version").map(str::to_string).or_else(|| source_widget.then(|| "unknown".into()));
+        let recorded = call
+            .header("x-ocs-widget-version")
+            .map(str::to_string)
+            .or_else(|| source_widget.then(|| "unknown".into()));
         if let Some(v) = recorded {
             let (o, id) = (w.organization_id.clone(), w.id.clone());
-            let _ = call.blocking(move |s| s.ocs_record_widget_version(&o, &id, &v)).await;
+            let _ = call
+                .blocking(move |s| s.ocs_record_widget_version(&o, &id, &v))
+                .await;
         }
     }
     let (platform, kind, token_required) = match &widget {
@@ -196,22 +265,37 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
     };
     let (identifier, remote) = match (&member, is_member) {
         (Some(k), true) => (
-            k.owner_email.clone().unwrap_or_else(|| format!("apikey:{}", k.prefix)),
+            k.owner_email
+                .clone()
+                .unwrap_or_else(|| format!("apikey:{}", k.prefix)),
             remote_id.clone(),
         ),
-        _ => (format!("anon:{}", crate::store::ids::new_id()), remote_id.clone()),
+        _ => (
+            format!("anon:{}", crate::store::ids::new_id()),
+            remote_id.clone(),
+        ),
     };
     let embed_source = call
         .header("referer")
         .filter(|r| r.starts_with("https://") || r.starts_with("http://"))
         .map(str::to_string);
-    let state = if is_member && session_data.is_object() { session_data.clone() } else { json!({}) };
+    let state = if is_member && session_data.is_object() {
+        session_data.clone()
+    } else {
+        json!({})
+    };
     let new = NewSession {
         bot_id: bot.id.clone(),
         participant_platform: platform.into(),
         participant_identifier: identifier,
-        participant_name: Some(pname.clone().unwrap_or_else(|| if is_member { String::new() } else { "Anonymous".into() }))
-            .filter(|n| !n.is_empty()),
+        participant_name: Some(pname.clone().unwrap_or_else(|| {
+            if is_member {
+                String::new()
+            } else {
+                "Anonymous".into()
+            }
+        }))
+        .filter(|n| !n.is_empty()),
         participant_remote_id: remote,
         platform: platform.into(),
         channel_kind: kind.into(),
@@ -275,14 +359,22 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
         return Err(detail(StatusCode::FORBIDDEN, "Session does not exist"));
     };
     if embed.is_some() {
-        let Some(w) = widget.as_ref().filter(|w| w.bot_id == session.bot_id && !w.deleted) else {
+        let Some(w) = widget
+            .as_ref()
+            .filter(|w| w.bot_id == session.bot_id && !w.deleted)
+        else {
             return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
         };
         if !origin_ok(call, w) {
-            return Err(detail(StatusCode::FORBIDDEN, "Origin not allowed for this chatbot"));
+            return Err(detail(
+                StatusCode::FORBIDDEN,
+                "Origin not allowed for this chatbot",
+            ));
         }
     }
-    let member = key_of(&call.ocs, &call.headers).await.is_some_and(|k| k.organization_id == session.organization_id);
+    let member = key_of(&call.ocs, &call.headers)
+        .await
+        .is_some_and(|k| k.organization_id == session.organization_id);
     let own_widget = match &session.widget_channel_id {
         Some(id) => {
             let (o, id) = (session.organization_id.clone(), id.clone());
@@ -292,12 +384,18 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
     };
     if session.session_token_required || own_widget.as_ref().is_some_and(|w| w.auth_level >= 2) {
         let Some(token) = call.header("x-session-token") else {
-            return Err(token_err("session_token_required", "Session token required"));
+            return Err(token_err(
+                "session_token_required",
+                "Session token required",
+            ));
         };
         if !call.ocs.token.verify(&session.id, token) {
             return Err(token_err("session_token_invalid", "Invalid session token"));
         }
-        let lifetime = own_widget.as_ref().and_then(|w| w.session_token_lifetime).unwrap_or(TOKEN_LIFETIME_SECS);
+        let lifetime = own_widget
+            .as_ref()
+            .and_then(|w| w.session_token_lifetime)
+            .unwrap_or(TOKEN_LIFETIME_SECS);
         if now_ms() > session.created_at + lifetime * 1000 {
             return Err(token_err("session_expired", "Session has expired"));
         }
@@ -317,9 +415,16 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
                 return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
             }
             let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
-            let public = call.blocking(move |s| s.get_bot(&o, &b)).await?.settings.web_chat_public;
+            let public = call
+                .blocking(move |s| s.get_bot(&o, &b))
+                .await?
+                .settings
+                .web_chat_public;
             if !public && !member {
-                return Err(detail(StatusCode::FORBIDDEN, "You do not have access to this chatbot"));
+                return Err(detail(
+                    StatusCode::FORBIDDEN,
+                    "You do not have access to this chatbot",
+                ));
             }
         }
     }
@@ -337,28 +442,42 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
     };
     let text = match body.get("message") {
         None | Some(Json::Null) => return field_error("message", "This field is required."),
-        Some(Json::String(s)) if s.trim().is_empty() => return field_error("message", "This field may not be blank."),
+        Some(Json::String(s)) if s.trim().is_empty() => {
+            return field_error("message", "This field may not be blank.");
+        }
         Some(Json::String(s)) => s.clone(),
         Some(_) => return field_error("message", "Not a valid string."),
     };
     if session.status == "complete" {
         return error(StatusCode::BAD_REQUEST, "Session has ended");
     }
-    if let Some(v) = body.get("version_number").filter(|v| !v.is_null() && **v != json!(0)) {
+    if let Some(v) = body
+        .get("version_number")
+        .filter(|v| !v.is_null() && **v != json!(0))
+    {
         if !member {
-            return error(StatusCode::FORBIDDEN, "Version number requires authentication");
+            return error(
+                StatusCode::FORBIDDEN,
+                "Version number requires authentication",
+            );
         }
         let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
         let bot = match call.blocking(move |s| s.get_bot(&o, &b)).await {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let (next, versions) = match call.blocking(move |s| super::api::versions_of(s, &bot)).await {
+        let (next, versions) = match call
+            .blocking(move |s| super::api::versions_of(s, &bot))
+            .await
+        {
             Ok(x) => x,
             Err(r) => return r,
         };
         if *v != json!(next) && !versions.iter().any(|x| x["version_number"] == *v) {
-            return detail(StatusCode::NOT_FOUND, &format!("Experiment with version {v} not found"));
+            return detail(
+                StatusCode::NOT_FOUND,
+                &format!("Experiment with version {v} not found"),
+            );
         }
     }
     let ids: Vec<i64> = match body.get("attachment_ids") {
@@ -383,7 +502,8 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
             && found.iter().all(|f| {
                 f.organization_id == session.organization_id
                     && f.purpose == "message_media"
-                    && f.metadata.get("session_id").and_then(Json::as_str) == Some(session.id.as_str())
+                    && f.metadata.get("session_id").and_then(Json::as_str)
+                        == Some(session.id.as_str())
             });
         if !valid {
             return error(StatusCode::BAD_REQUEST, "One or more file IDs are invalid");
@@ -391,7 +511,12 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
     }
     let request = json!({"message": text, "attachment_ids": ids, "context": body.get("context").cloned().unwrap_or(Json::Null),
                          "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)});
-    let task = match call.ocs.store.ocs_create_task(&session.organization_id, &session.id, request.clone()).await {
+    let task = match call
+        .ocs
+        .store
+        .ocs_create_task(&session.organization_id, &session.id, request.clone())
+        .await
+    {
         Ok(t) => t,
         Err(e) => return super::internal(e),
     };
@@ -405,7 +530,10 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
         error: None,
         error_status: None,
     });
-    let mut resp = json_resp(StatusCode::ACCEPTED, &json!({"task_id": task, "status": "processing"}));
+    let mut resp = json_resp(
+        StatusCode::ACCEPTED,
+        &json!({"task_id": task, "status": "processing"}),
+    );
     if widget_deprecated(call, false) {
         deprecation_headers(&mut resp);
     }
@@ -432,11 +560,20 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
     match task.status.as_str() {
         "queued" | "running" => ok(&json!({"message": null, "status": "processing"})),
         "error" => {
-            let status = if task.error_status == Some(400) { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-            json_resp(status, &json!({"error": task.error.unwrap_or_default(), "status": "error"}))
+            let status = if task.error_status == Some(400) {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            json_resp(
+                status,
+                &json!({"error": task.error.unwrap_or_default(), "status": "error"}),
+            )
         }
         _ => {
-            let Some(mid) = task.message_id else { return ok(&json!({"status": "processing"})) };
+            let Some(mid) = task.message_id else {
+                return ok(&json!({"status": "processing"}));
+            };
             let (sid, base) = (session.id.clone(), call.base.clone());
             match call
                 .blocking(move |s| match s.ocs_message(&sid, mid)? {
@@ -446,7 +583,10 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
                 .await
             {
                 Ok(Some(m)) => ok(&json!({"message": m, "status": "complete"})),
-                Ok(None) => json_resp(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "Unknown error"})),
+                Ok(None) => json_resp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "Unknown error"}),
+                ),
                 Err(r) => r,
             }
         }
@@ -462,14 +602,24 @@ pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
         None => None,
         Some(s) => match crate::ocs::time::parse_iso(&s) {
             Some(us) => Some(us),
-            None => return error(StatusCode::BAD_REQUEST, "Invalid 'since' parameter format. Use ISO format."),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid 'since' parameter format. Use ISO format.",
+                );
+            }
         },
     };
     let limit = match call.query("limit") {
         None => 50,
         Some(l) => match l.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => return error(StatusCode::BAD_REQUEST, "Invalid 'limit' parameter. Use a non-negative integer."),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid 'limit' parameter. Use a non-negative integer.",
+                );
+            }
         },
     };
     let (sid, base) = (session.id.clone(), call.base.clone());
@@ -514,9 +664,17 @@ pub(crate) async fn upload(call: &mut Call) -> Response<Body> {
     let Some(parts) = files::parse_multipart(&body, &boundary) else {
         return error(StatusCode::BAD_REQUEST, "Malformed multipart body");
     };
-    let field = |n: &str| parts.iter().find(|p| p.name == n && p.filename.is_none()).map(|p| String::from_utf8_lossy(&p.data).into_owned());
+    let field = |n: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == n && p.filename.is_none())
+            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    };
     let (remote, pname) = (field("participant_remote_id"), field("participant_name"));
-    let uploads: Vec<&files::Part> = parts.iter().filter(|p| p.name == "files" && p.filename.is_some()).collect();
+    let uploads: Vec<&files::Part> = parts
+        .iter()
+        .filter(|p| p.name == "files" && p.filename.is_some())
+        .collect();
     if uploads.is_empty() {
         return error(StatusCode::BAD_REQUEST, "No files provided");
     }
@@ -542,7 +700,10 @@ pub(crate) async fn upload(call: &mut Call) -> Response<Body> {
         });
     }
     if total > files::MAX_BYTES {
-        return error(StatusCode::BAD_REQUEST, "Total file size exceeds maximum of 50MB");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Total file size exceeds maximum of 50MB",
+        );
     }
     let datas: Vec<Vec<u8>> = uploads.iter().map(|p| p.data.clone()).collect();
     let org = session.organization_id.clone();

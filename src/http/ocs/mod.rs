@@ -95,24 +95,52 @@ const ROUTES: &[(&str, Method, Route)] = &[
     ("/api/sessions/", Method::GET, Route::SessionList),
     ("/api/sessions/", Method::POST, Route::SessionCreate),
     ("/api/sessions/:id/", Method::GET, Route::SessionGet),
-    ("/api/sessions/:id/end_experiment_session/", Method::POST, Route::SessionEnd),
+    (
+        "/api/sessions/:id/end_experiment_session/",
+        Method::POST,
+        Route::SessionEnd,
+    ),
     ("/api/sessions/:id/tags/", Method::POST, Route::TagsAdd),
     ("/api/sessions/:id/tags/", Method::DELETE, Route::TagsRemove),
-    ("/api/sessions/:id/update_state/", Method::PATCH, Route::UpdateState),
+    (
+        "/api/sessions/:id/update_state/",
+        Method::PATCH,
+        Route::UpdateState,
+    ),
     ("/api/participants", Method::GET, Route::ParticipantList),
     ("/api/participants", Method::POST, Route::ParticipantPost),
     ("/api/participants/", Method::GET, Route::ParticipantList),
     ("/api/participants/", Method::POST, Route::ParticipantPost),
     ("/api/files/:int/content", Method::GET, Route::FileContent),
     ("/api/trigger_bot", Method::POST, Route::TriggerBot),
-    ("/api/openai/:uuid/chat/completions", Method::POST, Route::OpenAi),
-    ("/api/openai/:uuid/:ver/chat/completions", Method::POST, Route::OpenAi),
-    ("/channels/api/:uuid/incoming_message", Method::POST, Route::Incoming),
-    ("/channels/api/:uuid/:ver/incoming_message", Method::POST, Route::Incoming),
+    (
+        "/api/openai/:uuid/chat/completions",
+        Method::POST,
+        Route::OpenAi,
+    ),
+    (
+        "/api/openai/:uuid/:ver/chat/completions",
+        Method::POST,
+        Route::OpenAi,
+    ),
+    (
+        "/channels/api/:uuid/incoming_message",
+        Method::POST,
+        Route::Incoming,
+    ),
+    (
+        "/channels/api/:uuid/:ver/incoming_message",
+        Method::POST,
+        Route::Incoming,
+    ),
     ("/api/chat/start/", Method::POST, Route::ChatStart),
     ("/api/chat/:uuid/message/", Method::POST, Route::ChatMessage),
     ("/api/chat/:uuid/poll/", Method::GET, Route::ChatPoll),
-    ("/api/chat/:uuid/:task/poll/", Method::GET, Route::ChatTaskPoll),
+    (
+        "/api/chat/:uuid/:task/poll/",
+        Method::GET,
+        Route::ChatTaskPoll,
+    ),
     ("/api/chat/:uuid/upload/", Method::POST, Route::ChatUpload),
 ];
 
@@ -120,7 +148,11 @@ pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() }
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
         })
 }
 
@@ -135,7 +167,9 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Params> {
         match *a {
             ":id" if !b.is_empty() => p.id = super::router::percent_decode(b)?,
             ":uuid" if is_uuid(b) => p.id = b.to_ascii_lowercase(),
-            ":int" if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => p.id = b.to_string(),
+            ":int" if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
+                p.id = b.to_string()
+            }
             ":task" if !b.is_empty() => p.task = super::router::percent_decode(b)?,
             ":ver" => {
                 let n = b.strip_prefix('v')?;
@@ -204,13 +238,19 @@ impl Call {
     }
     /// Read the body (at most `limit` bytes; 413 beyond).
     pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, Response<Body>> {
-        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
+        let Some(body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
         match Limited::new(body, limit).collect().await {
             Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large."))
-            }
-            Err(e) => Err(detail(StatusCode::BAD_REQUEST, &format!("Could not read the request body: {e}"))),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large.",
+            )),
+            Err(e) => Err(detail(
+                StatusCode::BAD_REQUEST,
+                &format!("Could not read the request body: {e}"),
+            )),
         }
     }
     /// The body as JSON (`{}` when empty). Malformed → 400 `{"detail":"JSON parse error - …"}`.
@@ -243,16 +283,24 @@ impl Caller {
     }
     /// The participant identifier of the caller (OCS: the key owner's e-mail).
     pub fn identifier(&self) -> String {
-        self.key.owner_email.clone().unwrap_or_else(|| format!("apikey:{}", self.key.prefix))
+        self.key
+            .owner_email
+            .clone()
+            .unwrap_or_else(|| format!("apikey:{}", self.key.prefix))
     }
 }
 
 // ---- responses ---------------------------------------------------------------------------
 
 pub(crate) fn json_resp(status: StatusCode, v: &Json) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -274,11 +322,17 @@ pub(crate) fn field_error(field: &str, msg: &str) -> Response<Body> {
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, "OCS internal error");
-    detail(StatusCode::INTERNAL_SERVER_ERROR, "A server error occurred.")
+    detail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "A server error occurred.",
+    )
 }
 
 pub(crate) fn forbidden() -> Response<Body> {
-    detail(StatusCode::FORBIDDEN, "You do not have permission to perform this action.")
+    detail(
+        StatusCode::FORBIDDEN,
+        "You do not have permission to perform this action.",
+    )
 }
 
 fn rate_headers(h: &mut HeaderMap, v: &Verdict) {
@@ -288,8 +342,12 @@ fn rate_headers(h: &mut HeaderMap, v: &Verdict) {
 }
 
 fn throttled(v: &Verdict) -> Response<Body> {
-    let mut r = json_resp(StatusCode::TOO_MANY_REQUESTS, &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}));
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(v.reset));
+    let mut r = json_resp(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(v.reset));
     rate_headers(r.headers_mut(), v);
     r
 }
@@ -300,15 +358,29 @@ const CORS_HEADERS: &str = "accept, accept-encoding, content-type, dnt, origin, 
      x-requested-with, x-ocs-widget-version, x-embed-key, x-session-token, authorization";
 
 fn cors(h: &mut HeaderMap, preflight: bool) {
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"),
+        HeaderValue::from_static(
+            "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
+        ),
     );
     if preflight {
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(CORS_HEADERS));
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("DELETE, GET, OPTIONS, PATCH, POST, PUT"));
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(CORS_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("DELETE, GET, OPTIONS, PATCH, POST, PUT"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
     }
 }
 
@@ -349,31 +421,69 @@ fn roles(route: Route) -> Option<&'static [&'static str]> {
     const ADMINS: &[&str] = &["admin", "chatbot_admin"];
     Some(match route {
         Route::ExperimentList | Route::ExperimentGet => ADMINS,
-        Route::SessionList | Route::SessionGet => &["admin", "chatbot_admin", "chat_viewer", "annotation_reviewer"],
-        Route::SessionCreate | Route::SessionEnd | Route::TagsAdd | Route::TagsRemove | Route::UpdateState => ADMINS,
-        Route::FileContent => &["admin", "chatbot_admin", "chat_viewer", "assistant_admin", "annotation_reviewer"],
+        Route::SessionList | Route::SessionGet => &[
+            "admin",
+            "chatbot_admin",
+            "chat_viewer",
+            "annotation_reviewer",
+        ],
+        Route::SessionCreate
+        | Route::SessionEnd
+        | Route::TagsAdd
+        | Route::TagsRemove
+        | Route::UpdateState => ADMINS,
+        Route::FileContent => &[
+            "admin",
+            "chatbot_admin",
+            "chat_viewer",
+            "assistant_admin",
+            "annotation_reviewer",
+        ],
         Route::ParticipantList | Route::ParticipantPost | Route::TriggerBot => ADMINS,
         _ => return None,
     })
 }
 
-async fn authenticate(ocs: &Ocs, call: &Call, route: Route) -> Result<(Caller, Verdict), Response<Body>> {
+async fn authenticate(
+    ocs: &Ocs,
+    call: &Call,
+    route: Route,
+) -> Result<(Caller, Verdict), Response<Body>> {
     let keys = presented_keys(&call.headers);
     if keys.is_empty() {
-        let mut r = detail(StatusCode::UNAUTHORIZED, "Authentication credentials were not provided.");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
+        let mut r = detail(
+            StatusCode::UNAUTHORIZED,
+            "Authentication credentials were not provided.",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"api\""),
+        );
         return Err(r);
     }
     let Some(key) = key_of(ocs, &call.headers).await else {
-        let v = ocs.limiter.hit(Scope::Credentials, &call.ctx.peer.ip().to_string(), None, now_secs());
+        let v = ocs.limiter.hit(
+            Scope::Credentials,
+            &call.ctx.peer.ip().to_string(),
+            None,
+            now_secs(),
+        );
         if v.blocked {
             return Err(throttled(&v));
         }
         let mut r = detail(StatusCode::UNAUTHORIZED, "Invalid token.");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"api\""),
+        );
         return Err(r);
     };
-    let v = ocs.limiter.hit(Scope::Api, &key.organization_id, Some(&key.organization_id), now_secs());
+    let v = ocs.limiter.hit(
+        Scope::Api,
+        &key.organization_id,
+        Some(&key.organization_id),
+        now_secs(),
+    );
     if v.blocked {
         return Err(throttled(&v));
     }
@@ -390,7 +500,11 @@ async fn authenticate(ocs: &Ocs, call: &Call, route: Route) -> Result<(Caller, V
 }
 
 /// Entry point of the family.
-pub async fn handle(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let chat = is_chat_path(&path);
     if chat && req.method() == Method::OPTIONS {
@@ -406,13 +520,24 @@ pub async fn handle(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incomi
     resp
 }
 
-async fn dispatch(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming>) -> Response<Body> {
+async fn dispatch(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (route, params) = match route(req.method(), req.uri().path()) {
         Ok(r) => r,
         Err(None) => return detail(StatusCode::NOT_FOUND, "Not found."),
         Err(Some(allowed)) => {
-            let mut r = detail(StatusCode::METHOD_NOT_ALLOWED, &format!("Method \"{}\" not allowed.", req.method()));
-            let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let mut r = detail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("Method \"{}\" not allowed.", req.method()),
+            );
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 r.headers_mut().insert(header::ALLOW, v);
             }
@@ -420,7 +545,10 @@ async fn dispatch(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming
         }
     };
     let Some(ocs) = service(state) else {
-        return detail(StatusCode::SERVICE_UNAVAILABLE, "The Open Chat Studio API is unavailable.");
+        return detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The Open Chat Studio API is unavailable.",
+        );
     };
     let (parts, body) = req.into_parts();
     let host = parts
@@ -485,21 +613,49 @@ mod tests {
     #[test]
     fn routes_are_exact() {
         let u = "0190f3a2-7c1e-7b3d-9f2a-3c4d5e6f7a8b";
-        assert_eq!(route(&Method::GET, "/api/experiments/").unwrap().0, Route::ExperimentList);
-        assert_eq!(route(&Method::GET, "/api/v1/experiments/").unwrap().0, Route::ExperimentList);
+        assert_eq!(
+            route(&Method::GET, "/api/experiments/").unwrap().0,
+            Route::ExperimentList
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/experiments/").unwrap().0,
+            Route::ExperimentList
+        );
         assert!(route(&Method::GET, "/api/v2/experiments/").is_err());
         assert!(route(&Method::GET, "/api/experiments").is_err());
-        assert_eq!(route(&Method::GET, "/api/participants").unwrap().0, Route::ParticipantList);
-        assert_eq!(route(&Method::GET, "/api/participants/").unwrap().0, Route::ParticipantList);
-        let (r, p) = route(&Method::POST, &format!("/api/openai/{u}/v3/chat/completions")).unwrap();
+        assert_eq!(
+            route(&Method::GET, "/api/participants").unwrap().0,
+            Route::ParticipantList
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/participants/").unwrap().0,
+            Route::ParticipantList
+        );
+        let (r, p) = route(
+            &Method::POST,
+            &format!("/api/openai/{u}/v3/chat/completions"),
+        )
+        .unwrap();
         assert_eq!((r, p.version), (Route::OpenAi, Some(3)));
         assert!(route(&Method::POST, "/api/openai/nope/chat/completions").is_err());
-        assert!(route(&Method::POST, &format!("/api/v1/../channels/api/{u}/incoming_message")).is_err());
+        assert!(
+            route(
+                &Method::POST,
+                &format!("/api/v1/../channels/api/{u}/incoming_message")
+            )
+            .is_err()
+        );
         assert!(route(&Method::GET, "/api/chat/not-a-uuid/poll/").is_err());
         let (r, p) = route(&Method::GET, &format!("/api/chat/{u}/abc/poll/")).unwrap();
         assert_eq!((r, p.task.as_str()), (Route::ChatTaskPoll, "abc"));
-        assert_eq!(route(&Method::GET, "/api/files/12/content").unwrap().0, Route::FileContent);
+        assert_eq!(
+            route(&Method::GET, "/api/files/12/content").unwrap().0,
+            Route::FileContent
+        );
         assert!(route(&Method::GET, "/api/files/x/content").is_err());
-        assert_eq!(route(&Method::PUT, "/api/sessions/").unwrap_err(), Some(vec![Method::GET, Method::POST]));
+        assert_eq!(
+            route(&Method::PUT, "/api/sessions/").unwrap_err(),
+            Some(vec![Method::GET, Method::POST])
+        );
     }
 }
