@@ -1,25 +1,255 @@
-//! `botyard serve` and `botyard bench`.
+//! `botyard serve` (the server: store, engine, HTTP, background work, graceful shutdown) and
+//! `botyard bench` (a load benchmark against a self-started or running server).
 
 use super::Cli;
+use crate::engine::{Engine, EngineConfig};
+use crate::http::auth::Authenticator;
+use crate::http::webhook::{StudioWebhookSink, WebhookDispatcher};
+use crate::http::{AppState, HttpConfig};
+use crate::outbound::{Cidr, Outbound, OutboundPolicy};
+use crate::store::setup::SetupOutcome;
+use crate::store::{Durability, setup};
 use clap::Args;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod bench;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "BOTYARD_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
+    /// `normal` (survives a crash or SIGKILL) or `full` (also survives power loss; slower).
+    #[arg(long, env = "BOTYARD_DURABILITY", default_value = "normal")]
+    pub durability: Durability,
+    /// Studio API requests per second per API key (0 = unlimited).
+    #[arg(long, env = "BOTYARD_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Accepted clock distance of signed Studio API requests, in seconds.
+    #[arg(long, env = "BOTYARD_SIGNATURE_WINDOW", default_value_t = 300)]
+    pub signature_window: i64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BOTYARD_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Addresses or networks that bots' `HTTP()` calls and webhooks may reach although they
+    /// are loopback/private/link-local (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
+    #[arg(long, env = "BOTYARD_OUTBOUND_ALLOW", value_delimiter = ',')]
+    pub outbound_allow: Vec<String>,
+    /// Worker threads of the async runtime (default: one per core).
+    #[arg(long, env = "BOTYARD_WORKERS")]
+    pub workers: Option<usize>,
 }
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub use bench::BenchArgs;
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
-    let _ = (cli, args);
-    todo!("serve")
+    init_logging();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("botyard");
+    if let Some(n) = args.workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_server(&cli.data, args, cli.json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result<()> {
+    let mut allow = Vec::new();
+    for a in args.outbound_allow.iter().filter(|a| !a.trim().is_empty()) {
+        allow.push(
+            a.parse::<Cidr>()
+                .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
+        );
+    }
+    let addr: SocketAddr = tokio::net::lookup_host(&args.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--addr {}: {e}", args.addr))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--addr {}: no address", args.addr))?;
+
+    let (data_dir, durability) = (data.to_path_buf(), args.durability);
+    let (store, outcome) =
+        tokio::task::spawn_blocking(move || setup::ensure(&data_dir, durability)).await??;
+
+    let handle = tokio::runtime::Handle::current();
+    let outbound = Arc::new(Outbound::new(
+        OutboundPolicy {
+            allow,
+            ..OutboundPolicy::default()
+        },
+        Some(handle.clone()),
+    ));
+    let webhooks = WebhookDispatcher::new(Arc::clone(&outbound), handle);
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            outbound: Some(Arc::clone(&outbound)),
+            sink: Some(Arc::new(StudioWebhookSink(Arc::clone(&webhooks)))),
+            ..EngineConfig::default()
+        },
+    );
+    let auth = Authenticator::new(store.clone(), args.rate_limit, args.signature_window);
+    auth.spawn_epoch_watch();
+    let state = Arc::new(AppState {
+        config: HttpConfig {
+            body_limit: args.body_limit,
+            rate_per_key: args.rate_limit,
+            signature_window: args.signature_window,
+        },
+        engine: engine.clone(),
+        auth,
+        outbound,
+        webhooks: Arc::clone(&webhooks),
+    });
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    if outcome.created {
+        print_first_run(&outcome, local, json);
+    }
+    let background = engine.start_background();
+    // The parseable line tests and scripts wait for.
+    eprintln!("listening on http://{local}");
+    crate::http::admin::announce_setup(store.clone(), local).await;
+    tracing::info!(addr = %local, data = %data.display(), "botyard {} serving", env!("CARGO_PKG_VERSION"));
+
+    crate::http::server::run(listener, state, shutdown_signal()).await;
+
+    // In-flight requests are done; stop background work, deliver queued webhooks, then let
+    // the last store handle go (the writer commits what is queued and closes the file).
+    drop(background);
+    webhooks.drain(Duration::from_secs(5)).await;
+    drop(engine);
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The credentials of a fresh setup, shown once on stdout.
+fn print_first_run(o: &SetupOutcome, addr: SocketAddr, json: bool) {
+    if json {
+        if let Ok(s) = serde_json::to_string(o) {
+            println!("{s}");
+        }
+        return;
+    }
+    let key = o
+        .studio
+        .as_ref()
+        .and_then(|s| s.api_key.clone())
+        .unwrap_or_default();
+    let secret = o
+        .studio
+        .as_ref()
+        .and_then(|s| s.api_secret.clone())
+        .unwrap_or_default();
+    let channel = o
+        .studio
+        .as_ref()
+        .map(|s| s.channel_id.clone())
+        .unwrap_or_default();
+    let ocs = o
+        .ocs
+        .as_ref()
+        .and_then(|s| s.api_key.clone())
+        .unwrap_or_default();
+    let bot = o
+        .bot
+        .as_ref()
+        .map(|b| format!("{} ({})", b.name, b.id))
+        .unwrap_or_default();
+    println!(
+        r#"
+botyard is set up in {data}. These secrets are shown only once: keep them.
+
+  organization   {org} ({org_id})
+  demo bot       {bot}
+  Studio API     channel {channel}
+    API key      {key}
+    API secret   {secret}
+  OCS API key    {ocs}
+
+Chat with the demo bot (public mode, the key alone):
+
+  curl -s http://{addr}/v1/api/chat -H 'Content-Type: application/json' \
+    -H 'X-Api-Key: {key}' \
+    -d '{{"client":{{"user_id":"me"}},"payload":{{"content_type":"text","content":{{"text":"hello"}}}}}}'
+
+Signed mode (bot management calls need it):
+
+  TS=$(date +%s); SIG=$(printf '%s' "{key}|$TS" | openssl dgst -sha256 -hmac '{secret}' | sed 's/^.* //')
+  curl -s http://{addr}/v1/api/bot -H "X-Api-Key: {key}|$TS" -H "X-Api-Signature: sha256=$SIG"
+"#,
+        data = o.data_dir,
+        org = o.organization.name,
+        org_id = o.organization.id,
+    );
+}
+
+/// Logs on stderr. `BOTYARD_LOG` = `error|warn|info|debug|trace|off` (default `info`).
+pub(crate) fn init_logging() {
+    use tracing::level_filters::LevelFilter;
+    let level = match std::env::var("BOTYARD_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "off" => LevelFilter::OFF,
+        "error" => LevelFilter::ERROR,
+        "warn" => LevelFilter::WARN,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        _ => LevelFilter::INFO,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
 }
 
 pub fn bench(cli: &Cli, args: &BenchArgs) -> ExitCode {
-    let _ = (cli, args);
-    todo!("bench")
+    bench::run(cli, args)
 }

@@ -262,6 +262,8 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// `extra` arguments for `serve`. Unless `extra` sets `--rate-limit`, the limit is raised
+    /// to 1000/s so functional tests are not throttled (the rate-limit test sets its own).
     pub fn start_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().to_path_buf();
@@ -279,6 +281,11 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--addr", "127.0.0.1:0", "--outbound-allow", "127.0.0.1"])
+            .args(if extra.contains(&"--rate-limit") {
+                &[][..]
+            } else {
+                &["--rate-limit", "1000"][..]
+            })
             .args(extra)
             .env("BOTYARD_LOG", "info")
             .stdin(Stdio::null())
@@ -335,6 +342,53 @@ impl Server {
     /// The default channel's credentials from `setup --json`.
     pub fn creds(&self) -> Creds {
         creds_from_setup(&self.setup)
+    }
+
+    /// A new Studio API channel of the default bot, with a webhook.
+    pub fn webhook_channel(&self, url: &str) -> Creds {
+        let bot = self.creds().bot_id;
+        let v = cli_json(
+            &self.data,
+            &[
+                "channel",
+                "create",
+                "--bot",
+                &bot,
+                "--name",
+                "hooked",
+                "--webhook",
+                url,
+            ],
+        );
+        Creds {
+            api_key: v["api_key"].as_str().unwrap().to_string(),
+            api_secret: v["api_secret"].as_str().unwrap().to_string(),
+            channel_id: v["id"].as_str().unwrap().to_string(),
+            bot_id: bot,
+        }
+    }
+
+    /// A second organization with its own bot (`flow` as its `Default` flow, via the Studio
+    /// API) and Studio API channel.
+    pub fn other_org(&self, name: &str) -> (String, Creds) {
+        let org = cli_json(&self.data, &["org", "create", name]);
+        let org_id = org["id"].as_str().unwrap().to_string();
+        let bot = cli_json(
+            &self.data,
+            &["bot", "create", &format!("{name} bot"), "--org", &org_id],
+        );
+        let bot_id = bot["id"].as_str().unwrap().to_string();
+        let ch = cli_json(
+            &self.data,
+            &["channel", "create", "--bot", &bot_id, "--org", &org_id],
+        );
+        let creds = Creds {
+            api_key: ch["api_key"].as_str().unwrap().to_string(),
+            api_secret: ch["api_secret"].as_str().unwrap().to_string(),
+            channel_id: ch["id"].as_str().unwrap().to_string(),
+            bot_id,
+        };
+        (org_id, creds)
     }
 
     pub fn logs(&self) -> String {

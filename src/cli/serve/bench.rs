@@ -1,0 +1,578 @@
+//! `botyard bench`: a load benchmark over loopback.
+//!
+//! By default it sets up a fresh data dir, starts `botyard serve` as a child process (rate
+//! limit off, so one channel key can carry the load) and measures, in this order:
+//!
+//! 1. **cold start**: process spawn → first answered `/chat`;
+//! 2. **hello**: demo-bot chat turns, every request from a new user (a new conversation),
+//!    over `--connections` keep-alive connections for `--duration`: turns/s, p50/p99 latency,
+//!    errors, and server CPU per turn (utime+stime of the server from `/proc/<pid>/stat`);
+//! 3. **RSS** after topping the store up to `--conversations` conversations;
+//! 4. **loop bot**: the default flow is replaced (signed Studio API calls, then a build) by a
+//!    step that loops over 100 items and remembers 3 values; same figures as hello.
+//!
+//! `--addr URL --api-key K` measures a running server instead (hello only; CPU when `--pid`).
+//! The load generator runs on one thread of this process, on the same machine as the server.
+
+use super::super::Cli;
+use crate::http::loadgen::{self, LoadResult, LoadSpec};
+use crate::http::signature::sign;
+use clap::Args;
+use hyper::Method;
+use serde_json::{Value as Json, json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Length of the hello run (`10s`, `500ms`, `2m`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Length of the loop-bot run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub loop_duration: Duration,
+    /// Stored conversations before RSS is read (self-started server only; 0 skips).
+    #[arg(long, default_value_t = 100_000)]
+    pub conversations: u64,
+    /// Skip the loop-bot run.
+    #[arg(long)]
+    pub skip_loop: bool,
+    /// Measure a running server at this base URL (`http://127.0.0.1:8080`) instead of
+    /// starting one.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Studio API key of the running server's channel (with `--addr`).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Pid of the running server, to report its CPU (with `--addr`).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// `BOTYARD_LOG` of the self-started server.
+    #[arg(long, default_value = "info")]
+    pub server_log: String,
+    /// `--workers` of the self-started server.
+    #[arg(long)]
+    pub server_workers: Option<usize>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration `{s}`"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("bad duration `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// A turn that loops over 100 items and remembers 3 values (issue 3's second bench bot).
+const LOOP_FLOW: &str = r#"start:
+  do items = []
+  do i = 0
+  while (i < 100) {
+    do items.push(i)
+    do i = i + 1
+  }
+  do total = 0
+  foreach (item) in items {
+    do total = total + item
+  }
+  remember total = total
+  remember count = items.length()
+  remember last = items[99]
+  say "total {{total}}"
+  goto end
+"#;
+
+pub fn run(cli: &Cli, args: &BenchArgs) -> ExitCode {
+    match run_inner(cli, args) {
+        Ok(report) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print_human(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
+    if let Some(url) = &args.addr {
+        let addr = parse_base(url)?;
+        let key = args
+            .api_key
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--addr needs --api-key"))?;
+        let hello = measure(
+            addr,
+            &key,
+            args.connections,
+            args.duration,
+            args.pid,
+            "ext",
+            0,
+        );
+        return Ok(json!({"machine": machine(), "connections": args.connections, "hello": hello}));
+    }
+
+    let exe = std::env::current_exe()?;
+    let dir = std::env::temp_dir().join(format!("botyard-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = RemoveDir(dir.clone());
+    let setup = Command::new(&exe)
+        .args(["setup", "--json", "--data"])
+        .arg(&dir)
+        .output()?;
+    anyhow::ensure!(
+        setup.status.success(),
+        "setup failed: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let creds: Json = serde_json::from_slice(&setup.stdout)?;
+    let key = creds["studio"]["api_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let secret = creds["studio"]["api_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(!key.is_empty(), "setup printed no Studio API key");
+
+    // 1. Cold start: spawn → first answered chat.
+    let t0 = Instant::now();
+    let mut server = ServerProc::spawn(&exe, &dir, args)?;
+    let listening_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let first = loop {
+        let body = chat_body("cold", 0, 0);
+        match rt.block_on(loadgen::request_once(
+            server.addr,
+            Method::POST,
+            "/v1/api/chat",
+            &key_header(&key),
+            body,
+        )) {
+            Ok((200, _)) => break t0.elapsed(),
+            Ok((s, b)) => anyhow::bail!("first chat answered {s}: {}", String::from_utf8_lossy(&b)),
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => anyhow::bail!("first chat failed: {e}"),
+        }
+    };
+    let cold = json!({
+        "to_listening_ms": round2(listening_ms),
+        "to_first_chat_ms": round2(first.as_secs_f64() * 1000.0),
+    });
+
+    // Warm-up (not counted), then 2. the hello run.
+    let warm = run_load(
+        server.addr,
+        &key,
+        args.connections,
+        Duration::from_millis(500),
+        "warm",
+        0,
+    );
+    let warm_conversations = 1 + warm.ok;
+    let hello = measure(
+        server.addr,
+        &key,
+        args.connections,
+        args.duration,
+        Some(server.pid()),
+        "hello",
+        0,
+    );
+    let mut conversations = warm_conversations + hello["turns"].as_u64().unwrap_or(0);
+
+    // 3. RSS after N stored conversations.
+    let mut rss = Json::Null;
+    if args.conversations > 0 {
+        if conversations < args.conversations {
+            let missing = args.conversations - conversations;
+            let r = run_load(
+                server.addr,
+                &key,
+                args.connections,
+                Duration::from_secs(600),
+                "fill",
+                missing,
+            );
+            conversations += r.ok;
+        }
+        rss = json!({
+            "conversations": conversations,
+            "rss_mib": rss_kib(server.pid()).map(|k| round2(k as f64 / 1024.0)),
+        });
+    }
+
+    // 4. The loop bot: replace the default flow, build, measure.
+    let mut looped = Json::Null;
+    if !args.skip_loop {
+        install_loop_flow(&rt, server.addr, &key, &secret)?;
+        looped = measure(
+            server.addr,
+            &key,
+            args.connections,
+            args.loop_duration,
+            Some(server.pid()),
+            "loop",
+            0,
+        );
+    }
+
+    let stopped = server.stop();
+    Ok(json!({
+        "machine": machine(),
+        "connections": args.connections,
+        "server_log": args.server_log,
+        "cold_start": cold,
+        "hello": hello,
+        "memory": rss,
+        "loop_bot": looped,
+        "graceful_stop_ms": stopped.map(|d| round2(d.as_secs_f64() * 1000.0)),
+    }))
+}
+
+fn key_header(key: &str) -> Vec<(String, String)> {
+    vec![("x-api-key".into(), key.to_string())]
+}
+
+fn chat_body(run: &str, conn: usize, seq: u64) -> Vec<u8> {
+    format!(
+        r#"{{"client":{{"user_id":"{run}-{conn}-{seq}"}},"payload":{{"content_type":"text","content":{{"text":"hi there"}}}}}}"#
+    )
+    .into_bytes()
+}
+
+fn run_load(
+    addr: SocketAddr,
+    key: &str,
+    connections: usize,
+    duration: Duration,
+    run: &'static str,
+    max: u64,
+) -> LoadResult {
+    loadgen::run(LoadSpec {
+        addr,
+        connections,
+        duration,
+        method: Method::POST,
+        path: "/v1/api/chat".into(),
+        headers: vec![
+            ("x-api-key".into(), key.into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: Arc::new(move |conn, seq| chat_body(run, conn, seq)),
+        max_requests: max,
+    })
+}
+
+/// One timed run with the server's CPU before and after.
+fn measure(
+    addr: SocketAddr,
+    key: &str,
+    connections: usize,
+    duration: Duration,
+    pid: Option<u32>,
+    run: &'static str,
+    max: u64,
+) -> Json {
+    let cpu0 = pid.and_then(cpu_seconds);
+    let r = run_load(addr, key, connections, duration, run, max);
+    let cpu1 = pid.and_then(cpu_seconds);
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    json!({
+        "turns": r.ok,
+        "errors": r.errors,
+        "error_samples": r.error_samples,
+        "seconds": round2(r.elapsed.as_secs_f64()),
+        "turns_per_second": round2(r.per_second()),
+        "p50_ms": round2(r.percentile_ms(0.50)),
+        "p99_ms": round2(r.percentile_ms(0.99)),
+        "max_ms": round2(r.percentile_ms(1.0)),
+        "server_cpu_seconds": cpu.map(round2),
+        "server_cpu_us_per_turn": cpu.filter(|_| r.ok > 0).map(|c| round2(c * 1e6 / r.ok as f64)),
+    })
+}
+
+fn install_loop_flow(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    key: &str,
+    secret: &str,
+) -> anyhow::Result<()> {
+    let signed = || {
+        let k = format!("{key}|{}", crate::store::ids::now_millis() / 1000);
+        let sig = sign(secret.as_bytes(), &k);
+        vec![
+            ("x-api-key".to_string(), k),
+            ("x-api-signature".to_string(), sig),
+        ]
+    };
+    let (st, body) = rt
+        .block_on(loadgen::request_once(
+            addr,
+            Method::GET,
+            "/v1/api/bot",
+            &signed(),
+            vec![],
+        ))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        st == 200,
+        "GET /bot: {st} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let bot: Json = serde_json::from_slice(&body)?;
+    let flow = bot["default_flow"].as_str().unwrap_or_default().to_string();
+    let put = serde_json::to_vec(&json!({"content": LOOP_FLOW}))?;
+    let (st, body) = rt
+        .block_on(loadgen::request_once(
+            addr,
+            Method::PUT,
+            &format!("/v1/api/bot/flows/{flow}"),
+            &signed(),
+            put,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        st == 200,
+        "PUT flow: {st} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let (st, body) = rt
+        .block_on(loadgen::request_once(
+            addr,
+            Method::POST,
+            "/v1/api/bot/build",
+            &signed(),
+            vec![],
+        ))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(st == 200, "build: {st} {}", String::from_utf8_lossy(&body));
+    // Check the bot really runs the loop before timing it.
+    let (st, body) = rt
+        .block_on(loadgen::request_once(
+            addr,
+            Method::POST,
+            "/v1/api/chat",
+            &key_header(key),
+            chat_body("loopcheck", 0, 0),
+        ))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        st == 200 && String::from_utf8_lossy(&body).contains("total 4950"),
+        "loop bot answered {st}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProc {
+    fn spawn(exe: &Path, data: &Path, args: &BenchArgs) -> anyhow::Result<ServerProc> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--addr", "127.0.0.1:0", "--rate-limit", "0"])
+            .env("BOTYARD_LOG", &args.server_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(w) = args.server_workers {
+            cmd.args(["--workers", &w.to_string()]);
+        }
+        let mut child = cmd.spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(
+                        line[i + 20..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| anyhow::anyhow!("the server did not start"))?
+            .parse()?;
+        Ok(ServerProc { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait; the time the graceful stop took.
+    fn stop(&mut self) -> Option<Duration> {
+        let t0 = Instant::now();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+        for _ in 0..3000 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn parse_base(url: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve {url}"))
+}
+
+/// utime + stime of a process, in seconds (`/proc/<pid>/stat`, clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)` field, which may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn machine() -> Json {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    });
+    json!({"cores": cores, "cpu": model, "build": if cfg!(debug_assertions) { "debug" } else { "release" }})
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn print_human(r: &Json) {
+    println!(
+        "botyard bench ({} build, {} cores)",
+        r["machine"]["build"].as_str().unwrap_or("?"),
+        r["machine"]["cores"]
+    );
+    if !r["cold_start"].is_null() {
+        println!(
+            "  cold start: listening {} ms, first chat answered {} ms",
+            r["cold_start"]["to_listening_ms"], r["cold_start"]["to_first_chat_ms"]
+        );
+    }
+    for (name, key) in [("hello", "hello"), ("loop bot", "loop_bot")] {
+        let m = &r[key];
+        if m.is_null() {
+            continue;
+        }
+        println!(
+            "  {name}: {} turns/s over {} connections ({} turns, {} errors), p50 {} ms, p99 {} ms, server CPU {} µs/turn",
+            m["turns_per_second"],
+            r["connections"],
+            m["turns"],
+            m["errors"],
+            m["p50_ms"],
+            m["p99_ms"],
+            m["server_cpu_us_per_turn"]
+        );
+        if let Some(samples) = m["error_samples"].as_array().filter(|s| !s.is_empty()) {
+            println!("    first errors: {samples:?}");
+        }
+    }
+    if !r["memory"].is_null() {
+        println!(
+            "  RSS after {} conversations: {} MiB",
+            r["memory"]["conversations"], r["memory"]["rss_mib"]
+        );
+    }
+}
