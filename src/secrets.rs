@@ -42,7 +42,9 @@ impl Secrets {
             Err(e) => return Err(e),
         };
         let key = Key::try_from(key.as_slice()).map_err(std::io::Error::other)?;
-        Ok(Secrets { cipher: ChaCha20Poly1305::new(&key) })
+        Ok(Secrets {
+            cipher: ChaCha20Poly1305::new(&key),
+        })
     }
 
     /// `nonce || ciphertext+tag`, authenticated together with `aad` (the owning row's id, so a
@@ -52,7 +54,13 @@ impl Secrets {
         let nonce = Nonce::from(nonce_bytes);
         let ct = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("ChaCha20-Poly1305 encryption of a small secret cannot fail");
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce_bytes);
@@ -66,7 +74,15 @@ impl Secrets {
             return None;
         }
         let nonce = Nonce::try_from(&blob[..12]).ok()?;
-        self.cipher.decrypt(&nonce, Payload { msg: &blob[12..], aad: aad.as_bytes() }).ok()
+        self.cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &blob[12..],
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
     }
 }
 
@@ -107,7 +123,9 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(hash) = argon2::password_hash::phc::PasswordHash::new(phc) else {
         return false;
     };
-    argon2::Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &hash)
+        .is_ok()
 }
 
 /// Constant-time equality of two byte strings (for secrets compared in memory).
@@ -128,16 +146,27 @@ mod tests {
         let s = Secrets::load_or_create(dir.path()).unwrap();
         let blob = s.encrypt(b"sk_secret", "chan-1");
         let s2 = Secrets::load_or_create(dir.path()).unwrap();
-        assert_eq!(s2.decrypt(&blob, "chan-1").as_deref(), Some(&b"sk_secret"[..]));
+        assert_eq!(
+            s2.decrypt(&blob, "chan-1").as_deref(),
+            Some(&b"sk_secret"[..])
+        );
         assert_eq!(s2.decrypt(&blob, "chan-2"), None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let other = tempfile::tempdir().unwrap();
-        assert_eq!(Secrets::load_or_create(other.path()).unwrap().decrypt(&blob, "chan-1"), None);
+        assert_eq!(
+            Secrets::load_or_create(other.path())
+                .unwrap()
+                .decrypt(&blob, "chan-1"),
+            None
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ fn run(data: &Path, args: &[&str]) -> (bool, Json, String) {
         .expect("run botyard");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or(Json::Null);
-    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn ok(data: &Path, args: &[&str]) -> Json {
@@ -27,7 +31,8 @@ fn ok(data: &Path, args: &[&str]) -> Json {
 }
 
 fn s(v: &Json) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("not a non-empty string: {v}"))
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a non-empty string: {v}"))
 }
 
 #[test]
@@ -35,13 +40,25 @@ fn setup_contract_and_idempotence() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let j = ok(&data, &["setup"]);
-    for p in ["/organization/id", "/organization/name", "/bot/id", "/bot/name", "/studio/channel_id", "/studio/api_key", "/studio/api_secret", "/ocs/api_key"] {
+    for p in [
+        "/organization/id",
+        "/organization/name",
+        "/bot/id",
+        "/bot/name",
+        "/studio/channel_id",
+        "/studio/api_key",
+        "/studio/api_secret",
+        "/ocs/api_key",
+    ] {
         assert!(!s(j.pointer(p).unwrap()).is_empty(), "{p} in {j}");
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let m = std::fs::metadata(data.join("secret.key")).unwrap().permissions().mode();
+        let m = std::fs::metadata(data.join("secret.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(m & 0o777, 0o600);
     }
     let db = std::fs::read(data.join("botyard.db")).unwrap();
@@ -73,7 +90,10 @@ fn orgs_bots_channels_keys_backup() {
     ok(&data, &["setup"]);
     let acme = ok(&data, &["org", "create", "Acme"]);
     assert_eq!(acme["name"], "Acme");
-    assert!(!run(&data, &["org", "create", "acme"]).0, "duplicate org name");
+    assert!(
+        !run(&data, &["org", "create", "acme"]).0,
+        "duplicate org name"
+    );
     assert_eq!(ok(&data, &["org", "list"]).as_array().unwrap().len(), 2);
 
     let bot = ok(&data, &["bot", "create", "Helper", "--org", "Acme"]);
@@ -82,24 +102,65 @@ fn orgs_bots_channels_keys_backup() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     // The default organization does not see Acme's bot.
     let default_bots = ok(&data, &["bot", "list"]);
-    assert!(default_bots.as_array().unwrap().iter().all(|b| b["name"] != "Helper"));
-    assert!(!run(&data, &["channel", "create", "--bot", "Helper"]).0, "bot of another org");
+    assert!(
+        default_bots
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["name"] != "Helper")
+    );
+    assert!(
+        !run(&data, &["channel", "create", "--bot", "Helper"]).0,
+        "bot of another org"
+    );
 
-    let ch = ok(&data, &["channel", "create", "--bot", "Helper", "--org", "Acme", "--webhook", "http://127.0.0.1:9/hook"]);
+    let ch = ok(
+        &data,
+        &[
+            "channel",
+            "create",
+            "--bot",
+            "Helper",
+            "--org",
+            "Acme",
+            "--webhook",
+            "http://127.0.0.1:9/hook",
+        ],
+    );
     assert!(s(&ch["api_key"]).starts_with("pk_") && s(&ch["api_secret"]).starts_with("sk_"));
     assert_eq!(ch["webhook_url"], "http://127.0.0.1:9/hook");
     let rot = ok(&data, &["channel", "rotate", s(&ch["id"]), "--org", "Acme"]);
     assert_ne!(rot["api_key"], ch["api_key"]);
     assert_ne!(rot["api_secret"], ch["api_secret"]);
-    let chans = ok(&data, &["channel", "list", "--org", "Acme", "--bot", "Helper"]);
+    let chans = ok(
+        &data,
+        &["channel", "list", "--org", "Acme", "--bot", "Helper"],
+    );
     assert_eq!(chans[0]["api_key"], rot["api_key"]);
 
-    let key = ok(&data, &["apikey", "create", "--org", "Acme", "--read-only", "--name", "ci"]);
+    let key = ok(
+        &data,
+        &[
+            "apikey",
+            "create",
+            "--org",
+            "Acme",
+            "--read-only",
+            "--name",
+            "ci",
+        ],
+    );
     assert!(s(&key["api_key"]).starts_with("ocs_"));
     assert_eq!(key["read_only"], true);
     assert_eq!(key["name"], "ci");
-    assert!(!run(&data, &["apikey", "revoke", s(&key["id"])]).0, "revoke from another org");
-    let revoked = ok(&data, &["apikey", "revoke", s(&key["prefix"]), "--org", "Acme"]);
+    assert!(
+        !run(&data, &["apikey", "revoke", s(&key["id"])]).0,
+        "revoke from another org"
+    );
+    let revoked = ok(
+        &data,
+        &["apikey", "revoke", s(&key["prefix"]), "--org", "Acme"],
+    );
     assert!(revoked["revoked_at"].is_i64());
     let keys = ok(&data, &["apikey", "list", "--org", "Acme"]);
     assert!(keys[0]["revoked_at"].is_i64() && keys[0].get("api_key").is_none());
@@ -112,7 +173,10 @@ fn orgs_bots_channels_keys_backup() {
     std::fs::copy(&copy, restored.join("botyard.db")).unwrap();
     std::fs::copy(data.join("secret.key"), restored.join("secret.key")).unwrap();
     assert_eq!(ok(&restored, &["org", "list"]).as_array().unwrap().len(), 2);
-    assert!(!run(&data, &["backup", copy.to_str().unwrap()]).0, "backup over an existing file");
+    assert!(
+        !run(&data, &["backup", copy.to_str().unwrap()]).0,
+        "backup over an existing file"
+    );
 }
 
 #[test]
@@ -121,9 +185,18 @@ fn bot_export_import_roundtrip() {
     let data = dir.path().join("data");
     let setup = ok(&data, &["setup"]);
     let out = dir.path().join("export");
-    let e = ok(&data, &["bot", "export", s(&setup["bot"]["name"]), out.to_str().unwrap()]);
+    let e = ok(
+        &data,
+        &[
+            "bot",
+            "export",
+            s(&setup["bot"]["name"]),
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(e["flows"], 1);
-    let manifest: Json = serde_json::from_str(&std::fs::read_to_string(out.join("bot.json")).unwrap()).unwrap();
+    let manifest: Json =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bot.json")).unwrap()).unwrap();
     assert_eq!(manifest["name"], setup["bot"]["name"]);
     assert_eq!(manifest["default_flow"], "Default");
     let flow = std::fs::read_to_string(out.join("flows/Default.csml")).unwrap();
@@ -132,19 +205,45 @@ fn bot_export_import_roundtrip() {
     assert_eq!(cmds.lines().collect::<Vec<_>>(), ["hello", "hi"]);
 
     // Edit locally: add a flow, then import onto the same bot (matched by name).
-    std::fs::write(out.join("flows/Faq.csml"), "start:\n  say \"FAQ\"\n  goto end\n").unwrap();
+    std::fs::write(
+        out.join("flows/Faq.csml"),
+        "start:\n  say \"FAQ\"\n  goto end\n",
+    )
+    .unwrap();
     std::fs::write(out.join("flows/Faq.cmds.csml"), "faq\n").unwrap();
     let i = ok(&data, &["bot", "import", out.to_str().unwrap()]);
-    assert_eq!((i["created"].clone(), i["flows"].clone()), (Json::Bool(false), Json::from(2)));
+    assert_eq!(
+        (i["created"].clone(), i["flows"].clone()),
+        (Json::Bool(false), Json::from(2))
+    );
     assert_eq!(i["bot"]["id"], setup["bot"]["id"]);
 
     // Import into another organization creates the bot there.
     ok(&data, &["org", "create", "Other"]);
-    let i2 = ok(&data, &["bot", "import", out.to_str().unwrap(), "--org", "Other"]);
+    let i2 = ok(
+        &data,
+        &["bot", "import", out.to_str().unwrap(), "--org", "Other"],
+    );
     assert_eq!(i2["created"], true);
     assert_ne!(i2["bot"]["id"], setup["bot"]["id"]);
     let again = dir.path().join("again");
-    ok(&data, &["bot", "export", s(&i2["bot"]["id"]), again.to_str().unwrap(), "--org", "Other"]);
-    assert_eq!(std::fs::read_to_string(again.join("flows/Faq.cmds.csml")).unwrap(), "faq\n");
-    assert_eq!(std::fs::read_to_string(again.join("flows/Default.csml")).unwrap(), flow);
+    ok(
+        &data,
+        &[
+            "bot",
+            "export",
+            s(&i2["bot"]["id"]),
+            again.to_str().unwrap(),
+            "--org",
+            "Other",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(again.join("flows/Faq.cmds.csml")).unwrap(),
+        "faq\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(again.join("flows/Default.csml")).unwrap(),
+        flow
+    );
 }

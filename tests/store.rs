@@ -12,8 +12,17 @@ fn new_bot(name: &str) -> NewBot {
     NewBot {
         name: name.into(),
         flows: vec![
-            NewFlow { name: "Default".into(), content: "start:\n  say \"hi\"\n".into(), ..Default::default() },
-            NewFlow { name: "Other".into(), content: "start:\n  say \"o\"\n".into(), commands: vec!["other".into()], ..Default::default() },
+            NewFlow {
+                name: "Default".into(),
+                content: "start:\n  say \"hi\"\n".into(),
+                ..Default::default()
+            },
+            NewFlow {
+                name: "Other".into(),
+                content: "start:\n  say \"o\"\n".into(),
+                commands: vec!["other".into()],
+                ..Default::default()
+            },
         ],
         ..Default::default()
     }
@@ -35,7 +44,11 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
                 platform: "api".into(),
             }
         } else {
-            ConversationWrite::Update { id: conv.into(), flow: "Default".into(), step: "ask".into() }
+            ConversationWrite::Update {
+                id: conv.into(),
+                flow: "Default".into(),
+                step: "ask".into(),
+            }
         },
         status: ConversationStatus::Open,
         hold: Some(json!({"command_index": 1})),
@@ -79,7 +92,9 @@ fn organizations_cannot_see_or_change_each_other() {
     let (bot_a, flows_a) = s.create_bot(&a.id, new_bot("bot")).unwrap();
     // The same bot name is fine in another organization.
     let (bot_b, _) = s.create_bot(&b.id, new_bot("bot")).unwrap();
-    let (ch_a, _) = s.create_channel(&a.id, &bot_a.id, NewChannel::default()).unwrap();
+    let (ch_a, _) = s
+        .create_channel(&a.id, &bot_a.id, NewChannel::default())
+        .unwrap();
     let (key_a, _) = s.create_api_key(&a.id, "k", false).unwrap();
     let client = ClientKey {
         organization_id: a.id.clone(),
@@ -88,9 +103,20 @@ fn organizations_cannot_see_or_change_each_other() {
         user_id: "u1".into(),
     };
     let conv = new_id();
-    s.commit_turn_blocking(turn(&client, &conv, true, "Ada")).unwrap();
+    s.commit_turn_blocking(turn(&client, &conv, true, "Ada"))
+        .unwrap();
     let v = s
-        .create_version(&a.id, &bot_a.id, Snapshot { name: "bot".into(), default_flow: flows_a[0].id.clone(), flows: vec![], custom_components: Default::default() }, "t")
+        .create_version(
+            &a.id,
+            &bot_a.id,
+            Snapshot {
+                name: "bot".into(),
+                default_flow: flows_a[0].id.clone(),
+                flows: vec![],
+                custom_components: Default::default(),
+            },
+            "t",
+        )
         .unwrap();
 
     let o = b.id.as_str();
@@ -110,29 +136,95 @@ fn organizations_cannot_see_or_change_each_other() {
     assert!(s.list_channels(o, None).unwrap().is_empty());
     assert!(s.list_api_keys(o).unwrap().is_empty());
     assert!(is_not_found(s.get_conversation(o, &conv)));
-    assert!(s.list_conversations(o, &ConversationFilter::default()).unwrap().is_empty());
+    assert!(
+        s.list_conversations(o, &ConversationFilter::default())
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.list_messages(o, &conv, None, 100).unwrap().is_empty());
     assert!(s.list_participants(o, 100).unwrap().is_empty());
-    let b_client = ClientKey { organization_id: b.id.clone(), ..client.clone() };
-    assert!(s.open_conversation(&b_client, now_millis()).unwrap().is_none());
+    let b_client = ClientKey {
+        organization_id: b.id.clone(),
+        ..client.clone()
+    };
+    assert!(
+        s.open_conversation(&b_client, now_millis())
+            .unwrap()
+            .is_none()
+    );
     assert!(s.memories(&b_client, now_millis()).unwrap().is_empty());
-    assert_eq!(s.usage(o, &bot_a.id, now_millis()).unwrap(), Default::default());
+    assert_eq!(
+        s.usage(o, &bot_a.id, now_millis()).unwrap(),
+        Default::default()
+    );
     // Writes through B change nothing of A.
-    assert!(is_not_found(s.update_bot(o, &bot_a.id, BotPatch { name: Some("x".into()), ..Default::default() })));
-    assert!(is_not_found(s.create_flow(o, &bot_a.id, NewFlow { name: "X".into(), ..Default::default() })));
-    assert!(is_not_found(s.update_flow(o, &bot_a.id, &flows_a[1].id, FlowPatch { content: Some("x".into()), ..Default::default() })));
+    assert!(is_not_found(s.update_bot(
+        o,
+        &bot_a.id,
+        BotPatch {
+            name: Some("x".into()),
+            ..Default::default()
+        }
+    )));
+    assert!(is_not_found(s.create_flow(
+        o,
+        &bot_a.id,
+        NewFlow {
+            name: "X".into(),
+            ..Default::default()
+        }
+    )));
+    assert!(is_not_found(s.update_flow(
+        o,
+        &bot_a.id,
+        &flows_a[1].id,
+        FlowPatch {
+            content: Some("x".into()),
+            ..Default::default()
+        }
+    )));
     assert!(is_not_found(s.delete_flow(o, &bot_a.id, &flows_a[1].id)));
-    assert!(is_not_found(s.replace_flows(o, &bot_a.id, vec![NewFlow { name: "X".into(), ..Default::default() }], None, None)));
-    assert!(is_not_found(s.create_version(o, &bot_a.id, v.snapshot.clone(), "t")));
+    assert!(is_not_found(s.replace_flows(
+        o,
+        &bot_a.id,
+        vec![NewFlow {
+            name: "X".into(),
+            ..Default::default()
+        }],
+        None,
+        None
+    )));
+    assert!(is_not_found(s.create_version(
+        o,
+        &bot_a.id,
+        v.snapshot.clone(),
+        "t"
+    )));
     assert!(is_not_found(s.set_live_version(o, &bot_a.id, None)));
-    assert!(is_not_found(s.create_channel(o, &bot_a.id, NewChannel::default())));
-    assert!(is_not_found(s.update_channel(o, &ch_a.id, ChannelPatch { webhook_url: Some(Some("http://x".into())), ..Default::default() })));
+    assert!(is_not_found(s.create_channel(
+        o,
+        &bot_a.id,
+        NewChannel::default()
+    )));
+    assert!(is_not_found(s.update_channel(
+        o,
+        &ch_a.id,
+        ChannelPatch {
+            webhook_url: Some(Some("http://x".into())),
+            ..Default::default()
+        }
+    )));
     assert!(is_not_found(s.rotate_channel(o, &ch_a.id)));
     assert!(is_not_found(s.delete_channel(o, &ch_a.id)));
     assert!(is_not_found(s.revoke_api_key(o, &key_a.id)));
     assert!(is_not_found(s.revoke_api_key(o, &key_a.prefix)));
     assert!(is_not_found(s.close_conversation(o, &conv)));
-    assert!(is_not_found(s.update_conversation_meta(o, &conv, Some(json!(["t"])), None)));
+    assert!(is_not_found(s.update_conversation_meta(
+        o,
+        &conv,
+        Some(json!(["t"])),
+        None
+    )));
     assert!(is_not_found(s.delete_bot(o, &bot_a.id)));
     // A turn write naming B's organization cannot touch A's conversation.
     let mut forged = turn(&b_client, &conv, false, "Eve");
@@ -145,10 +237,22 @@ fn organizations_cannot_see_or_change_each_other() {
     assert!(s.channel_auth_by_key(&ch_a.api_key).unwrap().is_some());
     assert!(s.list_api_keys(&a.id).unwrap()[0].revoked_at.is_none());
     let c = s.get_conversation(&a.id, &conv).unwrap();
-    assert_eq!((c.status, c.step.as_str()), (ConversationStatus::Open, "start"));
-    assert_eq!(s.memories(&client, now_millis()).unwrap()["name"], json!("Ada"));
+    assert_eq!(
+        (c.status, c.step.as_str()),
+        (ConversationStatus::Open, "start")
+    );
+    assert_eq!(
+        s.memories(&client, now_millis()).unwrap()["name"],
+        json!("Ada")
+    );
     assert_eq!(s.list_messages(&a.id, &conv, None, 10).unwrap().len(), 2);
-    assert_eq!(s.usage(&a.id, &bot_a.id, now_millis()).unwrap().currentmonth.messages, 2);
+    assert_eq!(
+        s.usage(&a.id, &bot_a.id, now_millis())
+            .unwrap()
+            .currentmonth
+            .messages,
+        2
+    );
 }
 
 #[test]
@@ -164,13 +268,17 @@ fn migrations_are_idempotent_and_all_listed() {
     assert_eq!(s.list_orgs().unwrap().len(), 1);
     assert_eq!(v1, store::MIGRATIONS.last().unwrap().0);
     // Every migration file is listed, in order, with unique versions.
-    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".sql"))
-        .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
     files.sort();
-    let listed: Vec<String> = store::MIGRATIONS.iter().map(|m| format!("{}.sql", m.1)).collect();
+    let listed: Vec<String> = store::MIGRATIONS
+        .iter()
+        .map(|m| format!("{}.sql", m.1))
+        .collect();
     assert_eq!(files, listed);
     assert!(store::MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
 }
@@ -181,7 +289,9 @@ fn group_commit_batches_and_acknowledged_writes_are_committed() {
     let s = Store::open(dir.path(), Durability::Normal).unwrap();
     let org = s.create_org("A", true).unwrap();
     let (bot, _) = s.create_bot(&org.id, new_bot("bot")).unwrap();
-    let (ch, _) = s.create_channel(&org.id, &bot.id, NewChannel::default()).unwrap();
+    let (ch, _) = s
+        .create_channel(&org.id, &bot.id, NewChannel::default())
+        .unwrap();
     let (c0, j0) = s.writer_stats();
     let threads: Vec<_> = (0..16)
         .map(|t| {
@@ -195,11 +305,16 @@ fn group_commit_batches_and_acknowledged_writes_are_committed() {
                         channel_id: ch.clone(),
                         user_id: format!("u{t}-{i}"),
                     };
-                    s.commit_turn_blocking(turn(&client, &new_id(), true, "x")).unwrap();
+                    s.commit_turn_blocking(turn(&client, &new_id(), true, "x"))
+                        .unwrap();
                     // Acknowledged = committed: another connection sees it at once.
                     let other = rusqlite::Connection::open(s.path()).unwrap();
                     let n: i64 = other
-                        .query_row("SELECT COUNT(*) FROM conversations WHERE user_id = ?1", [&client.user_id], |r| r.get(0))
+                        .query_row(
+                            "SELECT COUNT(*) FROM conversations WHERE user_id = ?1",
+                            [&client.user_id],
+                            |r| r.get(0),
+                        )
                         .unwrap();
                     assert_eq!(n, 1);
                 }
@@ -211,10 +326,22 @@ fn group_commit_batches_and_acknowledged_writes_are_committed() {
     }
     let (c1, j1) = s.writer_stats();
     assert_eq!(j1 - j0, 400);
-    assert!(c1 - c0 < 400, "expected group commits, got {} commits for 400 jobs", c1 - c0);
+    assert!(
+        c1 - c0 < 400,
+        "expected group commits, got {} commits for 400 jobs",
+        c1 - c0
+    );
     drop(s);
     let s = Store::open(dir.path(), Durability::Normal).unwrap();
-    let convs = s.list_conversations(&org.id, &ConversationFilter { limit: 1000, ..Default::default() }).unwrap();
+    let convs = s
+        .list_conversations(
+            &org.id,
+            &ConversationFilter {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(convs.len(), 400);
 }
 
@@ -229,7 +356,11 @@ fn a_failing_job_does_not_spoil_its_batch() {
             let org = org.id.clone();
             std::thread::spawn(move || {
                 // Even threads create bots, odd ones collide on a duplicate name.
-                let name = if i % 2 == 0 { format!("b{i}") } else { "dup".to_string() };
+                let name = if i % 2 == 0 {
+                    format!("b{i}")
+                } else {
+                    "dup".to_string()
+                };
                 let r = s.create_bot(&org, new_bot(&name));
                 (i, r.is_ok())
             })
@@ -240,7 +371,12 @@ fn a_failing_job_does_not_spoil_its_batch() {
     assert_eq!(ok, 5, "{results:?}");
     assert_eq!(s.list_bots(&org.id).unwrap().len(), 5);
     // The failed creations left no orphan flows.
-    let total_flows: usize = s.list_bots(&org.id).unwrap().iter().map(|b| s.list_flows(&org.id, &b.id).unwrap().len()).sum();
+    let total_flows: usize = s
+        .list_bots(&org.id)
+        .unwrap()
+        .iter()
+        .map(|b| s.list_flows(&org.id, &b.id).unwrap().len())
+        .sum();
     assert_eq!(total_flows, 10);
 }
 
@@ -250,7 +386,9 @@ fn secrets_at_rest() {
     let s = Store::open(dir.path(), Durability::Normal).unwrap();
     let org = s.create_org("A", true).unwrap();
     let (bot, _) = s.create_bot(&org.id, new_bot("bot")).unwrap();
-    let (_, creds) = s.create_channel(&org.id, &bot.id, NewChannel::default()).unwrap();
+    let (_, creds) = s
+        .create_channel(&org.id, &bot.id, NewChannel::default())
+        .unwrap();
     let (_, key) = s.create_api_key(&org.id, "k", true).unwrap();
     drop(s);
     let raw = std::fs::read(dir.path().join(store::DB_FILE)).unwrap();
@@ -266,7 +404,10 @@ fn secrets_at_rest() {
     let e0 = s.auth_epoch().unwrap();
     let new = s.rotate_channel(&org.id, &creds.channel_id).unwrap();
     assert!(s.channel_auth_by_key(&creds.api_key).unwrap().is_none());
-    assert_eq!(s.channel_auth_by_key(&new.api_key).unwrap().unwrap().secret, new.api_secret);
+    assert_eq!(
+        s.channel_auth_by_key(&new.api_key).unwrap().unwrap().secret,
+        new.api_secret
+    );
     s.revoke_api_key(&org.id, &k.prefix).unwrap();
     assert!(s.api_key_lookup(&key).unwrap().is_none());
     assert!(s.auth_epoch().unwrap() >= e0 + 2);
@@ -279,18 +420,63 @@ fn flows_names_commands_and_default() {
     let org = s.create_org("A", true).unwrap();
     let (bot, flows) = s.create_bot(&org.id, new_bot("bot")).unwrap();
     assert_eq!(bot.default_flow_id.as_deref(), Some(flows[0].id.as_str()));
-    assert_eq!(flows[1].commands, vec!["other".to_string(), "/other".into()]);
+    assert_eq!(
+        flows[1].commands,
+        vec!["other".to_string(), "/other".into()]
+    );
     // Case-insensitive uniqueness.
-    assert!(matches!(s.create_flow(&org.id, &bot.id, NewFlow { name: "OTHER".into(), ..Default::default() }), Err(Error::Conflict(_))));
-    assert!(matches!(s.create_flow(&org.id, &bot.id, NewFlow { name: "9x".into(), ..Default::default() }), Err(Error::Invalid(_))));
+    assert!(matches!(
+        s.create_flow(
+            &org.id,
+            &bot.id,
+            NewFlow {
+                name: "OTHER".into(),
+                ..Default::default()
+            }
+        ),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_flow(
+            &org.id,
+            &bot.id,
+            NewFlow {
+                name: "9x".into(),
+                ..Default::default()
+            }
+        ),
+        Err(Error::Invalid(_))
+    ));
     // Rename keeps the automatic command in step; lookup by name is case-insensitive.
-    let f = s.update_flow(&org.id, &bot.id, "other", FlowPatch { name: Some("Second".into()), ..Default::default() }).unwrap();
+    let f = s
+        .update_flow(
+            &org.id,
+            &bot.id,
+            "other",
+            FlowPatch {
+                name: Some("Second".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(f.commands, vec!["other".to_string(), "/second".into()]);
-    assert!(matches!(s.delete_flow(&org.id, &bot.id, "default"), Err(Error::Conflict(_))));
+    assert!(matches!(
+        s.delete_flow(&org.id, &bot.id, "default"),
+        Err(Error::Conflict(_))
+    ));
     s.delete_flow(&org.id, &bot.id, "second").unwrap();
     let rev = s.get_bot(&org.id, &bot.id).unwrap().rev;
     assert!(rev >= 2);
-    let b = s.update_bot(&org.id, &bot.id, BotPatch { env: Some(json!({"A": "1"}).as_object().unwrap().clone()), ..Default::default() }).unwrap();
+    let b = s
+        .update_bot(
+            &org.id,
+            &bot.id,
+            BotPatch {
+                env: Some(json!({"A": "1"}).as_object().unwrap().clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(b.env["A"], json!("1"));
     assert!(b.rev > rev);
 }
@@ -301,21 +487,34 @@ fn expiry_and_backup() {
     let s = Store::open(dir.path(), Durability::Normal).unwrap();
     let org = s.create_org("A", true).unwrap();
     let (bot, _) = s.create_bot(&org.id, new_bot("bot")).unwrap();
-    let (ch, _) = s.create_channel(&org.id, &bot.id, NewChannel::default()).unwrap();
-    let client = ClientKey { organization_id: org.id.clone(), bot_id: bot.id.clone(), channel_id: ch.id.clone(), user_id: "u".into() };
+    let (ch, _) = s
+        .create_channel(&org.id, &bot.id, NewChannel::default())
+        .unwrap();
+    let client = ClientKey {
+        organization_id: org.id.clone(),
+        bot_id: bot.id.clone(),
+        channel_id: ch.id.clone(),
+        user_id: "u".into(),
+    };
     let mut t = turn(&client, &new_id(), true, "x");
     t.expires_at = Some(now_millis() - 1);
     s.commit_turn_blocking(t).unwrap();
     let st = s.load_turn_state(&client, now_millis()).unwrap();
     assert!(st.expired && st.memories.is_empty());
-    assert!(s.open_conversation(&client, now_millis()).unwrap().is_none());
+    assert!(
+        s.open_conversation(&client, now_millis())
+            .unwrap()
+            .is_none()
+    );
     let backup = dir.path().join("copy.db");
     s.backup(&backup).unwrap();
     let n = s.sweep_expired(now_millis(), 100).unwrap();
     assert_eq!((n.conversations, n.messages, n.memories), (1, 2, 1));
     // The backup is a consistent, openable copy taken before the sweep.
     let c = rusqlite::Connection::open(&backup).unwrap();
-    let convs: i64 = c.query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get(0)).unwrap();
+    let convs: i64 = c
+        .query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(convs, 1);
     assert!(matches!(s.backup(&backup), Err(Error::Conflict(_))));
 }

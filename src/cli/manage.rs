@@ -13,9 +13,7 @@
 
 use super::Cli;
 use crate::store::setup::{self, SetupOutcome};
-use crate::store::{
-    self, Durability, KIND_API, NewBot, NewChannel, NewFlow, Organization, Store,
-};
+use crate::store::{self, Durability, KIND_API, NewBot, NewChannel, NewFlow, Organization, Store};
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -145,7 +143,8 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 fn open(cli: &Cli) -> Result<Store, String> {
-    Store::open(&cli.data, Durability::Normal).map_err(|e| format!("cannot open {}: {e}", cli.data.display()))
+    Store::open(&cli.data, Durability::Normal)
+        .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))
 }
 
 /// Print the result: JSON on stdout with `--json`, else the text; errors on stderr, exit 1.
@@ -172,17 +171,19 @@ fn finish(cli: &Cli, out: Out) -> ExitCode {
 fn resolve_org(store: &Store, org: &OrgArg) -> Result<Organization, String> {
     match &org.org {
         Some(o) => store.find_org(o).map_err(err),
-        None => store
-            .default_org()
-            .map_err(err)?
-            .ok_or_else(|| "no default organization: run `botyard setup` or pass --org".to_string()),
+        None => store.default_org().map_err(err)?.ok_or_else(|| {
+            "no default organization: run `botyard setup` or pass --org".to_string()
+        }),
     }
 }
 
 pub fn setup(cli: &Cli) -> ExitCode {
     let out = (|| -> Out {
         let (_store, outcome) = setup::ensure(&cli.data, Durability::Normal).map_err(err)?;
-        Ok((serde_json::to_value(&outcome).map_err(err)?, setup_text(&outcome)))
+        Ok((
+            serde_json::to_value(&outcome).map_err(err)?,
+            setup_text(&outcome),
+        ))
     })();
     finish(cli, out)
 }
@@ -204,14 +205,19 @@ pub fn setup_text(o: &SetupOutcome) -> String {
         return s.trim_end().to_string();
     }
     s.push_str(&format!("Set up {}:\n", o.data_dir));
-    s.push_str(&format!("  organization  {} ({})\n", o.organization.name, o.organization.id));
+    s.push_str(&format!(
+        "  organization  {} ({})\n",
+        o.organization.name, o.organization.id
+    ));
     if let Some(b) = &o.bot {
         s.push_str(&format!("  bot           {} ({})\n", b.name, b.id));
     }
     if let Some(st) = &o.studio {
         s.push_str(&format!("  studio channel {}\n", st.channel_id));
         if let (Some(k), Some(sec)) = (&st.api_key, &st.api_secret) {
-            s.push_str(&format!("    api_key     {k}\n    api_secret  {sec}   (shown once)\n"));
+            s.push_str(&format!(
+                "    api_key     {k}\n    api_secret  {sec}   (shown once)\n"
+            ));
         }
     }
     if let Some(ocs) = &o.ocs
@@ -228,13 +234,23 @@ pub fn org(cli: &Cli, cmd: &OrgCommand) -> ExitCode {
         match cmd {
             OrgCommand::Create { name } => {
                 let o = store.create_org(name, false).map_err(err)?;
-                Ok((json!(o), format!("created organization {} ({})", o.name, o.id)))
+                Ok((
+                    json!(o),
+                    format!("created organization {} ({})", o.name, o.id),
+                ))
             }
             OrgCommand::List => {
                 let orgs = store.list_orgs().map_err(err)?;
                 let text = orgs
                     .iter()
-                    .map(|o| format!("{}  {}{}", o.id, o.name, if o.is_default { "  (default)" } else { "" }))
+                    .map(|o| {
+                        format!(
+                            "{}  {}{}",
+                            o.id,
+                            o.name,
+                            if o.is_default { "  (default)" } else { "" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 Ok((json!(orgs), text))
@@ -277,7 +293,11 @@ pub fn bot(cli: &Cli, cmd: &BotCommand) -> ExitCode {
             BotCommand::List { org } => {
                 let org = resolve_org(&store, org)?;
                 let bots = store.list_bots(&org.id).map_err(err)?;
-                let text = bots.iter().map(|b| format!("{}  {}", b.id, b.name)).collect::<Vec<_>>().join("\n");
+                let text = bots
+                    .iter()
+                    .map(|b| format!("{}  {}", b.id, b.name))
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 Ok((Json::Array(bots.iter().map(bot_json).collect()), text))
             }
             BotCommand::Export { bot, dir, org } => {
@@ -294,7 +314,12 @@ pub fn bot(cli: &Cli, cmd: &BotCommand) -> ExitCode {
                 let (b, n, created) = import(&store, &org.id, bot.as_deref(), dir)?;
                 Ok((
                     json!({"bot": {"id": b.id, "name": b.name}, "flows": n, "created": created}),
-                    format!("{} {} ({} flows)", if created { "created" } else { "updated" }, b.name, n),
+                    format!(
+                        "{} {} ({} flows)",
+                        if created { "created" } else { "updated" },
+                        b.name,
+                        n
+                    ),
                 ))
             }
         }
@@ -307,17 +332,30 @@ pub fn export(store: &Store, org: &str, bot: &str, dir: &Path) -> Result<usize, 
     let (b, flows) = store.bot_with_flows(org, bot).map_err(err)?;
     let fdir = dir.join("flows");
     std::fs::create_dir_all(&fdir).map_err(|e| format!("{}: {e}", fdir.display()))?;
-    let default = flows.iter().find(|f| Some(&f.id) == b.default_flow_id.as_ref()).map(|f| f.name.clone());
-    let mut manifest = json!({"name": b.name, "description": b.description, "default_flow": default});
+    let default = flows
+        .iter()
+        .find(|f| Some(&f.id) == b.default_flow_id.as_ref())
+        .map(|f| f.name.clone());
+    let mut manifest =
+        json!({"name": b.name, "description": b.description, "default_flow": default});
     if !b.env.is_empty() {
         manifest["env"] = Json::Object(b.env.clone());
     }
-    let write = |p: PathBuf, s: &str| std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()));
-    write(dir.join("bot.json"), &(serde_json::to_string_pretty(&manifest).map_err(err)? + "\n"))?;
+    let write =
+        |p: PathBuf, s: &str| std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()));
+    write(
+        dir.join("bot.json"),
+        &(serde_json::to_string_pretty(&manifest).map_err(err)? + "\n"),
+    )?;
     for f in &flows {
         write(fdir.join(format!("{}.csml", f.name)), &f.content)?;
         let auto = store::bots::auto_command(&f.name);
-        let cmds: Vec<&str> = f.commands.iter().filter(|c| **c != auto).map(String::as_str).collect();
+        let cmds: Vec<&str> = f
+            .commands
+            .iter()
+            .filter(|c| **c != auto)
+            .map(String::as_str)
+            .collect();
         let cmd_file = fdir.join(format!("{}.cmds.csml", f.name));
         if cmds.is_empty() {
             let _ = std::fs::remove_file(&cmd_file);
@@ -329,11 +367,20 @@ pub fn export(store: &Store, org: &str, bot: &str, dir: &Path) -> Result<usize, 
 }
 
 /// Read the export layout into a bot; returns (bot, flow count, created?).
-pub fn import(store: &Store, org: &str, bot: Option<&str>, dir: &Path) -> Result<(store::Bot, usize, bool), String> {
+pub fn import(
+    store: &Store,
+    org: &str,
+    bot: Option<&str>,
+    dir: &Path,
+) -> Result<(store::Bot, usize, bool), String> {
     let manifest_path = dir.join("bot.json");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-    let manifest: Json = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-    let name = manifest["name"].as_str().ok_or_else(|| format!("{}: missing \"name\"", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let manifest: Json =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let name = manifest["name"]
+        .as_str()
+        .ok_or_else(|| format!("{}: missing \"name\"", manifest_path.display()))?;
     let default_flow = manifest["default_flow"].as_str().map(str::to_string);
     let env = manifest["env"].as_object().cloned();
     let fdir = dir.join("flows");
@@ -348,13 +395,28 @@ pub fn import(store: &Store, org: &str, bot: Option<&str>, dir: &Path) -> Result
     entries.sort();
     let mut flows = Vec::with_capacity(entries.len());
     for p in entries {
-        let fname = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let fname = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         let content = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         let cmds_path = fdir.join(format!("{fname}.cmds.csml"));
         let commands = std::fs::read_to_string(&cmds_path)
-            .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+            .map(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        flows.push(NewFlow { name: fname, content, description: None, commands });
+        flows.push(NewFlow {
+            name: fname,
+            content,
+            description: None,
+            commands,
+        });
     }
     if flows.is_empty() {
         return Err(format!("{}: no .csml flow files", fdir.display()));
@@ -371,13 +433,17 @@ pub fn import(store: &Store, org: &str, bot: Option<&str>, dir: &Path) -> Result
     };
     match existing {
         Some(b) => {
-            store.replace_flows(org, &b.id, flows, default_flow, env).map_err(err)?;
+            store
+                .replace_flows(org, &b.id, flows, default_flow, env)
+                .map_err(err)?;
             let b = store
                 .update_bot(
                     org,
                     &b.id,
                     store::BotPatch {
-                        description: manifest.get("description").map(|d| d.as_str().map(str::to_string)),
+                        description: manifest
+                            .get("description")
+                            .map(|d| d.as_str().map(str::to_string)),
                         ..Default::default()
                     },
                 )
@@ -415,7 +481,14 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> ExitCode {
     let out = (|| -> Out {
         let store = open(cli)?;
         match cmd {
-            ChannelCommand::Create { bot, name, kind, webhook, config, org } => {
+            ChannelCommand::Create {
+                bot,
+                name,
+                kind,
+                webhook,
+                config,
+                org,
+            } => {
                 let org = resolve_org(&store, org)?;
                 let b = store.find_bot(&org.id, bot).map_err(err)?;
                 let config = match config {
@@ -426,7 +499,12 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> ExitCode {
                     .create_channel(
                         &org.id,
                         &b.id,
-                        NewChannel { kind: kind.clone(), name: name.clone(), webhook_url: webhook.clone(), config },
+                        NewChannel {
+                            kind: kind.clone(),
+                            name: name.clone(),
+                            webhook_url: webhook.clone(),
+                            config,
+                        },
                     )
                     .map_err(err)?;
                 let mut j = channel_json(&ch);
@@ -446,10 +524,17 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> ExitCode {
                     Some(b) => Some(store.find_bot(&org.id, b).map_err(err)?.id),
                     None => None,
                 };
-                let chans = store.list_channels(&org.id, bot_id.as_deref()).map_err(err)?;
+                let chans = store
+                    .list_channels(&org.id, bot_id.as_deref())
+                    .map_err(err)?;
                 let text = chans
                     .iter()
-                    .map(|c| format!("{}  {}  {}  bot {}  key {}", c.id, c.kind, c.name, c.bot_id, c.api_key))
+                    .map(|c| {
+                        format!(
+                            "{}  {}  {}  bot {}  key {}",
+                            c.id, c.kind, c.name, c.bot_id, c.api_key
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 Ok((Json::Array(chans.iter().map(channel_json).collect()), text))
@@ -474,9 +559,15 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
     let out = (|| -> Out {
         let store = open(cli)?;
         match cmd {
-            ApikeyCommand::Create { name, read_only, org } => {
+            ApikeyCommand::Create {
+                name,
+                read_only,
+                org,
+            } => {
                 let org = resolve_org(&store, org)?;
-                let (k, key) = store.create_api_key(&org.id, name, *read_only).map_err(err)?;
+                let (k, key) = store
+                    .create_api_key(&org.id, name, *read_only)
+                    .map_err(err)?;
                 let mut j = json!(k);
                 j["api_key"] = json!(key);
                 Ok((
@@ -502,7 +593,11 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
                             k.prefix,
                             k.name,
                             if k.read_only { "  read-only" } else { "" },
-                            if k.revoked_at.is_some() { "  REVOKED" } else { "" }
+                            if k.revoked_at.is_some() {
+                                "  REVOKED"
+                            } else {
+                                ""
+                            }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -512,7 +607,10 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
             ApikeyCommand::Revoke { key, org } => {
                 let org = resolve_org(&store, org)?;
                 let k = store.revoke_api_key(&org.id, key).map_err(err)?;
-                Ok((json!(k), format!("revoked API key {} ({}…)", k.id, k.prefix)))
+                Ok((
+                    json!(k),
+                    format!("revoked API key {} ({}…)", k.id, k.prefix),
+                ))
             }
         }
     })();
@@ -526,7 +624,11 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> ExitCode {
         let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
         Ok((
             json!({"file": args.file, "bytes": size}),
-            format!("backed up {} to {} ({size} bytes)", store.path().display(), args.file.display()),
+            format!(
+                "backed up {} to {} ({size} bytes)",
+                store.path().display(),
+                args.file.display()
+            ),
         ))
     })();
     finish(cli, out)

@@ -20,7 +20,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Validate, normalise and queue a broadcast (studio-api §2.2).
 pub(super) async fn enqueue(engine: &Engine, req: BroadcastRequest) -> Result<Json, EngineError> {
     if req.user_id.trim().is_empty() {
-        return Err(EngineError::BadRequest("missing field: client.user_id".into()));
+        return Err(EngineError::BadRequest(
+            "missing field: client.user_id".into(),
+        ));
     }
     let mut payload = req.payload.clone();
     let ev = parse_payload(&payload)?;
@@ -72,7 +74,9 @@ impl Engine {
     pub fn start_background(&self) -> BackgroundHandle {
         let worker = tokio::spawn(broadcast_worker(self.clone()));
         let sweeper = tokio::spawn(sweeper(self.clone()));
-        BackgroundHandle { tasks: vec![worker, sweeper] }
+        BackgroundHandle {
+            tasks: vec![worker, sweeper],
+        }
     }
 
     /// Run every pending broadcast once (the worker's loop body; also for tests). Returns how
@@ -83,11 +87,18 @@ impl Engine {
     }
 }
 
-async fn run_batch(engine: &Engine, in_flight: &Arc<Mutex<HashSet<String>>>) -> Result<usize, EngineError> {
+async fn run_batch(
+    engine: &Engine,
+    in_flight: &Arc<Mutex<HashSet<String>>>,
+) -> Result<usize, EngineError> {
     let pending = engine.blocking(|s| s.pending_broadcasts(64)).await?;
     let mut set = tokio::task::JoinSet::new();
     for b in pending {
-        if !in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(b.id.clone()) {
+        if !in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(b.id.clone())
+        {
             continue;
         }
         let engine = engine.clone();
@@ -96,9 +107,15 @@ async fn run_batch(engine: &Engine, in_flight: &Arc<Mutex<HashSet<String>>>) -> 
             let ok = run_one(&engine, &b).await;
             if let Err(e) = &ok {
                 tracing::warn!(broadcast = %b.id, error = %e, "broadcast failed");
-                let _ = engine.store().fail_broadcast(&b.organization_id, &b.id, e.message(), MAX_ATTEMPTS).await;
+                let _ = engine
+                    .store()
+                    .fail_broadcast(&b.organization_id, &b.id, e.message(), MAX_ATTEMPTS)
+                    .await;
             }
-            in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&b.id);
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&b.id);
             ok.is_ok()
         });
     }
@@ -111,17 +128,24 @@ async fn run_batch(engine: &Engine, in_flight: &Arc<Mutex<HashSet<String>>>) -> 
 
 async fn run_one(engine: &Engine, b: &crate::store::QueuedBroadcast) -> Result<(), EngineError> {
     let (org, ch_id) = (b.organization_id.clone(), b.channel_id.clone());
-    let channel = engine.blocking(move |s| s.get_channel(&org, &ch_id)).await?;
+    let channel = engine
+        .blocking(move |s| s.get_channel(&org, &ch_id))
+        .await?;
     let r = &b.request;
     let req = ChatRequest {
         channel,
-        user_id: r["client"]["user_id"].as_str().unwrap_or_default().to_string(),
+        user_id: r["client"]["user_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         payload: r["payload"].clone(),
         metadata: r["metadata"].clone(),
         request_id: r["request_id"].as_str().map(str::to_string),
         received_at: now_millis(),
     };
-    super::turn::chat(engine, req, Some(b.id.clone())).await.map(|_| ())
+    super::turn::chat(engine, req, Some(b.id.clone()))
+        .await
+        .map(|_| ())
 }
 
 async fn broadcast_worker(engine: Engine) {
@@ -137,7 +161,10 @@ async fn broadcast_worker(engine: Engine) {
 async fn sweeper(engine: Engine) {
     loop {
         loop {
-            match engine.blocking(|s| s.sweep_expired(now_millis(), 500)).await {
+            match engine
+                .blocking(|s| s.sweep_expired(now_millis(), 500))
+                .await
+            {
                 Ok(c) if c.conversations + c.messages + c.memories > 0 => continue,
                 Ok(_) => break,
                 Err(e) => {

@@ -2,7 +2,7 @@
 //! interpreter: bot and flows (§2.3–2.8, C1), validate (§2.10), build and get build
 //! (§2.11–2.12), usage (§2.9), conversations/open (§2.13).
 
-use super::{Engine, EngineError, ENGINE_VERSION};
+use super::{ENGINE_VERSION, Engine, EngineError};
 use crate::store::{
     Bot, BotPatch, BotVersion, ClientKey, Conversation, Flow, FlowPatch, NewFlow, Snapshot,
     SnapshotFlow, UsageReport,
@@ -73,7 +73,12 @@ impl Engine {
     }
 
     /// `PUT /bot`: partial update, returns the bot and its flows.
-    pub async fn update_bot(&self, org: &str, bot: &str, patch: BotPatch) -> Result<(Bot, Vec<Flow>), EngineError> {
+    pub async fn update_bot(
+        &self,
+        org: &str,
+        bot: &str,
+        patch: BotPatch,
+    ) -> Result<(Bot, Vec<Flow>), EngineError> {
         let (o, b) = (org.to_string(), bot.to_string());
         self.blocking(move |s| {
             s.update_bot(&o, &b, patch)?;
@@ -94,14 +99,26 @@ impl Engine {
     }
 
     /// Saved without linting (drafts; validation happens at build). Duplicate name → 409.
-    pub async fn create_flow(&self, org: &str, bot: &str, new: NewFlow) -> Result<Flow, EngineError> {
+    pub async fn create_flow(
+        &self,
+        org: &str,
+        bot: &str,
+        new: NewFlow,
+    ) -> Result<Flow, EngineError> {
         let (o, b) = (org.to_string(), bot.to_string());
         self.blocking(move |s| s.create_flow(&o, &b, new)).await
     }
 
-    pub async fn update_flow(&self, org: &str, bot: &str, flow: &str, patch: FlowPatch) -> Result<Flow, EngineError> {
+    pub async fn update_flow(
+        &self,
+        org: &str,
+        bot: &str,
+        flow: &str,
+        patch: FlowPatch,
+    ) -> Result<Flow, EngineError> {
         let (o, b, f) = (org.to_string(), bot.to_string(), flow.to_string());
-        self.blocking(move |s| s.update_flow(&o, &b, &f, patch)).await
+        self.blocking(move |s| s.update_flow(&o, &b, &f, patch))
+            .await
     }
 
     /// Deleting the default flow → 409.
@@ -114,16 +131,25 @@ impl Engine {
     /// as an error whose `flow` is the given value.
     pub async fn validate(&self, req: ValidateRequest) -> Result<csml::Validation, EngineError> {
         tokio::task::spawn_blocking(move || {
-            let flows: Vec<(String, String, Vec<String>)> =
-                req.flows.iter().map(|f| (f.name.clone(), f.content.clone(), f.commands.clone())).collect();
+            let flows: Vec<(String, String, Vec<String>)> = req
+                .flows
+                .iter()
+                .map(|f| (f.name.clone(), f.content.clone(), f.commands.clone()))
+                .collect();
             let given = req.default_flow.clone().unwrap_or_default();
             let resolved = req
                 .flows
                 .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(&given) || f.id.as_deref() == Some(given.as_str()))
+                .find(|f| {
+                    f.name.eq_ignore_ascii_case(&given) || f.id.as_deref() == Some(given.as_str())
+                })
                 .map(|f| f.name.clone());
             let default_name = resolved.clone().or_else(|| {
-                if req.default_flow.is_none() { req.flows.first().map(|f| f.name.clone()) } else { None }
+                if req.default_flow.is_none() {
+                    req.flows.first().map(|f| f.name.clone())
+                } else {
+                    None
+                }
             });
             let mut v = lint(&flows, default_name.as_deref().unwrap_or(&given));
             if default_name.is_none() && !v.errors.iter().any(|e| e.message.contains("default")) {
@@ -149,11 +175,15 @@ impl Engine {
                 .and_then(|d| flows.iter().find(|f| f.id == d))
                 .ok_or_else(|| EngineError::Invalid {
                     message: "the bot has no default flow".into(),
-                    errors: vec![default_flow_error(bot.default_flow_id.as_deref().unwrap_or(""))],
+                    errors: vec![default_flow_error(
+                        bot.default_flow_id.as_deref().unwrap_or(""),
+                    )],
                 })?
                 .clone();
-            let triples: Vec<_> =
-                flows.iter().map(|f| (f.name.clone(), f.content.clone(), f.commands.clone())).collect();
+            let triples: Vec<_> = flows
+                .iter()
+                .map(|f| (f.name.clone(), f.content.clone(), f.commands.clone()))
+                .collect();
             let v = lint(&triples, &default.name);
             if !v.valid {
                 let n = v.errors.len();
@@ -186,9 +216,19 @@ impl Engine {
     }
 
     /// `GET /bot/build[?version_id=]`: a version, the latest when `None`/`"latest"`.
-    pub async fn get_build(&self, org: &str, bot: &str, version: Option<&str>) -> Result<BotVersion, EngineError> {
-        let (o, b, v) = (org.to_string(), bot.to_string(), version.map(str::to_string));
-        self.blocking(move |s| s.get_version(&o, &b, v.as_deref())).await
+    pub async fn get_build(
+        &self,
+        org: &str,
+        bot: &str,
+        version: Option<&str>,
+    ) -> Result<BotVersion, EngineError> {
+        let (o, b, v) = (
+            org.to_string(),
+            bot.to_string(),
+            version.map(str::to_string),
+        );
+        self.blocking(move |s| s.get_version(&o, &b, v.as_deref()))
+            .await
     }
 
     /// `GET /bot/usage` at the current time.
@@ -228,7 +268,10 @@ impl Engine {
                 .ok()
                 .and_then(|live| live.find_flow(&conv.flow).map(|f| f.id.clone()))
                 .unwrap_or_else(|| conv.flow.clone());
-            Ok(Some(OpenConversation { conversation: conv, flow_id }))
+            Ok(Some(OpenConversation {
+                conversation: conv,
+                flow_id,
+            }))
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?

@@ -31,16 +31,19 @@ pub struct LiveBot {
 impl LiveBot {
     /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
     pub fn find_flow(&self, id_or_name: &str) -> Option<&FlowMeta> {
-        self.flows
-            .iter()
-            .find(|f| f.id == id_or_name)
-            .or_else(|| self.flows.iter().find(|f| f.name.eq_ignore_ascii_case(id_or_name)))
+        self.flows.iter().find(|f| f.id == id_or_name).or_else(|| {
+            self.flows
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(id_or_name))
+        })
     }
 
     /// First flow (in flow order) with a command equal to `value`, ignoring case.
     pub fn command_flow(&self, value: &str) -> Option<&FlowMeta> {
         let v = value.trim();
-        self.flows.iter().find(|f| f.commands.iter().any(|c| c.eq_ignore_ascii_case(v)))
+        self.flows
+            .iter()
+            .find(|f| f.commands.iter().any(|c| c.eq_ignore_ascii_case(v)))
     }
 }
 
@@ -57,7 +60,11 @@ impl BotCache {
     /// The current compiled bot (blocking: may read and compile).
     pub fn get(&self, store: &Store, org: &str, bot_id: &str) -> Result<Arc<LiveBot>, EngineError> {
         let (version, rev) = store.bot_code_key(org, bot_id)?;
-        if let Some(hit) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(bot_id)
+        if let Some(hit) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bot_id)
             && hit.version_id == version
             && hit.rev == rev
         {
@@ -79,7 +86,16 @@ fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineErro
             v.snapshot
                 .flows
                 .iter()
-                .map(|f| (FlowMeta { id: f.id.clone(), name: f.name.clone(), commands: f.commands.clone() }, f.content.clone()))
+                .map(|f| {
+                    (
+                        FlowMeta {
+                            id: f.id.clone(),
+                            name: f.name.clone(),
+                            commands: f.commands.clone(),
+                        },
+                        f.content.clone(),
+                    )
+                })
                 .collect::<Vec<_>>(),
             Some(v.snapshot.default_flow.clone()),
             v.snapshot.custom_components.clone(),
@@ -89,7 +105,16 @@ fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineErro
             (
                 flows
                     .into_iter()
-                    .map(|f| (FlowMeta { id: f.id, name: f.name, commands: f.commands }, f.content))
+                    .map(|f| {
+                        (
+                            FlowMeta {
+                                id: f.id,
+                                name: f.name,
+                                commands: f.commands,
+                            },
+                            f.content,
+                        )
+                    })
                     .collect(),
                 bot.default_flow_id.clone(),
                 bot.custom_components.clone(),
@@ -101,7 +126,11 @@ fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineErro
     }
     let default_flow = default_id
         .as_deref()
-        .and_then(|d| flows.iter().find(|(f, _)| f.id == d || f.name.eq_ignore_ascii_case(d)))
+        .and_then(|d| {
+            flows
+                .iter()
+                .find(|(f, _)| f.id == d || f.name.eq_ignore_ascii_case(d))
+        })
         .map(|(f, _)| f.name.clone())
         .ok_or_else(|| EngineError::Conflict("the bot's default_flow does not exist".into()))?;
     let source = csml::BotSource {
@@ -122,7 +151,10 @@ fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineErro
         modules: Vec::new(),
     };
     let compiled = csml::Bot::compile(source).map_err(|v| {
-        let first = v.errors.first().map(|d| format!("{}:{}:{}: {}", d.flow, d.line, d.column, d.message));
+        let first = v
+            .errors
+            .first()
+            .map(|d| format!("{}:{}:{}: {}", d.flow, d.line, d.column, d.message));
         EngineError::Invalid {
             message: format!(
                 "the bot's flows do not compile{}",

@@ -75,8 +75,16 @@ pub fn parse_payload(payload: &Json) -> Result<Incoming, EngineError> {
     };
     let content_type = match p.get("content_type") {
         Some(Json::String(s)) => s.clone(),
-        Some(_) => return Err(EngineError::BadRequest("payload.content_type must be a string".into())),
-        None => return Err(EngineError::BadRequest("missing field: payload.content_type".into())),
+        Some(_) => {
+            return Err(EngineError::BadRequest(
+                "payload.content_type must be a string".into(),
+            ));
+        }
+        None => {
+            return Err(EngineError::BadRequest(
+                "missing field: payload.content_type".into(),
+            ));
+        }
     };
     let Some(key) = required_key(&content_type) else {
         return Err(EngineError::BadRequest(format!(
@@ -86,13 +94,23 @@ pub fn parse_payload(payload: &Json) -> Result<Incoming, EngineError> {
     };
     let content = match p.get("content") {
         Some(Json::Object(c)) => c.clone(),
-        Some(_) => return Err(EngineError::BadRequest("payload.content must be an object".into())),
-        None => return Err(EngineError::BadRequest("missing field: payload.content".into())),
+        Some(_) => {
+            return Err(EngineError::BadRequest(
+                "payload.content must be an object".into(),
+            ));
+        }
+        None => {
+            return Err(EngineError::BadRequest(
+                "missing field: payload.content".into(),
+            ));
+        }
     };
     match content.get(key) {
         Some(Json::String(_)) => {}
         Some(_) => {
-            return Err(EngineError::BadRequest(format!("payload.content.{key} must be a string")));
+            return Err(EngineError::BadRequest(format!(
+                "payload.content.{key} must be a string"
+            )));
         }
         None => {
             return Err(EngineError::BadRequest(format!(
@@ -103,9 +121,17 @@ pub fn parse_payload(payload: &Json) -> Result<Incoming, EngineError> {
     let secure = match p.get("secure") {
         None | Some(Json::Null) => false,
         Some(Json::Bool(b)) => *b,
-        Some(_) => return Err(EngineError::BadRequest("payload.secure must be a boolean".into())),
+        Some(_) => {
+            return Err(EngineError::BadRequest(
+                "payload.secure must be a boolean".into(),
+            ));
+        }
     };
-    Ok(Incoming { content_type, content, secure })
+    Ok(Incoming {
+        content_type,
+        content,
+        secure,
+    })
 }
 
 #[cfg(test)]
@@ -115,13 +141,17 @@ mod tests {
 
     #[test]
     fn payload_rules() {
-        let e = parse_payload(&json!({"content_type":"text","content":{"text":"Hi","x":1}})).unwrap();
+        let e =
+            parse_payload(&json!({"content_type":"text","content":{"text":"Hi","x":1}})).unwrap();
         assert_eq!(e.match_value(), Some("Hi"));
         assert_eq!(e.to_event().content_value, "Hi");
-        let e = parse_payload(&json!({"content_type":"payload","content":{"payload":"B"}})).unwrap();
+        let e =
+            parse_payload(&json!({"content_type":"payload","content":{"payload":"B"}})).unwrap();
         assert_eq!(e.match_value(), Some("B"));
-        let e = parse_payload(&json!({"content_type":"flow_trigger","content":{"flow_id":"f","close_flows":true}}))
-            .unwrap();
+        let e = parse_payload(
+            &json!({"content_type":"flow_trigger","content":{"flow_id":"f","close_flows":true}}),
+        )
+        .unwrap();
         assert_eq!(e.flow_trigger(), Some(("f", None, Some(true))));
         assert_eq!(e.match_value(), None);
         for bad in [
@@ -134,7 +164,9 @@ mod tests {
         ] {
             assert_eq!(parse_payload(&bad).unwrap_err().status(), 400, "{bad}");
         }
-        let s = parse_payload(&json!({"content_type":"text","content":{"text":"pw"},"secure":true})).unwrap();
+        let s =
+            parse_payload(&json!({"content_type":"text","content":{"text":"pw"},"secure":true}))
+                .unwrap();
         assert_eq!(s.transcript_payload(), json!({"content_type":"secure"}));
     }
 }

@@ -4,7 +4,7 @@
 //! map-lock critical sections from contending under many parallel users.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
 
@@ -36,9 +36,7 @@ pub struct ClientGuard<'a> {
 
 impl ClientLocks {
     fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Slot>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
     pub async fn lock(&self, bot: &str, channel: &str, user: &str) -> ClientGuard<'_> {
@@ -48,23 +46,37 @@ impl ClientLocks {
             map.entry(key.clone()).or_default().clone()
         };
         let guard = slot.lock_owned().await;
-        ClientGuard { locks: self, key, guard: Some(guard) }
+        ClientGuard {
+            locks: self,
+            key,
+            guard: Some(guard),
+        }
     }
 
     /// Keys currently tracked (held or awaited).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 }
 
 impl Drop for ClientGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.locks.shard(&self.key).lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .locks
+            .shard(&self.key)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         drop(self.guard.take());
         // Only the map's reference left: nobody holds or waits, so the slot can go. Waiters
         // hold a clone of the Arc, which keeps the count above one.
-        if map.get(&self.key).is_some_and(|s| Arc::strong_count(s) == 1) {
+        if map
+            .get(&self.key)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
             map.remove(&self.key);
         }
     }

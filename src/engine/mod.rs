@@ -57,7 +57,10 @@ pub enum EngineError {
     /// usable default flow (409).
     Conflict(String),
     /// The bot does not validate (build): 400 with the diagnostics.
-    Invalid { message: String, errors: Vec<csml::Diagnostic> },
+    Invalid {
+        message: String,
+        errors: Vec<csml::Diagnostic>,
+    },
     /// Anything else (500); the message is for logs, not for clients.
     Internal(String),
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value as Json};
 /// Check the request fields the engine owns.
 fn check_request(req: &ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
     if req.user_id.trim().is_empty() {
-        return Err(EngineError::BadRequest("missing field: client.user_id".into()));
+        return Err(EngineError::BadRequest(
+            "missing field: client.user_id".into(),
+        ));
     }
     let incoming = parse_payload(&req.payload)?;
     let metadata = match &req.metadata {
@@ -69,18 +71,22 @@ struct Start {
 fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> Start {
     let mut close_all_first = false;
     // A flow chosen by the event itself: flow_trigger or a command.
-    let target: Option<(String, String)> = if let Some((flow_id, step_id, close)) = ev.flow_trigger() {
-        close_all_first = close.unwrap_or(broadcast);
-        Some(match live.find_flow(flow_id) {
-            Some(f) => (f.name.clone(), step_id.unwrap_or("start").to_string()),
-            None => (live.default_flow.clone(), "start".to_string()),
-        })
-    } else {
-        ev.match_value()
-            .and_then(|v| live.command_flow(v))
-            .map(|f| (f.name.clone(), "start".to_string()))
-    };
-    let open = state.conversation.as_ref().filter(|_| !state.expired && !close_all_first);
+    let target: Option<(String, String)> =
+        if let Some((flow_id, step_id, close)) = ev.flow_trigger() {
+            close_all_first = close.unwrap_or(broadcast);
+            Some(match live.find_flow(flow_id) {
+                Some(f) => (f.name.clone(), step_id.unwrap_or("start").to_string()),
+                None => (live.default_flow.clone(), "start".to_string()),
+            })
+        } else {
+            ev.match_value()
+                .and_then(|v| live.command_flow(v))
+                .map(|f| (f.name.clone(), "start".to_string()))
+        };
+    let open = state
+        .conversation
+        .as_ref()
+        .filter(|_| !state.expired && !close_all_first);
     match (target, open) {
         (Some((flow, step)), Some(conv)) => Start {
             conversation_id: conv.id.clone(),
@@ -92,10 +98,14 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
             close_all_first,
         },
         (None, Some(conv)) if live.flows.iter().any(|f| f.name == conv.flow) => {
-            let hold: Option<csml::Hold> =
-                conv.hold.clone().and_then(|h| serde_json::from_value(h).ok());
+            let hold: Option<csml::Hold> = conv
+                .hold
+                .clone()
+                .and_then(|h| serde_json::from_value(h).ok());
             let previous = hold.as_ref().and_then(|h| h.previous.clone()).or_else(|| {
-                conv.previous.clone().and_then(|p| serde_json::from_value(p).ok())
+                conv.previous
+                    .clone()
+                    .and_then(|p| serde_json::from_value(p).ok())
             });
             Start {
                 conversation_id: conv.id.clone(),
@@ -108,7 +118,8 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
             }
         }
         (target, _) => {
-            let (flow, step) = target.unwrap_or_else(|| (live.default_flow.clone(), "start".into()));
+            let (flow, step) =
+                target.unwrap_or_else(|| (live.default_flow.clone(), "start".into()));
             Start {
                 conversation_id: new_id(),
                 create: true,
@@ -141,10 +152,13 @@ fn prepare(
         channel_id: ch.id.clone(),
         user_id: req.user_id.clone(),
     };
-    let live = inner.bots.get(store, &client.organization_id, &client.bot_id).map_err(|e| match e {
-        EngineError::Invalid { message, .. } => EngineError::Conflict(message),
-        e => e,
-    })?;
+    let live = inner
+        .bots
+        .get(store, &client.organization_id, &client.bot_id)
+        .map_err(|e| match e {
+            EngineError::Invalid { message, .. } => EngineError::Conflict(message),
+            e => e,
+        })?;
     let now = now_millis();
     let state = store.load_turn_state(&client, now)?;
     let start = select(&live, &state, &incoming, broadcast);
@@ -186,7 +200,11 @@ fn prepare(
         direction: Direction::Receive,
         flow: start.flow.clone(),
         step: start.step.clone(),
-        content_type: if incoming.secure { "secure".into() } else { incoming.content_type.clone() },
+        content_type: if incoming.secure {
+            "secure".into()
+        } else {
+            incoming.content_type.clone()
+        },
         payload: incoming.transcript_payload(),
         interaction_order: 0,
     });
@@ -222,9 +240,23 @@ fn prepare(
                 step: result.step.clone(),
             }
         },
-        status: if closed { ConversationStatus::Closed } else { ConversationStatus::Open },
-        hold: if closed { None } else { result.hold.as_ref().and_then(|h| serde_json::to_value(h).ok()) },
-        previous: result.previous.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+        status: if closed {
+            ConversationStatus::Closed
+        } else {
+            ConversationStatus::Open
+        },
+        hold: if closed {
+            None
+        } else {
+            result
+                .hold
+                .as_ref()
+                .and_then(|h| serde_json::to_value(h).ok())
+        },
+        previous: result
+            .previous
+            .as_ref()
+            .and_then(|p| serde_json::to_value(p).ok()),
         forgets: result
             .forgets
             .iter()
@@ -233,7 +265,11 @@ fn prepare(
                 csml::ForgetOp::Keys(k) => Some(k.clone()),
             })
             .collect(),
-        memories: result.memories.iter().map(|m| (m.key.clone(), m.value.clone())).collect(),
+        memories: result
+            .memories
+            .iter()
+            .map(|m| (m.key.clone(), m.value.clone()))
+            .collect(),
         messages,
         low_data: live.settings.low_data_mode,
         expires_at,

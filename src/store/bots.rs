@@ -11,8 +11,7 @@ const BOT_COLS: &str = "id, organization_id, name, description, default_flow_id,
                         custom_components, live_version_id, rev, created_at, updated_at";
 const FLOW_COLS: &str =
     "id, organization_id, bot_id, name, description, content, commands, created_at, updated_at";
-const VERSION_COLS: &str =
-    "id, organization_id, bot_id, seq, snapshot, engine_version, created_at";
+const VERSION_COLS: &str = "id, organization_id, bot_id, seq, snapshot, engine_version, created_at";
 
 fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
     let s: String = r.get(i)?;
@@ -69,7 +68,9 @@ fn version_from_row(r: &Row) -> rusqlite::Result<BotVersion> {
 pub fn check_flow_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !name.starts_with(|c: char| c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
@@ -112,7 +113,9 @@ fn load_flows(c: &Connection, org: &str, bot: &str) -> Result<Vec<Flow>> {
         "SELECT {FLOW_COLS} FROM flows WHERE bot_id = ?1 AND organization_id = ?2
          ORDER BY position, created_at"
     ))?;
-    let rows = st.query_map([bot, org], flow_from_row)?.collect::<rusqlite::Result<_>>()?;
+    let rows = st
+        .query_map([bot, org], flow_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
 
@@ -187,7 +190,9 @@ impl Store {
     pub fn create_bot(&self, org: &str, new: NewBot) -> Result<(Bot, Vec<Flow>)> {
         let name = new.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
-            return Err(Error::Invalid("a bot name must have 1 to 200 characters".into()));
+            return Err(Error::Invalid(
+                "a bot name must have 1 to 200 characters".into(),
+            ));
         }
         if new.flows.is_empty() {
             return Err(Error::Invalid("a bot needs at least one flow".into()));
@@ -223,7 +228,10 @@ impl Store {
                     .ok_or_else(|| Error::Invalid(format!("default flow `{d}` is not a flow")))?,
                 None => &flows[0],
             };
-            c.execute("UPDATE bots SET default_flow_id = ?1 WHERE id = ?2", params![default.id, id])?;
+            c.execute(
+                "UPDATE bots SET default_flow_id = ?1 WHERE id = ?2",
+                params![default.id, id],
+            )?;
             Ok((load_bot(c, &org, &id)?, flows))
         })
     }
@@ -233,7 +241,9 @@ impl Store {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {BOT_COLS} FROM bots WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
-            let rows = st.query_map([org], bot_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map([org], bot_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -278,7 +288,9 @@ impl Store {
             if let Some(name) = patch.name {
                 let name = name.trim().to_string();
                 if name.is_empty() || name.len() > 200 {
-                    return Err(Error::Invalid("a bot name must have 1 to 200 characters".into()));
+                    return Err(Error::Invalid(
+                        "a bot name must have 1 to 200 characters".into(),
+                    ));
                 }
                 b.name = name;
             }
@@ -286,8 +298,9 @@ impl Store {
                 b.description = d;
             }
             if let Some(d) = patch.default_flow {
-                let f = find_flow(c, &org, &bot, &d)?
-                    .ok_or_else(|| Error::Invalid(format!("default_flow `{d}` is not a flow of this bot")))?;
+                let f = find_flow(c, &org, &bot, &d)?.ok_or_else(|| {
+                    Error::Invalid(format!("default_flow `{d}` is not a flow of this bot"))
+                })?;
                 b.default_flow_id = Some(f.id);
             }
             if let Some(env) = patch.env {
@@ -332,7 +345,10 @@ impl Store {
             ] {
                 c.execute(sql, [&bot, &org])?;
             }
-            let n = c.execute("DELETE FROM bots WHERE id = ?1 AND organization_id = ?2", [&bot, &org])?;
+            let n = c.execute(
+                "DELETE FROM bots WHERE id = ?1 AND organization_id = ?2",
+                [&bot, &org],
+            )?;
             if n == 0 {
                 return Err(Error::NotFound(format!("bot `{bot}` not found")));
             }
@@ -367,7 +383,10 @@ impl Store {
             let b = load_bot(c, &org, &bot)?;
             let f = insert_flow(c, &org, &bot, &new, now)?;
             if b.default_flow_id.is_none() {
-                c.execute("UPDATE bots SET default_flow_id = ?1 WHERE id = ?2", params![f.id, bot])?;
+                c.execute(
+                    "UPDATE bots SET default_flow_id = ?1 WHERE id = ?2",
+                    params![f.id, bot],
+                )?;
             }
             bump_rev(c, &org, &bot, now)?;
             Ok(f)
@@ -382,8 +401,12 @@ impl Store {
             let mut f = find_flow(c, &org, &bot, &flow)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{flow}` not found")))?;
             let old_auto = auto_command(&f.name);
-            let mut user_cmds: Vec<String> =
-                f.commands.iter().filter(|c| **c != old_auto).cloned().collect();
+            let mut user_cmds: Vec<String> = f
+                .commands
+                .iter()
+                .filter(|c| **c != old_auto)
+                .cloned()
+                .collect();
             if let Some(name) = patch.name {
                 check_flow_name(&name)?;
                 f.name = name;
@@ -434,7 +457,10 @@ impl Store {
                     f.name
                 )));
             }
-            c.execute("DELETE FROM flows WHERE id = ?1 AND organization_id = ?2", [&f.id, &org])?;
+            c.execute(
+                "DELETE FROM flows WHERE id = ?1 AND organization_id = ?2",
+                [&f.id, &org],
+            )?;
             bump_rev(c, &org, &bot, now_millis())?;
             Ok(())
         })
@@ -458,7 +484,10 @@ impl Store {
             let now = now_millis();
             load_bot(c, &org, &bot)?;
             let existing = load_flows(c, &org, &bot)?;
-            c.execute("UPDATE bots SET default_flow_id = NULL WHERE id = ?1", [&bot])?;
+            c.execute(
+                "UPDATE bots SET default_flow_id = NULL WHERE id = ?1",
+                [&bot],
+            )?;
             for old in &existing {
                 if !flows.iter().any(|f| f.name.eq_ignore_ascii_case(&old.name)) {
                     c.execute("DELETE FROM flows WHERE id = ?1", [&old.id])?;
@@ -466,7 +495,10 @@ impl Store {
             }
             for f in &flows {
                 check_flow_name(&f.name)?;
-                match existing.iter().find(|o| o.name.eq_ignore_ascii_case(&f.name)) {
+                match existing
+                    .iter()
+                    .find(|o| o.name.eq_ignore_ascii_case(&f.name))
+                {
                     Some(old) => {
                         c.execute(
                             "UPDATE flows SET name = ?2, content = ?3, description = ?4,
@@ -492,9 +524,15 @@ impl Store {
                 .iter()
                 .find(|f| f.name.eq_ignore_ascii_case(&want) || f.id == want)
                 .ok_or_else(|| Error::Invalid(format!("default flow `{want}` is not a flow")))?;
-            c.execute("UPDATE bots SET default_flow_id = ?1 WHERE id = ?2", params![d.id, bot])?;
+            c.execute(
+                "UPDATE bots SET default_flow_id = ?1 WHERE id = ?2",
+                params![d.id, bot],
+            )?;
             if let Some(env) = env {
-                c.execute("UPDATE bots SET env = ?1 WHERE id = ?2", params![serde_json::to_string(&env)?, bot])?;
+                c.execute(
+                    "UPDATE bots SET env = ?1 WHERE id = ?2",
+                    params![serde_json::to_string(&env)?, bot],
+                )?;
             }
             bump_rev(c, &org, &bot, now)?;
             Ok(all)
@@ -581,7 +619,11 @@ impl Store {
 
     /// Make `version` (or the working flows, `None`) serve traffic: publish / rollback.
     pub fn set_live_version(&self, org: &str, bot: &str, version: Option<&str>) -> Result<Bot> {
-        let (org, bot, version) = (org.to_string(), bot.to_string(), version.map(str::to_string));
+        let (org, bot, version) = (
+            org.to_string(),
+            bot.to_string(),
+            version.map(str::to_string),
+        );
         self.write(move |c| {
             if let Some(v) = &version {
                 let ok: bool = c.query_row(
@@ -607,10 +649,12 @@ impl Store {
     /// `(live_version_id, rev)` of a bot: enough to tell whether a compiled copy is current.
     pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
         self.read(|c| {
-            c.prepare_cached("SELECT live_version_id, rev FROM bots WHERE id = ?1 AND organization_id = ?2")?
-                .query_row([bot, org], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?
-                .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
+            c.prepare_cached(
+                "SELECT live_version_id, rev FROM bots WHERE id = ?1 AND organization_id = ?2",
+            )?
+            .query_row([bot, org], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
         })
     }
 
@@ -621,7 +665,11 @@ impl Store {
     }
 }
 
-pub(super) fn live_code_on(c: &Connection, org: &str, bot: &str) -> Result<(Bot, Option<BotVersion>)> {
+pub(super) fn live_code_on(
+    c: &Connection,
+    org: &str,
+    bot: &str,
+) -> Result<(Bot, Option<BotVersion>)> {
     let b = load_bot(c, org, bot)?;
     let v = match &b.live_version_id {
         Some(v) => c

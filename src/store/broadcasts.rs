@@ -57,7 +57,13 @@ impl Store {
     }
 
     /// Record a failed attempt; after `max_attempts` the broadcast is marked failed.
-    pub async fn fail_broadcast(&self, org: &str, id: &str, error: &str, max_attempts: i64) -> Result<()> {
+    pub async fn fail_broadcast(
+        &self,
+        org: &str,
+        id: &str,
+        error: &str,
+        max_attempts: i64,
+    ) -> Result<()> {
         let (org, id, error) = (org.to_string(), id.to_string(), error.to_string());
         self.write_async(move |c| {
             let n = c.execute(

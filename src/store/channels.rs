@@ -52,7 +52,10 @@ pub const STUDIO_SECRET_PREFIX: &str = "sk_";
 pub const OCS_KEY_PREFIX: &str = "ocs_";
 
 fn bump_auth_epoch(c: &Connection) -> Result<()> {
-    c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'", [])?;
+    c.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'",
+        [],
+    )?;
     Ok(())
 }
 
@@ -69,7 +72,9 @@ fn check_webhook(url: &Option<String>) -> Result<()> {
     if let Some(u) = url
         && !(u.starts_with("http://") || u.starts_with("https://"))
     {
-        return Err(Error::Invalid(format!("webhook URL `{u}` must start with http:// or https://")));
+        return Err(Error::Invalid(format!(
+            "webhook URL `{u}` must start with http:// or https://"
+        )));
     }
     Ok(())
 }
@@ -77,10 +82,23 @@ fn check_webhook(url: &Option<String>) -> Result<()> {
 impl Store {
     /// Create a channel of `bot` with a fresh key pair; the secret is returned once, stored
     /// encrypted.
-    pub fn create_channel(&self, org: &str, bot: &str, new: NewChannel) -> Result<(Channel, Credentials)> {
+    pub fn create_channel(
+        &self,
+        org: &str,
+        bot: &str,
+        new: NewChannel,
+    ) -> Result<(Channel, Credentials)> {
         check_webhook(&new.webhook_url)?;
-        let kind = if new.kind.is_empty() { super::KIND_API.to_string() } else { new.kind };
-        let name = if new.name.trim().is_empty() { format!("{kind} channel") } else { new.name };
+        let kind = if new.kind.is_empty() {
+            super::KIND_API.to_string()
+        } else {
+            new.kind
+        };
+        let name = if new.name.trim().is_empty() {
+            format!("{kind} channel")
+        } else {
+            new.name
+        };
         let secrets = self.secrets().clone();
         let (org, bot) = (org.to_string(), bot.to_string());
         self.write(move |c| {
@@ -96,7 +114,11 @@ impl Store {
             let id = new_id();
             let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
             let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
-            let token = if kind == super::KIND_API { None } else { Some(random_token(32)) };
+            let token = if kind == super::KIND_API {
+                None
+            } else {
+                Some(random_token(32))
+            };
             c.execute(
                 "INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
                                       webhook_url, token, config, created_at, updated_at)
@@ -120,7 +142,14 @@ impl Store {
                 ],
             )?;
             let ch = load_channel(c, &org, &id)?;
-            Ok((ch, Credentials { channel_id: id, api_key, api_secret }))
+            Ok((
+                ch,
+                Credentials {
+                    channel_id: id,
+                    api_key,
+                    api_secret,
+                },
+            ))
         })
     }
 
@@ -131,7 +160,9 @@ impl Store {
                 "SELECT {CHANNEL_COLS} FROM channels WHERE organization_id = ?1
                  AND (?2 IS NULL OR bot_id = ?2) ORDER BY created_at"
             ))?;
-            let rows = st.query_map(params![org, bot], channel_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map(params![org, bot], channel_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -189,17 +220,30 @@ impl Store {
             c.execute(
                 "UPDATE channels SET api_key = ?3, secret_enc = ?4, updated_at = ?5
                  WHERE id = ?1 AND organization_id = ?2",
-                params![channel, org, api_key, secrets.encrypt(api_secret.as_bytes(), &channel), now_millis()],
+                params![
+                    channel,
+                    org,
+                    api_key,
+                    secrets.encrypt(api_secret.as_bytes(), &channel),
+                    now_millis()
+                ],
             )?;
             bump_auth_epoch(c)?;
-            Ok(Credentials { channel_id: channel, api_key, api_secret })
+            Ok(Credentials {
+                channel_id: channel,
+                api_key,
+                api_secret,
+            })
         })
     }
 
     pub fn delete_channel(&self, org: &str, channel: &str) -> Result<()> {
         let (org, channel) = (org.to_string(), channel.to_string());
         self.write(move |c| {
-            let n = c.execute("DELETE FROM channels WHERE id = ?1 AND organization_id = ?2", [&channel, &org])?;
+            let n = c.execute(
+                "DELETE FROM channels WHERE id = ?1 AND organization_id = ?2",
+                [&channel, &org],
+            )?;
             if n == 0 {
                 return Err(Error::NotFound(format!("channel `{channel}` not found")));
             }
@@ -245,12 +289,21 @@ impl Store {
     /// to drop cached authentications made stale by another process.
     pub fn auth_epoch(&self) -> Result<i64> {
         self.read(|c| {
-            Ok(c.query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'auth_epoch'", [], |r| r.get(0))?)
+            Ok(c.query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'auth_epoch'",
+                [],
+                |r| r.get(0),
+            )?)
         })
     }
 
     /// Create an OCS API key; returns the key itself once (only its hash is stored).
-    pub fn create_api_key(&self, org: &str, name: &str, read_only: bool) -> Result<(ApiKey, String)> {
+    pub fn create_api_key(
+        &self,
+        org: &str,
+        name: &str,
+        read_only: bool,
+    ) -> Result<(ApiKey, String)> {
         let (org, name) = (org.to_string(), name.trim().to_string());
         self.write(move |c| {
             let exists: bool = c.query_row(
@@ -286,7 +339,9 @@ impl Store {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
-            let rows = st.query_map([org], key_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map([org], key_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -311,7 +366,11 @@ impl Store {
                 params![found.id, now_millis()],
             )?;
             bump_auth_epoch(c)?;
-            Ok(c.query_row(&format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"), [&found.id], key_from_row)?)
+            Ok(c.query_row(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"),
+                [&found.id],
+                key_from_row,
+            )?)
         })
     }
 

@@ -30,7 +30,11 @@ fn conv_from_row(r: &Row) -> rusqlite::Result<Conversation> {
         participant_id: r.get(5)?,
         flow: r.get(6)?,
         step: r.get(7)?,
-        status: if status == "open" { ConversationStatus::Open } else { ConversationStatus::Closed },
+        status: if status == "open" {
+            ConversationStatus::Open
+        } else {
+            ConversationStatus::Closed
+        },
         hold: opt_json(r, 9)?,
         previous: opt_json(r, 10)?,
         metadata: opt_json(r, 11)?.unwrap_or(Json::Null),
@@ -52,7 +56,11 @@ fn message_from_row(r: &Row) -> rusqlite::Result<StoredMessage> {
         id: r.get(0)?,
         conversation_id: r.get(1)?,
         turn_id: r.get(2)?,
-        direction: if dir == "SEND" { Direction::Send } else { Direction::Receive },
+        direction: if dir == "SEND" {
+            Direction::Send
+        } else {
+            Direction::Receive
+        },
         flow: r.get(4)?,
         step: r.get(5)?,
         content_type: r.get(6)?,
@@ -91,7 +99,11 @@ pub enum ConversationWrite {
         platform: String,
     },
     /// Update an existing conversation.
-    Update { id: String, flow: String, step: String },
+    Update {
+        id: String,
+        flow: String,
+        step: String,
+    },
 }
 
 /// One message of the transcript to append.
@@ -133,7 +145,13 @@ pub struct TurnWrite {
     pub broadcast_done: Option<String>,
 }
 
-fn upsert_participant(c: &Connection, org: &str, platform: &str, identifier: &str, now: i64) -> Result<String> {
+fn upsert_participant(
+    c: &Connection,
+    org: &str,
+    platform: &str,
+    identifier: &str,
+    now: i64,
+) -> Result<String> {
     let id = super::ids::new_id();
     c.prepare_cached(
         "INSERT INTO participants(id, organization_id, platform, identifier, created_at, updated_at)
@@ -152,7 +170,13 @@ fn close_client(c: &Connection, k: &ClientKey, now: i64) -> Result<()> {
          WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3 AND organization_id = ?4
          AND status = 'open'",
     )?
-    .execute(params![k.bot_id, k.channel_id, k.user_id, k.organization_id, now])?;
+    .execute(params![
+        k.bot_id,
+        k.channel_id,
+        k.user_id,
+        k.organization_id,
+        now
+    ])?;
     Ok(())
 }
 
@@ -172,7 +196,14 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
     let hold = w.hold.as_ref().map(|h| h.to_string());
     let previous = w.previous.as_ref().map(|p| p.to_string());
     let conv_id = match &w.conversation {
-        ConversationWrite::Create { id, flow, step, metadata, version_id, platform } => {
+        ConversationWrite::Create {
+            id,
+            flow,
+            step,
+            metadata,
+            version_id,
+            platform,
+        } => {
             close_client(c, k, now)?;
             let participant = upsert_participant(c, org, platform, &k.user_id, now)?;
             c.prepare_cached(
@@ -209,7 +240,18 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
                         ended_at = ?9, expires_at = COALESCE(?10, expires_at)
                      WHERE id = ?1 AND organization_id = ?2",
                 )?
-                .execute(params![id, org, flow, step, status, hold, previous, now, ended_at, w.expires_at])?;
+                .execute(params![
+                    id,
+                    org,
+                    flow,
+                    step,
+                    status,
+                    hold,
+                    previous,
+                    now,
+                    ended_at,
+                    w.expires_at
+                ])?;
             if n == 0 {
                 return Err(Error::NotFound(format!("conversation `{id}` not found")));
             }
@@ -246,7 +288,16 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
                 expires_at = excluded.expires_at",
         )?;
         for (key, value) in &w.memories {
-            st.execute(params![org, k.bot_id, k.channel_id, k.user_id, key, value.to_string(), now, w.expires_at])?;
+            st.execute(params![
+                org,
+                k.bot_id,
+                k.channel_id,
+                k.user_id,
+                key,
+                value.to_string(),
+                now,
+                w.expires_at
+            ])?;
         }
     }
     if !w.low_data && !w.messages.is_empty() {
@@ -281,7 +332,14 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
              ON CONFLICT(bot_id, day, channel_id, user_id) DO UPDATE SET
                 messages = messages + excluded.messages",
         )?
-        .execute(params![org, k.bot_id, day_of(now), k.channel_id, k.user_id, w.messages.len() as i64])?;
+        .execute(params![
+            org,
+            k.bot_id,
+            day_of(now),
+            k.channel_id,
+            k.user_id,
+            w.messages.len() as i64
+        ])?;
     }
     if let Some(b) = &w.broadcast_done {
         c.prepare_cached(
@@ -299,7 +357,10 @@ fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversa
          AND user_id = ?3 AND organization_id = ?4 AND status = 'open'
          ORDER BY created_at DESC LIMIT 1"
     ))?
-    .query_row(params![k.bot_id, k.channel_id, k.user_id, k.organization_id], conv_from_row)
+    .query_row(
+        params![k.bot_id, k.channel_id, k.user_id, k.organization_id],
+        conv_from_row,
+    )
     .optional()?)
 }
 
@@ -339,7 +400,11 @@ impl Store {
     }
 
     /// Conversations of an organization, newest first.
-    pub fn list_conversations(&self, org: &str, f: &ConversationFilter) -> Result<Vec<Conversation>> {
+    pub fn list_conversations(
+        &self,
+        org: &str,
+        f: &ConversationFilter,
+    ) -> Result<Vec<Conversation>> {
         let status = f.status.map(|s| match s {
             ConversationStatus::Open => "open",
             ConversationStatus::Closed => "closed",
@@ -356,7 +421,17 @@ impl Store {
             ))?;
             let rows = st
                 .query_map(
-                    params![org, f.bot_id, f.channel_id, f.user_id, status, f.since, f.until, f.before_id, limit],
+                    params![
+                        org,
+                        f.bot_id,
+                        f.channel_id,
+                        f.user_id,
+                        status,
+                        f.since,
+                        f.until,
+                        f.before_id,
+                        limit
+                    ],
                     conv_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -399,7 +474,13 @@ impl Store {
             let n = c.execute(
                 "UPDATE conversations SET tags = COALESCE(?3, tags), state = COALESCE(?4, state),
                     updated_at = ?5 WHERE id = ?1 AND organization_id = ?2",
-                params![id, org, tags.map(|t| t.to_string()), state.map(|s| s.to_string()), now_millis()],
+                params![
+                    id,
+                    org,
+                    tags.map(|t| t.to_string()),
+                    state.map(|s| s.to_string()),
+                    now_millis()
+                ],
             )?;
             if n == 0 {
                 return Err(Error::NotFound(format!("conversation `{id}` not found")));
@@ -427,7 +508,10 @@ impl Store {
                  AND id > ?3 ORDER BY id LIMIT ?4"
             ))?;
             let rows = st
-                .query_map(params![conversation, org, after_id.unwrap_or(0), limit], message_from_row)?
+                .query_map(
+                    params![conversation, org, after_id.unwrap_or(0), limit],
+                    message_from_row,
+                )?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
@@ -469,7 +553,13 @@ fn load_memories_on(c: &Connection, k: &ClientKey, now: i64) -> Result<Map<Strin
         "SELECT key, value FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
          AND organization_id = ?4 AND (expires_at IS NULL OR expires_at > ?5)",
     )?;
-    let mut rows = st.query(params![k.bot_id, k.channel_id, k.user_id, k.organization_id, now])?;
+    let mut rows = st.query(params![
+        k.bot_id,
+        k.channel_id,
+        k.user_id,
+        k.organization_id,
+        now
+    ])?;
     let mut out = Map::new();
     while let Some(r) = rows.next()? {
         let key: String = r.get(0)?;
@@ -482,8 +572,15 @@ fn load_memories_on(c: &Connection, k: &ClientKey, now: i64) -> Result<Map<Strin
 pub(crate) fn load_turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
     let tx = c.unchecked_transaction()?;
     let conversation = open_conversation_on(&tx, k)?;
-    let expired = conversation.as_ref().and_then(|c| c.expires_at).is_some_and(|e| e <= now);
+    let expired = conversation
+        .as_ref()
+        .and_then(|c| c.expires_at)
+        .is_some_and(|e| e <= now);
     let memories = load_memories_on(&tx, k, now)?;
     tx.finish()?;
-    Ok(TurnState { conversation, expired, memories })
+    Ok(TurnState {
+        conversation,
+        expired,
+        memories,
+    })
 }

@@ -35,7 +35,11 @@ impl Store {
                  WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
                 params![now, batch],
             )?;
-            Ok(SweepCounts { conversations, messages, memories })
+            Ok(SweepCounts {
+                conversations,
+                messages,
+                memories,
+            })
         })
     }
 
@@ -43,9 +47,14 @@ impl Store {
     /// server may keep writing (`VACUUM INTO` reads one snapshot; WAL writers are not blocked).
     pub fn backup(&self, dest: &Path) -> Result<()> {
         if dest.exists() {
-            return Err(Error::Conflict(format!("{} already exists", dest.display())));
+            return Err(Error::Conflict(format!(
+                "{} already exists",
+                dest.display()
+            )));
         }
-        let dest = dest.to_str().ok_or_else(|| Error::Invalid("backup path is not UTF-8".into()))?;
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| Error::Invalid("backup path is not UTF-8".into()))?;
         // VACUUM cannot run on a query_only connection, so use a private one.
         let c = rusqlite::Connection::open_with_flags(
             self.path(),

@@ -7,12 +7,11 @@ use super::{Error, Result};
 use rusqlite::Connection;
 
 /// (version, name, SQL), in order.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[
-        (1, "0001_core", include_str!("migrations/0001_core.sql")),
-        (10, "0010_ocs", include_str!("migrations/0010_ocs.sql")),
-        (30, "0030_admin", include_str!("migrations/0030_admin.sql")),
-    ];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "0001_core", include_str!("migrations/0001_core.sql")),
+    (10, "0010_ocs", include_str!("migrations/0010_ocs.sql")),
+    (30, "0030_admin", include_str!("migrations/0030_admin.sql")),
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
@@ -21,7 +20,9 @@ pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     )?;
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     let newest: Option<u32> =
-        conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))?;
+        conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })?;
     if let Some(v) = newest
         && v > known
     {

@@ -27,8 +27,8 @@ pub mod broadcasts;
 pub mod channels;
 pub mod conversations;
 pub mod ids;
-mod migrate;
 pub mod maintenance;
+mod migrate;
 pub mod ocs;
 pub mod orgs;
 pub mod setup;
@@ -66,7 +66,9 @@ impl std::str::FromStr for Durability {
         match s.to_ascii_lowercase().as_str() {
             "normal" => Ok(Durability::Normal),
             "full" => Ok(Durability::Full),
-            _ => Err(format!("unknown durability `{s}` (expected normal or full)")),
+            _ => Err(format!(
+                "unknown durability `{s}` (expected normal or full)"
+            )),
         }
     }
 }
@@ -151,13 +153,19 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
 /// Pragmas for every connection, busy_timeout first so a connection waits (instead of failing)
 /// while another one switches the journal mode.
-fn init_connection(conn: &Connection, durability: Durability, read_only: bool) -> rusqlite::Result<()> {
+fn init_connection(
+    conn: &Connection,
+    durability: Durability,
+    read_only: bool,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
@@ -232,7 +240,10 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner.writer.run_blocking(f).map_err(|_| Error::Closed)?
+        self.inner
+            .writer
+            .run_blocking(f)
+            .map_err(|_| Error::Closed)?
     }
 
     /// Like [`Store::write`], awaiting the commit without blocking the async runtime.
@@ -240,7 +251,11 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner.writer.run_async(f).await.map_err(|_| Error::Closed)?
+        self.inner
+            .writer
+            .run_async(f)
+            .await
+            .map_err(|_| Error::Closed)?
     }
 
     /// Number of transactions the writer has committed and jobs it has run (for tests and the
@@ -251,6 +266,12 @@ impl Store {
 
     /// The highest applied migration version.
     pub fn schema_version(&self) -> Result<u32> {
-        self.read(|c| Ok(c.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))?))
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
     }
 }

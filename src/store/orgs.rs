@@ -18,7 +18,9 @@ const ORG_COLS: &str = "id, name, is_default, created_at";
 fn check_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(Error::Invalid("a name must have 1 to 200 characters".into()));
+        return Err(Error::Invalid(
+            "a name must have 1 to 200 characters".into(),
+        ));
     }
     Ok(name.to_string())
 }
@@ -30,7 +32,12 @@ impl Store {
         let name = check_name(name)?;
         self.write(move |c| {
             let now = now_millis();
-            let org = Organization { id: new_id(), name, is_default, created_at: now };
+            let org = Organization {
+                id: new_id(),
+                name,
+                is_default,
+                created_at: now,
+            };
             c.execute(
                 "INSERT INTO organizations(id, name, is_default, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -48,9 +55,12 @@ impl Store {
 
     pub fn list_orgs(&self) -> Result<Vec<Organization>> {
         self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {ORG_COLS} FROM organizations ORDER BY created_at"))?;
-            let rows = st.query_map([], org_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ORG_COLS} FROM organizations ORDER BY created_at"
+            ))?;
+            let rows = st
+                .query_map([], org_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -98,12 +108,19 @@ impl Store {
     pub fn create_user(&self, email: &str, password_hash: &str) -> Result<User> {
         let email = email.trim().to_string();
         if !email.contains('@') {
-            return Err(Error::Invalid(format!("`{email}` is not an e-mail address")));
+            return Err(Error::Invalid(format!(
+                "`{email}` is not an e-mail address"
+            )));
         }
         let password_hash = password_hash.to_string();
         self.write(move |c| {
             let now = now_millis();
-            let u = User { id: new_id(), email, password_hash, created_at: now };
+            let u = User {
+                id: new_id(),
+                email,
+                password_hash,
+                created_at: now,
+            };
             c.execute(
                 "INSERT INTO users(id, email, password_hash, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",

@@ -100,13 +100,23 @@ pub fn ensure_store(store: &Store) -> Result<SetupOutcome> {
                 .list_channels(&org.id, Some(&b.id))?
                 .into_iter()
                 .find(|c| c.kind == KIND_API)
-                .map(|c| StudioCredentials { channel_id: c.id, api_key: None, api_secret: None }),
+                .map(|c| StudioCredentials {
+                    channel_id: c.id,
+                    api_key: None,
+                    api_secret: None,
+                }),
             None => None,
         };
         return Ok(SetupOutcome {
             created: false,
-            organization: IdName { id: org.id, name: org.name },
-            bot: bot.map(|b| IdName { id: b.id, name: b.name }),
+            organization: IdName {
+                id: org.id,
+                name: org.name,
+            },
+            bot: bot.map(|b| IdName {
+                id: b.id,
+                name: b.name,
+            }),
             studio,
             ocs: None,
             data_dir,
@@ -125,26 +135,41 @@ pub fn ensure_store(store: &Store) -> Result<SetupOutcome> {
                 commands: vec!["hello".into(), "hi".into()],
             }],
             default_flow: Some("Default".into()),
-            settings: BotSettings { web_chat_public: true, ..Default::default() },
+            settings: BotSettings {
+                web_chat_public: true,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )?;
     let (_, creds) = store.create_channel(
         &org.id,
         &bot.id,
-        NewChannel { kind: KIND_API.into(), name: "Studio API".into(), ..Default::default() },
+        NewChannel {
+            kind: KIND_API.into(),
+            name: "Studio API".into(),
+            ..Default::default()
+        },
     )?;
     let (_, ocs_key) = store.create_api_key(&org.id, "setup", false)?;
     Ok(SetupOutcome {
         created: true,
-        organization: IdName { id: org.id, name: org.name },
-        bot: Some(IdName { id: bot.id, name: bot.name }),
+        organization: IdName {
+            id: org.id,
+            name: org.name,
+        },
+        bot: Some(IdName {
+            id: bot.id,
+            name: bot.name,
+        }),
         studio: Some(StudioCredentials {
             channel_id: creds.channel_id,
             api_key: Some(creds.api_key),
             api_secret: Some(creds.api_secret),
         }),
-        ocs: Some(OcsCredentials { api_key: Some(ocs_key) }),
+        ocs: Some(OcsCredentials {
+            api_key: Some(ocs_key),
+        }),
         data_dir,
     })
 }

@@ -35,7 +35,13 @@ impl Store {
 
     /// Messages and active clients per day over `[from_day, to_day)` (days with no traffic
     /// are absent).
-    pub fn usage_by_day(&self, org: &str, bot: &str, from_day: i64, to_day: i64) -> Result<Vec<UsageDay>> {
+    pub fn usage_by_day(
+        &self,
+        org: &str,
+        bot: &str,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<UsageDay>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT day, SUM(messages), COUNT(*) FROM usage_daily
@@ -44,7 +50,11 @@ impl Store {
             )?;
             let rows = st
                 .query_map(params![bot, org, from_day, to_day], |r| {
-                    Ok(UsageDay { day: r.get(0)?, messages: r.get(1)?, clients: r.get(2)? })
+                    Ok(UsageDay {
+                        day: r.get(0)?,
+                        messages: r.get(1)?,
+                        clients: r.get(2)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)

@@ -54,7 +54,9 @@ fn unpack<R: 'static>(out: Option<Output>) -> Result<Result<R>, ()> {
     match out {
         None => Err(()),
         Some(Err(e)) => Ok(Err(e)),
-        Some(Ok(b)) => Ok(Ok(*b.downcast::<R>().expect("writer job returned another type"))),
+        Some(Ok(b)) => Ok(Ok(*b
+            .downcast::<R>()
+            .expect("writer job returned another type"))),
     }
 }
 
@@ -71,11 +73,20 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("botyard-db-writer".into())
             .spawn(move || run(conn, rx, &c2, &j2))?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread), commits, jobs })
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            commits,
+            jobs,
+        })
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        self.tx.as_ref().ok_or(Error::Closed)?.send(job).map_err(|_| Error::Closed)
+        self.tx
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(job)
+            .map_err(|_| Error::Closed)
     }
 
     /// Queue `f` and wait (blocking the thread) for its commit.
@@ -84,7 +95,13 @@ impl Writer {
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<Result<R>, ()> {
         let (tx, rx) = mpsc::sync_channel(1);
-        if self.send(Job { work: boxed(f), reply: Reply::Blocking(tx) }).is_err() {
+        if self
+            .send(Job {
+                work: boxed(f),
+                reply: Reply::Blocking(tx),
+            })
+            .is_err()
+        {
             return Err(());
         }
         unpack(rx.recv().ok())
@@ -96,14 +113,23 @@ impl Writer {
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<Result<R>, ()> {
         let (tx, rx) = oneshot::channel();
-        if self.send(Job { work: boxed(f), reply: Reply::Async(tx) }).is_err() {
+        if self
+            .send(Job {
+                work: boxed(f),
+                reply: Reply::Async(tx),
+            })
+            .is_err()
+        {
             return Err(());
         }
         unpack(rx.await.ok())
     }
 
     pub(super) fn stats(&self) -> (u64, u64) {
-        (self.commits.load(Ordering::Relaxed), self.jobs.load(Ordering::Relaxed))
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.jobs.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -145,7 +171,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)>
     if let Err(e) = begin(conn) {
         let msg = e.to_string();
         for job in batch.drain(..) {
-            results.push((job.reply, Err(Error::Other(format!("cannot start a transaction: {msg}")))));
+            results.push((
+                job.reply,
+                Err(Error::Other(format!("cannot start a transaction: {msg}"))),
+            ));
         }
         return results;
     }
@@ -187,7 +216,11 @@ fn run_job(conn: &Connection, work: Work) -> Output {
     }
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())));
-    let end = if out.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    let end = if out.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
     match conn.execute_batch(end) {
         Ok(()) => out,
         Err(e) => Err(e.into()),
