@@ -596,8 +596,21 @@ fn visit_expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
 
 /// Warn about int literals written with `_` (they evaluate to 0, spec §2.3).
 fn underscore_ints(report: &mut LintReport, content: &str, flow: &Flow) {
+    // Cheap pre-check (a digit run starting a word and followed by `_`) before re-parsing.
     let b = content.as_bytes();
-    let maybe = b.windows(2).any(|w| w[0].is_ascii_digit() && w[1] == b'_');
+    let mut maybe = false;
+    let mut i = 0;
+    while i < b.len() && !maybe {
+        let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if b[i].is_ascii_digit() && word_start {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            maybe = b.get(i) == Some(&b'_');
+        } else {
+            i += 1;
+        }
+    }
     if !maybe {
         return;
     }
