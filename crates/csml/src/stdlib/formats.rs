@@ -1,0 +1,257 @@
+//! Text formats used by string and object methods: percent-encoding (`encode_uri*`), YAML and
+//! XML (`to_json`, `to_yaml`, `to_xml`).
+//!
+//! Choices: `"…".to_json()` tries XML only when the text starts with `<` (otherwise any plain
+//! word would be "XML text"), then YAML, which also reads JSON. XML maps attributes to `@name`
+//! keys and text to `$text`, repeated elements to arrays. `to_xml()` writes each key as an
+//! element, arrays as repeated elements, `@name`/`$text` keys back as attributes/text, with no
+//! extra root element.
+
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+use super::{Fault, error};
+use crate::json::{from_json, to_display, to_json};
+use crate::value::{Kind, Map, Value};
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn percent_encode(s: &str, keep: impl Fn(u8) -> bool, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+/// Percent-encode everything except `A-Z a-z 0-9 - _ . ~`.
+pub fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    percent_encode(s, is_unreserved, &mut out);
+    out
+}
+
+/// Keep the part before `?`; percent-encode the query values and the fragment, keeping `,`.
+pub fn encode_uri(s: &str) -> String {
+    let keep = |b: u8| is_unreserved(b) || b == b',';
+    let (rest, fragment) = match s.find('#') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut out = String::with_capacity(s.len() + 16);
+    match rest.find('?') {
+        None => out.push_str(rest),
+        Some(q) => {
+            out.push_str(&rest[..=q]);
+            for (i, pair) in rest[q + 1..].split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.find('=') {
+                    Some(e) => {
+                        out.push_str(&pair[..=e]);
+                        percent_encode(&pair[e + 1..], keep, &mut out);
+                    }
+                    None => out.push_str(pair),
+                }
+            }
+        }
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        percent_encode(f, keep, &mut out);
+    }
+    out
+}
+
+/// Decode `%XX` sequences; the bytes must form UTF-8.
+pub fn percent_decode(s: &str, method: &str) -> Result<String, Fault> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| error(format!("[{method}] the decoded text is not valid UTF-8")))
+}
+
+const BAD_FORMAT: &str = "Invalid format string is not a valid yaml or xml";
+
+/// `"…".to_json()`: XML when the text looks like XML, else YAML (which also reads JSON).
+pub fn text_to_value(s: &str) -> Result<Value, Fault> {
+    if s.trim_start().starts_with('<')
+        && let Ok(j) = quick_xml::de::from_str::<serde_json::Value>(s)
+    {
+        return Ok(from_json(&j));
+    }
+    let docs = YamlLoader::load_from_str(s).map_err(|_| error(BAD_FORMAT))?;
+    Ok(docs.first().map(yaml_to_value).unwrap_or_default())
+}
+
+fn yaml_key(y: &Yaml) -> String {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Null => "null".into(),
+        other => to_display(&yaml_to_value(other)),
+    }
+}
+
+fn yaml_to_value(y: &Yaml) -> Value {
+    match y {
+        Yaml::Real(s) => match s.parse::<f64>() {
+            Ok(f) => Value::float(f),
+            Err(_) => yaml_special_float(s)
+                .map(Value::float)
+                .unwrap_or_else(|| Value::string(s.as_str())),
+        },
+        Yaml::Integer(i) => Value::int(*i),
+        Yaml::String(s) => Value::string(s.as_str()),
+        Yaml::Boolean(b) => Value::bool(*b),
+        Yaml::Array(a) => Value::array(a.iter().map(yaml_to_value).collect()),
+        Yaml::Hash(h) => Value::object(
+            h.iter()
+                .map(|(k, v)| (yaml_key(k), yaml_to_value(v)))
+                .collect(),
+        ),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::null(),
+    }
+}
+
+fn yaml_special_float(s: &str) -> Option<f64> {
+    match s.trim_start_matches('+') {
+        ".inf" | ".Inf" | ".INF" => Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),
+        _ => None,
+    }
+}
+
+fn value_to_yaml(v: &Value) -> Yaml {
+    match &v.kind {
+        Kind::Null | Kind::Closure(_) => Yaml::Null,
+        Kind::Bool(b) => Yaml::Boolean(*b),
+        Kind::Int(i) => Yaml::Integer(*i),
+        Kind::Float(f) => Yaml::Real(serde_json::to_string(f).unwrap_or_else(|_| f.to_string())),
+        Kind::String(s) => Yaml::String(s.clone()),
+        Kind::Array(a) => Yaml::Array(a.iter().map(value_to_yaml).collect()),
+        Kind::Object(m) => Yaml::Hash(map_to_hash(m)),
+    }
+}
+
+fn map_to_hash(m: &Map) -> Hash {
+    let mut h = Hash::new();
+    for (k, v) in m {
+        h.insert(Yaml::String(k.clone()), value_to_yaml(v));
+    }
+    h
+}
+
+/// `obj.to_yaml()`: a YAML document, e.g. `---\nw: ~\n`.
+pub fn to_yaml(m: &Map) -> String {
+    let mut out = String::new();
+    let doc = Yaml::Hash(map_to_hash(m));
+    if YamlEmitter::new(&mut out).dump(&doc).is_err() {
+        return String::new();
+    }
+    out.push('\n');
+    out
+}
+
+fn xml_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+fn xml_scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn xml_element(name: &str, v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value as J;
+    match v {
+        J::Array(items) => {
+            for item in items {
+                xml_element(name, item, out);
+            }
+        }
+        J::Null => {
+            out.push('<');
+            out.push_str(name);
+            out.push_str("/>");
+        }
+        J::Object(m) => {
+            out.push('<');
+            out.push_str(name);
+            for (k, a) in m {
+                if let Some(attr) = k.strip_prefix('@') {
+                    out.push(' ');
+                    out.push_str(attr);
+                    out.push_str("=\"");
+                    xml_escape(&xml_scalar(a), out);
+                    out.push('"');
+                }
+            }
+            out.push('>');
+            for (k, c) in m {
+                if k == "$text" || k == "$value" {
+                    xml_escape(&xml_scalar(c), out);
+                } else if !k.starts_with('@') {
+                    xml_element(k, c, out);
+                }
+            }
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+        scalar => {
+            out.push('<');
+            out.push_str(name);
+            out.push('>');
+            xml_escape(&xml_scalar(scalar), out);
+            out.push_str("</");
+            out.push_str(name);
+            out.push('>');
+        }
+    }
+}
+
+/// `obj.to_xml()`: each key as an element (see the module notes).
+pub fn to_xml(m: &Map) -> String {
+    let mut out = String::new();
+    for (k, v) in m {
+        xml_element(k, &to_json(v), &mut out);
+    }
+    out
+}

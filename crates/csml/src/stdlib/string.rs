@@ -1,0 +1,237 @@
+//! String methods (spec §5.3). `length()` counts UTF-8 bytes while `slice` counts Unicode
+//! scalars, as the reference does. Regexes use the `regex` crate (RE2-like syntax); compiled
+//! patterns are cached per thread because bots call the same few patterns on every turn.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::{Fault, MethodResult, Runtime, arity, error, formats, int_arg, number, str_arg, usage};
+use crate::json::from_json;
+use crate::ops::{Num, parse_num};
+use crate::value::Value;
+
+const EMAIL: &str = r"^[^@]+@[^@]+\.[^@]+$";
+
+pub(super) fn call(
+    rt: &mut dyn Runtime,
+    recv: &mut Value,
+    name: &str,
+    args: &[Value],
+) -> MethodResult {
+    let _ = rt;
+    let s = recv.as_str()?;
+    method(s, name, args)
+}
+
+fn no_args(args: &[Value], sig: &str) -> Result<(), Fault> {
+    arity(args, 0, 0, sig)
+}
+
+/// The string methods; `None` when `name` is not one (generic methods come next).
+fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
+    let r = match name {
+        "length" => no_args(args, "length() => int").map(|_| Value::int(s.len() as i64)),
+        "to_uppercase" => {
+            no_args(args, "to_uppercase() => String").map(|_| Value::string(s.to_uppercase()))
+        }
+        "to_lowercase" => {
+            no_args(args, "to_lowercase() => String").map(|_| Value::string(s.to_lowercase()))
+        }
+        "capitalize" => no_args(args, "capitalize() => String").map(|_| {
+            let mut c = s.chars();
+            Value::string(match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            })
+        }),
+        "trim" => no_args(args, "trim() => String").map(|_| Value::string(s.trim())),
+        "trim_left" => {
+            no_args(args, "trim_left() => String").map(|_| Value::string(s.trim_start()))
+        }
+        "trim_right" => {
+            no_args(args, "trim_right() => String").map(|_| Value::string(s.trim_end()))
+        }
+        "contains" => {
+            one_str(args, "contains(value: String) => Boolean").map(|x| Value::bool(s.contains(x)))
+        }
+        "starts_with" => one_str(args, "starts_with(value: String) => Boolean")
+            .map(|x| Value::bool(s.starts_with(x))),
+        "ends_with" => one_str(args, "ends_with(value: String) => Boolean")
+            .map(|x| Value::bool(s.ends_with(x))),
+        "contains_regex" => with_regex(args, "contains_regex(value: String) => Boolean", |re| {
+            Value::bool(re.is_match(s))
+        }),
+        "starts_with_regex" => {
+            with_regex(args, "starts_with_regex(value: String) => Boolean", |re| {
+                Value::bool(re.find(s).is_some_and(|m| m.start() == 0))
+            })
+        }
+        "ends_with_regex" => with_regex(args, "ends_with_regex(value: String) => Boolean", |re| {
+            Value::bool(re.find_iter(s).any(|m| m.end() == s.len()))
+        }),
+        "match" => one_str(args, "match(value: String) => Array").map(|x| {
+            if x.is_empty() {
+                return Value::null();
+            }
+            let found: Vec<Value> = s.match_indices(x).map(|(_, m)| Value::string(m)).collect();
+            if found.is_empty() {
+                Value::null()
+            } else {
+                Value::array(found)
+            }
+        }),
+        // `find_iter` steps past empty matches, which is the Decision of §5.3.
+        "match_regex" => with_regex(args, "match_regex(value: String) => Array", |re| {
+            let found: Vec<Value> = re.find_iter(s).map(|m| Value::string(m.as_str())).collect();
+            if found.is_empty() {
+                Value::null()
+            } else {
+                Value::array(found)
+            }
+        }),
+        "replace" => two_str(
+            args,
+            "replace(value_to_replace: String, replace_by: String) => String",
+        )
+        .map(|(a, b)| Value::string(s.replacen(a, b, 1))),
+        "replace_all" => two_str(
+            args,
+            "replace_all(value_to_replace: String, replace_by: String) => String",
+        )
+        .map(|(a, b)| Value::string(s.replace(a, b))),
+        "replace_regex" => replace_regex(s, args),
+        "split" => one_str(args, "split(separator: String) => Array")
+            .map(|sep| Value::array(s.split(sep).map(Value::string).collect())),
+        "slice" => slice(s, args),
+        // Decision (§5.3): `is_empty()` takes no argument; one is tolerated as the reference
+        // demanded it.
+        "is_empty" => arity(args, 0, 1, "is_empty() => Boolean").map(|_| Value::bool(s.is_empty())),
+        "append" => one_str(args, "append(value: String) => String")
+            .map(|x| Value::string(format!("{s}{x}"))),
+        "is_email" => no_args(args, "is_email() => Boolean").map(|_| Value::bool(is_email(s))),
+        "from_json" => no_args(args, "from_json() => Object").and_then(|_| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .map(|j| from_json(&j))
+                .map_err(|_| error("[from_json] [!] string to object failed]"))
+        }),
+        "to_json" => no_args(args, "to_json() => Object").and_then(|_| formats::text_to_value(s)),
+        "encode_uri_component" => no_args(args, "encode_uri_component() => String")
+            .map(|_| Value::string(formats::encode_uri_component(s))),
+        "decode_uri_component" => no_args(args, "decode_uri_component() => String")
+            .and_then(|_| formats::percent_decode(s, "decode_uri_component").map(Value::string)),
+        "encode_uri" => {
+            no_args(args, "encode_uri() => String").map(|_| Value::string(formats::encode_uri(s)))
+        }
+        "decode_uri" => no_args(args, "decode_uri() => String")
+            .and_then(|_| formats::percent_decode(s, "decode_uri").map(Value::string)),
+        "encode_html_entities" => no_args(args, "encode_html_entities() => String")
+            .map(|_| Value::string(html_escape::encode_text(s).into_owned())),
+        "decode_html_entities" => no_args(args, "decode_html_entities() => String")
+            .map(|_| Value::string(html_escape::decode_html_entities(s).into_owned())),
+        "to_int" | "to_float" | "abs" | "ceil" | "floor" | "round" | "pow" | "sin" | "cos"
+        | "tan" | "sqrt" | "precision" => {
+            let n = match parse_num(s) {
+                Some(Num::I(i)) => Value::int(i),
+                Some(Num::F(f)) => Value::float(f),
+                None => {
+                    return Some(Err(error(format!(
+                        "[{name}] the string must be of numeric type in order to use this method"
+                    ))));
+                }
+            };
+            return number::call(&n, name, args);
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+pub(super) fn is_email(s: &str) -> bool {
+    cached_regex(EMAIL).is_ok_and(|re| re.is_match(s))
+}
+
+fn one_str<'a>(args: &'a [Value], sig: &str) -> Result<&'a str, Fault> {
+    arity(args, 1, 1, sig)?;
+    str_arg(args, 0, sig)
+}
+
+fn two_str<'a>(args: &'a [Value], sig: &str) -> Result<(&'a str, &'a str), Fault> {
+    arity(args, 2, 2, sig)?;
+    Ok((str_arg(args, 0, sig)?, str_arg(args, 1, sig)?))
+}
+
+fn with_regex(args: &[Value], sig: &str, f: impl FnOnce(&Regex) -> Value) -> Result<Value, Fault> {
+    let pat = one_str(args, sig)?;
+    let re = cached_regex(pat)?;
+    Ok(f(&re))
+}
+
+fn replace_regex(s: &str, args: &[Value]) -> Result<Value, Fault> {
+    let (pat, by) = two_str(
+        args,
+        "replace_regex(regex: String, replace_by: String) => String",
+    )?;
+    let re = cached_regex(pat)?;
+    Ok(Value::string(re.replace_all(s, by).into_owned()))
+}
+
+thread_local! {
+    static REGEXES: RefCell<HashMap<String, Regex>> = RefCell::new(HashMap::new());
+}
+
+/// Compile `pat`, reusing the thread's cache of recent patterns.
+pub(super) fn cached_regex(pat: &str) -> Result<Regex, Fault> {
+    if let Some(re) = REGEXES.with(|c| c.borrow().get(pat).cloned()) {
+        return Ok(re);
+    }
+    let re = Regex::new(pat).map_err(|e| error(format!("invalid regex: {e}")))?;
+    REGEXES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 64 {
+            c.clear();
+        }
+        c.insert(pat.to_string(), re.clone());
+    });
+    Ok(re)
+}
+
+/// Normalise `slice(start[, end])` over a sequence of `len` items (strings count scalars).
+/// Negative values count from the end.
+pub(super) fn slice_bounds(
+    len: usize,
+    args: &[Value],
+    sig: &str,
+    what: &str,
+) -> Result<(usize, usize), Fault> {
+    arity(args, 1, 2, sig)?;
+    let len = len as i64;
+    let start = int_arg(args, 0, sig)?;
+    let end = match args.get(1) {
+        Some(v) => v.as_int().ok_or_else(|| usage(sig))?,
+        None => len,
+    };
+    let start = if start < 0 { len + start } else { start };
+    let end = if end < 0 { len + end } else { end };
+    let inferior = || error(format!("args need to be inferior to the {what} length"));
+    if start < 0 || start >= len {
+        return Err(inferior());
+    }
+    if end < start {
+        return Err(error("end need to be superior to start"));
+    }
+    if end > len {
+        return Err(inferior());
+    }
+    Ok((start as usize, end as usize))
+}
+
+fn slice(s: &str, args: &[Value]) -> Result<Value, Fault> {
+    let sig = "slice(start: Integer, end: Optional<Integer>) => String";
+    let count = s.chars().count();
+    let (a, b) = slice_bounds(count, args, sig, "string")?;
+    Ok(Value::string(
+        s.chars().skip(a).take(b - a).collect::<String>(),
+    ))
+}
