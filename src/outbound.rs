@@ -9,7 +9,7 @@
 //!
 //! Then bounds: a connect timeout, a total deadline, and a response size cap. One connection
 //! per call (no pool): outbound calls are rare next to chat turns and a pool would have to
-//! re-check addresses anyway.
+//! re-check addresses anyway. `https` uses rustls (ring) with the system's root certificates.
 //!
 //! [`Outbound::send`] is async (webhook workers). [`Outbound::send_blocking`] serves the
 //! interpreter, which runs turns on blocking threads: it hands the call to the runtime and
@@ -220,6 +220,7 @@ pub enum OutboundError {
     Timeout,
     TooLarge(usize),
     Http(String),
+    Tls(String),
 }
 
 impl std::fmt::Display for OutboundError {
@@ -234,6 +235,7 @@ impl std::fmt::Display for OutboundError {
             OutboundError::Timeout => write!(f, "request timed out"),
             OutboundError::TooLarge(n) => write!(f, "response larger than {n} bytes"),
             OutboundError::Http(m) => write!(f, "HTTP error: {m}"),
+            OutboundError::Tls(m) => write!(f, "TLS error: {m}"),
         }
     }
 }
@@ -350,15 +352,38 @@ impl Outbound {
             .trim_end_matches(']')
             .to_string();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if https {
-            return Err(OutboundError::InvalidUrl(
-                "https URLs are not supported by this build".into(),
-            ));
-        }
 
         let addrs = self.resolve(&host, port).await?;
         let stream = self.connect(&host, &addrs).await?;
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        if https {
+            let name = server_name(&host)?;
+            let tls = tls_connector()
+                .map_err(OutboundError::Tls)?
+                .connect(name, stream)
+                .await
+                .map_err(|e| OutboundError::Tls(format!("{host}: {e}")))?;
+            self.exchange(tls, authority.as_str(), &path, req).await
+        } else {
+            self.exchange(stream, authority.as_str(), &path, req).await
+        }
+    }
 
+    /// One request/response over an established (plain or TLS) stream.
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        authority: &str,
+        path: &str,
+        req: OutRequest,
+    ) -> Result<OutResponse, OutboundError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| OutboundError::Connect(e.to_string()))?;
@@ -366,11 +391,10 @@ impl Outbound {
             let _ = conn.await;
         });
 
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(path)
-            .header(hyper::header::HOST, authority.as_str())
+            .header(hyper::header::HOST, authority)
             .header(hyper::header::CONNECTION, "close");
         let mut has_ua = false;
         for (k, v) in &req.headers {
@@ -469,6 +493,38 @@ impl Outbound {
         }
         Err(OutboundError::Connect(format!("{host}: {last}")))
     }
+}
+
+/// The TLS client configuration: the system's root certificates (so operators add their own
+/// CAs the usual way), ring as the crypto provider; built once.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    use tokio_rustls::rustls;
+    static CONNECTOR: OnceLock<Result<tokio_rustls::TlsConnector, String>> = OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err("no trusted root certificates found on this system".into());
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        })
+        .clone()
+}
+
+fn server_name(
+    host: &str,
+) -> Result<tokio_rustls::rustls::pki_types::ServerName<'static>, OutboundError> {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| OutboundError::InvalidUrl(format!("`{host}` is not a valid TLS server name")))
 }
 
 /// The `csml::Host` of the platform: real clock, OS-seeded randomness, outbound HTTP through
@@ -692,5 +748,84 @@ mod tests {
             .unwrap();
         assert_eq!(resp.status, 201);
         assert_eq!(&resp.body[..], br#"{"pong":true}"#);
+    }
+
+    #[tokio::test]
+    async fn https_goes_through_tls() {
+        use tokio::io::AsyncWriteExt;
+        // A plain-text server: the TLS handshake must fail, not fall back to clear text.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let mut policy = OutboundPolicy::default();
+        policy.allow.push("127.0.0.1".parse().unwrap());
+        let out = Outbound::new(policy, None);
+        let req = OutRequest {
+            method: Method::GET,
+            url: format!("https://{addr}/"),
+            headers: vec![],
+            body: None,
+            timeout: Some(Duration::from_secs(5)),
+        };
+        let err = out.send(req).await.unwrap_err();
+        assert!(matches!(err, OutboundError::Tls(_)), "{err:?}");
+        // The policy applies to https too.
+        let out = Outbound::new(OutboundPolicy::default(), None);
+        let req = OutRequest {
+            method: Method::GET,
+            url: "https://localhost/".into(),
+            headers: vec![],
+            body: None,
+            timeout: None,
+        };
+        assert_eq!(
+            out.send(req).await.unwrap_err(),
+            OutboundError::Refused("localhost".into())
+        );
+    }
+
+    #[test]
+    fn bot_host_http_from_a_blocking_thread() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain");
+        });
+        let mut policy = OutboundPolicy::default();
+        policy.allow.push("127.0.0.1".parse().unwrap());
+        // No runtime handle: the host uses its own (CLI case), called from a plain thread.
+        let mut host = BotHost::new(Arc::new(Outbound::new(policy, None)));
+        let resp = csml::Host::http(
+            &mut host,
+            &csml::HttpRequest {
+                method: "get".into(),
+                url: format!("http://{addr}/x"),
+                headers: vec![],
+                body: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, Json::String("plain".into()));
+        let refused = csml::Host::http(
+            &mut host,
+            &csml::HttpRequest {
+                method: "get".into(),
+                url: "http://10.0.0.1/".into(),
+                headers: vec![],
+                body: None,
+            },
+        )
+        .unwrap_err();
+        assert!(refused.contains("refused"), "{refused}");
     }
 }

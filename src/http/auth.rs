@@ -46,6 +46,7 @@ pub struct Authenticator {
     /// For requests whose key is not attributable to a channel (spec §1.5: per source IP).
     pub ip_limiter: RateLimiter,
     pub window_secs: i64,
+    rate_per_key: u32,
 }
 
 /// Cached entries at most; beyond it the cache is cleared (cheap, and keys are few).
@@ -60,6 +61,7 @@ impl Authenticator {
             key_limiter: RateLimiter::new(rate_per_key),
             ip_limiter: RateLimiter::new(rate_per_key),
             window_secs,
+            rate_per_key,
         })
     }
 
@@ -152,7 +154,7 @@ impl Authenticator {
         // Charged as soon as the key is known, before the signature is checked, so a flood
         // of badly signed calls is capped too.
         if let Err(wait) = self.key_limiter.check(parsed.key()) {
-            return Err(throttled(wait));
+            return Err(self.throttled(wait));
         }
         let sig = headers.get("x-api-signature").and_then(|v| v.to_str().ok());
         match (parsed, sig) {
@@ -174,13 +176,18 @@ impl Authenticator {
     }
 
     fn charge_ip(&self, peer: IpAddr) -> Result<(), ApiError> {
-        self.ip_limiter.check(&peer.to_string()).map_err(throttled)
+        self.ip_limiter
+            .check(&peer.to_string())
+            .map_err(|w| self.throttled(w))
     }
-}
 
-fn throttled(wait: Duration) -> ApiError {
-    ApiError::too_many_requests(
-        "rate limit exceeded (50 req/s per API key)",
-        wait.as_secs_f64().ceil() as u64,
-    )
+    fn throttled(&self, wait: Duration) -> ApiError {
+        ApiError::too_many_requests(
+            format!(
+                "rate limit exceeded ({} req/s per API key)",
+                self.rate_per_key
+            ),
+            wait.as_secs_f64().ceil() as u64,
+        )
+    }
 }
