@@ -43,6 +43,14 @@ impl Evaluator<'_> {
     /// Null (carrying `info.error`) without a message (spec §3.2).
     pub fn eval(&mut self, e: &Expr, silent: bool) -> R<Value> {
         match &e.kind {
+            ExprKind::Int(i) => Ok(Value::int(*i)),
+            ExprKind::Ident(name) => Ok(self.read_ident(name, e.pos, silent)),
+            _ => super::grow(|| self.eval_inner(e, silent)),
+        }
+    }
+
+    fn eval_inner(&mut self, e: &Expr, silent: bool) -> R<Value> {
+        match &e.kind {
             ExprKind::Null => Ok(Value::null()),
             ExprKind::Bool(b) => Ok(Value::bool(*b)),
             ExprKind::Int(i) => Ok(Value::int(*i)),

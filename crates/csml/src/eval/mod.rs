@@ -275,6 +275,16 @@ impl<'a> Evaluator<'a> {
             ));
         }
         self.depth += 1;
+        let r = grow(|| self.in_scope_inner(frame, f));
+        self.depth -= 1;
+        r
+    }
+
+    fn in_scope_inner<T>(
+        &mut self,
+        frame: Frame,
+        f: impl FnOnce(&mut Self) -> R<T>,
+    ) -> R<(T, Locals)> {
         let saved_frame = std::mem::replace(&mut self.frame, frame);
         let saved_resume = self.resume.take();
         let saved_loops = std::mem::take(&mut self.loop_stack);
@@ -282,7 +292,6 @@ impl<'a> Evaluator<'a> {
         self.loop_stack = saved_loops;
         self.resume = saved_resume;
         let frame = std::mem::replace(&mut self.frame, saved_frame);
-        self.depth -= 1;
         r.map(|t| (t, frame.locals))
     }
 }
@@ -322,6 +331,15 @@ impl Runtime for Evaluator<'_> {
     fn position(&self) -> (&str, &str) {
         (self.flow_name(), &self.step)
     }
+}
+
+/// Run `f` on a fresh heap-allocated stack segment when little stack is left, so deep (but
+/// bounded) nesting and recursion never overflow whatever thread the caller runs turns on.
+#[inline]
+pub(crate) fn grow<T>(f: impl FnOnce() -> T) -> T {
+    const RED_ZONE: usize = 192 * 1024;
+    const SEGMENT: usize = 4 * 1024 * 1024;
+    stacker::maybe_grow(RED_ZONE, SEGMENT, f)
 }
 
 /// The hold position hash as stored in [`crate::api::Hold::hash`].

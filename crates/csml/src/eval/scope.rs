@@ -99,9 +99,7 @@ impl Evaluator<'_> {
     /// `event` used with a path or method: the content object tagged with the content type.
     pub fn event_object(&mut self) -> Value {
         if self.event_obj.is_none() {
-            // Until the library's event constructor lands: the content tagged `event`.
-            let v = crate::json::from_json(&self.event.content).with_tag("event");
-            self.event_obj = Some(v.with_secure(self.event.secure));
+            self.event_obj = Some(crate::stdlib::event::from_event(&self.event));
         }
         self.event_obj.clone().unwrap_or_default()
     }

@@ -162,6 +162,15 @@ impl Evaluator<'_> {
                 let v = self.eval(e, false)?;
                 return Err(Stop::Return(v));
             }
+            StmtKind::If { .. } | StmtKind::Foreach { .. } | StmtKind::While { .. } => {
+                return super::grow(|| self.exec_compound(s));
+            }
+        }
+        Ok(())
+    }
+
+    fn exec_compound(&mut self, s: &Stmt) -> R<()> {
+        match &s.kind {
             StmtKind::If {
                 branches,
                 otherwise,
@@ -184,6 +193,7 @@ impl Evaluator<'_> {
                 self.foreach(s, var, index_var.as_deref(), iter, body, 0, false)?;
             }
             StmtKind::While { cond, body } => self.while_loop(s, cond, body, false)?,
+            _ => return self.exec_stmt(s),
         }
         Ok(())
     }
