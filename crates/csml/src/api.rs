@@ -269,7 +269,7 @@ pub trait Host {
         Err("HTTP is not available in this context".into())
     }
     fn app(&mut self, _call: &AppCall) -> Result<Json, String> {
-        Err("App is not available in this context".into())
+        Err("App can not be called because apps_endpoint is not set in bot".into())
     }
     fn smtp(&mut self, _req: &SmtpRequest) -> Result<(), String> {
         Err("SMTP is not available".into())

@@ -59,6 +59,8 @@ struct Rt {
     native: bool,
     /// What a closure call computes (closures in these tests have empty bodies).
     closure: Option<RustFn>,
+    /// The last `error_info` handed over.
+    error_info: Option<Map>,
 }
 
 impl Rt {
@@ -69,6 +71,7 @@ impl Rt {
             components: Default::default(),
             native: true,
             closure: None,
+            error_info: None,
         }
     }
 }
@@ -98,6 +101,9 @@ impl Runtime for Rt {
     }
     fn position(&self) -> (&str, &str) {
         ("main", "start")
+    }
+    fn error_info(&mut self, info: Map) {
+        self.error_info = Some(info);
     }
 }
 
@@ -231,10 +237,18 @@ fn generic_methods() {
     err_prefix(m(rt, &s("a"), "type_of", vec![s("x")]), "usage: ");
 }
 
+/// `(receiver, method, arguments, expected)`.
+type StrCase = (
+    &'static str,
+    &'static str,
+    Vec<Value>,
+    Result<String, String>,
+);
+
 #[test]
 fn string_methods() {
     let rt = &mut Rt::new();
-    let cases: Vec<(&str, &str, Vec<Value>, Result<String, String>)> = vec![
+    let cases: Vec<StrCase> = vec![
         ("héllo wörld", "length", vec![], ok("13")),
         ("héllo", "to_uppercase", vec![], ok("HÉLLO")),
         ("HÉLLO", "to_lowercase", vec![], ok("héllo")),
@@ -1153,6 +1167,11 @@ fn http_builder_and_send() {
     let h = builtin(rt, "HTTP", vec![s("https://x.io")], vec![]).unwrap();
     let r = m(rt, &h, "send", vec![]);
     assert_eq!(r, Err("https://x.io: status code 404".into()));
+    let info = Value::object(rt.error_info.take().unwrap());
+    assert_eq!(
+        to_json(&info),
+        json!({"status": 404, "headers": {}, "body": "missing"})
+    );
     rt.host.http_reply = None;
     assert_eq!(m(rt, &b, "send", vec![]), Err("connection refused".into()));
     assert!(
@@ -1199,6 +1218,17 @@ fn app_calls() {
         builtin(rt, "App", vec![], vec![])
             .unwrap_err()
             .starts_with("usage: ")
+    );
+    // Without an App host: the spec's "no endpoint" error.
+    let call = AppCall {
+        name: "x".into(),
+        args: json!({}),
+        flow: "f".into(),
+        step: "s".into(),
+    };
+    assert_eq!(
+        OfflineHost::default().app(&call),
+        Err("App can not be called because apps_endpoint is not set in bot".into())
     );
 }
 
@@ -1247,14 +1277,12 @@ fn smtp_builder() {
     assert_eq!(mail.config["port"], json!(587));
     assert_eq!(mail.config["starttls"], json!(true));
     // The default host has no SMTP.
-    struct NoSmtp(Rt);
     let mut plain = OfflineHost::default();
     let req = SmtpRequest {
         config: json!({}),
         email: json!({}),
     };
     assert_eq!(plain.smtp(&req), Err("SMTP is not available".into()));
-    let _ = NoSmtp;
 }
 
 #[test]

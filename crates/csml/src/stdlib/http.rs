@@ -185,16 +185,22 @@ pub(super) fn request_of(b: &Value) -> Result<HttpRequest, Fault> {
 fn send(rt: &mut dyn Runtime, b: &Value) -> Result<Value, Fault> {
     let req = request_of(b)?;
     let resp = rt.host().http(&req).map_err(error)?;
-    if !(200..300).contains(&resp.status) {
-        return Err(error(format!("{}: status code {}", req.url, resp.status)));
-    }
-    let mut out = from_json(&resp.body);
-    out.set_info("status", Value::int(resp.status as i64));
     let headers: Map = resp
         .headers
         .iter()
         .map(|(k, v)| (k.to_lowercase(), Value::string(v.as_str())))
         .collect();
+    let status = Value::int(resp.status as i64);
+    if !(200..300).contains(&resp.status) {
+        let mut info = Map::with_capacity(3);
+        info.insert("status".into(), status);
+        info.insert("headers".into(), Value::object(headers));
+        info.insert("body".into(), from_json(&resp.body));
+        rt.error_info(info);
+        return Err(error(format!("{}: status code {}", req.url, resp.status)));
+    }
+    let mut out = from_json(&resp.body);
+    out.set_info("status", status);
     out.set_info("headers", Value::object(headers));
     Ok(out)
 }

@@ -95,6 +95,12 @@ pub trait Runtime {
     fn native_components(&self) -> bool;
     /// Current flow and step, for `App()` calls.
     fn position(&self) -> (&str, &str);
+    /// Extra `info` entries for the Null that the `Fault::Error` about to be returned yields,
+    /// besides `error`: a failed `HTTP(...).send()` reports `status`, `headers` and `body`
+    /// this way (spec §5.7). The default drops them.
+    fn error_info(&mut self, info: crate::value::Map) {
+        let _ = info;
+    }
 }
 
 /// A method of one family: `None` when the family has no method of that name.
