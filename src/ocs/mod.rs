@@ -13,7 +13,8 @@
 //! `session_id`, `session_state`, `remote_context` (the chat message `context`),
 //! `participant_data` (this chatbot's), `participant {identifier, name, platform,
 //! remote_id}`, `channel` (the session platform), `chatbot {id, version}`, and `history`
-//! (earlier messages of the session as `{role, content}`, at most 20). A `trigger_bot`
+//! (earlier messages of the session as `{role, content}`, at most the last 20, without the
+//! message being answered). A `trigger_bot`
 //! `prompt_text` or a due schedule arrives as a `flow_trigger` event to the flow named
 //! `ocs_trigger` with `event.ocs_trigger = {prompt, source: "api"|"schedule", schedule_id?}`;
 //! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
@@ -263,6 +264,7 @@ impl Ocs {
         session: &OcsSession,
         payload: Json,
         extra_meta: Map<String, Json>,
+        current_is_stored: bool,
     ) -> Result<TurnOutcome, EngineError> {
         let org = session.organization_id.clone();
         let channel = self.engine_channel(&org, &session.bot_id).await?;
@@ -285,6 +287,11 @@ impl Ocs {
             .next()
             .map(|d| d.data)
             .unwrap_or_else(|| json!({}));
+        let mut history = history;
+        // The user message of a text turn is stored before the turn: it is the event, not history.
+        if current_is_stored && history.last().is_some_and(|m| m.role == "user") {
+            history.pop();
+        }
         let skip = history.len().saturating_sub(20);
         let history: Vec<Json> = history
             .iter()
@@ -388,6 +395,7 @@ impl Ocs {
             session,
             json!({"content_type": "text", "content": content}),
             Map::new(),
+            true,
         )
         .await
     }
@@ -415,6 +423,7 @@ impl Ocs {
                 session,
                 json!({"content_type": "flow_trigger", "content": {"flow_id": TRIGGER_FLOW, "ocs_trigger": trigger}}),
                 extra,
+                false,
             )
             .await?;
         let n = out.messages.len();

@@ -198,6 +198,14 @@ impl Ocs {
         (v["session_id"].as_str().unwrap().into(), v["session_token"].as_str().unwrap().into())
     }
 
+    /// Keyless chat start for a public bot: `(session_id, token)`.
+    pub fn start_chat_for(&self, bot: &str) -> (String, String) {
+        let r = self.client().post("/api/chat/start/", &[], &json!({"chatbot_id": bot}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        (v["session_id"].as_str().unwrap().into(), v["session_token"].as_str().unwrap().into())
+    }
+
     /// Send a chat message and wait for the task to complete; the task-poll body.
     pub fn chat_turn(&self, sid: &str, token: &str, text: &str) -> Json {
         let h = token_header(token);
