@@ -57,30 +57,34 @@ impl BotCache {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The current compiled bot (blocking: may read and compile).
-    pub fn get(&self, store: &Store, org: &str, bot_id: &str) -> Result<Arc<LiveBot>, EngineError> {
+    /// The current compiled bot (blocking: may read and compile). `working`: the working
+    /// flows even when a build is live (the admin UI's try-it), cached under their own key.
+    pub fn get(&self, store: &Store, org: &str, bot_id: &str, working: bool) -> Result<Arc<LiveBot>, EngineError> {
         let (version, rev) = store.bot_code_key(org, bot_id)?;
+        let version = if working { None } else { version };
+        let key = if working { format!("{bot_id}#working") } else { bot_id.to_string() };
         if let Some(hit) = self
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(bot_id)
+            .get(&key)
             && hit.version_id == version
             && hit.rev == rev
         {
             return Ok(hit.clone());
         }
-        let live = Arc::new(compile(store, org, bot_id)?);
+        let live = Arc::new(compile(store, org, bot_id, working)?);
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(bot_id.to_string(), live.clone());
+            .insert(key, live.clone());
         Ok(live)
     }
 }
 
-fn compile(store: &Store, org: &str, bot_id: &str) -> Result<LiveBot, EngineError> {
+fn compile(store: &Store, org: &str, bot_id: &str, working: bool) -> Result<LiveBot, EngineError> {
     let (bot, version) = store.live_code(org, bot_id)?;
+    let version = if working { None } else { version };
     let (flows, default_id, custom_components) = match &version {
         Some(v) => (
             v.snapshot

@@ -43,6 +43,10 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use std::sync::Arc;
 
+/// Channel kind of the admin UI's try-it chat: its turns run the bot's working flows even
+/// when a build is live (everything else about the turn is the same).
+pub const TRY_IT_KIND: &str = "admin";
+
 /// Version string reported as `engine_version` of builds.
 pub const ENGINE_VERSION: &str = concat!("botyard-", env!("CARGO_PKG_VERSION"), " (CSML 1.11)");
 

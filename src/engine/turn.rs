@@ -154,7 +154,7 @@ fn prepare(
     };
     let live = inner
         .bots
-        .get(store, &client.organization_id, &client.bot_id)
+        .get(store, &client.organization_id, &client.bot_id, ch.kind == super::TRY_IT_KIND)
         .map_err(|e| match e {
             EngineError::Invalid { message, .. } => EngineError::Conflict(message),
             e => e,

@@ -60,14 +60,24 @@ fn index_html(raw: &[u8]) -> Vec<u8> {
     let s = String::from_utf8_lossy(raw);
     s.replace("src=\"js/", &format!("src=\"v/{v}/js/"))
         .replace("href=\"app.css\"", &format!("href=\"v/{v}/app.css\""))
-        .replace("href=\"favicon.svg\"", &format!("href=\"v/{v}/favicon.svg\""))
+        .replace(
+            "href=\"favicon.svg\"",
+            &format!("href=\"v/{v}/favicon.svg\""),
+        )
         .into_bytes()
 }
 
 /// Serves `rest` (the path after `/_/`, no leading slash). GET and HEAD only.
-pub fn serve(method: &Method, rest: &str, req_headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+pub fn serve(
+    method: &Method,
+    rest: &str,
+    req_headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::method_not_allowed(method, &[Method::GET, Method::HEAD]));
+        return Err(ApiError::method_not_allowed(
+            method,
+            &[Method::GET, Method::HEAD],
+        ));
     }
     let (path, immutable) = match rest.strip_prefix("v/").and_then(|r| r.split_once('/')) {
         Some((v, p)) => (p, v == version()),
@@ -77,7 +87,8 @@ pub fn serve(method: &Method, rest: &str, req_headers: &HeaderMap) -> Result<Res
     if path.contains("..") || path.starts_with('/') {
         return Err(ApiError::not_found(format!("no file /_/{rest}")));
     }
-    let file = Assets::get(path).ok_or_else(|| ApiError::not_found(format!("no file /_/{rest}")))?;
+    let file =
+        Assets::get(path).ok_or_else(|| ApiError::not_found(format!("no file /_/{rest}")))?;
     let is_index = path == "index.html";
     let hash = file.metadata.sha256_hash();
     // The index's bytes depend on the version too, so its tag covers both.
@@ -86,7 +97,11 @@ pub fn serve(method: &Method, rest: &str, req_headers: &HeaderMap) -> Result<Res
     } else {
         format!("\"{}\"", crate::store::ids::hex(&hash[..8]))
     };
-    let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let cache = if immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
     let not_modified = req_headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -136,9 +151,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(IF_NONE_MATCH, etag);
         assert_eq!(serve(&Method::GET, "index.html", &h).unwrap().status(), 304);
-        let v = serve(&Method::GET, &format!("v/{}/js/app.js", version()), &HeaderMap::new()).unwrap();
-        assert!(v.headers()[CACHE_CONTROL].to_str().unwrap().contains("immutable"));
-        assert!(v.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+        let v = serve(
+            &Method::GET,
+            &format!("v/{}/js/app.js", version()),
+            &HeaderMap::new(),
+        )
+        .unwrap();
+        assert!(
+            v.headers()[CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert!(
+            v.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
         assert!(serve(&Method::GET, "nope.js", &HeaderMap::new()).is_err());
         assert!(serve(&Method::GET, "../Cargo.toml", &HeaderMap::new()).is_err());
         assert!(serve(&Method::POST, "", &HeaderMap::new()).is_err());

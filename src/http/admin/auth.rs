@@ -29,12 +29,16 @@ pub(super) async fn setup(call: Call<'_>) -> ApiResult<Response<Body>> {
     admin::check_password(&password).map_err(ApiError::bad_request)?;
     let setup = &admin::global().setup;
     if !setup.valid(&token, now_millis()) {
-        return Err(ApiError::forbidden("this setup link is not valid (used, expired, or from an earlier start)"));
+        return Err(ApiError::forbidden(
+            "this setup link is not valid (used, expired, or from an earlier start)",
+        ));
     }
     let hash = tokio::task::spawn_blocking(move || crate::secrets::hash_password(&password))
         .await
         .map_err(ApiError::internal)?;
-    let user = call.store(move |s| s.create_owner_of_all(&email, &hash, true)).await?;
+    let user = call
+        .store(move |s| s.create_owner_of_all(&email, &hash, true))
+        .await?;
     setup.consume();
     tracing::info!(user = %user.email, "first admin created through the setup link");
     start_session(&call, &user, StatusCode::CREATED).await
@@ -50,12 +54,18 @@ pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
     let ip = call.ctx.peer.ip().to_string();
     let throttle = &admin::global().throttle;
     if let Err(secs) = throttle.check(&ip, &email, now_millis()) {
-        return Err(ApiError::too_many_requests(format!("too many failed logins: try again in {secs} s"), secs));
+        return Err(ApiError::too_many_requests(
+            format!("too many failed logins: try again in {secs} s"),
+            secs,
+        ));
     }
     let e2 = email.clone();
     let user = call.store(move |s| s.find_user_by_email(&e2)).await?;
     // Unknown e-mails still cost one argon2 verification, so timing does not reveal accounts.
-    let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
     let ok = tokio::task::spawn_blocking(move || crate::secrets::verify_password(&password, &phc))
         .await
         .map_err(ApiError::internal)?;
@@ -75,7 +85,11 @@ pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::secrets::hash_password("not a real password"));
 
-async fn start_session(call: &Call<'_>, user: &User, status: StatusCode) -> ApiResult<Response<Body>> {
+async fn start_session(
+    call: &Call<'_>,
+    user: &User,
+    status: StatusCode,
+) -> ApiResult<Response<Body>> {
     let now = now_millis();
     let s = session::new_session(&user.id, now);
     let row = s.row.clone();
@@ -85,9 +99,13 @@ async fn start_session(call: &Call<'_>, user: &User, status: StatusCode) -> ApiR
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(200).collect());
     let ip = Some(call.ctx.peer.ip().to_string());
-    call.store(move |st| st.create_admin_session(row, ip, ua)).await?;
+    call.store(move |st| st.create_admin_session(row, ip, ua))
+        .await?;
     let doc = session_doc(call, user, &s.row.csrf).await?;
-    Ok(with_cookies(json_response(status, &doc), &session::set_cookies(&s.token, &s.row.csrf, call.secure())))
+    Ok(with_cookies(
+        json_response(status, &doc),
+        &session::set_cookies(&s.token, &s.row.csrf, call.secure()),
+    ))
 }
 
 /// `POST /logout`: ends this session.
@@ -96,13 +114,20 @@ pub(super) async fn logout(call: Call<'_>) -> ApiResult<Response<Body>> {
         let h = s.token_hash.clone();
         call.store(move |st| st.delete_admin_session(&h)).await?;
     }
-    Ok(with_cookies(ok_json(&json!({"ok": true})), &session::clear_cookies()))
+    Ok(with_cookies(
+        ok_json(&json!({"ok": true})),
+        &session::clear_cookies(),
+    ))
 }
 
 /// `GET /session`: the user, their organizations and roles, the CSRF token.
 pub(super) async fn session(call: Call<'_>) -> ApiResult<Response<Body>> {
     let user = call.user()?.clone();
-    let csrf = call.session.as_ref().map(|s| s.csrf.clone()).unwrap_or_default();
+    let csrf = call
+        .session
+        .as_ref()
+        .map(|s| s.csrf.clone())
+        .unwrap_or_default();
     Ok(ok_json(&session_doc(&call, &user, &csrf).await?))
 }
 

@@ -7,16 +7,19 @@ use crate::engine::{ChatRequest, ValidateFlow, ValidateRequest};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::JsonFields;
 use crate::http::response::{Body, json_response, no_content, ok_json};
-use crate::store::{Bot, BotPatch, BotSettings, ClientKey, Flow, FlowPatch, NewBot, NewChannel, NewFlow};
+use crate::store::{
+    Bot, BotPatch, BotSettings, ClientKey, Flow, FlowPatch, NewBot, NewChannel, NewFlow,
+};
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value as Json, json};
 
 /// The flow a new bot starts with: valid, and it answers.
-const NEW_BOT_FLOW: &str = "start:\n  say \"Hello! Edit this flow to teach me something.\"\n  goto end\n";
+const NEW_BOT_FLOW: &str =
+    "start:\n  say \"Hello! Edit this flow to teach me something.\"\n  goto end\n";
 /// The flow a new flow starts with.
 const NEW_FLOW: &str = "start:\n  say \"Hi from a new flow\"\n  goto end\n";
 /// Channel kind of the admin's try-it conversations (one channel per bot, made on first use).
-pub(super) const TRY_KIND: &str = "admin";
+pub(super) const TRY_KIND: &str = crate::engine::TRY_IT_KIND;
 
 fn bot_json(b: &Bot, live_seq: Option<i64>) -> Json {
     let mut v = serde_json::to_value(b).unwrap_or(Json::Null);
@@ -42,7 +45,11 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
     let name = call.body.req_nonempty_str("name")?.trim().to_string();
     let new = NewBot {
         name,
-        flows: vec![NewFlow { name: "Default".into(), content: NEW_BOT_FLOW.into(), ..Default::default() }],
+        flows: vec![NewFlow {
+            name: "Default".into(),
+            content: NEW_BOT_FLOW.into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let (b, _) = call.store(move |s| s.create_bot(&org, new)).await?;
@@ -54,13 +61,21 @@ pub(super) async fn get(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let (b, flows) = call.state.engine.get_bot(&org, &bot).await?;
     let live = live_seq(&call, &b).await?;
-    Ok(ok_json(&json!({"bot": bot_json(&b, live), "flows": flows.iter().map(flow_json).collect::<Vec<_>>()})))
+    Ok(ok_json(
+        &json!({"bot": bot_json(&b, live), "flows": flows.iter().map(flow_json).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn live_seq(call: &Call<'_>, b: &Bot) -> ApiResult<Option<i64>> {
-    let Some(v) = b.live_version_id.clone() else { return Ok(None) };
+    let Some(v) = b.live_version_id.clone() else {
+        return Ok(None);
+    };
     let (org, bot) = (b.organization_id.clone(), b.id.clone());
-    Ok(Some(call.store(move |s| s.get_version(&org, &bot, Some(&v))).await?.seq))
+    Ok(Some(
+        call.store(move |s| s.get_version(&org, &bot, Some(&v)))
+            .await?
+            .seq,
+    ))
 }
 
 /// `PUT /orgs/:org/bots/:bot {name?, description?, default_flow?, env?, settings?}`.
@@ -80,7 +95,11 @@ pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
     }
     patch.default_flow = body.opt_str("default_flow")?.map(str::to_string);
     if let Some(env) = body.opt_object("env")? {
-        patch.env = Some(env.iter().map(|(k, v)| (k.clone(), Json::String(env_string(v)))).collect());
+        patch.env = Some(
+            env.iter()
+                .map(|(k, v)| (k.clone(), Json::String(env_string(v))))
+                .collect(),
+        );
     }
     if let Some(changes) = body.opt_object("settings")? {
         let (o, b) = (org.clone(), bot.clone());
@@ -89,7 +108,9 @@ pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
     }
     let (b, flows) = call.state.engine.update_bot(&org, &bot, patch).await?;
     let live = live_seq(&call, &b).await?;
-    Ok(ok_json(&json!({"bot": bot_json(&b, live), "flows": flows.iter().map(flow_json).collect::<Vec<_>>()})))
+    Ok(ok_json(
+        &json!({"bot": bot_json(&b, live), "flows": flows.iter().map(flow_json).collect::<Vec<_>>()}),
+    ))
 }
 
 fn env_string(v: &Json) -> String {
@@ -101,7 +122,9 @@ fn env_string(v: &Json) -> String {
 
 fn merge_settings(current: BotSettings, changes: &Map<String, Json>) -> ApiResult<BotSettings> {
     let mut v = serde_json::to_value(current).map_err(ApiError::internal)?;
-    let obj = v.as_object_mut().ok_or_else(|| ApiError::internal("settings are not an object"))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| ApiError::internal("settings are not an object"))?;
     for (k, val) in changes {
         if val.is_null() {
             obj.remove(k);
@@ -123,7 +146,11 @@ pub(super) async fn create_flow(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let new = NewFlow {
         name: call.body.req_nonempty_str("name")?.trim().to_string(),
-        content: call.body.opt_str("content")?.unwrap_or(NEW_FLOW).to_string(),
+        content: call
+            .body
+            .opt_str("content")?
+            .unwrap_or(NEW_FLOW)
+            .to_string(),
         description: call.body.opt_str("description")?.map(str::to_string),
         commands: call.body.opt_string_array("commands")?.unwrap_or_default(),
     };
@@ -137,7 +164,9 @@ pub(super) async fn update_flow(call: Call<'_>) -> ApiResult<Response<Body>> {
     let body = &call.body;
     let patch = FlowPatch {
         name: match body.opt_str("name")? {
-            Some(n) if n.trim().is_empty() => return Err(ApiError::bad_request("field name must not be empty")),
+            Some(n) if n.trim().is_empty() => {
+                return Err(ApiError::bad_request("field name must not be empty"));
+            }
             n => n.map(|n| n.trim().to_string()),
         },
         content: body.opt_str("content")?.map(str::to_string),
@@ -148,7 +177,11 @@ pub(super) async fn update_flow(call: Call<'_>) -> ApiResult<Response<Body>> {
         },
         commands: body.opt_string_array("commands")?,
     };
-    let f = call.state.engine.update_flow(&org, &bot, &flow, patch).await?;
+    let f = call
+        .state
+        .engine
+        .update_flow(&org, &bot, &flow, patch)
+        .await?;
     Ok(ok_json(&flow_json(&f)))
 }
 
@@ -163,20 +196,37 @@ pub(super) async fn delete_flow(call: Call<'_>) -> ApiResult<Response<Body>> {
 pub(super) async fn validate(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let (b, saved) = call.state.engine.get_bot(&org, &bot).await?;
-    let default_flow = b.default_flow_id.as_deref().and_then(|d| saved.iter().find(|f| f.id == d)).map(|f| f.name.clone());
+    let default_flow = b
+        .default_flow_id
+        .as_deref()
+        .and_then(|d| saved.iter().find(|f| f.id == d))
+        .map(|f| f.name.clone());
     let flows = match call.body.get("flows") {
         None | Some(Json::Null) => saved
             .iter()
-            .map(|f| ValidateFlow { id: Some(f.id.clone()), name: f.name.clone(), content: f.content.clone(), commands: f.commands.clone() })
+            .map(|f| ValidateFlow {
+                id: Some(f.id.clone()),
+                name: f.name.clone(),
+                content: f.content.clone(),
+                commands: f.commands.clone(),
+            })
             .collect(),
         Some(Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, f) in items.iter().enumerate() {
-                let f = f.as_object().ok_or_else(|| ApiError::bad_request(format!("flows[{i}] must be an object")))?;
+                let f = f.as_object().ok_or_else(|| {
+                    ApiError::bad_request(format!("flows[{i}] must be an object"))
+                })?;
                 out.push(ValidateFlow {
                     id: None,
-                    name: f.req_str("name").map_err(|_| ApiError::missing_field(&format!("flows[{i}].name")))?.to_string(),
-                    content: f.req_str("content").map_err(|_| ApiError::missing_field(&format!("flows[{i}].content")))?.to_string(),
+                    name: f
+                        .req_str("name")
+                        .map_err(|_| ApiError::missing_field(&format!("flows[{i}].name")))?
+                        .to_string(),
+                    content: f
+                        .req_str("content")
+                        .map_err(|_| ApiError::missing_field(&format!("flows[{i}].content")))?
+                        .to_string(),
                     commands: f.opt_string_array("commands")?.unwrap_or_default(),
                 });
             }
@@ -184,7 +234,14 @@ pub(super) async fn validate(call: Call<'_>) -> ApiResult<Response<Body>> {
         }
         Some(_) => return Err(ApiError::bad_request("field flows must be an array")),
     };
-    let report = call.state.engine.validate(ValidateRequest { default_flow, flows }).await?;
+    let report = call
+        .state
+        .engine
+        .validate(ValidateRequest {
+            default_flow,
+            flows,
+        })
+        .await?;
     Ok(ok_json(&report))
 }
 
@@ -192,7 +249,10 @@ pub(super) async fn validate(call: Call<'_>) -> ApiResult<Response<Body>> {
 pub(super) async fn build(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let v = call.state.engine.build(&org, &bot).await?;
-    Ok(json_response(StatusCode::CREATED, &version_summary(&v, true)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &version_summary(&v, true),
+    ))
 }
 
 fn version_summary(v: &crate::store::BotVersion, live: bool) -> Json {
@@ -202,20 +262,31 @@ fn version_summary(v: &crate::store::BotVersion, live: bool) -> Json {
 
 pub(super) async fn versions(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
-    let (b, list) = call.store(move |s| Ok((s.get_bot(&org, &bot)?, s.list_versions(&org, &bot, 200)?))).await?;
+    let (b, list) = call
+        .store(move |s| Ok((s.get_bot(&org, &bot)?, s.list_versions(&org, &bot, 200)?)))
+        .await?;
     let live = b.live_version_id.as_deref();
-    Ok(ok_json(&list.iter().map(|v| version_summary(v, Some(v.id.as_str()) == live)).collect::<Vec<_>>()))
+    Ok(ok_json(
+        &list
+            .iter()
+            .map(|v| version_summary(v, Some(v.id.as_str()) == live))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 pub(super) async fn version(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot, v) = (call.org()?, call.param("bot")?, call.param("version")?);
-    Ok(ok_json(&call.state.engine.get_build(&org, &bot, Some(&v)).await?))
+    Ok(ok_json(
+        &call.state.engine.get_build(&org, &bot, Some(&v)).await?,
+    ))
 }
 
 /// `POST …/versions/:version/publish`: that build serves traffic (also how to roll back).
 pub(super) async fn publish(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot, v) = (call.org()?, call.param("bot")?, call.param("version")?);
-    let b = call.store(move |s| s.set_live_version(&org, &bot, Some(&v))).await?;
+    let b = call
+        .store(move |s| s.set_live_version(&org, &bot, Some(&v)))
+        .await?;
     let live = live_seq(&call, &b).await?;
     Ok(ok_json(&bot_json(&b, live)))
 }
@@ -224,10 +295,19 @@ pub(super) async fn publish(call: Call<'_>) -> ApiResult<Response<Body>> {
 async fn try_channel(call: &Call<'_>, org: &str, bot: &str) -> ApiResult<crate::store::Channel> {
     let (o, b) = (org.to_string(), bot.to_string());
     call.store(move |s| {
-        if let Some(c) = s.list_channels(&o, Some(&b))?.into_iter().find(|c| c.kind == TRY_KIND) {
+        if let Some(c) = s
+            .list_channels(&o, Some(&b))?
+            .into_iter()
+            .find(|c| c.kind == TRY_KIND)
+        {
             return Ok(c);
         }
-        let new = NewChannel { kind: TRY_KIND.into(), name: "Try it (admin)".into(), webhook_url: None, config: json!({}) };
+        let new = NewChannel {
+            kind: TRY_KIND.into(),
+            name: "Try it (admin)".into(),
+            webhook_url: None,
+            config: json!({}),
+        };
         Ok(s.create_channel(&o, &b, new)?.0)
     })
     .await
@@ -264,7 +344,12 @@ pub(super) async fn try_it(call: Call<'_>) -> ApiResult<Response<Body>> {
 pub(super) async fn try_reset(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let channel = try_channel(&call, &org, &bot).await?;
-    let client = ClientKey { organization_id: org.clone(), bot_id: bot, channel_id: channel.id, user_id: try_user(&call)? };
+    let client = ClientKey {
+        organization_id: org.clone(),
+        bot_id: bot,
+        channel_id: channel.id,
+        user_id: try_user(&call)?,
+    };
     let now = crate::store::ids::now_millis();
     call.store(move |s| {
         if let Some(c) = s.open_conversation(&client, now)? {
@@ -278,7 +363,11 @@ pub(super) async fn try_reset(call: Call<'_>) -> ApiResult<Response<Body>> {
 
 /// Days of usage requested (`?days=`, 1..=366, default 30) as (from_day, to_day).
 pub(super) fn day_range(call: &Call<'_>) -> (i64, i64) {
-    let days = call.query("days").and_then(|d| d.parse::<i64>().ok()).unwrap_or(30).clamp(1, 366);
+    let days = call
+        .query("days")
+        .and_then(|d| d.parse::<i64>().ok())
+        .unwrap_or(30)
+        .clamp(1, 366);
     let today = crate::store::ids::day_of(crate::store::ids::now_millis());
     (today - days + 1, today)
 }
@@ -287,6 +376,8 @@ pub(super) fn day_range(call: &Call<'_>) -> (i64, i64) {
 pub(super) async fn usage(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let (from, to) = day_range(&call);
-    let days = call.store(move |s| s.usage_by_day(&org, &bot, from, to)).await?;
+    let days = call
+        .store(move |s| s.usage_by_day(&org, &bot, from, to + 1))
+        .await?;
     Ok(ok_json(&json!({"from": from, "to": to, "days": days})))
 }

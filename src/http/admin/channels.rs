@@ -17,7 +17,11 @@ const WIDGET_KIND: &str = "web";
 
 /// `scheme://host` of this request, for webhook URLs to paste into platforms.
 fn origin(call: &Call<'_>) -> String {
-    let host = call.headers.get(hyper::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = call
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
     let scheme = if call.secure() { "https" } else { "http" };
     format!("{scheme}://{host}")
 }
@@ -40,7 +44,13 @@ fn channel_json(c: &Channel, origin: &str) -> Json {
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let (channels, widgets, b) = call
-        .store(move |s| Ok((s.list_channels(&org, Some(&bot))?, s.ocs_widgets_of_bot(&org, &bot)?, s.get_bot(&org, &bot)?)))
+        .store(move |s| {
+            Ok((
+                s.list_channels(&org, Some(&bot))?,
+                s.ocs_widgets_of_bot(&org, &bot)?,
+                s.get_bot(&org, &bot)?,
+            ))
+        })
         .await?;
     let o = origin(&call);
     Ok(ok_json(&json!({
@@ -64,31 +74,57 @@ pub(super) async fn org_list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
     let list = call.store(move |s| s.list_channels(&org, None)).await?;
     let o = origin(&call);
-    Ok(ok_json(&list.iter().map(|c| channel_json(c, &o)).collect::<Vec<_>>()))
+    Ok(ok_json(
+        &list.iter().map(|c| channel_json(c, &o)).collect::<Vec<_>>(),
+    ))
 }
 
 /// `POST …/channels {kind: "api"|"web", name, webhook_url?, allowed_origins?}`.
 pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let kind = call.body.opt_str("kind")?.unwrap_or(KIND_API).to_string();
-    let name = call.body.opt_str("name")?.map(str::trim).unwrap_or("").to_string();
+    let name = call
+        .body
+        .opt_str("name")?
+        .map(str::trim)
+        .unwrap_or("")
+        .to_string();
     match kind.as_str() {
         KIND_API => {
             let new = NewChannel {
                 kind,
                 name,
-                webhook_url: call.body.opt_str("webhook_url")?.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string),
+                webhook_url: call
+                    .body
+                    .opt_str("webhook_url")?
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
                 config: json!({}),
             };
-            let (c, creds) = call.store(move |s| s.create_channel(&org, &bot, new)).await?;
+            let (c, creds) = call
+                .store(move |s| s.create_channel(&org, &bot, new))
+                .await?;
             let o = origin(&call);
-            Ok(json_response(StatusCode::CREATED, &json!({"channel": channel_json(&c, &o), "credentials": creds})))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"channel": channel_json(&c, &o), "credentials": creds}),
+            ))
         }
         WIDGET_KIND => {
-            let origins = call.body.opt_string_array("allowed_origins")?.unwrap_or_default();
-            let name = if name.is_empty() { "Web chat".to_string() } else { name };
+            let origins = call
+                .body
+                .opt_string_array("allowed_origins")?
+                .unwrap_or_default();
+            let name = if name.is_empty() {
+                "Web chat".to_string()
+            } else {
+                name
+            };
             let w = call
-                .store(move |s| s.ocs_create_widget_channel(&org, &bot, &name, origins, WIDGET_AUTH_EMBED_KEY))
+                .store(move |s| {
+                    s.ocs_create_widget_channel(&org, &bot, &name, origins, WIDGET_AUTH_EMBED_KEY)
+                })
                 .await?;
             Ok(json_response(StatusCode::CREATED, &json!({"widget": w})))
         }
@@ -103,16 +139,31 @@ pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, id) = (call.org()?, call.param("channel")?);
     let bot = call.param("bot")?;
     let patch = ChannelPatch {
-        name: call.body.opt_str("name")?.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string),
+        name: call
+            .body
+            .opt_str("name")?
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         webhook_url: if call.body.contains_key("webhook_url") {
-            Some(call.body.opt_str("webhook_url")?.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
+            Some(
+                call.body
+                    .opt_str("webhook_url")?
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            )
         } else {
             None
         },
         config: None,
         status: match call.body.opt_str("status")? {
             Some(s @ ("active" | "disabled")) => Some(s.to_string()),
-            Some(other) => return Err(ApiError::bad_request(format!("status `{other}` must be active or disabled"))),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "status `{other}` must be active or disabled"
+                )));
+            }
             None => None,
         },
     };
@@ -127,10 +178,17 @@ pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
 }
 
 /// The channel must belong to the bot in the path (not only to the organization).
-fn own_channel(s: &crate::store::Store, org: &str, bot: &str, id: &str) -> crate::store::Result<Channel> {
+fn own_channel(
+    s: &crate::store::Store,
+    org: &str,
+    bot: &str,
+    id: &str,
+) -> crate::store::Result<Channel> {
     let c = s.get_channel(org, id)?;
     if c.bot_id != bot || c.kind == TRY_KIND {
-        return Err(crate::store::Error::NotFound(format!("channel `{id}` not found")));
+        return Err(crate::store::Error::NotFound(format!(
+            "channel `{id}` not found"
+        )));
     }
     Ok(c)
 }

@@ -11,7 +11,10 @@ use serde_json::json;
 
 fn millis(call: &Call<'_>, name: &str) -> ApiResult<Option<i64>> {
     call.query(name)
-        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{name} must be Unix milliseconds"))))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("{name} must be Unix milliseconds")))
+        })
         .transpose()
 }
 
@@ -22,7 +25,11 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
         None => None,
         Some("open") => Some(ConversationStatus::Open),
         Some("closed") => Some(ConversationStatus::Closed),
-        Some(other) => return Err(ApiError::bad_request(format!("status `{other}` must be open or closed"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status `{other}` must be open or closed"
+            )));
+        }
     };
     let f = ConversationFilter {
         bot_id: call.query("bot"),
@@ -32,9 +39,15 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
         since: millis(&call, "since")?,
         until: millis(&call, "until")?,
         before_id: call.query("before"),
-        limit: call.query("limit").and_then(|l| l.parse().ok()).unwrap_or(50).clamp(1, 500),
+        limit: call
+            .query("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(50)
+            .clamp(1, 500),
     };
-    Ok(ok_json(&call.store(move |s| s.list_conversations(&org, &f)).await?))
+    Ok(ok_json(
+        &call.store(move |s| s.list_conversations(&org, &f)).await?,
+    ))
 }
 
 /// `GET /orgs/:org/conversations/:conv`: the conversation, its transcript, memories,
@@ -71,12 +84,16 @@ pub(super) async fn get(call: Call<'_>) -> ApiResult<Response<Body>> {
 /// `POST /orgs/:org/conversations/:conv/end`.
 pub(super) async fn end(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, id) = (call.org()?, call.param("conv")?);
-    Ok(ok_json(&call.store(move |s| s.close_conversation(&org, &id)).await?))
+    Ok(ok_json(
+        &call.store(move |s| s.close_conversation(&org, &id)).await?,
+    ))
 }
 
 pub(super) async fn participants(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.list_participants(&org, 500)).await?))
+    Ok(ok_json(
+        &call.store(move |s| s.list_participants(&org, 500)).await?,
+    ))
 }
 
 /// `GET /orgs/:org/usage?days=30`: per bot, messages and active users per day.
@@ -87,7 +104,7 @@ pub(super) async fn org_usage(call: Call<'_>) -> ApiResult<Response<Body>> {
         .store(move |s| {
             let mut out = Vec::new();
             for b in s.bot_summaries(&org)? {
-                let days = s.usage_by_day(&org, &b.id, from, to)?;
+                let days = s.usage_by_day(&org, &b.id, from, to + 1)?;
                 out.push(json!({"id": b.id, "name": b.name, "days": days}));
             }
             Ok(out)

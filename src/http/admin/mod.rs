@@ -44,10 +44,16 @@ pub(crate) mod headers {
 
     pub fn security(h: &mut HeaderMap) {
         h.insert("content-security-policy", HeaderValue::from_static(CSP));
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-        h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+        h.insert(
+            "cross-origin-opener-policy",
+            HeaderValue::from_static("same-origin"),
+        );
     }
 }
 
@@ -114,10 +120,10 @@ impl Route {
             SetupState | Setup | Login => Access::Public,
             Logout | Session | Orgs | CreateOrg => Access::Session,
             Members | ApiKeys | Bots | GetBot | Validate | Versions | GetVersion | BotUsage
-            | BotChannels | OrgChannels | Conversations | Conversation | Participants | OrgUsage
-            | Plugins => Access::Org(Role::Viewer),
-            CreateBot | UpdateBot | CreateFlow | UpdateFlow | DeleteFlow | Build | Publish | Try
-            | TryReset | CreateChannel | UpdateChannel | RotateChannel | DeleteChannel
+            | BotChannels | OrgChannels | Conversations | Conversation | Participants
+            | OrgUsage | Plugins => Access::Org(Role::Viewer),
+            CreateBot | UpdateBot | CreateFlow | UpdateFlow | DeleteFlow | Build | Publish
+            | Try | TryReset | CreateChannel | UpdateChannel | RotateChannel | DeleteChannel
             | EndConversation => Access::Org(Role::Editor),
             AddMember | SetMember | RemoveMember | CreateApiKey | RevokeApiKey | DeleteBot => {
                 Access::Org(Role::Owner)
@@ -158,19 +164,39 @@ fn router() -> &'static Router<Route> {
             .route(M::POST, "/orgs/:org/bots/:bot/build", Build)
             .route(M::GET, "/orgs/:org/bots/:bot/versions", Versions)
             .route(M::GET, "/orgs/:org/bots/:bot/versions/:version", GetVersion)
-            .route(M::POST, "/orgs/:org/bots/:bot/versions/:version/publish", Publish)
+            .route(
+                M::POST,
+                "/orgs/:org/bots/:bot/versions/:version/publish",
+                Publish,
+            )
             .route(M::POST, "/orgs/:org/bots/:bot/try", Try)
             .route(M::POST, "/orgs/:org/bots/:bot/try/reset", TryReset)
             .route(M::GET, "/orgs/:org/bots/:bot/usage", BotUsage)
             .route(M::GET, "/orgs/:org/bots/:bot/channels", BotChannels)
             .route(M::POST, "/orgs/:org/bots/:bot/channels", CreateChannel)
-            .route(M::PUT, "/orgs/:org/bots/:bot/channels/:channel", UpdateChannel)
-            .route(M::POST, "/orgs/:org/bots/:bot/channels/:channel/rotate", RotateChannel)
-            .route(M::DELETE, "/orgs/:org/bots/:bot/channels/:channel", DeleteChannel)
+            .route(
+                M::PUT,
+                "/orgs/:org/bots/:bot/channels/:channel",
+                UpdateChannel,
+            )
+            .route(
+                M::POST,
+                "/orgs/:org/bots/:bot/channels/:channel/rotate",
+                RotateChannel,
+            )
+            .route(
+                M::DELETE,
+                "/orgs/:org/bots/:bot/channels/:channel",
+                DeleteChannel,
+            )
             .route(M::GET, "/orgs/:org/channels", OrgChannels)
             .route(M::GET, "/orgs/:org/conversations", Conversations)
             .route(M::GET, "/orgs/:org/conversations/:conv", Conversation)
-            .route(M::POST, "/orgs/:org/conversations/:conv/end", EndConversation)
+            .route(
+                M::POST,
+                "/orgs/:org/conversations/:conv/end",
+                EndConversation,
+            )
             .route(M::GET, "/orgs/:org/participants", Participants)
             .route(M::GET, "/orgs/:org/usage", OrgUsage)
             .route(M::GET, "/orgs/:org/plugins", Plugins)
@@ -194,20 +220,28 @@ pub(crate) struct Call<'a> {
 
 impl Call<'_> {
     pub fn param(&self, name: &str) -> ApiResult<String> {
-        self.params.get(name).map(str::to_string).ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+        self.params
+            .get(name)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
     }
     pub fn org(&self) -> ApiResult<String> {
         self.param("org")
     }
     pub fn user(&self) -> ApiResult<&User> {
-        self.user.as_ref().ok_or_else(|| ApiError::unauthorized("log in first"))
+        self.user
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("log in first"))
     }
     pub fn query(&self, name: &str) -> Option<String> {
         super::router::query_param(self.query.as_deref(), name).filter(|v| !v.is_empty())
     }
     /// Behind an HTTPS proxy the cookies get `Secure`.
     pub fn secure(&self) -> bool {
-        self.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+        self.headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            == Some("https")
     }
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers
@@ -226,33 +260,55 @@ impl Call<'_> {
 }
 
 /// Entry point for everything under `/_` (`rest` is the path after `/_`).
-pub async fn handle(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming>, rest: &str) -> Response<Body> {
+pub async fn handle(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    req: Request<Incoming>,
+    rest: &str,
+) -> Response<Body> {
     if rest.is_empty() {
         let mut r = Response::new(Body::new(hyper::body::Bytes::new()));
         *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        r.headers_mut().insert(LOCATION, HeaderValue::from_static("/_/"));
+        r.headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/_/"));
         return r;
     }
     let rest = &rest[1..];
-    let api_path = if rest == "api" { Some("") } else { rest.strip_prefix("api/").map(|_| &rest[3..]) };
+    let api_path = if rest == "api" {
+        Some("")
+    } else {
+        rest.strip_prefix("api/").map(|_| &rest[3..])
+    };
     let mut resp = match api_path {
         Some(p) => {
             let p = p.to_string();
-            let mut r = api(state, ctx, req, &p).await.unwrap_or_else(ApiError::into_response);
-            r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let mut r = api(state, ctx, req, &p)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        None => assets::serve(req.method(), rest, req.headers()).unwrap_or_else(ApiError::into_response),
+        None => {
+            assets::serve(req.method(), rest, req.headers()).unwrap_or_else(ApiError::into_response)
+        }
     };
     headers::security(resp.headers_mut());
     resp
 }
 
-async fn api(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming>, path: &str) -> ApiResult<Response<Body>> {
+async fn api(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    req: Request<Incoming>,
+    path: &str,
+) -> ApiResult<Response<Body>> {
     let (route, params) = match router().lookup(req.method(), path) {
         Match::Found(r, p) => (*r, p),
         Match::NotFound => return Err(ApiError::route_not_found(req.uri().path())),
-        Match::MethodNotAllowed(allowed) => return Err(ApiError::method_not_allowed(req.method(), &allowed)),
+        Match::MethodNotAllowed(allowed) => {
+            return Err(ApiError::method_not_allowed(req.method(), &allowed));
+        }
     };
     let (parts, body) = req.into_parts();
     let mut call = Call {
@@ -272,54 +328,78 @@ async fn api(state: &Arc<AppState>, ctx: &RequestCtx, req: Request<Incoming>, pa
         if write
             && !session::csrf_ok(
                 &sess,
-                call.headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()),
+                call.headers
+                    .get(session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok()),
                 call.cookie(session::CSRF_COOKIE).as_deref(),
             )
         {
-            return Err(ApiError::forbidden("missing or wrong CSRF token (X-CSRF-Token)"));
+            return Err(ApiError::forbidden(
+                "missing or wrong CSRF token (X-CSRF-Token)",
+            ));
         }
         call.session = Some(sess);
         call.user = Some(user);
-    }
-    if write {
-        // A JSON body needs a CORS preflight cross-site: forms cannot forge these requests.
-        let ct = call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let has_body = call
-            .headers
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v != "0");
-        if has_body && !ct.starts_with("application/json") {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send JSON (Content-Type: application/json)"));
-        }
-        let limit = state.config.body_limit;
-        let bytes = read_body(body, &call.headers, limit).await?;
-        call.body = parse_object(&bytes, true)?;
     }
     if let Access::Org(need) = route.access() {
         let org = call.org()?;
         let uid = call.user()?.id.clone();
         let role = call
-            .store(move |s| Ok(s.user_orgs(&uid)?.into_iter().find(|(o, _)| o.id == org).map(|(_, r)| r)))
+            .store(move |s| {
+                Ok(s.user_orgs(&uid)?
+                    .into_iter()
+                    .find(|(o, _)| o.id == org)
+                    .map(|(_, r)| r))
+            })
             .await?
             .ok_or_else(|| ApiError::not_found("organization not found"))?;
         if !roles::allows(role, need) {
-            return Err(ApiError::forbidden(format!("this needs the {} role in this organization", need.as_str())));
+            return Err(ApiError::forbidden(format!(
+                "this needs the {} role in this organization",
+                need.as_str()
+            )));
         }
         call.role = Some(role);
+    }
+    if write {
+        // A JSON body needs a CORS preflight cross-site: forms cannot forge these requests.
+        let ct = call
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let has_body = call.headers.contains_key(hyper::header::TRANSFER_ENCODING)
+            || call
+                .headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v != "0");
+        if has_body && !ct.starts_with("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send JSON (Content-Type: application/json)",
+            ));
+        }
+        let limit = state.config.body_limit;
+        let bytes = read_body(body, &call.headers, limit).await?;
+        call.body = parse_object(&bytes, true)?;
     }
     dispatch(route, call).await
 }
 
 async fn authenticate(call: &Call<'_>) -> ApiResult<(AdminSession, User)> {
-    let token = call.cookie(session::SESSION_COOKIE).ok_or_else(|| ApiError::unauthorized("log in first"))?;
+    let token = call
+        .cookie(session::SESSION_COOKIE)
+        .ok_or_else(|| ApiError::unauthorized("log in first"))?;
     let now = crate::store::ids::now_millis();
     let hash = session::token_hash(&token);
     let found = call.store(move |s| s.admin_session(&hash, now)).await?;
-    let (sess, user) = found.ok_or_else(|| ApiError::unauthorized("your session has ended: log in again"))?;
+    let (sess, user) =
+        found.ok_or_else(|| ApiError::unauthorized("your session has ended: log in again"))?;
     if let Some(exp) = session::touch(&sess, now) {
         let h = sess.token_hash.clone();
-        call.store(move |s| s.touch_admin_session(&h, now, exp)).await?;
+        call.store(move |s| s.touch_admin_session(&h, now, exp))
+            .await?;
     }
     Ok((sess, user))
 }

@@ -45,7 +45,8 @@ pub(super) async fn members(call: Call<'_>) -> ApiResult<Response<Body>> {
 
 fn role_field(call: &Call<'_>) -> ApiResult<Role> {
     let r = call.body.req_str("role")?;
-    Role::parse(r).ok_or_else(|| ApiError::bad_request("field role must be owner, editor or viewer"))
+    Role::parse(r)
+        .ok_or_else(|| ApiError::bad_request("field role must be owner, editor or viewer"))
 }
 
 /// `POST /orgs/:org/members {email, role, password?}`: adds an existing account, or creates
@@ -54,14 +55,20 @@ pub(super) async fn add_member(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
     let email = admin::check_email(call.body.req_str("email")?).map_err(ApiError::bad_request)?;
     let role = role_field(&call)?;
-    let password = call.body.opt_str("password")?.filter(|p| !p.is_empty()).map(str::to_string);
+    let password = call
+        .body
+        .opt_str("password")?
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
     let e2 = email.clone();
     let existing = call.store(move |s| s.find_user_by_email(&e2)).await?;
     let user_id = match existing {
         Some(u) => u.id,
         None => {
             let pw = password.ok_or_else(|| {
-                ApiError::bad_request(format!("no account `{email}` yet: give a password to create it"))
+                ApiError::bad_request(format!(
+                    "no account `{email}` yet: give a password to create it"
+                ))
             })?;
             admin::check_password(&pw).map_err(ApiError::bad_request)?;
             let hash = tokio::task::spawn_blocking(move || crate::secrets::hash_password(&pw))
@@ -73,7 +80,10 @@ pub(super) async fn add_member(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (o, u) = (org.clone(), user_id.clone());
     call.store(move |s| s.set_membership(&o, &u, role)).await?;
     let members = call.store(move |s| s.list_members(&org)).await?;
-    let m = members.into_iter().find(|m| m.user_id == user_id).ok_or_else(|| ApiError::internal("member vanished"))?;
+    let m = members
+        .into_iter()
+        .find(|m| m.user_id == user_id)
+        .ok_or_else(|| ApiError::internal("member vanished"))?;
     Ok(json_response(StatusCode::CREATED, &m))
 }
 
@@ -92,7 +102,12 @@ pub(super) async fn remove_member(call: Call<'_>) -> ApiResult<Response<Body>> {
     Ok(no_content())
 }
 
-async fn change_member(call: &Call<'_>, org: String, user: String, role: Option<Role>) -> ApiResult<()> {
+async fn change_member(
+    call: &Call<'_>,
+    org: String,
+    user: String,
+    role: Option<Role>,
+) -> ApiResult<()> {
     let (o, u) = (org.clone(), user.clone());
     let members = call.store(move |s| s.list_members(&o)).await?;
     if !members.iter().any(|m| m.user_id == u) {
@@ -114,10 +129,21 @@ pub(super) async fn api_keys(call: Call<'_>) -> ApiResult<Response<Body>> {
 /// `POST /orgs/:org/apikeys {name, read_only}`: the key is in the answer, once.
 pub(super) async fn create_api_key(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    let name = call.body.opt_str("name")?.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("API key").to_string();
+    let name = call
+        .body
+        .opt_str("name")?
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("API key")
+        .to_string();
     let read_only = call.body.opt_bool("read_only")?.unwrap_or(false);
-    let (k, key) = call.store(move |s| s.create_api_key(&org, &name, read_only)).await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"key": key, "api_key": k})))
+    let (k, key) = call
+        .store(move |s| s.create_api_key(&org, &name, read_only))
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"key": key, "api_key": k}),
+    ))
 }
 
 pub(super) async fn revoke_api_key(call: Call<'_>) -> ApiResult<Response<Body>> {
