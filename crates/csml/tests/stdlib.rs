@@ -61,6 +61,8 @@ struct Rt {
     closure: Option<RustFn>,
     /// The last `error_info` handed over.
     error_info: Option<Map>,
+    /// The `calls` counter found in the shared closure scope at each scoped call.
+    scope_seen: Vec<i64>,
 }
 
 impl Rt {
@@ -72,6 +74,7 @@ impl Rt {
             native: true,
             closure: None,
             error_info: None,
+            scope_seen: Vec::new(),
         }
     }
 }
@@ -89,6 +92,17 @@ impl Runtime for Rt {
             .as_mut()
             .ok_or_else(|| Fault::Error("no closure support".into()))?;
         Ok(f(args))
+    }
+    fn call_closure_scoped(
+        &mut self,
+        closure: &Closure,
+        args: Vec<Value>,
+        scope: &mut Map,
+    ) -> Result<Value, Fault> {
+        let n = scope.get("calls").and_then(Value::as_int).unwrap_or(0);
+        self.scope_seen.push(n);
+        scope.insert("calls".into(), Value::int(n + 1));
+        self.call_closure(closure, args)
     }
     fn exists(&self, name: &str) -> bool {
         self.vars.contains(&name)
@@ -607,6 +621,8 @@ fn closures_map_filter_reduce() {
         Value::int(x * 10 + args.get(1).and_then(Value::as_int).unwrap_or(0))
     }));
     assert_eq!(m(rt, &a, "map", vec![closure(&["x"])]), ok("[10,20,30]"));
+    // One map call shares one closure scope across its iterations.
+    assert_eq!(std::mem::take(&mut rt.scope_seen), vec![0, 1, 2]);
     assert_eq!(
         m(rt, &a, "map", vec![closure(&["x", "i"])]),
         ok("[10,21,32]")

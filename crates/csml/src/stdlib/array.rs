@@ -1,15 +1,14 @@
 //! Array methods (spec §5.4), including the write methods `push`, `pop`, `insert_at` and
 //! `remove_at`, and the closure methods `map`, `filter`, `reduce`.
 //!
-//! Known gap: the spec says one `map`/`filter`/`reduce` call shares one closure scope across
-//! its iterations; [`Runtime::call_closure`] gives each call a fresh scope, so locals set in
-//! the closure do not carry over from one element to the next.
+//! One `map`/`filter`/`reduce` call shares one closure scope across its iterations (spec
+//! §5.4) through [`Runtime::call_closure_scoped`].
 
 use super::{
     Fault, MethodResult, Runtime, arity, error, int_arg, random_index, shuffled, str_arg, usage,
 };
 use crate::ops::{strict_eq, truthy};
-use crate::value::{Closure, Kind, Value};
+use crate::value::{Closure, Kind, Map, Value};
 
 /// Upper bound for `init(n)`, so a script can not exhaust memory in one call.
 const INIT_LIMIT: i64 = 1_000_000;
@@ -188,12 +187,13 @@ fn map_filter(
         return Err(too_many_params(name));
     }
     let mut out = Vec::with_capacity(items.len());
+    let mut scope = Map::new();
     for (i, item) in items.into_iter().enumerate() {
         let mut call_args = vec![item.clone()];
         if nparams >= 2 {
             call_args.push(Value::int(i as i64));
         }
-        let r = rt.call_closure(f, call_args)?;
+        let r = rt.call_closure_scoped(f, call_args, &mut scope)?;
         if name == "map" {
             out.push(r);
         } else if truthy(&r) {
@@ -212,12 +212,13 @@ fn reduce(rt: &mut dyn Runtime, items: Vec<Value>, args: &[Value]) -> Result<Val
         return Err(too_many_params("reduce"));
     }
     let mut acc = args[0].clone();
+    let mut scope = Map::new();
     for (i, item) in items.into_iter().enumerate() {
         let mut call_args = vec![acc, item];
         if nparams >= 3 {
             call_args.push(Value::int(i as i64));
         }
-        acc = rt.call_closure(f, call_args)?;
+        acc = rt.call_closure_scoped(f, call_args, &mut scope)?;
     }
     Ok(acc)
 }

@@ -87,6 +87,19 @@ pub trait Runtime {
     fn host(&mut self) -> &mut dyn Host;
     /// Call a closure value with positional arguments (map/filter/reduce, ...).
     fn call_closure(&mut self, closure: &Closure, args: Vec<Value>) -> Result<Value, Fault>;
+    /// Call a closure whose local scope carries over from one call to the next: `map`,
+    /// `filter` and `reduce` share one closure scope across their iterations (spec §5.4).
+    /// `scope` holds the locals the previous iteration left (empty at first) and should be
+    /// replaced by the locals this call leaves. The default ignores `scope`.
+    fn call_closure_scoped(
+        &mut self,
+        closure: &Closure,
+        args: Vec<Value>,
+        scope: &mut crate::value::Map,
+    ) -> Result<Value, Fault> {
+        let _ = scope;
+        self.call_closure(closure, args)
+    }
     /// `Exists("name")`: a constant, local or memory with that name exists.
     fn exists(&self, name: &str) -> bool;
     /// A custom component template by name (`Component.Name(...)`).
