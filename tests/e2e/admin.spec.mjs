@@ -245,7 +245,21 @@ async function run(page) {
   await visit(`/o/${org}/participants`, 'Participants', '17-participants');
   await visit(`/o/${org}/plugins`, 'Plugins', '18-plugins');
   await visit('/orgs', 'Organizations', '19-orgs');
-  await visit(`/o/${org}/bots/${botId}/versions`, 'Versions', '20-versions-diff');
+  // A second build, the diff between the two, and a roll back to #1.
+  step = 'versions';
+  await visit(`/o/${org}/bots/${botId}`, 'E2E bot', '20a-flow');
+  const ed = page.getByLabel('CSML source of flow Default');
+  await ed.fill(GOOD_FLOW.replace('Hello from e2e', 'Hello again'));
+  await page.locator('.problems').getByText('No errors').waitFor();
+  await page.getByRole('button', { name: 'Build', exact: true }).click();
+  await page.locator('tr.live').getByText('#2').waitFor();
+  await page.locator('pre.diff .ddel', { hasText: 'Hello from e2e' }).waitFor();
+  await page.locator('pre.diff .dadd', { hasText: 'Hello again' }).waitFor();
+  await shot(page, '20-versions-diff');
+  await page.getByRole('button', { name: 'Roll back to this' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Roll back' }).click();
+  await page.locator('tr.live').getByText('#1').waitFor();
+  await page.locator('.bot-head .badge', { hasText: 'serving build #1' }).waitFor();
 
   // 11. Phone width.
   step = 'phone';

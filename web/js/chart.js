@@ -21,7 +21,6 @@ export function barChart(points, { title = '', unit = '', height = 180 } = {}) {
   const svg = h('svg', {
     viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img',
     'aria-label': `${title}: ${total} ${unit} over ${points.length} days, peak ${max}`,
-    preserveAspectRatio: 'none',
   });
   for (const frac of [0, 0.5, 1]) {
     const v = Math.round(nice * frac);
@@ -34,8 +33,9 @@ export function barChart(points, { title = '', unit = '', height = 180 } = {}) {
     const top = y(p.value);
     svg.append(h('rect', { x, y: top, width: w, height: Math.max(0, H - padB - top), class: p.value ? 'bar' : 'bar zero', rx: 2 },
       h('title', `${p.label}: ${p.value} ${unit}`)));
+    // About eight evenly spaced date labels, counted back from the newest day.
     const every = Math.ceil(n / 8);
-    if (i % every === 0 || i === n - 1) {
+    if ((n - 1 - i) % every === 0) {
       svg.append(h('text', { x: x + w / 2, y: H - 6, class: 'axis', 'text-anchor': 'middle' }, p.label));
     }
   });

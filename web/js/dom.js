@@ -51,8 +51,8 @@ export function toast(message, kind = 'ok') {
   const box = document.getElementById('toasts');
   const t = h('div.toast', { class: kind, role: kind === 'error' ? 'alert' : 'status' }, message);
   box.append(t);
-  setTimeout(() => t.classList.add('gone'), kind === 'error' ? 6000 : 3000);
-  setTimeout(() => t.remove(), kind === 'error' ? 6600 : 3600);
+  setTimeout(() => t.classList.add('gone'), kind === 'error' ? 6000 : 2200);
+  setTimeout(() => t.remove(), kind === 'error' ? 6600 : 2800);
 }
 
 /** Shows an error from an API call or a thrown Error. */

@@ -1,6 +1,6 @@
 // Members of an organization and their roles (owner, editor, viewer). Owners manage members.
 
-import { h, field, table, dialog, toast, showError, confirmDialog, fmtTime } from '../dom.js';
+import { h, field, table, dialog, toast, showError, confirmDialog } from '../dom.js';
 import { api, path } from '../api.js';
 import { app, can } from '../app.js';
 
@@ -41,7 +41,6 @@ export async function render({ main, org }) {
         },
       }) : m.role,
     },
-    { label: 'Member since', cell: (m) => fmtTime(m.created_at) },
     { label: 'Actions', cell: (m) => owner ? h('button.small.danger', { type: 'button', onclick: () => remove(m) }, 'Remove') : '' },
   ], list));
 }
