@@ -24,10 +24,6 @@ use ocs::*;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
-fn status(r: &common::Response) -> u16 {
-    r.status
-}
-
 #[test]
 fn experiments_versions_and_scoping() {
     // EXP-01..05, VER-01..04
@@ -41,15 +37,22 @@ fn experiments_versions_and_scoping() {
     assert_eq!(v["previous"], Json::Null);
     let item = &v["results"][0];
     assert_eq!(item["id"], s.bot.as_str());
-    assert_eq!(item["url"], format!("http://{}/api/experiments/{}/", s.addr, s.bot));
+    assert_eq!(
+        item["url"],
+        format!("http://{}/api/experiments/{}/", s.addr, s.bot)
+    );
     assert_eq!(item["version_number"], 1);
     assert_eq!(item["versions"], json!([]));
     // Two builds: version_number 3, the first is the default... the latest build is live.
     s.build(&s.org, &s.bot);
     s.store().set_live_version(&s.org, &s.bot, None).unwrap();
-    let first = s.store().list_versions(&s.org, &s.bot, 10).unwrap()[0].id.clone();
+    let first = s.store().list_versions(&s.org, &s.bot, 10).unwrap()[0]
+        .id
+        .clone();
     s.build(&s.org, &s.bot);
-    s.store().set_live_version(&s.org, &s.bot, Some(&first)).unwrap();
+    s.store()
+        .set_live_version(&s.org, &s.bot, Some(&first))
+        .unwrap();
     let v = s.get(&format!("/api/experiments/{}/", s.bot)).json();
     assert_eq!(v["version_number"], 3);
     assert_eq!(
@@ -73,7 +76,12 @@ fn experiments_versions_and_scoping() {
     assert_eq!(s.get(&format!("/api/experiments/{first}/")).status, 404);
     // EXP-03: another organization's key sees only its own bots.
     let org2 = s.org2("Other team");
-    let bot2 = s.bot_with(&org2, "Other bot", "start:\n  say \"x\"\n  goto end\n", None);
+    let bot2 = s.bot_with(
+        &org2,
+        "Other bot",
+        "start:\n  say \"x\"\n  goto end\n",
+        None,
+    );
     let key2 = s.key_with(&org2, "admin", false);
     let v = c.get("/api/experiments/", &key_header(&key2)).json();
     assert_eq!(v["count"], 1);
@@ -82,7 +90,11 @@ fn experiments_versions_and_scoping() {
     // EXP-04: read-only key reads.
     let ro = s.key_with(&s.org, "admin", true);
     assert_eq!(c.get("/api/experiments/", &key_header(&ro)).status, 200);
-    assert_eq!(c.get(&format!("/api/experiments/{}/", s.bot), &bearer(&ro)).status, 200);
+    assert_eq!(
+        c.get(&format!("/api/experiments/{}/", s.bot), &bearer(&ro))
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -92,10 +104,16 @@ fn authentication_errors() {
     let c = s.client();
     let r = c.get("/api/experiments/", &[]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.json(), json!({"detail": "Authentication credentials were not provided."}));
+    assert_eq!(
+        r.json(),
+        json!({"detail": "Authentication credentials were not provided."})
+    );
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"api\""));
     let r = c.get("/api/experiments/", &key_header("ocs_nope"));
-    assert_eq!((r.status, r.json()), (401, json!({"detail": "Invalid token."})));
+    assert_eq!(
+        (r.status, r.json()),
+        (401, json!({"detail": "Invalid token."}))
+    );
     assert_eq!(c.get("/api/experiments/", &bearer(&s.key)).status, 200);
     let lower = vec![("Authorization".to_string(), format!("bearer {}", s.key))];
     assert_eq!(c.get("/api/experiments/", &lower).status, 200);
@@ -136,42 +154,105 @@ fn sessions_crud_tags_state_and_paging() {
     let list = s.get("/api/sessions/").json();
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0], a, "create body = list item");
-    for k in ["url", "id", "team", "experiment", "participant", "created_at", "updated_at", "status", "platform", "tags", "state"] {
+    for k in [
+        "url",
+        "id",
+        "team",
+        "experiment",
+        "participant",
+        "created_at",
+        "updated_at",
+        "status",
+        "platform",
+        "tags",
+        "state",
+    ] {
         assert!(a.get(k).is_some(), "{k}");
     }
     assert_eq!(a["status"], "setup");
     assert_eq!(a["participant"]["remote_id"], "");
     assert_eq!(a["tags"], json!([]));
-    let b = sess_create(&s, json!({"experiment": s.bot, "participant": "jack bean",
+    let b = sess_create(
+        &s,
+        json!({"experiment": s.bot, "participant": "jack bean",
         "messages": [{"role":"assistant","content":"hi"},{"role":"user","content":"hello"}],
-        "state": {"status": "x", "updated_at": "now"}}));
+        "state": {"status": "x", "updated_at": "now"}}),
+    );
     assert_eq!(b["participant"]["identifier"], "jack bean");
     assert_eq!(b["state"], json!({"status": "x", "updated_at": "now"}));
-    let d = s.get(&format!("/api/sessions/{}/", b["id"].as_str().unwrap())).json();
+    let d = s
+        .get(&format!("/api/sessions/{}/", b["id"].as_str().unwrap()))
+        .json();
     let msgs = d["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 2);
-    assert_eq!((msgs[0]["role"].clone(), msgs[1]["role"].clone()), (json!("assistant"), json!("user")));
-    assert_eq!(msgs[0], json!({"created_at": msgs[0]["created_at"], "role": "assistant", "content": "hi", "metadata": {}, "tags": [], "attachments": []}));
-    assert_eq!(d["usage"], json!({"total_cost": "0.00000000", "by_model": []}));
+    assert_eq!(
+        (msgs[0]["role"].clone(), msgs[1]["role"].clone()),
+        (json!("assistant"), json!("user"))
+    );
+    assert_eq!(
+        msgs[0],
+        json!({"created_at": msgs[0]["created_at"], "role": "assistant", "content": "hi", "metadata": {}, "tags": [], "attachments": []})
+    );
+    assert_eq!(
+        d["usage"],
+        json!({"total_cost": "0.00000000", "by_model": []})
+    );
     // Bad input
-    assert_eq!(s.post("/api/sessions/", &json!({})).json(), json!({"experiment": ["This field is required."]}));
-    let r = s.post("/api/sessions/", &json!({"experiment": "00000000-0000-0000-0000-000000000000"}));
+    assert_eq!(
+        s.post("/api/sessions/", &json!({})).json(),
+        json!({"experiment": ["This field is required."]})
+    );
+    let r = s.post(
+        "/api/sessions/",
+        &json!({"experiment": "00000000-0000-0000-0000-000000000000"}),
+    );
     assert_eq!(r.status, 400);
-    let r = s.post("/api/sessions/", &json!({"experiment": s.bot, "messages": [{"role": "tool", "content": "x"}]}));
+    let r = s.post(
+        "/api/sessions/",
+        &json!({"experiment": s.bot, "messages": [{"role": "tool", "content": "x"}]}),
+    );
     assert_eq!(r.status, 400);
     // SES-02 tags filter, newest first; SES-15..19
     let cc = sess_create(&s, json!({"experiment": s.bot}));
-    let (ida, idb, idc) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap(), cc["id"].as_str().unwrap());
-    let r = s.post(&format!("/api/sessions/{ida}/tags/"), &json!({"tags": ["interesting"]}));
+    let (ida, idb, idc) = (
+        a["id"].as_str().unwrap(),
+        b["id"].as_str().unwrap(),
+        cc["id"].as_str().unwrap(),
+    );
+    let r = s.post(
+        &format!("/api/sessions/{ida}/tags/"),
+        &json!({"tags": ["interesting"]}),
+    );
     assert_eq!(r.json(), json!({"tags": ["interesting"]}));
-    s.post(&format!("/api/sessions/{idc}/tags/"), &json!({"tags": ["awesome", "interesting"]}));
-    let r = s.post(&format!("/api/sessions/{idc}/tags/"), &json!({"tags": ["awesome"]}));
-    assert_eq!(r.json(), json!({"tags": ["awesome", "interesting"]}), "idempotent");
+    s.post(
+        &format!("/api/sessions/{idc}/tags/"),
+        &json!({"tags": ["awesome", "interesting"]}),
+    );
+    let r = s.post(
+        &format!("/api/sessions/{idc}/tags/"),
+        &json!({"tags": ["awesome"]}),
+    );
+    assert_eq!(
+        r.json(),
+        json!({"tags": ["awesome", "interesting"]}),
+        "idempotent"
+    );
     let v = s.get("/api/sessions/?tags=interesting,awesome").json();
     assert_eq!(v["count"], 2);
-    let ids: Vec<&str> = v["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![idc, ida], "newest first, no duplicates");
-    assert_eq!(s.get("/api/sessions/").json()["results"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        s.get("/api/sessions/").json()["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let v = s.get("/api/sessions/?ordering=created_at").json();
     assert_eq!(v["results"][0]["id"], ida);
     // SES-03 paging
@@ -190,59 +271,204 @@ fn sessions_crud_tags_state_and_paging() {
     // SES-06 experiment filter
     let org_bot2 = s.bot_with(&s.org, "Second", "start:\n  say \"x\"\n  goto end\n", None);
     sess_create(&s, json!({"experiment": org_bot2}));
-    let v = s.get(&format!("/api/sessions/?experiment={org_bot2}")).json();
+    let v = s
+        .get(&format!("/api/sessions/?experiment={org_bot2}"))
+        .json();
     assert_eq!(v["count"], 1);
-    assert_eq!(s.get("/api/sessions/?experiment=x").json(), json!({"experiment": ["\"x\" is not a valid UUID."]}));
+    assert_eq!(
+        s.get("/api/sessions/?experiment=x").json(),
+        json!({"experiment": ["\"x\" is not a valid UUID."]})
+    );
     // SES-18/19/25: system tags survive DELETE
-    s.post(&format!("/api/sessions/{idb}/tags/"), &json!({"tags": ["tag1", "tag2", "tag3"]}));
-    s.store().ocs_add_system_tag(idb, "important", "bot_response").unwrap();
-    s.post(&format!("/api/sessions/{idb}/tags/"), &json!({"tags": ["important"]}));
-    let del = |tags: Json| c.request("DELETE", &format!("/api/sessions/{idb}/tags/"), &s.auth(), Some(json!({"tags": tags}).to_string().as_bytes()));
-    assert_eq!(del(json!(["tag1", "tag3"])).json(), json!({"tags": ["important", "tag2"]}));
-    assert_eq!(del(json!(["important", "nope"])).json(), json!({"tags": ["important", "tag2"]}));
+    s.post(
+        &format!("/api/sessions/{idb}/tags/"),
+        &json!({"tags": ["tag1", "tag2", "tag3"]}),
+    );
+    s.store()
+        .ocs_add_system_tag(idb, "important", "bot_response")
+        .unwrap();
+    s.post(
+        &format!("/api/sessions/{idb}/tags/"),
+        &json!({"tags": ["important"]}),
+    );
+    let del = |tags: Json| {
+        c.request(
+            "DELETE",
+            &format!("/api/sessions/{idb}/tags/"),
+            &s.auth(),
+            Some(json!({"tags": tags}).to_string().as_bytes()),
+        )
+    };
+    assert_eq!(
+        del(json!(["tag1", "tag3"])).json(),
+        json!({"tags": ["important", "tag2"]})
+    );
+    assert_eq!(
+        del(json!(["important", "nope"])).json(),
+        json!({"tags": ["important", "tag2"]})
+    );
     assert_eq!(del(json!(["tag2"])).json(), json!({"tags": ["important"]}));
     // SES-20..24
     let t = |body: Json| s.post(&format!("/api/sessions/{ida}/tags/"), &body);
-    assert!(t(json!({})).json()["error"].as_str().unwrap().contains("Missing 'tags' in request"));
-    assert_eq!(t(json!({"tags": "not_a_list"})).json(), json!({"error": "'tags' must be a list"}));
-    for bad in [json!(["", "valid"]), json!(["  ", "valid"]), json!([123, "valid"])] {
+    assert!(
+        t(json!({})).json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Missing 'tags' in request")
+    );
+    assert_eq!(
+        t(json!({"tags": "not_a_list"})).json(),
+        json!({"error": "'tags' must be a list"})
+    );
+    for bad in [
+        json!(["", "valid"]),
+        json!(["  ", "valid"]),
+        json!([123, "valid"]),
+    ] {
         let r = t(json!({"tags": bad}));
-        assert_eq!((r.status, r.json()), (400, json!({"error": "'tags' must be a list of non-empty strings"})));
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                400,
+                json!({"error": "'tags' must be a list of non-empty strings"})
+            )
+        );
     }
-    let r = s.post("/api/sessions/nonexistent-session-id/tags/", &json!({"tags": ["a"]}));
+    let r = s.post(
+        "/api/sessions/nonexistent-session-id/tags/",
+        &json!({"tags": ["a"]}),
+    );
     assert_eq!(r.status, 404);
-    assert!(r.json()["error"].as_str().unwrap().contains("Session not found"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Session not found")
+    );
     // SES-13/14
-    let r = s.post(&format!("/api/sessions/{ida}/end_experiment_session/"), &json!({}));
+    let r = s.post(
+        &format!("/api/sessions/{ida}/end_experiment_session/"),
+        &json!({}),
+    );
     assert_eq!((r.status, r.body.len()), (200, 0));
-    assert_eq!(s.get(&format!("/api/sessions/{ida}/")).json()["status"], "pending-review");
-    let r = c.request("PATCH", &format!("/api/sessions/{ida}/update_state/"), &s.auth(), Some(br#"{"state":{"a":1}}"#));
+    assert_eq!(
+        s.get(&format!("/api/sessions/{ida}/")).json()["status"],
+        "pending-review"
+    );
+    let r = c.request(
+        "PATCH",
+        &format!("/api/sessions/{ida}/update_state/"),
+        &s.auth(),
+        Some(br#"{"state":{"a":1}}"#),
+    );
     assert_eq!(r.json(), json!({"success": true, "state": {"a": 1}}));
-    let r = c.request("PATCH", &format!("/api/sessions/{ida}/update_state/"), &s.auth(), Some(br#"{"state":{"b":2}}"#));
+    let r = c.request(
+        "PATCH",
+        &format!("/api/sessions/{ida}/update_state/"),
+        &s.auth(),
+        Some(br#"{"state":{"b":2}}"#),
+    );
     assert_eq!(r.json()["state"], json!({"b": 2}), "replaced");
-    for falsy in [&b"{\"state\":{}}"[..], b"{\"state\":[]}", b"{\"state\":\"\"}", b"{}"] {
-        let r = c.request("PATCH", &format!("/api/sessions/{ida}/update_state/"), &s.auth(), Some(falsy));
-        assert_eq!((r.status, r.json()), (400, json!({"error": "Missing 'state' in request"})));
+    for falsy in [
+        &b"{\"state\":{}}"[..],
+        b"{\"state\":[]}",
+        b"{\"state\":\"\"}",
+        b"{}",
+    ] {
+        let r = c.request(
+            "PATCH",
+            &format!("/api/sessions/{ida}/update_state/"),
+            &s.auth(),
+            Some(falsy),
+        );
+        assert_eq!(
+            (r.status, r.json()),
+            (400, json!({"error": "Missing 'state' in request"}))
+        );
     }
-    assert_eq!(s.post("/api/sessions/nope/end_experiment_session/", &json!({})).status, 404);
+    assert_eq!(
+        s.post("/api/sessions/nope/end_experiment_session/", &json!({}))
+            .status,
+        404
+    );
     // SES-23 + team isolation on every session endpoint
     let org2 = s.org2("Other");
     let k2 = s.key_with(&org2, "admin", false);
     let h2 = key_header(&k2);
-    assert_eq!(c.post(&format!("/api/sessions/{ida}/tags/"), &h2, &json!({"tags": ["x"]})).status, 404);
+    assert_eq!(
+        c.post(
+            &format!("/api/sessions/{ida}/tags/"),
+            &h2,
+            &json!({"tags": ["x"]})
+        )
+        .status,
+        404
+    );
     assert_eq!(c.get(&format!("/api/sessions/{ida}/"), &h2).status, 404);
-    assert_eq!(c.post(&format!("/api/sessions/{ida}/end_experiment_session/"), &h2, &json!({})).status, 404);
+    assert_eq!(
+        c.post(
+            &format!("/api/sessions/{ida}/end_experiment_session/"),
+            &h2,
+            &json!({})
+        )
+        .status,
+        404
+    );
     assert_eq!(c.get("/api/sessions/", &h2).json()["count"], 0);
-    assert_eq!(c.post("/api/sessions/", &h2, &json!({"experiment": s.bot})).status, 404);
+    assert_eq!(
+        c.post("/api/sessions/", &h2, &json!({"experiment": s.bot}))
+            .status,
+        404
+    );
     // SES-26/27 read-only key
     let ro = key_header(&s.key_with(&s.org, "admin", true));
     let before = s.get(&format!("/api/sessions/{idb}/")).json();
-    assert_eq!(c.post("/api/sessions/", &ro, &json!({"experiment": s.bot})).status, 403);
-    assert_eq!(c.post(&format!("/api/sessions/{idb}/end_experiment_session/"), &ro, &json!({})).status, 403);
-    assert_eq!(c.request("PATCH", &format!("/api/sessions/{idb}/update_state/"), &ro, Some(br#"{"state":{"z":1}}"#)).status, 403);
-    let r = c.post(&format!("/api/sessions/{idb}/tags/"), &ro, &json!({"tags": ["z"]}));
-    assert_eq!((r.status, r.json()), (403, json!({"detail": "You do not have permission to perform this action."})));
-    assert_eq!(c.request("DELETE", &format!("/api/sessions/{idb}/tags/"), &ro, Some(br#"{"tags":["important"]}"#)).status, 403);
+    assert_eq!(
+        c.post("/api/sessions/", &ro, &json!({"experiment": s.bot}))
+            .status,
+        403
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/sessions/{idb}/end_experiment_session/"),
+            &ro,
+            &json!({})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        c.request(
+            "PATCH",
+            &format!("/api/sessions/{idb}/update_state/"),
+            &ro,
+            Some(br#"{"state":{"z":1}}"#)
+        )
+        .status,
+        403
+    );
+    let r = c.post(
+        &format!("/api/sessions/{idb}/tags/"),
+        &ro,
+        &json!({"tags": ["z"]}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            json!({"detail": "You do not have permission to perform this action."})
+        )
+    );
+    assert_eq!(
+        c.request(
+            "DELETE",
+            &format!("/api/sessions/{idb}/tags/"),
+            &ro,
+            Some(br#"{"tags":["important"]}"#)
+        )
+        .status,
+        403
+    );
     let after = s.get(&format!("/api/sessions/{idb}/")).json();
     assert_eq!(before["tags"], after["tags"]);
     assert_eq!(before["state"], after["state"]);
@@ -252,7 +478,11 @@ fn sessions_crud_tags_state_and_paging() {
     // Chat viewer reads sessions but cannot write them.
     let cv = key_header(&s.key_with(&s.org, "chat_viewer", false));
     assert_eq!(c.get("/api/sessions/", &cv).status, 200);
-    assert_eq!(c.post("/api/sessions/", &cv, &json!({"experiment": s.bot})).status, 403);
+    assert_eq!(
+        c.post("/api/sessions/", &cv, &json!({"experiment": s.bot}))
+            .status,
+        403
+    );
 }
 
 #[test]
@@ -269,11 +499,20 @@ fn version_tags_filter_sessions() {
     let (sid2, tok2) = s.start_chat();
     let t = s.chat_turn(&sid2, &tok2, "hi");
     assert_eq!(t["message"]["tags"], json!(["v1"]));
-    assert_eq!(s.get("/api/sessions/?versions=v1,v1-unreleased").json()["count"], 2);
-    let both = s.get(&format!("/api/sessions/?versions=v1&experiment={}", s.bot)).json();
+    assert_eq!(
+        s.get("/api/sessions/?versions=v1,v1-unreleased").json()["count"],
+        2
+    );
+    let both = s
+        .get(&format!("/api/sessions/?versions=v1&experiment={}", s.bot))
+        .json();
     assert_eq!(both["count"], 1);
     let other = s.bot_with(&s.org, "Other", "start:\n  say \"x\"\n  goto end\n", None);
-    assert_eq!(s.get(&format!("/api/sessions/?versions=v1&experiment={other}")).json()["count"], 0);
+    assert_eq!(
+        s.get(&format!("/api/sessions/?versions=v1&experiment={other}"))
+            .json()["count"],
+        0
+    );
 }
 
 #[test]
@@ -281,7 +520,12 @@ fn participants_data_schedules_and_roles() {
     // PAR-01..05, PAR-10..20
     let s = Ocs::start();
     let c = s.client();
-    let bot2 = s.bot_with(&s.org, "Support Bot", "start:\n  say \"x\"\n  goto end\n", None);
+    let bot2 = s.bot_with(
+        &s.org,
+        "Support Bot",
+        "start:\n  say \"x\"\n  goto end\n",
+        None,
+    );
     let r = s.post("/api/participants", &json!({"identifier": "part1", "platform": "api",
         "data": [{"experiment": s.bot, "data": {"name": "John"}}, {"experiment": bot2, "data": {"tz": "UTC"}}]}));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -295,70 +539,154 @@ fn participants_data_schedules_and_roles() {
         .post("/api/participants/", &json!({"identifier": "part1", "name": "Bob", "data": [{"experiment": s.bot, "data": {"name": "Harry"}}]}))
         .json();
     assert_eq!(v["name"], "Bob");
-    let d1 = v["data"].as_array().unwrap().iter().find(|d| d["chatbot_id"] == s.bot.as_str()).unwrap();
+    let d1 = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["chatbot_id"] == s.bot.as_str())
+        .unwrap();
     assert_eq!(d1["data"], json!({"name": "Harry"}), "replaced, not merged");
-    assert_eq!(v["data"].as_array().unwrap().len(), 2, "all entries returned");
+    assert_eq!(
+        v["data"].as_array().unwrap().len(),
+        2,
+        "all entries returned"
+    );
     // PAR-02
     let org2 = s.org2("Other");
     let foreign = s.bot_with(&org2, "Foreign", "start:\n  say \"x\"\n  goto end\n", None);
     let r = s.post("/api/participants", &json!({"identifier": "p404", "data": [{"experiment": bot2, "data": {"a": 1}}, {"experiment": foreign, "data": {"b": 1}}]}));
-    assert_eq!((r.status, r.json()), (404, json!({"errors": [{"message": format!("Experiment {foreign} not found")}]})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"errors": [{"message": format!("Experiment {foreign} not found")}]})
+        )
+    );
     let listed = s.get("/api/participants?identifier=p404").json();
     assert_eq!(listed["results"][0]["data"], json!([]), "no data written");
     // PAR-03/04/20 schedules
-    let r = s.post("/api/participants", &json!({"identifier": "part1", "data": [{"experiment": s.bot, "schedules": [
+    let r = s.post(
+        "/api/participants",
+        &json!({"identifier": "part1", "data": [{"experiment": s.bot, "schedules": [
         {"name": "One", "prompt": "p1", "date": "2030-01-01T08:00:00Z"},
-        {"id": "sched1", "name": "Two", "prompt": "p2", "date": "2030-01-02T08:00:00Z"}]}]}));
+        {"id": "sched1", "name": "Two", "prompt": "p2", "date": "2030-01-02T08:00:00Z"}]}]}),
+    );
     assert_eq!(r.status, 200);
     let st = s.store();
     let pid = r.json()["id"].as_str().unwrap().to_string();
     let sch = st.ocs_schedules(&s.org, &pid, &s.bot).unwrap();
     assert_eq!(sch.len(), 2);
     assert_eq!(sch[0].next_trigger_date, 1_893_484_800_000);
-    let r = s.post("/api/participants", &json!({"identifier": "part1", "data": [{"experiment": s.bot, "schedules": [
+    let r = s.post(
+        "/api/participants",
+        &json!({"identifier": "part1", "data": [{"experiment": s.bot, "schedules": [
         {"id": "sched1", "name": "Two b", "prompt": "p2b", "date": "2030-01-02T08:00:00Z"},
         {"id": sch[0].external_id, "delete": true},
-        {"name": "Three", "prompt": "p3", "date": "2030-01-03T08:00:00Z"}]}]}));
+        {"name": "Three", "prompt": "p3", "date": "2030-01-03T08:00:00Z"}]}]}),
+    );
     assert_eq!(r.status, 200);
-    let d = r.json()["data"].as_array().unwrap().iter().find(|d| d["chatbot_id"] == s.bot.as_str()).unwrap().clone();
-    assert_eq!(d["data"], json!({"name": "Harry"}), "data untouched when left out");
+    let d = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["chatbot_id"] == s.bot.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        d["data"],
+        json!({"name": "Harry"}),
+        "data untouched when left out"
+    );
     let sch = st.ocs_schedules(&s.org, &pid, &s.bot).unwrap();
     assert_eq!(sch.len(), 3);
     assert!(sch[0].cancelled_at.is_some());
-    assert_eq!((sch[1].name.as_str(), sch[1].prompt_text.as_str()), ("Two b", "p2b"));
+    assert_eq!(
+        (sch[1].name.as_str(), sch[1].prompt_text.as_str()),
+        ("Two b", "p2b")
+    );
     // PAR-05 connect_channel_id comes from system metadata (set directly: no Connect here)
     // PAR-10..17 list and filters
-    s.post("/api/participants", &json!({"identifier": "alice", "platform": "telegram", "data": [{"experiment": bot2}]}));
+    s.post(
+        "/api/participants",
+        &json!({"identifier": "alice", "platform": "telegram", "data": [{"experiment": bot2}]}),
+    );
     let v = s.get("/api/participants").json();
     assert!(v["count"].as_i64().unwrap() >= 3);
     let v = s.get("/api/participants?identifier=alice").json();
     assert_eq!(v["count"], 1);
     assert_eq!(v["results"][0]["platform"], "telegram");
-    assert_eq!(s.get("/api/participants?platform=telegram").json()["count"], 1);
-    let v = s.get(&format!("/api/participants?chatbot={}", s.bot)).json();
+    assert_eq!(
+        s.get("/api/participants?platform=telegram").json()["count"],
+        1
+    );
+    let v = s
+        .get(&format!("/api/participants?chatbot={}", s.bot))
+        .json();
     assert_eq!(v["count"], 1);
     assert_eq!(v["results"][0]["data"].as_array().unwrap().len(), 1);
-    let v = s.get(&format!("/api/participants?experiment={bot2}")).json();
+    let v = s
+        .get(&format!("/api/participants?experiment={bot2}"))
+        .json();
     assert_eq!(v["count"], 2);
-    let v = s.get(&format!("/api/participants?chatbot={}&experiment={bot2}", s.bot)).json();
+    let v = s
+        .get(&format!(
+            "/api/participants?chatbot={}&experiment={bot2}",
+            s.bot
+        ))
+        .json();
     assert_eq!(v["count"], 1, "chatbot wins");
-    let v = s.get("/api/participants?chatbot=00000000-0000-0000-0000-000000000000").json();
+    let v = s
+        .get("/api/participants?chatbot=00000000-0000-0000-0000-000000000000")
+        .json();
     assert_eq!(v["results"], json!([]));
-    assert_eq!(s.get("/api/participants?chatbot=not-a-uuid").json(), json!({"chatbot": "Must be a valid UUID."}));
-    assert_eq!(s.get("/api/participants?experiment=not-a-uuid").json(), json!({"experiment": "Must be a valid UUID."}));
+    assert_eq!(
+        s.get("/api/participants?chatbot=not-a-uuid").json(),
+        json!({"chatbot": "Must be a valid UUID."})
+    );
+    assert_eq!(
+        s.get("/api/participants?experiment=not-a-uuid").json(),
+        json!({"experiment": "Must be a valid UUID."})
+    );
     // PAR-13 team scoping
     let k2 = key_header(&s.key_with(&org2, "admin", false));
     assert_eq!(c.get("/api/participants", &k2).json()["count"], 0);
     // PAR-18/19
     let ro = key_header(&s.key_with(&s.org, "admin", true));
     assert_eq!(c.get("/api/participants", &ro).status, 200);
-    assert_eq!(c.post("/api/participants", &ro, &json!({"identifier": "x", "data": []})).status, 403);
+    assert_eq!(
+        c.post(
+            "/api/participants",
+            &ro,
+            &json!({"identifier": "x", "data": []})
+        )
+        .status,
+        403
+    );
     let cv = key_header(&s.key_with(&s.org, "chat_viewer", false));
     assert_eq!(c.get("/api/participants", &cv).status, 403);
-    assert_eq!(c.post("/api/participants", &cv, &json!({"identifier": "user9", "data": []})).status, 403);
-    assert_eq!(s.get("/api/participants?identifier=user9").json()["count"], 0);
+    assert_eq!(
+        c.post(
+            "/api/participants",
+            &cv,
+            &json!({"identifier": "user9", "data": []})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.get("/api/participants?identifier=user9").json()["count"],
+        0
+    );
     let ca = key_header(&s.key_with(&s.org, "chatbot_admin", false));
-    assert_eq!(c.post("/api/participants", &ca, &json!({"identifier": "user1", "data": [{"experiment": s.bot}]})).status, 200);
+    assert_eq!(
+        c.post(
+            "/api/participants",
+            &ca,
+            &json!({"identifier": "user1", "data": [{"experiment": s.bot}]})
+        )
+        .status,
+        200
+    );
     let v = c.get("/api/participants?identifier=user1", &ca).json();
     assert_eq!(v["results"][0]["identifier"], "user1");
 }
@@ -370,31 +698,72 @@ fn chat_flow_messages_tasks_and_mapping() {
     let bot = s.bot_with(&s.org, "Echo", ECHO_FLOW, None);
     s.set_public(&bot, true);
     let c = s.client();
-    let r = c.post("/api/chat/start/", &[], &json!({"chatbot_id": bot, "session_data": {"source": "x"}}));
+    let r = c.post(
+        "/api/chat/start/",
+        &[],
+        &json!({"chatbot_id": bot, "session_data": {"source": "x"}}),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
-    assert_eq!(v.as_object().unwrap().keys().cloned().collect::<Vec<_>>(), vec!["session_id", "session_token", "chatbot", "participant"]);
+    assert_eq!(
+        v.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+        vec!["session_id", "session_token", "chatbot", "participant"]
+    );
     assert_eq!(v["chatbot"]["version_number"], 1);
     assert_eq!(v["chatbot"]["versions"], json!([]));
-    assert!(v["participant"]["identifier"].as_str().unwrap().starts_with("anon:"));
+    assert!(
+        v["participant"]["identifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("anon:")
+    );
     assert_eq!(v["participant"]["remote_id"], "");
     let sid = v["session_id"].as_str().unwrap().to_string();
     let tok = v["session_token"].as_str().unwrap().to_string();
     let h = token_header(&tok);
-    assert_eq!(s.get(&format!("/api/sessions/{sid}/")).json()["state"], json!({}), "session_data ignored");
+    assert_eq!(
+        s.get(&format!("/api/sessions/{sid}/")).json()["state"],
+        json!({}),
+        "session_data ignored"
+    );
     // PLL-01
     let r = c.get(&format!("/api/chat/{sid}/poll/"), &h);
-    assert_eq!(r.json(), json!({"has_more": false, "messages": [], "session_status": "active"}));
+    assert_eq!(
+        r.json(),
+        json!({"has_more": false, "messages": [], "session_status": "active"})
+    );
     // ACC-01/02, CSM-05
     let r = c.get(&format!("/api/chat/{sid}/poll/"), &[]);
-    assert_eq!((r.status, r.json()["code"].clone()), (403, json!("session_token_required")));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (403, json!("session_token_required"))
+    );
     let bad = token_header(&format!("{tok}x"));
-    assert_eq!(c.get(&format!("/api/chat/{sid}/poll/"), &bad).json()["code"], "session_token_invalid");
+    assert_eq!(
+        c.get(&format!("/api/chat/{sid}/poll/"), &bad).json()["code"],
+        "session_token_invalid"
+    );
     let (sid2, tok2) = s.start_chat();
-    assert_eq!(c.get(&format!("/api/chat/{sid}/poll/"), &token_header(&tok2)).json()["code"], "session_token_invalid");
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &[], &json!({"message": "x"})).status, 403);
+    assert_eq!(
+        c.get(&format!("/api/chat/{sid}/poll/"), &token_header(&tok2))
+            .json()["code"],
+        "session_token_invalid"
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &[],
+            &json!({"message": "x"})
+        )
+        .status,
+        403
+    );
     // CSM-01
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "hello", "context": {"page": "/pricing"}}));
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "hello", "context": {"page": "/pricing"}}),
+    );
     assert_eq!(r.status, 202);
     let body = r.json();
     assert_eq!(body["status"], "processing");
@@ -402,10 +771,15 @@ fn chat_flow_messages_tasks_and_mapping() {
     let task = body["task_id"].as_str().unwrap().to_string();
     let done = wait_task(&c, &sid, &task, &h);
     assert_eq!(done["status"], "complete");
-    assert_eq!(done["message"]["content"], "first", "task poll returns the first output");
+    assert_eq!(
+        done["message"]["content"], "first",
+        "task poll returns the first output"
+    );
     // The rest come via /poll/ since the task message's time (§6.9).
     let since = done["message"]["created_at"].as_str().unwrap().to_string();
-    let rest = c.get(&format!("/api/chat/{sid}/poll/?since={since}"), &h).json();
+    let rest = c
+        .get(&format!("/api/chat/{sid}/poll/?since={since}"), &h)
+        .json();
     let msgs = rest["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["content"], "Pick one\n- A\n- B");
@@ -416,43 +790,126 @@ fn chat_flow_messages_tasks_and_mapping() {
     let m = all["messages"].as_array().unwrap();
     assert_eq!(m.len(), 3);
     assert_eq!(m[0]["role"], "user");
-    assert_eq!(m[0].as_object().unwrap().keys().cloned().collect::<Vec<_>>(), vec!["created_at", "role", "content", "metadata", "tags", "attachments"]);
+    assert_eq!(
+        m[0].as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            "created_at",
+            "role",
+            "content",
+            "metadata",
+            "tags",
+            "attachments"
+        ]
+    );
     let one = c.get(&format!("/api/chat/{sid}/poll/?limit=1"), &h).json();
-    assert_eq!((one["messages"].as_array().unwrap().len(), one["has_more"].clone()), (1, json!(true)));
-    assert_eq!(c.get(&format!("/api/chat/{sid}/poll/?limit=x"), &h).status, 400);
+    assert_eq!(
+        (
+            one["messages"].as_array().unwrap().len(),
+            one["has_more"].clone()
+        ),
+        (1, json!(true))
+    );
+    assert_eq!(
+        c.get(&format!("/api/chat/{sid}/poll/?limit=x"), &h).status,
+        400
+    );
     let r = c.get(&format!("/api/chat/{sid}/poll/?since=yesterday"), &h);
-    assert_eq!(r.json(), json!({"error": "Invalid 'since' parameter format. Use ISO format."}));
+    assert_eq!(
+        r.json(),
+        json!({"error": "Invalid 'since' parameter format. Use ISO format."})
+    );
     // Second turn: _metadata, remote_context, write-back
-    s.store().ocs_set_session_state(&s.org, &sid, json!({"color": "blue"}), true).unwrap();
+    s.store()
+        .ocs_set_session_state(&s.org, &sid, json!({"color": "blue"}), true)
+        .unwrap();
     let t2 = s.chat_turn(&sid, &tok, "B");
     assert_eq!(t2["message"]["content"], "you said B");
     let d = s.get(&format!("/api/sessions/{sid}/")).json();
-    let texts: Vec<&str> = d["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = d["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     let ident = v["participant"]["identifier"].as_str().unwrap();
-    assert!(texts.contains(&format!("who: {ident} state: blue").as_str()), "{texts:?}");
+    assert!(
+        texts.contains(&format!("who: {ident} state: blue").as_str()),
+        "{texts:?}"
+    );
     assert_eq!(d["state"]["seen"], true, "write-back merged");
     assert_eq!(d["state"]["remote_context"], json!({"page": "/pricing"}));
     assert!(!texts.iter().any(|t| t.contains("_ocs_update")));
-    let p = s.get(&format!("/api/participants?identifier={ident}")).json();
+    let p = s
+        .get(&format!("/api/participants?identifier={ident}"))
+        .json();
     assert_eq!(p["results"][0]["data"][0]["data"]["last"], "B");
     // TPL-01/07: unknown task → processing; another session's task → 404
     let r = c.get(&format!("/api/chat/{sid}/never-issued/poll/"), &h);
     assert_eq!(r.json(), json!({"message": null, "status": "processing"}));
-    let r = c.get(&format!("/api/chat/{sid2}/{task}/poll/"), &token_header(&tok2));
+    let r = c.get(
+        &format!("/api/chat/{sid2}/{task}/poll/"),
+        &token_header(&tok2),
+    );
     assert_eq!(r.status, 404);
     // Bad input on message
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({})).json(), json!({"message": ["This field is required."]}));
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "  "})).status, 400);
+    assert_eq!(
+        c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({}))
+            .json(),
+        json!({"message": ["This field is required."]})
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &h,
+            &json!({"message": "  "})
+        )
+        .status,
+        400
+    );
     // Anonymous version pin refused; non-UUID session ids do not route.
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "x", "version_number": 1}));
-    assert_eq!((r.status, r.json()), (403, json!({"error": "Version number requires authentication"})));
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "x", "version_number": 1}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            json!({"error": "Version number requires authentication"})
+        )
+    );
     assert_eq!(c.get("/api/chat/not-a-uuid/poll/", &h).status, 404);
     // CORS on the chat API only
-    let r = c.request("OPTIONS", "/api/chat/start/", &[("Access-Control-Request-Headers".into(), "authorization".into())], None);
-    assert!(r.header("access-control-allow-headers").unwrap().contains("authorization"));
+    let r = c.request(
+        "OPTIONS",
+        "/api/chat/start/",
+        &[(
+            "Access-Control-Request-Headers".into(),
+            "authorization".into(),
+        )],
+        None,
+    );
+    assert!(
+        r.header("access-control-allow-headers")
+            .unwrap()
+            .contains("authorization")
+    );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
-    assert!(c.get(&format!("/api/chat/{sid}/poll/"), &h).header("access-control-allow-origin").is_some());
-    assert!(s.get("/api/experiments/").header("access-control-allow-origin").is_none());
+    assert!(
+        c.get(&format!("/api/chat/{sid}/poll/"), &h)
+            .header("access-control-allow-origin")
+            .is_some()
+    );
+    assert!(
+        s.get("/api/experiments/")
+            .header("access-control-allow-origin")
+            .is_none()
+    );
 }
 
 #[test]
@@ -461,44 +918,140 @@ fn chat_start_admission_embed_keys_and_levels() {
     let s = Ocs::start();
     let c = s.client();
     let w = s.widget(&s.bot, &["test.com", "*.test.com"], 1);
-    let ek = |origin: &str| vec![("X-Embed-Key".to_string(), w.embed_key.clone()), ("Origin".to_string(), origin.to_string())];
+    let ek = |origin: &str| {
+        vec![
+            ("X-Embed-Key".to_string(), w.embed_key.clone()),
+            ("Origin".to_string(), origin.to_string()),
+        ]
+    };
     // CST-11/14
-    let r = c.post("/api/chat/start/", &ek("https://test.com"), &json!({"chatbot_id": s.bot}));
+    let r = c.post(
+        "/api/chat/start/",
+        &ek("https://test.com"),
+        &json!({"chatbot_id": s.bot}),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     assert_eq!(v["chatbot"]["id"], s.bot.as_str());
     assert_eq!(v["session_token"], Json::Null, "EMBED_KEY level: no token");
     let sid = v["session_id"].as_str().unwrap().to_string();
-    assert_eq!(c.post("/api/chat/start/", &ek("https://evil.com"), &json!({"chatbot_id": s.bot})).status, 403);
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &ek("https://evil.com"),
+            &json!({"chatbot_id": s.bot})
+        )
+        .status,
+        403
+    );
     let no_origin = vec![("X-Embed-Key".to_string(), w.embed_key.clone())];
-    assert_eq!(c.post("/api/chat/start/", &no_origin, &json!({"chatbot_id": s.bot})).status, 403);
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &no_origin,
+            &json!({"chatbot_id": s.bot})
+        )
+        .status,
+        403
+    );
     // CST-12/13
-    let bad = vec![("X-Embed-Key".to_string(), "nope".to_string()), ("Origin".to_string(), "https://test.com".to_string())];
+    let bad = vec![
+        ("X-Embed-Key".to_string(), "nope".to_string()),
+        ("Origin".to_string(), "https://test.com".to_string()),
+    ];
     let r = c.post("/api/chat/start/", &bad, &json!({"chatbot_id": s.bot}));
     assert_eq!(r.status, 401);
-    assert!(r.json()["detail"].as_str().unwrap().contains("Invalid widget embed key"));
-    assert_eq!(c.post("/api/chat/start/", &ek("https://test.com"), &json!({})).status, 400);
-    assert_eq!(c.post("/api/chat/start/", &ek("https://test.com"), &json!({"chatbot_id": "x"})).status, 400);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid widget embed key")
+    );
+    assert_eq!(
+        c.post("/api/chat/start/", &ek("https://test.com"), &json!({}))
+            .status,
+        400
+    );
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &ek("https://test.com"),
+            &json!({"chatbot_id": "x"})
+        )
+        .status,
+        400
+    );
     // CSM-04 / PLL-03 / ACC-10 EMBED_KEY level
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &ek("https://test.com"), &json!({"message": "hi"}));
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &ek("https://test.com"),
+        &json!({"message": "hi"}),
+    );
     assert_eq!(r.status, 202);
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &ek("https://subdomain.test.com"), &json!({"message": "hi"})).status, 202);
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &bad, &json!({"message": "hi"})).status, 403);
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &ek("https://evil.com"), &json!({"message": "hi"})).status, 403);
-    assert_eq!(c.post(&format!("/api/chat/{sid}/message/"), &no_origin, &json!({"message": "hi"})).status, 403);
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &ek("https://subdomain.test.com"),
+            &json!({"message": "hi"})
+        )
+        .status,
+        202
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &bad,
+            &json!({"message": "hi"})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &ek("https://evil.com"),
+            &json!({"message": "hi"})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/chat/{sid}/message/"),
+            &no_origin,
+            &json!({"message": "hi"})
+        )
+        .status,
+        403
+    );
     let p = c.get(&format!("/api/chat/{sid}/poll/"), &ek("https://test.com"));
     assert_eq!(p.status, 200);
     assert!(p.json().get("session_status").is_some());
-    assert_eq!(c.get(&format!("/api/chat/{sid}/poll/"), &[]).status, 403, "nothing: 403 even for a public bot");
+    assert_eq!(
+        c.get(&format!("/api/chat/{sid}/poll/"), &[]).status,
+        403,
+        "nothing: 403 even for a public bot"
+    );
     // ACC-12 sibling channel key
     let w2 = s.widget(&s.bot, &["other.org"], 1);
-    let sib = vec![("X-Embed-Key".to_string(), w2.embed_key.clone()), ("Origin".to_string(), "https://other.org".to_string())];
+    let sib = vec![
+        ("X-Embed-Key".to_string(), w2.embed_key.clone()),
+        ("Origin".to_string(), "https://other.org".to_string()),
+    ];
     assert_eq!(c.get(&format!("/api/chat/{sid}/poll/"), &sib).status, 403);
     // ACC-07/10 SESSION_TOKEN widget
     let wt = s.widget(&s.bot, &["*"], 2);
-    let tk = vec![("X-Embed-Key".to_string(), wt.embed_key.clone()), ("Origin".to_string(), "https://a.b".to_string())];
-    let v = c.post("/api/chat/start/", &tk, &json!({"chatbot_id": s.bot})).json();
-    let (tsid, ttok) = (v["session_id"].as_str().unwrap().to_string(), v["session_token"].as_str().unwrap().to_string());
+    let tk = vec![
+        ("X-Embed-Key".to_string(), wt.embed_key.clone()),
+        ("Origin".to_string(), "https://a.b".to_string()),
+    ];
+    let v = c
+        .post("/api/chat/start/", &tk, &json!({"chatbot_id": s.bot}))
+        .json();
+    let (tsid, ttok) = (
+        v["session_id"].as_str().unwrap().to_string(),
+        v["session_token"].as_str().unwrap().to_string(),
+    );
     let r = c.get(&format!("/api/chat/{tsid}/poll/"), &tk);
     assert_eq!(r.json()["code"], "session_token_required");
     let mut with = tk.clone();
@@ -506,8 +1059,13 @@ fn chat_start_admission_embed_keys_and_levels() {
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &with).status, 200);
     // ACC-10 NONE level: public bot with nothing → 200; non-public → 403
     let wn = s.widget(&s.bot, &["*"], 0);
-    let nk = vec![("X-Embed-Key".to_string(), wn.embed_key.clone()), ("Origin".to_string(), "https://a.b".to_string())];
-    let v = c.post("/api/chat/start/", &nk, &json!({"chatbot_id": s.bot})).json();
+    let nk = vec![
+        ("X-Embed-Key".to_string(), wn.embed_key.clone()),
+        ("Origin".to_string(), "https://a.b".to_string()),
+    ];
+    let v = c
+        .post("/api/chat/start/", &nk, &json!({"chatbot_id": s.bot}))
+        .json();
     assert_eq!(v["session_token"], Json::Null);
     let nsid = v["session_id"].as_str().unwrap().to_string();
     assert_eq!(c.get(&format!("/api/chat/{nsid}/poll/"), &[]).status, 200);
@@ -515,40 +1073,131 @@ fn chat_start_admission_embed_keys_and_levels() {
     assert_eq!(c.get(&format!("/api/chat/{nsid}/poll/"), &[]).status, 403);
     // Keyless start needs a public web chat (issue decision); the demo bot was public.
     let r = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot}));
-    assert_eq!((r.status, r.json()["code"].clone()), (401, json!("chat_access_denied")));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (401, json!("chat_access_denied"))
+    );
     s.set_public(&s.bot, true);
     // CST-02 Referer as embed source; CST-16/15 versions
-    let referer = vec![("Referer".to_string(), "https://example.com/page".to_string())];
-    let v = c.post("/api/chat/start/", &referer, &json!({"chatbot_id": s.bot})).json();
-    assert_eq!(s.store().ocs_session(&s.org, v["session_id"].as_str().unwrap()).unwrap().unwrap().embed_source.as_deref(), Some("https://example.com/page"));
+    let referer = vec![(
+        "Referer".to_string(),
+        "https://example.com/page".to_string(),
+    )];
+    let v = c
+        .post("/api/chat/start/", &referer, &json!({"chatbot_id": s.bot}))
+        .json();
+    assert_eq!(
+        s.store()
+            .ocs_session(&s.org, v["session_id"].as_str().unwrap())
+            .unwrap()
+            .unwrap()
+            .embed_source
+            .as_deref(),
+        Some("https://example.com/page")
+    );
     let js = vec![("Referer".to_string(), "javascript:alert(1)".to_string())];
-    let v = c.post("/api/chat/start/", &js, &json!({"chatbot_id": s.bot})).json();
-    assert_eq!(s.store().ocs_session(&s.org, v["session_id"].as_str().unwrap()).unwrap().unwrap().embed_source, None);
-    let r = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot, "version_number": 1}));
-    assert_eq!((r.status, r.json()), (403, json!({"error": "Version number requires authentication"})));
+    let v = c
+        .post("/api/chat/start/", &js, &json!({"chatbot_id": s.bot}))
+        .json();
+    assert_eq!(
+        s.store()
+            .ocs_session(&s.org, v["session_id"].as_str().unwrap())
+            .unwrap()
+            .unwrap()
+            .embed_source,
+        None
+    );
+    let r = c.post(
+        "/api/chat/start/",
+        &[],
+        &json!({"chatbot_id": s.bot, "version_number": 1}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            json!({"error": "Version number requires authentication"})
+        )
+    );
     s.build(&s.org, &s.bot);
     let member = s.auth();
-    let r = c.post("/api/chat/start/", &member, &json!({"chatbot_id": s.bot, "version_number": 1}));
+    let r = c.post(
+        "/api/chat/start/",
+        &member,
+        &json!({"chatbot_id": s.bot, "version_number": 1}),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     assert_eq!(v["chatbot"]["version_number"], 1);
-    assert_eq!(s.store().ocs_session(&s.org, v["session_id"].as_str().unwrap()).unwrap().unwrap().version_number, Some(1));
-    assert_eq!(c.post("/api/chat/start/", &member, &json!({"chatbot_id": s.bot, "version_number": 999})).status, 404);
-    let r = c.post("/api/chat/start/", &member, &json!({"chatbot_id": s.bot, "version_number": 2}));
+    assert_eq!(
+        s.store()
+            .ocs_session(&s.org, v["session_id"].as_str().unwrap())
+            .unwrap()
+            .unwrap()
+            .version_number,
+        Some(1)
+    );
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &member,
+            &json!({"chatbot_id": s.bot, "version_number": 999})
+        )
+        .status,
+        404
+    );
+    let r = c.post(
+        "/api/chat/start/",
+        &member,
+        &json!({"chatbot_id": s.bot, "version_number": 2}),
+    );
     assert_eq!(r.status, 201, "the working version's own number");
-    let v = c.post("/api/chat/start/", &member, &json!({"chatbot_id": s.bot})).json();
-    assert_eq!(s.store().ocs_session(&s.org, v["session_id"].as_str().unwrap()).unwrap().unwrap().version_number, None);
-    let ver_id = s.store().list_versions(&s.org, &s.bot, 1).unwrap()[0].id.clone();
-    assert_eq!(c.post("/api/chat/start/", &member, &json!({"chatbot_id": ver_id})).status, 404);
+    let v = c
+        .post("/api/chat/start/", &member, &json!({"chatbot_id": s.bot}))
+        .json();
+    assert_eq!(
+        s.store()
+            .ocs_session(&s.org, v["session_id"].as_str().unwrap())
+            .unwrap()
+            .unwrap()
+            .version_number,
+        None
+    );
+    let ver_id = s.store().list_versions(&s.org, &s.bot, 1).unwrap()[0]
+        .id
+        .clone();
+    assert_eq!(
+        c.post("/api/chat/start/", &member, &json!({"chatbot_id": ver_id}))
+            .status,
+        404
+    );
     let k2 = key_header(&s.key_with(&s.org2("Else"), "admin", false));
-    assert_eq!(c.post("/api/chat/start/", &k2, &json!({"chatbot_id": s.bot, "version_number": 1})).status, 403);
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &k2,
+            &json!({"chatbot_id": s.bot, "version_number": 1})
+        )
+        .status,
+        403
+    );
     // Blank participant fields
-    assert_eq!(c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot, "participant_remote_id": ""})).status, 400);
+    assert_eq!(
+        c.post(
+            "/api/chat/start/",
+            &[],
+            &json!({"chatbot_id": s.bot, "participant_remote_id": ""})
+        )
+        .status,
+        400
+    );
     // participant_name goes to participant and data
     let v = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot, "participant_name": "Ada", "participant_remote_id": "u-1"})).json();
     assert_eq!(v["participant"]["remote_id"], "u-1");
     let ident = v["participant"]["identifier"].as_str().unwrap();
-    let p = s.get(&format!("/api/participants?identifier={ident}")).json();
+    let p = s
+        .get(&format!("/api/participants?identifier={ident}"))
+        .json();
     assert_eq!(p["results"][0]["name"], "Ada");
     assert_eq!(p["results"][0]["data"][0]["data"]["name"], "Ada");
     // CST-19/20 widget version telemetry and deprecation headers
@@ -558,28 +1207,74 @@ fn chat_start_admission_embed_keys_and_levels() {
     assert_eq!(r.header("deprecation"), Some("true"));
     assert!(r.header("sunset").is_some());
     assert!(r.header("link").unwrap().contains("successor-version"));
-    assert_eq!(s.store().ocs_widget(&s.org, &w.id).unwrap().unwrap().widget_version.as_deref(), Some("0.5.0"));
+    assert_eq!(
+        s.store()
+            .ocs_widget(&s.org, &w.id)
+            .unwrap()
+            .unwrap()
+            .widget_version
+            .as_deref(),
+        Some("0.5.0")
+    );
     let mut cur = ek("https://test.com");
     cur.push(("x-ocs-widget-version".into(), "0.9.0".into()));
-    assert!(c.post("/api/chat/start/", &cur, &json!({"chatbot_id": s.bot})).header("deprecation").is_none());
-    let r = c.post("/api/chat/start/", &ek("https://test.com"), &json!({"chatbot_id": s.bot, "session_data": {"source": "widget"}}));
+    assert!(
+        c.post("/api/chat/start/", &cur, &json!({"chatbot_id": s.bot}))
+            .header("deprecation")
+            .is_none()
+    );
+    let r = c.post(
+        "/api/chat/start/",
+        &ek("https://test.com"),
+        &json!({"chatbot_id": s.bot, "session_data": {"source": "widget"}}),
+    );
     assert_eq!(r.header("deprecation"), Some("true"));
-    assert_eq!(s.store().ocs_widget(&s.org, &w.id).unwrap().unwrap().widget_version.as_deref(), Some("unknown"));
-    assert!(c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot})).header("deprecation").is_none());
+    assert_eq!(
+        s.store()
+            .ocs_widget(&s.org, &w.id)
+            .unwrap()
+            .unwrap()
+            .widget_version
+            .as_deref(),
+        Some("unknown")
+    );
+    assert!(
+        c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot}))
+            .header("deprecation")
+            .is_none()
+    );
     // ACC-03/08 token lifetime from creation
     let (esid, etok) = s.start_chat();
     let now = botyard::store::ids::now_millis();
-    s.store().ocs_backdate_session(&s.org, &esid, now - 6 * 86_400_000).unwrap();
-    assert_eq!(c.get(&format!("/api/chat/{esid}/poll/"), &token_header(&etok)).status, 200);
-    s.store().ocs_backdate_session(&s.org, &esid, now - 7 * 86_400_000 - 3_600_000).unwrap();
+    s.store()
+        .ocs_backdate_session(&s.org, &esid, now - 6 * 86_400_000)
+        .unwrap();
+    assert_eq!(
+        c.get(&format!("/api/chat/{esid}/poll/"), &token_header(&etok))
+            .status,
+        200
+    );
+    s.store()
+        .ocs_backdate_session(&s.org, &esid, now - 7 * 86_400_000 - 3_600_000)
+        .unwrap();
     let r = c.get(&format!("/api/chat/{esid}/poll/"), &token_header(&etok));
-    assert_eq!((r.status, r.json()["code"].clone()), (403, json!("session_expired")));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (403, json!("session_expired"))
+    );
     let (nsid2, ntok2) = s.start_chat();
     assert_ne!(nsid2, esid);
-    assert_eq!(c.get(&format!("/api/chat/{nsid2}/poll/"), &token_header(&ntok2)).status, 200);
+    assert_eq!(
+        c.get(&format!("/api/chat/{nsid2}/poll/"), &token_header(&ntok2))
+            .status,
+        200
+    );
     // Unknown session on a chat endpoint: 403, never 401/404.
     let ghost = "00000000-0000-4000-8000-000000000000";
-    assert_eq!(c.get(&format!("/api/chat/{ghost}/poll/"), &[]).json(), json!({"detail": "Session does not exist"}));
+    assert_eq!(
+        c.get(&format!("/api/chat/{ghost}/poll/"), &[]).json(),
+        json!({"detail": "Session does not exist"})
+    );
 }
 
 #[test]
@@ -593,14 +1288,30 @@ fn uploads_attachments_and_file_content() {
         let (ct, body) = multipart(files, fields);
         let mut hh = h.to_vec();
         hh.push(("Content-Type".into(), ct));
-        c.request("POST", &format!("/api/chat/{sid}/upload/"), &hh, Some(&body))
+        c.request(
+            "POST",
+            &format!("/api/chat/{sid}/upload/"),
+            &hh,
+            Some(&body),
+        )
     };
     // ACC-04
     assert_eq!(up(&[("a.txt", "text/plain", b"x")], &[], &[]).status, 403);
-    let r = up(&[("small_text.txt", "text/plain", b"hello world")], &[("participant_remote_id", "r1"), ("participant_name", "Ada")], &h);
+    let r = up(
+        &[("small_text.txt", "text/plain", b"hello world")],
+        &[("participant_remote_id", "r1"), ("participant_name", "Ada")],
+        &h,
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let f = r.json()["files"][0].clone();
-    assert_eq!((f["name"].clone(), f["content_type"].clone(), f["size"].clone()), (json!("small_text.txt"), json!("text/plain"), json!(11)));
+    assert_eq!(
+        (
+            f["name"].clone(),
+            f["content_type"].clone(),
+            f["size"].clone()
+        ),
+        (json!("small_text.txt"), json!("text/plain"), json!(11))
+    );
     let fid = f["id"].as_i64().unwrap();
     let row = s.store().ocs_file(&s.org, fid).unwrap().unwrap();
     assert_eq!(row.purpose, "message_media");
@@ -609,51 +1320,169 @@ fn uploads_attachments_and_file_content() {
     assert_eq!(row.metadata["session_id"], sid.as_str());
     assert!(row.expires_at.is_some());
     let jpeg: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0];
-    let r = up(&[("a.txt", "text/plain", b"a"), ("b.csv", "text/csv", b"x,y"), ("c.jpg", "image/jpeg", jpeg)], &[], &h);
+    let r = up(
+        &[
+            ("a.txt", "text/plain", b"a"),
+            ("b.csv", "text/csv", b"x,y"),
+            ("c.jpg", "image/jpeg", jpeg),
+        ],
+        &[],
+        &h,
+    );
     assert_eq!(r.json()["files"].as_array().unwrap().len(), 3);
     let big = vec![b'a'; 51 * 1024 * 1024];
-    assert!(up(&[("big.txt", "text/plain", &big)], &[], &h).json()["error"].as_str().unwrap().contains("exceeds maximum size"));
+    assert!(
+        up(&[("big.txt", "text/plain", &big)], &[], &h).json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds maximum size")
+    );
     let (p30, p25) = (vec![b'a'; 30 * 1024 * 1024], vec![b'a'; 25 * 1024 * 1024]);
-    assert!(up(&[("a.txt", "text/plain", &p30), ("b.txt", "text/plain", &p25)], &[], &h).json()["error"].as_str().unwrap().contains("Total file size exceeds maximum"));
-    let e = up(&[("image.bmp", "image/bmp", b"BM....")], &[], &h).json()["error"].as_str().unwrap().to_string();
-    assert!(e.contains("`image.bmp`") && e.contains("GIF, HEIC, HEIF, JPEG, PNG, WEBP"), "{e}");
+    assert!(
+        up(
+            &[("a.txt", "text/plain", &p30), ("b.txt", "text/plain", &p25)],
+            &[],
+            &h
+        )
+        .json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Total file size exceeds maximum")
+    );
+    let e = up(&[("image.bmp", "image/bmp", b"BM....")], &[], &h).json()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("`image.bmp`") && e.contains("GIF, HEIC, HEIF, JPEG, PNG, WEBP"),
+        "{e}"
+    );
     for n in ["x.svg", "x.svgz"] {
         assert_eq!(up(&[(n, "text/plain", b"<svg/>")], &[], &h).status, 400);
     }
-    assert_eq!(up(&[("photo.jpg", "image/jpeg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>")], &[], &h).status, 400);
-    let e = up(&[("data.zip", "application/zip", b"PK\x03\x04")], &[], &h).json()["error"].as_str().unwrap().to_string();
+    assert_eq!(
+        up(
+            &[(
+                "photo.jpg",
+                "image/jpeg",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>"
+            )],
+            &[],
+            &h
+        )
+        .status,
+        400
+    );
+    let e = up(&[("data.zip", "application/zip", b"PK\x03\x04")], &[], &h).json()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(e.contains(".txt, .pdf") && !e.contains(", t, "));
-    let before = s.store().ocs_files(&[fid + 10, fid + 11, fid + 12]).unwrap().len();
-    assert_eq!(up(&[("ok.txt", "text/plain", b"ok"), ("bad.zip", "application/zip", b"PK")], &[], &h).status, 400);
-    assert_eq!(s.store().ocs_files(&[fid + 10, fid + 11, fid + 12]).unwrap().len(), before, "nothing stored");
-    assert_eq!(up(&[], &[("participant_name", "x")], &h).json(), json!({"error": "No files provided"}));
+    let before = s
+        .store()
+        .ocs_files(&[fid + 10, fid + 11, fid + 12])
+        .unwrap()
+        .len();
+    assert_eq!(
+        up(
+            &[
+                ("ok.txt", "text/plain", b"ok"),
+                ("bad.zip", "application/zip", b"PK")
+            ],
+            &[],
+            &h
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        s.store()
+            .ocs_files(&[fid + 10, fid + 11, fid + 12])
+            .unwrap()
+            .len(),
+        before,
+        "nothing stored"
+    );
+    assert_eq!(
+        up(&[], &[("participant_name", "x")], &h).json(),
+        json!({"error": "No files provided"})
+    );
     // CSM-03: another session's upload is refused, nothing attached
     let (sid2, tok2) = s.start_chat();
     let (ct, body) = multipart(&[("o.txt", "text/plain", b"other")], &[]);
     let mut h2 = token_header(&tok2);
     h2.push(("Content-Type".into(), ct));
-    let other = c.request("POST", &format!("/api/chat/{sid2}/upload/"), &h2, Some(&body)).json()["files"][0]["id"].as_i64().unwrap();
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "see", "attachment_ids": [other]}));
-    assert_eq!((r.status, r.json()), (400, json!({"error": "One or more file IDs are invalid"})));
-    assert!(s.store().ocs_file(&s.org, other).unwrap().unwrap().expires_at.is_some());
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "see", "attachment_ids": [fid, fid]}));
+    let other = c
+        .request(
+            "POST",
+            &format!("/api/chat/{sid2}/upload/"),
+            &h2,
+            Some(&body),
+        )
+        .json()["files"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "see", "attachment_ids": [other]}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (400, json!({"error": "One or more file IDs are invalid"}))
+    );
+    assert!(
+        s.store()
+            .ocs_file(&s.org, other)
+            .unwrap()
+            .unwrap()
+            .expires_at
+            .is_some()
+    );
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "see", "attachment_ids": [fid, fid]}),
+    );
     assert_eq!(r.status, 400, "duplicate ids");
     // CSM-02 / TPL-02 / FIL-04
-    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "see", "attachment_ids": [fid]}));
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "see", "attachment_ids": [fid]}),
+    );
     assert_eq!(r.status, 202);
     let t = wait_task(&c, &sid, r.json()["task_id"].as_str().unwrap(), &h);
     assert_eq!(t["status"], "complete");
-    assert_eq!(s.store().ocs_file(&s.org, fid).unwrap().unwrap().expires_at, None, "expiry cleared");
+    assert_eq!(
+        s.store().ocs_file(&s.org, fid).unwrap().unwrap().expires_at,
+        None,
+        "expiry cleared"
+    );
     let all = c.get(&format!("/api/chat/{sid}/poll/"), &h).json();
-    let user = all["messages"].as_array().unwrap().iter().find(|m| m["role"] == "user").unwrap().clone();
+    let user = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
     assert_eq!(user["attachments"][0]["name"], "small_text.txt");
-    assert!(user["attachments"][0]["content_url"].as_str().unwrap().ends_with(&format!("/api/files/{fid}/content")));
+    assert!(
+        user["attachments"][0]["content_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/files/{fid}/content"))
+    );
     // FIL-01/02 + scoping
     let cv = key_header(&s.key_with(&s.org, "chat_viewer", false));
     let r = c.get(&format!("/api/files/{fid}/content"), &cv);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     assert_eq!(r.header("content-type"), Some("text/plain"));
-    assert_eq!(r.header("content-disposition"), Some("attachment; filename=\"small_text.txt\""));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"small_text.txt\"")
+    );
     let ea = key_header(&s.key_with(&s.org, "event_admin", false));
     assert_eq!(c.get(&format!("/api/files/{fid}/content"), &ea).status, 403);
     let k2 = key_header(&s.key_with(&s.org2("O2"), "admin", false));
@@ -668,26 +1497,86 @@ fn trigger_bot_message_prompt_and_sessions() {
     let c = s.client();
     let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
     let st = s.store();
-    st.create_channel(&s.org, &bot, botyard::store::NewChannel { kind: "telegram".into(), name: "tg".into(), ..Default::default() }).unwrap();
-    let (email, _) = st.create_channel(&s.org, &bot, botyard::store::NewChannel { kind: "email".into(), name: "em".into(), ..Default::default() }).unwrap();
-    st.update_channel(&s.org, &email.id, botyard::store::ChannelPatch { status: Some("disabled".into()), ..Default::default() }).unwrap();
+    st.create_channel(
+        &s.org,
+        &bot,
+        botyard::store::NewChannel {
+            kind: "telegram".into(),
+            name: "tg".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (email, _) = st
+        .create_channel(
+            &s.org,
+            &bot,
+            botyard::store::NewChannel {
+                kind: "email".into(),
+                name: "em".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    st.update_channel(
+        &s.org,
+        &email.id,
+        botyard::store::ChannelPatch {
+            status: Some("disabled".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let base = json!({"identifier": "+15550001111", "platform": "telegram", "experiment": bot});
     let with = |extra: Json| {
         let mut b = base.clone();
-        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         b
     };
     // TRG-09
     let r = s.post("/api/trigger_bot", &base);
-    assert!(r.text().contains("Either 'prompt_text' or 'message_text' must be provided."));
-    let r = s.post("/api/trigger_bot", &with(json!({"prompt_text": "a", "message_text": "b"})));
-    assert!(r.text().contains("Provide either 'prompt_text' or 'message_text', not both."));
-    assert_eq!(s.post("/api/trigger_bot", &with(json!({"prompt_text": "", "message_text": "b"}))).status, 200, "empty counts as absent");
+    assert!(
+        r.text()
+            .contains("Either 'prompt_text' or 'message_text' must be provided.")
+    );
+    let r = s.post(
+        "/api/trigger_bot",
+        &with(json!({"prompt_text": "a", "message_text": "b"})),
+    );
+    assert!(
+        r.text()
+            .contains("Provide either 'prompt_text' or 'message_text', not both.")
+    );
+    assert_eq!(
+        s.post(
+            "/api/trigger_bot",
+            &with(json!({"prompt_text": "", "message_text": "b"}))
+        )
+        .status,
+        200,
+        "empty counts as absent"
+    );
     // TRG-04
     let r = s.post("/api/trigger_bot", &json!({"identifier": "a@b.c", "platform": "email", "experiment": bot, "message_text": "x"}));
-    assert_eq!((r.status, r.json()), (400, json!({"detail": "The email channel for this chatbot is disabled."})));
-    let r = s.post("/api/trigger_bot", &json!({"identifier": "a", "platform": "api", "experiment": bot, "message_text": "x"}));
-    assert!(r.json()["detail"].as_str().unwrap().contains("Create the channel first"));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            400,
+            json!({"detail": "The email channel for this chatbot is disabled."})
+        )
+    );
+    let r = s.post(
+        "/api/trigger_bot",
+        &json!({"identifier": "a", "platform": "api", "experiment": bot, "message_text": "x"}),
+    );
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Create the channel first")
+    );
     let before = s.get("/api/sessions/").json()["count"].as_i64().unwrap();
     // message_text verbatim (TRG-06 shape, without Connect)
     let r = s.post("/api/trigger_bot", &with(json!({"message_text": "Your appointment is at 10am", "session_data": {"campaign": "june"}, "participant_data": {"language": "en"}})));
@@ -696,41 +1585,103 @@ fn trigger_bot_message_prompt_and_sessions() {
     assert_eq!(v["channel"], "telegram");
     assert_eq!(v["team"], json!({"name": "Default", "slug": "default"}));
     let sid = v["session_id"].as_str().unwrap().to_string();
-    assert!(v["url"].as_str().unwrap().contains(&format!("/api/sessions/{sid}/")));
-    assert_eq!(s.get("/api/sessions/").json()["count"].as_i64().unwrap(), before, "reused the earlier session");
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/api/sessions/{sid}/"))
+    );
+    assert_eq!(
+        s.get("/api/sessions/").json()["count"].as_i64().unwrap(),
+        before,
+        "reused the earlier session"
+    );
     let msgs = wait_messages(&s, &sid, 2);
-    assert_eq!(msgs.last().unwrap()["content"], "Your appointment is at 10am");
-    assert_eq!(msgs.last().unwrap()["metadata"], json!({"direct_to_user": true}));
+    assert_eq!(
+        msgs.last().unwrap()["content"],
+        "Your appointment is at 10am"
+    );
+    assert_eq!(
+        msgs.last().unwrap()["metadata"],
+        json!({"direct_to_user": true})
+    );
     let d = s.get(&format!("/api/sessions/{sid}/")).json();
     assert_eq!(d["state"]["campaign"], "june");
     let p = s.get("/api/participants?identifier=%2B15550001111").json();
     assert_eq!(p["results"][0]["data"][0]["data"]["language"], "en");
     // prompt_text: the flow's reply is stored, the prompt never is
-    let r = s.post("/api/trigger_bot", &with(json!({"prompt_text": "Ask how the medication is going"})));
+    let r = s.post(
+        "/api/trigger_bot",
+        &with(json!({"prompt_text": "Ask how the medication is going"})),
+    );
     assert_eq!(r.json()["session_id"], sid.as_str());
     let msgs = wait_messages(&s, &sid, 3);
-    assert_eq!(msgs.last().unwrap()["content"], "Reminder: Ask how the medication is going");
+    assert_eq!(
+        msgs.last().unwrap()["content"],
+        "Reminder: Ask how the medication is going"
+    );
     assert!(msgs.iter().all(|m| m["role"] == "assistant"));
     // start_new_session ends the old one
-    let r = s.post("/api/trigger_bot", &with(json!({"message_text": "new", "start_new_session": true})));
+    let r = s.post(
+        "/api/trigger_bot",
+        &with(json!({"message_text": "new", "start_new_session": true})),
+    );
     let new_sid = r.json()["session_id"].as_str().unwrap().to_string();
     assert_ne!(new_sid, sid);
-    assert_eq!(s.get(&format!("/api/sessions/{sid}/")).json()["status"], "pending-review");
+    assert_eq!(
+        s.get(&format!("/api/sessions/{sid}/")).json()["status"],
+        "pending-review"
+    );
     assert_eq!(wait_messages(&s, &new_sid, 1).len(), 1);
     // TRG-10/11 roles, read-only, unknown bot
-    for role in ["chat_viewer", "team_admin", "event_admin", "annotation_reviewer"] {
+    for role in [
+        "chat_viewer",
+        "team_admin",
+        "event_admin",
+        "annotation_reviewer",
+    ] {
         let k = key_header(&s.key_with(&s.org, role, false));
-        assert_eq!(c.post("/api/trigger_bot", &k, &with(json!({"message_text": "x", "identifier": role}))).status, 403, "{role}");
-        assert_eq!(s.get(&format!("/api/participants?identifier={role}")).json()["count"], 0);
+        assert_eq!(
+            c.post(
+                "/api/trigger_bot",
+                &k,
+                &with(json!({"message_text": "x", "identifier": role}))
+            )
+            .status,
+            403,
+            "{role}"
+        );
+        assert_eq!(
+            s.get(&format!("/api/participants?identifier={role}"))
+                .json()["count"],
+            0
+        );
     }
     let ca = key_header(&s.key_with(&s.org, "chatbot_admin", false));
-    let r = c.post("/api/trigger_bot", &ca, &with(json!({"message_text": "once", "identifier": "ca"})));
+    let r = c.post(
+        "/api/trigger_bot",
+        &ca,
+        &with(json!({"message_text": "once", "identifier": "ca"})),
+    );
     assert_eq!(r.status, 200);
-    assert_eq!(wait_messages(&s, r.json()["session_id"].as_str().unwrap(), 1).len(), 1);
+    assert_eq!(
+        wait_messages(&s, r.json()["session_id"].as_str().unwrap(), 1).len(),
+        1
+    );
     let ro = key_header(&s.key_with(&s.org, "admin", true));
-    assert_eq!(c.post("/api/trigger_bot", &ro, &with(json!({"message_text": "x"}))).status, 403);
+    assert_eq!(
+        c.post("/api/trigger_bot", &ro, &with(json!({"message_text": "x"})))
+            .status,
+        403
+    );
     let r = s.post("/api/trigger_bot", &json!({"identifier": "x", "platform": "telegram", "experiment": "00000000-0000-0000-0000-000000000000", "message_text": "x"}));
-    assert_eq!((r.status, r.json()), (404, json!({"detail": "No Experiment matches the given query."})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"detail": "No Experiment matches the given query."})
+        )
+    );
 }
 
 fn wait_messages(s: &Ocs, sid: &str, n: usize) -> Vec<Json> {
@@ -753,42 +1704,101 @@ fn incoming_message_sessions_reset_and_versions() {
     let path = format!("/channels/api/{}/incoming_message", s.bot);
     let r = s.post(&path, &json!({"message": "hi"}));
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"response": "Hello! I am the botyard demo bot.\n\nWhat is your name?", "attachments": []}));
-    let list = s.get(&format!("/api/sessions/?experiment={}", s.bot)).json();
+    assert_eq!(
+        r.json(),
+        json!({"response": "Hello! I am the botyard demo bot.\n\nWhat is your name?", "attachments": []})
+    );
+    let list = s
+        .get(&format!("/api/sessions/?experiment={}", s.bot))
+        .json();
     assert_eq!(list["count"], 1);
     let sid = list["results"][0]["id"].as_str().unwrap().to_string();
     // Repeated calls continue one conversation (the flow held for the name).
     let r = s.post(&path, &json!({"message": "Ada"}));
-    assert!(r.json()["response"].as_str().unwrap().starts_with("Nice to meet you, Ada!"));
+    assert!(
+        r.json()["response"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nice to meet you, Ada!")
+    );
     let r = s.post(&path, &json!({"message": "x", "session": sid}));
     assert_eq!(r.status, 200);
-    assert_eq!(s.get("/api/sessions/").json()["count"], 1, "INC-02: no new session");
+    assert_eq!(
+        s.get("/api/sessions/").json()["count"],
+        1,
+        "INC-02: no new session"
+    );
     // INC-03: another user's session
     let other = key_header(&s.key_with(&s.org, "admin", false));
-    assert_eq!(c.post(&path, &other, &json!({"message": "x", "session": sid})).status, 404);
+    assert_eq!(
+        c.post(&path, &other, &json!({"message": "x", "session": sid}))
+            .status,
+        404
+    );
     // INC-04: a session made via the sessions API continues
-    let made = s.post("/api/sessions/", &json!({"experiment": s.bot, "messages": [{"role": "user", "content": "earlier"}]})).json();
+    let made = s
+        .post(
+            "/api/sessions/",
+            &json!({"experiment": s.bot, "messages": [{"role": "user", "content": "earlier"}]}),
+        )
+        .json();
     let r = s.post(&path, &json!({"message": "hello", "session": made["id"]}));
     assert_eq!(r.status, 200);
     // INC-06 + missing message
     let ro = key_header(&s.key_with(&s.org, "admin", true));
     assert_eq!(c.post(&path, &ro, &json!({"message": "x"})).status, 403);
-    assert_eq!(s.post(&path, &json!({})).json(), json!({"message": ["This field is required."]}));
+    assert_eq!(
+        s.post(&path, &json!({})).json(),
+        json!({"message": ["This field is required."]})
+    );
     // /reset
     let r = s.post(&path, &json!({"message": " /RESET "}));
-    assert_eq!(r.json(), json!({"response": "Conversation reset", "attachments": []}));
+    assert_eq!(
+        r.json(),
+        json!({"response": "Conversation reset", "attachments": []})
+    );
     let r = s.post(&path, &json!({"message": "again"}));
-    assert!(r.json()["response"].as_str().unwrap().starts_with("Hello!"), "fresh session after reset");
+    assert!(
+        r.json()["response"].as_str().unwrap().starts_with("Hello!"),
+        "fresh session after reset"
+    );
     // Versions: 404 for unknown; the working number works
-    assert_eq!(s.post(&format!("/channels/api/{}/v7/incoming_message", s.bot), &json!({"message": "x"})).status, 404);
-    assert_eq!(s.post(&format!("/channels/api/{}/v1/incoming_message", s.bot), &json!({"message": "x"})).status, 200);
+    assert_eq!(
+        s.post(
+            &format!("/channels/api/{}/v7/incoming_message", s.bot),
+            &json!({"message": "x"})
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        s.post(
+            &format!("/channels/api/{}/v1/incoming_message", s.bot),
+            &json!({"message": "x"})
+        )
+        .status,
+        200
+    );
     // Unknown bot; no /api/v1 alias for channels
-    assert_eq!(s.post("/channels/api/00000000-0000-0000-0000-000000000000/incoming_message", &json!({"message": "x"})).status, 404);
+    assert_eq!(
+        s.post(
+            "/channels/api/00000000-0000-0000-0000-000000000000/incoming_message",
+            &json!({"message": "x"})
+        )
+        .status,
+        404
+    );
     // INC-05 file outputs become attachments
     let fbot = s.bot_with(&s.org, "Files", "start:\n  say \"here\"\n  say File(\"https://files.example.org/docs/tips.pdf\")\n  goto end\n", None);
-    let r = s.post(&format!("/channels/api/{fbot}/incoming_message"), &json!({"message": "x"}));
+    let r = s.post(
+        &format!("/channels/api/{fbot}/incoming_message"),
+        &json!({"message": "x"}),
+    );
     let v = r.json();
-    assert_eq!(v["attachments"], json!([{"file_name": "tips.pdf", "link": "https://files.example.org/docs/tips.pdf"}]));
+    assert_eq!(
+        v["attachments"],
+        json!([{"file_name": "tips.pdf", "link": "https://files.example.org/docs/tips.pdf"}])
+    );
     assert!(v["response"].as_str().unwrap().starts_with("here\n\n"));
 }
 
@@ -805,7 +1815,13 @@ fn rate_limits_enforced_and_headers() {
     let r = s.get("/api/experiments/");
     assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("2"));
-    assert!(r.header("x-ratelimit-reset").unwrap().parse::<i64>().unwrap() > 0);
+    assert!(
+        r.header("x-ratelimit-reset")
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
     s.get("/api/experiments/");
     s.get("/api/experiments/");
     let r = s.get("/api/experiments/");
@@ -816,32 +1832,58 @@ fn rate_limits_enforced_and_headers() {
     assert!(v["available_in"].as_i64().unwrap() > 0);
     assert_eq!(v.as_object().unwrap().len(), 2);
     // Chat: per session (the demo bot is public: starts are bucketed by IP, 2 allowed).
-    let a = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot})).json();
-    let b = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot})).json();
-    let (sa, ta) = (a["session_id"].as_str().unwrap(), token_header(a["session_token"].as_str().unwrap()));
-    let (sb, tb) = (b["session_id"].as_str().unwrap(), token_header(b["session_token"].as_str().unwrap()));
+    let a = c
+        .post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot}))
+        .json();
+    let b = c
+        .post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot}))
+        .json();
+    let (sa, ta) = (
+        a["session_id"].as_str().unwrap(),
+        token_header(a["session_token"].as_str().unwrap()),
+    );
+    let (sb, tb) = (
+        b["session_id"].as_str().unwrap(),
+        token_header(b["session_token"].as_str().unwrap()),
+    );
     assert_eq!(c.get(&format!("/api/chat/{sa}/poll/"), &ta).status, 200);
     assert_eq!(c.get(&format!("/api/chat/{sa}/poll/"), &ta).status, 200);
     assert_eq!(c.get(&format!("/api/chat/{sa}/poll/"), &ta).status, 429);
-    assert_eq!(c.get(&format!("/api/chat/{sb}/poll/"), &tb).status, 200, "another session still passes");
+    assert_eq!(
+        c.get(&format!("/api/chat/{sb}/poll/"), &tb).status,
+        200,
+        "another session still passes"
+    );
     // Credentials scope
     assert_eq!(c.get("/api/experiments/", &key_header("bad")).status, 401);
     assert_eq!(c.get("/api/experiments/", &key_header("bad")).status, 401);
     let r = c.get("/api/experiments/", &key_header("bad"));
-    assert_eq!((r.status, r.json()["detail"].clone()), (429, json!("Rate limit exceeded.")));
+    assert_eq!(
+        (r.status, r.json()["detail"].clone()),
+        (429, json!("Rate limit exceeded."))
+    );
     drop(s);
     // Log-only mode (the default): never 429, headers still there (RL-03/08).
     let s = Ocs::start_env(&[("BOTYARD_OCS_RATE_CHAT", "2/300")]);
     let (sid, tok) = s.start_chat();
     for _ in 0..4 {
-        let r = s.client().get(&format!("/api/chat/{sid}/poll/"), &token_header(&tok));
+        let r = s
+            .client()
+            .get(&format!("/api/chat/{sid}/poll/"), &token_header(&tok));
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-ratelimit-limit"), Some("2"));
     }
-    assert!(s.get("/api/experiments/").header("x-ratelimit-limit").is_some());
+    assert!(
+        s.get("/api/experiments/")
+            .header("x-ratelimit-limit")
+            .is_some()
+    );
     drop(s);
     // RL-07 exempt team: never blocked.
-    let mut s = Ocs::start_env(&[("BOTYARD_OCS_RATE_API", "1/300"), ("BOTYARD_OCS_RATE_ENFORCE", "1")]);
+    let mut s = Ocs::start_env(&[
+        ("BOTYARD_OCS_RATE_API", "1/300"),
+        ("BOTYARD_OCS_RATE_ENFORCE", "1"),
+    ]);
     let org = s.org.clone();
     s.restart_with(&[("BOTYARD_OCS_RATE_EXEMPT", &org)]);
     for _ in 0..3 {
@@ -856,7 +1898,11 @@ fn tasks_survive_a_restart() {
     let mut s = Ocs::start();
     let (sid, tok) = s.start_chat();
     let h = token_header(&tok);
-    let r = s.client().post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "hi"}));
+    let r = s.client().post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "hi"}),
+    );
     let task = r.json()["task_id"].as_str().unwrap().to_string();
     let done = wait_task(&s.client(), &sid, &task, &h);
     s.restart();
@@ -864,8 +1910,13 @@ fn tasks_survive_a_restart() {
     assert_eq!(done, again);
     // A task queued durably but never run (as if the process died right after the 202).
     let queued = s.store();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let t2 = rt.block_on(queued.ocs_create_task(&s.org, &sid, json!({"message": "Ada"}))).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t2 = rt
+        .block_on(queued.ocs_create_task(&s.org, &sid, json!({"message": "Ada"})))
+        .unwrap();
     drop(queued);
     s.restart();
     let v = wait_task(&s.client(), &sid, &t2, &h);
@@ -877,13 +1928,24 @@ fn tasks_survive_a_restart() {
 #[ignore = "benchmark: cargo test --release --test ocs_api bench -- --ignored --nocapture"]
 fn bench_task_latency_and_incoming_throughput() {
     let s = Ocs::start_env(&[("BOTYARD_LOG", "warn")]);
-    let bot = s.bot_with(&s.org, "Hello", "start:\n  say \"hello\"\n  goto end\n", None);
+    let bot = s.bot_with(
+        &s.org,
+        "Hello",
+        "start:\n  say \"hello\"\n  goto end\n",
+        None,
+    );
     s.set_public(&bot, true);
     let addr = s.addr;
     let sessions: Vec<(String, String)> = (0..32)
         .map(|_| {
-            let v = s.client().post("/api/chat/start/", &[], &json!({"chatbot_id": bot})).json();
-            (v["session_id"].as_str().unwrap().to_string(), v["session_token"].as_str().unwrap().to_string())
+            let v = s
+                .client()
+                .post("/api/chat/start/", &[], &json!({"chatbot_id": bot}))
+                .json();
+            (
+                v["session_id"].as_str().unwrap().to_string(),
+                v["session_token"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     let per = 50;
@@ -896,7 +1958,11 @@ fn bench_task_latency_and_incoming_throughput() {
                 let mut lat = Vec::new();
                 for _ in 0..per {
                     let t0 = std::time::Instant::now();
-                    let r = c.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "hi"}));
+                    let r = c.post(
+                        &format!("/api/chat/{sid}/message/"),
+                        &h,
+                        &json!({"message": "hi"}),
+                    );
                     let task = r.json()["task_id"].as_str().unwrap().to_string();
                     loop {
                         let v = c.get(&format!("/api/chat/{sid}/{task}/poll/"), &h).json();
@@ -911,7 +1977,10 @@ fn bench_task_latency_and_incoming_throughput() {
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     all.sort();
     println!(
         "message→complete under 32 sessions: p50 {:?} p90 {:?} p99 {:?} (n={})",
@@ -926,12 +1995,20 @@ fn bench_task_latency_and_incoming_throughput() {
     let per = 60;
     let hs: Vec<_> = (0..n_threads)
         .map(|i| {
-            let key = if i == 0 { key.clone() } else { s.key_with(&s.org, "admin", false) };
+            let key = if i == 0 {
+                key.clone()
+            } else {
+                s.key_with(&s.org, "admin", false)
+            };
             let path = format!("/channels/api/{bot}/incoming_message");
             std::thread::spawn(move || {
                 let c = common::Client { addr };
                 for _ in 0..per {
-                    assert_eq!(c.post(&path, &key_header(&key), &json!({"message": "hi"})).status, 200);
+                    assert_eq!(
+                        c.post(&path, &key_header(&key), &json!({"message": "hi"}))
+                            .status,
+                        200
+                    );
                 }
             })
         })
@@ -940,6 +2017,10 @@ fn bench_task_latency_and_incoming_throughput() {
         h.join().unwrap();
     }
     let el = t0.elapsed();
-    println!("incoming_message: {:.0} turns/s ({} turns in {:?})", (n_threads * per) as f64 / el.as_secs_f64(), n_threads * per, el);
-    let _ = status;
+    println!(
+        "incoming_message: {:.0} turns/s ({} turns in {:?})",
+        (n_threads * per) as f64 / el.as_secs_f64(),
+        n_threads * per,
+        el
+    );
 }

@@ -18,7 +18,10 @@ const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/spec/ocs-v1
 
 fn to_json(y: &Yaml) -> Json {
     match y {
-        Yaml::Real(s) => s.parse::<f64>().map(|f| json!(f)).unwrap_or(Json::String(s.clone())),
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .map(|f| json!(f))
+            .unwrap_or(Json::String(s.clone())),
         Yaml::Integer(i) => json!(i),
         Yaml::String(s) => Json::String(s.clone()),
         Yaml::Boolean(b) => Json::Bool(*b),
@@ -47,7 +50,9 @@ impl Checker {
     fn load() -> Checker {
         let text = std::fs::read_to_string(SCHEMA).expect("read ocs-v1.yml");
         let docs = YamlLoader::load_from_str(&text).expect("parse ocs-v1.yml");
-        Checker { doc: to_json(&docs[0]) }
+        Checker {
+            doc: to_json(&docs[0]),
+        }
     }
 
     fn resolve<'a>(&'a self, s: &'a Json) -> &'a Json {
@@ -67,7 +72,9 @@ impl Checker {
     fn check(&self, schema: &Json, v: &Json, path: &str, errs: &mut Vec<String>) {
         let s = self.resolve(schema);
         if v.is_null() {
-            let typed = ["type", "allOf", "oneOf", "anyOf"].iter().any(|k| s.get(*k).is_some());
+            let typed = ["type", "allOf", "oneOf", "anyOf"]
+                .iter()
+                .any(|k| s.get(*k).is_some());
             if s.get("nullable") == Some(&json!(true)) || !typed {
                 return;
             }
@@ -121,21 +128,32 @@ impl Checker {
                 errs.push(format!("{path}: longer than {max}"));
             }
             let fmt_ok = match s.get("format").and_then(Json::as_str) {
-                Some("date-time") => botyard::ocs::time::parse_iso(st).is_some() && st.ends_with('Z'),
+                Some("date-time") => {
+                    botyard::ocs::time::parse_iso(st).is_some() && st.ends_with('Z')
+                }
                 Some("uuid") => st.len() == 36 && st.chars().filter(|c| *c == '-').count() == 4,
                 Some("uri") => st.starts_with("http://") || st.starts_with("https://"),
                 Some("decimal") => st.parse::<f64>().is_ok(),
                 _ => true,
             };
             if !fmt_ok {
-                errs.push(format!("{path}: `{st}` does not match format {}", s["format"]));
+                errs.push(format!(
+                    "{path}: `{st}` does not match format {}",
+                    s["format"]
+                ));
             }
         }
         if let Some(n) = v.as_f64() {
-            if s.get("minimum").and_then(Json::as_f64).is_some_and(|m| n < m) {
+            if s.get("minimum")
+                .and_then(Json::as_f64)
+                .is_some_and(|m| n < m)
+            {
                 errs.push(format!("{path}: below minimum"));
             }
-            if s.get("maximum").and_then(Json::as_f64).is_some_and(|m| n > m) {
+            if s.get("maximum")
+                .and_then(Json::as_f64)
+                .is_some_and(|m| n > m)
+            {
                 errs.push(format!("{path}: above maximum"));
             }
         }
@@ -164,13 +182,28 @@ impl Checker {
     }
 
     /// Validate a response of `(path template, method)` with its status.
-    fn validate(&self, seen: &mut BTreeSet<String>, path: &str, method: &str, r: &common::Response) {
+    fn validate(
+        &self,
+        seen: &mut BTreeSet<String>,
+        path: &str,
+        method: &str,
+        r: &common::Response,
+    ) {
         let op = &self.doc["paths"][path][method];
         assert!(op.is_object(), "no operation {method} {path} in the schema");
         seen.insert(op["operationId"].as_str().unwrap().to_string());
         let resp = &op["responses"][r.status.to_string()];
-        assert!(resp.is_object(), "{method} {path}: status {} is not documented; body {}", r.status, r.text());
-        let Some(schema) = resp.get("content").and_then(|c| c.get("application/json")).and_then(|c| c.get("schema")) else {
+        assert!(
+            resp.is_object(),
+            "{method} {path}: status {} is not documented; body {}",
+            r.status,
+            r.text()
+        );
+        let Some(schema) = resp
+            .get("content")
+            .and_then(|c| c.get("application/json"))
+            .and_then(|c| c.get("schema"))
+        else {
             return;
         };
         let mut errs = Vec::new();
@@ -179,8 +212,15 @@ impl Checker {
         // for a task still running (acceptance TPL-01 asserts that exact body), although the
         // schema's `ChatTaskPoll.message` is not marked nullable.
         let id = op["operationId"].as_str().unwrap();
-        errs.retain(|e| !(id == "chat_poll_task_response" && e == "$.message: null is not allowed"));
-        assert!(errs.is_empty(), "{method} {path} ({}): {errs:#?}\nbody: {}", r.status, r.text());
+        errs.retain(|e| {
+            !(id == "chat_poll_task_response" && e == "$.message: null is not allowed")
+        });
+        assert!(
+            errs.is_empty(),
+            "{method} {path} ({}): {errs:#?}\nbody: {}",
+            r.status,
+            r.text()
+        );
     }
 }
 
@@ -189,13 +229,23 @@ fn checker_catches_violations() {
     let c = Checker::load();
     let exp = json!({"$ref": "#/components/schemas/Experiment"});
     let mut e = Vec::new();
-    c.check(&exp, &json!({"id": "x", "name": "n", "url": "http://a/", "versions": []}), "$", &mut e);
+    c.check(
+        &exp,
+        &json!({"id": "x", "name": "n", "url": "http://a/", "versions": []}),
+        "$",
+        &mut e,
+    );
     assert_eq!(e.len(), 1, "{e:?}");
     e.clear();
     c.check(&exp, &json!({"id": "0190f3a2-7c1e-7b3d-9f2a-3c4d5e6f7a8b", "name": "n", "url": "http://a/", "versions": [{"name": 3}]}), "$", &mut e);
     assert_eq!(e.len(), 1, "{e:?}");
     e.clear();
-    c.check(&json!({"$ref": "#/components/schemas/ChatTaskPoll"}), &json!({"status": "done"}), "$", &mut e);
+    c.check(
+        &json!({"$ref": "#/components/schemas/ChatTaskPoll"}),
+        &json!({"status": "done"}),
+        "$",
+        &mut e,
+    );
     assert_eq!(e.len(), 1, "{e:?}");
 }
 
@@ -209,18 +259,43 @@ fn every_operation_validates_against_ocs_v1() {
     s.set_public(&bot, true);
     s.build(&s.org, &bot);
     s.store()
-        .create_channel(&s.org, &bot, botyard::store::NewChannel { kind: "telegram".into(), name: "tg".into(), ..Default::default() })
+        .create_channel(
+            &s.org,
+            &bot,
+            botyard::store::NewChannel {
+                kind: "telegram".into(),
+                name: "tg".into(),
+                ..Default::default()
+            },
+        )
         .unwrap();
 
     // Experiments
-    c.validate(&mut seen, "/api/experiments/", "get", &s.get("/api/experiments/"));
-    c.validate(&mut seen, "/api/experiments/{id}/", "get", &s.get(&format!("/api/experiments/{bot}/")));
+    c.validate(
+        &mut seen,
+        "/api/experiments/",
+        "get",
+        &s.get("/api/experiments/"),
+    );
+    c.validate(
+        &mut seen,
+        "/api/experiments/{id}/",
+        "get",
+        &s.get(&format!("/api/experiments/{bot}/")),
+    );
 
     // Chat
-    let r = cl.post("/api/chat/start/", &[], &json!({"chatbot_id": bot, "participant_remote_id": "abc", "participant_name": "Ada"}));
+    let r = cl.post(
+        "/api/chat/start/",
+        &[],
+        &json!({"chatbot_id": bot, "participant_remote_id": "abc", "participant_name": "Ada"}),
+    );
     c.validate(&mut seen, "/api/chat/start/", "post", &r);
     let v = r.json();
-    let (sid, tok) = (v["session_id"].as_str().unwrap().to_string(), v["session_token"].as_str().unwrap().to_string());
+    let (sid, tok) = (
+        v["session_id"].as_str().unwrap().to_string(),
+        v["session_token"].as_str().unwrap().to_string(),
+    );
     let h = token_header(&tok);
     s.set_public(&s.bot, false);
     let denied = cl.post("/api/chat/start/", &[], &json!({"chatbot_id": s.bot}));
@@ -228,38 +303,111 @@ fn every_operation_validates_against_ocs_v1() {
     let (ct, body) = multipart(&[("notes.txt", "text/plain", b"hello")], &[]);
     let mut hu = h.clone();
     hu.push(("Content-Type".into(), ct));
-    let up = cl.request("POST", &format!("/api/chat/{sid}/upload/"), &hu, Some(&body));
+    let up = cl.request(
+        "POST",
+        &format!("/api/chat/{sid}/upload/"),
+        &hu,
+        Some(&body),
+    );
     c.validate(&mut seen, "/api/chat/{session_id}/upload/", "post", &up);
     let fid = up.json()["files"][0]["id"].as_i64().unwrap();
-    let r = cl.post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": "hi", "attachment_ids": [fid]}));
+    let r = cl.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "hi", "attachment_ids": [fid]}),
+    );
     c.validate(&mut seen, "/api/chat/{session_id}/message/", "post", &r);
     let task = r.json()["task_id"].as_str().unwrap().to_string();
     wait_task(&cl, &sid, &task, &h);
     let done = cl.get(&format!("/api/chat/{sid}/{task}/poll/"), &h);
-    c.validate(&mut seen, "/api/chat/{session_id}/{task_id}/poll/", "get", &done);
-    c.validate(&mut seen, "/api/chat/{session_id}/{task_id}/poll/", "get", &cl.get(&format!("/api/chat/{sid}/unknown/poll/"), &h));
+    c.validate(
+        &mut seen,
+        "/api/chat/{session_id}/{task_id}/poll/",
+        "get",
+        &done,
+    );
+    c.validate(
+        &mut seen,
+        "/api/chat/{session_id}/{task_id}/poll/",
+        "get",
+        &cl.get(&format!("/api/chat/{sid}/unknown/poll/"), &h),
+    );
     let (sid2, tok2) = s.start_chat_for(&bot);
-    c.validate(&mut seen, "/api/chat/{session_id}/{task_id}/poll/", "get", &cl.get(&format!("/api/chat/{sid2}/{task}/poll/"), &token_header(&tok2)));
-    c.validate(&mut seen, "/api/chat/{session_id}/poll/", "get", &cl.get(&format!("/api/chat/{sid}/poll/"), &h));
+    c.validate(
+        &mut seen,
+        "/api/chat/{session_id}/{task_id}/poll/",
+        "get",
+        &cl.get(
+            &format!("/api/chat/{sid2}/{task}/poll/"),
+            &token_header(&tok2),
+        ),
+    );
+    c.validate(
+        &mut seen,
+        "/api/chat/{session_id}/poll/",
+        "get",
+        &cl.get(&format!("/api/chat/{sid}/poll/"), &h),
+    );
 
     // Sessions
     let r = s.post("/api/sessions/", &json!({"experiment": bot, "messages": [{"role": "user", "content": "x"}], "state": {"a": 1}}));
     c.validate(&mut seen, "/api/sessions/", "post", &r);
     let made = r.json()["id"].as_str().unwrap().to_string();
-    c.validate(&mut seen, "/api/sessions/", "get", &s.get("/api/sessions/?page_size=1"));
-    c.validate(&mut seen, "/api/sessions/{id}/", "get", &s.get(&format!("/api/sessions/{sid}/")));
-    c.validate(&mut seen, "/api/sessions/{id}/tags/", "post", &s.post(&format!("/api/sessions/{made}/tags/"), &json!({"tags": ["a", "b"]})));
-    let del = cl.request("DELETE", &format!("/api/sessions/{made}/tags/"), &s.auth(), Some(br#"{"tags":["a"]}"#));
+    c.validate(
+        &mut seen,
+        "/api/sessions/",
+        "get",
+        &s.get("/api/sessions/?page_size=1"),
+    );
+    c.validate(
+        &mut seen,
+        "/api/sessions/{id}/",
+        "get",
+        &s.get(&format!("/api/sessions/{sid}/")),
+    );
+    c.validate(
+        &mut seen,
+        "/api/sessions/{id}/tags/",
+        "post",
+        &s.post(
+            &format!("/api/sessions/{made}/tags/"),
+            &json!({"tags": ["a", "b"]}),
+        ),
+    );
+    let del = cl.request(
+        "DELETE",
+        &format!("/api/sessions/{made}/tags/"),
+        &s.auth(),
+        Some(br#"{"tags":["a"]}"#),
+    );
     c.validate(&mut seen, "/api/sessions/{id}/tags/", "delete", &del);
-    let upd = cl.request("PATCH", &format!("/api/sessions/{made}/update_state/"), &s.auth(), Some(br#"{"state":{"x":1}}"#));
+    let upd = cl.request(
+        "PATCH",
+        &format!("/api/sessions/{made}/update_state/"),
+        &s.auth(),
+        Some(br#"{"state":{"x":1}}"#),
+    );
     c.validate(&mut seen, "/api/sessions/{id}/update_state/", "patch", &upd);
-    c.validate(&mut seen, "/api/sessions/{id}/end_experiment_session/", "post", &s.post(&format!("/api/sessions/{made}/end_experiment_session/"), &json!({})));
+    c.validate(
+        &mut seen,
+        "/api/sessions/{id}/end_experiment_session/",
+        "post",
+        &s.post(
+            &format!("/api/sessions/{made}/end_experiment_session/"),
+            &json!({}),
+        ),
+    );
 
     // Participants
     let r = s.post("/api/participants", &json!({"identifier": "part1", "name": "John", "data": [{"experiment": bot, "data": {"a": 1},
         "schedules": [{"id": "s1", "name": "n", "prompt": "p", "date": "2031-01-01T00:00:00Z"}]}]}));
     c.validate(&mut seen, "/api/participants", "post", &r);
-    c.validate(&mut seen, "/api/participants", "get", &s.get("/api/participants"));
+    c.validate(
+        &mut seen,
+        "/api/participants",
+        "get",
+        &s.get("/api/participants"),
+    );
 
     // Files
     let f = s.get(&format!("/api/files/{fid}/content"));
@@ -269,12 +417,46 @@ fn every_operation_validates_against_ocs_v1() {
     // Channels
     let r = s.post("/api/trigger_bot", &json!({"identifier": "+1555", "platform": "telegram", "experiment": bot, "prompt_text": "Remind"}));
     c.validate(&mut seen, "/api/trigger_bot", "post", &r);
-    c.validate(&mut seen, "/channels/api/{experiment_id}/incoming_message", "post", &s.post(&format!("/channels/api/{bot}/incoming_message"), &json!({"message": "hi"})));
-    c.validate(&mut seen, "/channels/api/{experiment_id}/v{version}/incoming_message", "post", &s.post(&format!("/channels/api/{bot}/v1/incoming_message"), &json!({"message": "hi"})));
+    c.validate(
+        &mut seen,
+        "/channels/api/{experiment_id}/incoming_message",
+        "post",
+        &s.post(
+            &format!("/channels/api/{bot}/incoming_message"),
+            &json!({"message": "hi"}),
+        ),
+    );
+    c.validate(
+        &mut seen,
+        "/channels/api/{experiment_id}/v{version}/incoming_message",
+        "post",
+        &s.post(
+            &format!("/channels/api/{bot}/v1/incoming_message"),
+            &json!({"message": "hi"}),
+        ),
+    );
     let body = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
-    c.validate(&mut seen, "/api/openai/{experiment_id}/chat/completions", "post", &s.post(&format!("/api/openai/{bot}/chat/completions"), &body));
-    c.validate(&mut seen, "/api/openai/{experiment_id}/v{version}/chat/completions", "post", &s.post(&format!("/api/openai/{bot}/v0/chat/completions"), &body));
-    c.validate(&mut seen, "/api/openai/{experiment_id}/chat/completions", "post", &s.post("/api/openai/00000000-0000-0000-0000-000000000000/chat/completions", &body));
+    c.validate(
+        &mut seen,
+        "/api/openai/{experiment_id}/chat/completions",
+        "post",
+        &s.post(&format!("/api/openai/{bot}/chat/completions"), &body),
+    );
+    c.validate(
+        &mut seen,
+        "/api/openai/{experiment_id}/v{version}/chat/completions",
+        "post",
+        &s.post(&format!("/api/openai/{bot}/v0/chat/completions"), &body),
+    );
+    c.validate(
+        &mut seen,
+        "/api/openai/{experiment_id}/chat/completions",
+        "post",
+        &s.post(
+            "/api/openai/00000000-0000-0000-0000-000000000000/chat/completions",
+            &body,
+        ),
+    );
 
     // Every operation of the schema was exercised.
     let mut all = BTreeSet::new();
@@ -286,5 +468,10 @@ fn every_operation_validates_against_ocs_v1() {
         }
     }
     assert_eq!(all.len(), 22);
-    assert_eq!(seen, all, "operations not exercised: {:?}", all.difference(&seen).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        all,
+        "operations not exercised: {:?}",
+        all.difference(&seen).collect::<Vec<_>>()
+    );
 }

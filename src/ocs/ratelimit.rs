@@ -165,10 +165,12 @@ mod tests {
 
     #[test]
     fn fixed_window_counts_and_blocks_only_when_enforced() {
-        let mut c = RateConfig::default();
-        c.api = Limit {
-            count: 2,
-            window_secs: 300,
+        let mut c = RateConfig {
+            api: Limit {
+                count: 2,
+                window_secs: 300,
+            },
+            ..Default::default()
         };
         let l = Limiter::new(c.clone());
         assert_eq!(l.hit(Scope::Api, "t", None, 1000).remaining, 1);

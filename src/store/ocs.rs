@@ -157,8 +157,15 @@ pub struct Schedule {
 /// One schedule change of a participants POST.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduleOp {
-    Delete { external_id: String },
-    Upsert { external_id: Option<String>, name: String, prompt: String, date: i64 },
+    Delete {
+        external_id: String,
+    },
+    Upsert {
+        external_id: Option<String>,
+        name: String,
+        prompt: String,
+        date: i64,
+    },
 }
 
 /// One `data` entry of a participants POST.
@@ -383,13 +390,18 @@ fn upsert_participant_on(
         "SELECT {PART_COLS} FROM participants p
          WHERE p.organization_id = ?1 AND p.platform = ?2 AND p.identifier = ?3"
     ))?
-    .query_row(params![org, platform, identifier], |r| participant_from_row(r, 0))?)
+    .query_row(params![org, platform, identifier], |r| {
+        participant_from_row(r, 0)
+    })?)
 }
 
 fn load_session_on(c: &Connection, org: &str, id: &str) -> Result<Option<OcsSession>> {
-    Ok(c.prepare_cached(&format!("{} WHERE s.id = ?1 AND s.organization_id = ?2", session_select()))?
-        .query_row([id, org], session_from_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "{} WHERE s.id = ?1 AND s.organization_id = ?2",
+        session_select()
+    ))?
+    .query_row([id, org], session_from_row)
+    .optional()?)
 }
 
 /// Appends messages to a session with strictly increasing microsecond times (never earlier than
@@ -416,7 +428,11 @@ fn append_messages_on(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for m in msgs {
-        let metadata = if m.metadata.is_null() { Json::Object(Map::new()) } else { m.metadata.clone() };
+        let metadata = if m.metadata.is_null() {
+            Json::Object(Map::new())
+        } else {
+            m.metadata.clone()
+        };
         st.execute(params![
             org,
             session,
@@ -486,10 +502,21 @@ fn insert_session_on(c: &Connection, org: &str, n: &NewSession) -> Result<OcsSes
         now,
     )?;
     if let Some(name) = &n.data_name {
-        merge_participant_data_on(c, org, &p.id, &n.bot_id, &serde_json::json!({"name": name}), now)?;
+        merge_participant_data_on(
+            c,
+            org,
+            &p.id,
+            &n.bot_id,
+            &serde_json::json!({"name": name}),
+            now,
+        )?;
     }
     let id = new_id();
-    let state = if n.state.is_null() { Json::Object(Map::new()) } else { n.state.clone() };
+    let state = if n.state.is_null() {
+        Json::Object(Map::new())
+    } else {
+        n.state.clone()
+    };
     c.prepare_cached(
         "INSERT INTO ocs_sessions(id, organization_id, bot_id, participant_id, platform,
             channel_kind, widget_channel_id, owner_key_id, status, state, version_number,
@@ -533,8 +560,9 @@ fn merge_participant_data_on(
         )?
         .query_row([participant, bot, org], |r| r.get(0))
         .optional()?;
-    let mut data: Map<String, Json> =
-        cur.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    let mut data: Map<String, Json> = cur
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
     if let Json::Object(p) = patch {
         for (k, v) in p {
             data.insert(k.clone(), v.clone());
@@ -607,9 +635,19 @@ impl Store {
     }
 
     /// Set the OCS role (and optionally owner e-mail) of a key.
-    pub fn ocs_set_key_role(&self, org: &str, key_id: &str, role: &str, email: Option<&str>) -> Result<()> {
-        let (org, key_id, role, email) =
-            (org.to_string(), key_id.to_string(), role.to_string(), email.map(str::to_string));
+    pub fn ocs_set_key_role(
+        &self,
+        org: &str,
+        key_id: &str,
+        role: &str,
+        email: Option<&str>,
+    ) -> Result<()> {
+        let (org, key_id, role, email) = (
+            org.to_string(),
+            key_id.to_string(),
+            role.to_string(),
+            email.map(str::to_string),
+        );
         self.write(move |c| {
             let n = c.execute(
                 "UPDATE api_keys SET ocs_role = ?3, owner_email = COALESCE(?4, owner_email)
@@ -619,7 +657,10 @@ impl Store {
             if n == 0 {
                 return Err(Error::NotFound(format!("API key `{key_id}` not found")));
             }
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'", [])?;
+            c.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'",
+                [],
+            )?;
             Ok(())
         })
     }
@@ -686,7 +727,9 @@ impl Store {
                 "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE organization_id = ?1
                  AND bot_id = ?2 AND deleted = 0 ORDER BY created_at"
             ))?;
-            let rows = st.query_map([org, bot], widget_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map([org, bot], widget_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -726,11 +769,23 @@ impl Store {
     /// Does a bot with this id exist in any organization (to tell "another team's" from
     /// "no such" as OCS does)?
     pub fn ocs_bot_exists_anywhere(&self, id: &str) -> Result<bool> {
-        self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1)", [id], |r| r.get(0))?))
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     pub fn ocs_count_bots(&self, org: &str) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM bots WHERE organization_id = ?1", [org], |r| r.get(0))?))
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM bots WHERE organization_id = ?1",
+                [org],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     // ---- sessions --------------------------------------------------------------------------
@@ -747,9 +802,11 @@ impl Store {
     /// A session looked up by id alone (the chat API: the session decides the organization).
     pub fn ocs_session_any_org(&self, id: &str) -> Result<Option<OcsSession>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!("{} WHERE s.id = ?1", session_select()))?
-                .query_row([id], session_from_row)
-                .optional()?)
+            Ok(
+                c.prepare_cached(&format!("{} WHERE s.id = ?1", session_select()))?
+                    .query_row([id], session_from_row)
+                    .optional()?,
+            )
         })
     }
 
@@ -770,7 +827,10 @@ impl Store {
                  ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
                 session_select()
             ))?
-            .query_row(params![org, bot, platform, identifier, excl], session_from_row)
+            .query_row(
+                params![org, bot, platform, identifier, excl],
+                session_from_row,
+            )
             .optional()?)
         })
     }
@@ -803,8 +863,10 @@ impl Store {
             let mut args = vec![Value::Text(org.to_string())];
             let (filter, fargs) = session_filter_sql(f);
             args.extend(fargs);
-            let sql = format!("SELECT COUNT(*) FROM ocs_sessions s WHERE s.organization_id = ?{filter}");
-            Ok(c.prepare(&sql)?.query_row(params_from_iter(args), |r| r.get(0))?)
+            let sql =
+                format!("SELECT COUNT(*) FROM ocs_sessions s WHERE s.organization_id = ?{filter}");
+            Ok(c.prepare(&sql)?
+                .query_row(params_from_iter(args), |r| r.get(0))?)
         })
     }
 
@@ -823,7 +885,13 @@ impl Store {
     }
 
     /// Replace the state (`merge` = shallow-merge an object into it instead).
-    pub fn ocs_set_session_state(&self, org: &str, id: &str, state: Json, merge: bool) -> Result<Option<Json>> {
+    pub fn ocs_set_session_state(
+        &self,
+        org: &str,
+        id: &str,
+        state: Json,
+        merge: bool,
+    ) -> Result<Option<Json>> {
         let (org, id) = (org.to_string(), id.to_string());
         self.write(move |c| set_state_on(c, &org, &id, state, merge))
     }
@@ -880,14 +948,24 @@ impl Store {
 
     // ---- messages --------------------------------------------------------------------------
 
-    pub fn ocs_append_messages(&self, org: &str, session: &str, msgs: Vec<NewOcsMessage>) -> Result<Vec<OcsMessage>> {
+    pub fn ocs_append_messages(
+        &self,
+        org: &str,
+        session: &str,
+        msgs: Vec<NewOcsMessage>,
+    ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
         self.write(move |c| append_messages_on(c, &org, &session, &msgs))
     }
 
     /// Messages of a session in time order, strictly after `since_us`, at most `limit` (+1 to
     /// tell whether more exist: the caller truncates).
-    pub fn ocs_messages(&self, session: &str, since_us: Option<i64>, limit: Option<u32>) -> Result<Vec<OcsMessage>> {
+    pub fn ocs_messages(
+        &self,
+        session: &str,
+        since_us: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<OcsMessage>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1 AND created_at > ?2
@@ -895,7 +973,11 @@ impl Store {
             ))?;
             let rows = st
                 .query_map(
-                    params![session, since_us.unwrap_or(i64::MIN), limit.map(|l| l as i64).unwrap_or(-1)],
+                    params![
+                        session,
+                        since_us.unwrap_or(i64::MIN),
+                        limit.map(|l| l as i64).unwrap_or(-1)
+                    ],
                     message_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -945,10 +1027,18 @@ impl Store {
         let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
         self.write_async(move |c| {
             let now = now_millis();
-            c.prepare_cached("UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1")?
-                .execute(params![task, now])?;
+            c.prepare_cached(
+                "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![task, now])?;
             if let Some(ctx) = context {
-                set_state_on(c, &org, &session, serde_json::json!({"remote_context": ctx}), true)?;
+                set_state_on(
+                    c,
+                    &org,
+                    &session,
+                    serde_json::json!({"remote_context": ctx}),
+                    true,
+                )?;
             }
             for f in &attach {
                 c.prepare_cached(
@@ -982,7 +1072,14 @@ impl Store {
                 "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
                     updated_at = ?6 WHERE id = ?1",
             )?
-            .execute(params![task, status, stored.first().map(|m| m.id), err, err_status, now_millis()])?;
+            .execute(params![
+                task,
+                status,
+                stored.first().map(|m| m.id),
+                err,
+                err_status,
+                now_millis()
+            ])?;
             Ok(stored)
         })
         .await
@@ -990,9 +1087,11 @@ impl Store {
 
     pub fn ocs_task(&self, id: &str) -> Result<Option<OcsTask>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!("SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1"))?
-                .query_row([id], task_from_row)
-                .optional()?)
+            Ok(
+                c.prepare_cached(&format!("SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1"))?
+                    .query_row([id], task_from_row)
+                    .optional()?,
+            )
         })
     }
 
@@ -1003,7 +1102,9 @@ impl Store {
                 "SELECT {TASK_COLS} FROM ocs_tasks WHERE status IN ('queued', 'running')
                  ORDER BY created_at, id"
             ))?;
-            let rows = st.query_map([], task_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map([], task_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -1046,7 +1147,10 @@ impl Store {
         let org = org.to_string();
         self.write(move |c| {
             for id in &ids {
-                c.execute("DELETE FROM ocs_files WHERE id = ?1 AND organization_id = ?2", params![id, org])?;
+                c.execute(
+                    "DELETE FROM ocs_files WHERE id = ?1 AND organization_id = ?2",
+                    params![id, org],
+                )?;
             }
             Ok(())
         })
@@ -1065,7 +1169,8 @@ impl Store {
     /// Files by id (any organization; callers check).
     pub fn ocs_files(&self, ids: &[i64]) -> Result<Vec<OcsFile>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"))?;
+            let mut st =
+                c.prepare_cached(&format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"))?;
             let mut out = Vec::new();
             for id in ids {
                 if let Some(f) = st.query_row([id], file_from_row).optional()? {
@@ -1119,12 +1224,19 @@ impl Store {
         self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let filter = participant_filter_sql(f, &mut args);
-            Ok(c.prepare(&format!("SELECT COUNT(*) FROM participants p WHERE p.organization_id = ?{filter}"))?
-                .query_row(params_from_iter(args), |r| r.get(0))?)
+            Ok(c.prepare(&format!(
+                "SELECT COUNT(*) FROM participants p WHERE p.organization_id = ?{filter}"
+            ))?
+            .query_row(params_from_iter(args), |r| r.get(0))?)
         })
     }
 
-    pub fn ocs_participant_by_identity(&self, org: &str, platform: &str, identifier: &str) -> Result<Option<OcsParticipant>> {
+    pub fn ocs_participant_by_identity(
+        &self,
+        org: &str,
+        platform: &str,
+        identifier: &str,
+    ) -> Result<Option<OcsParticipant>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {PART_COLS} FROM participants p WHERE p.organization_id = ?1
@@ -1136,7 +1248,12 @@ impl Store {
     }
 
     /// Data entries of a participant (of one bot when given), ordered by bot creation.
-    pub fn ocs_participant_data(&self, org: &str, participant: &str, bot: Option<&str>) -> Result<Vec<DataEntry>> {
+    pub fn ocs_participant_data(
+        &self,
+        org: &str,
+        participant: &str,
+        bot: Option<&str>,
+    ) -> Result<Vec<DataEntry>> {
         self.read(|c| data_entries_on(c, org, participant, bot))
     }
 
@@ -1148,12 +1265,31 @@ impl Store {
         identifier: &str,
         name: Option<String>,
     ) -> Result<OcsParticipant> {
-        let (org, platform, identifier) = (org.to_string(), platform.to_string(), identifier.to_string());
-        self.write(move |c| upsert_participant_on(c, &org, &platform, &identifier, name.as_deref(), None, now_millis()))
+        let (org, platform, identifier) = (
+            org.to_string(),
+            platform.to_string(),
+            identifier.to_string(),
+        );
+        self.write(move |c| {
+            upsert_participant_on(
+                c,
+                &org,
+                &platform,
+                &identifier,
+                name.as_deref(),
+                None,
+                now_millis(),
+            )
+        })
     }
 
     /// Apply a participants POST's data and schedule changes in one transaction.
-    pub fn ocs_apply_participant_data(&self, org: &str, participant: &str, ops: Vec<ParticipantDataOp>) -> Result<()> {
+    pub fn ocs_apply_participant_data(
+        &self,
+        org: &str,
+        participant: &str,
+        ops: Vec<ParticipantDataOp>,
+    ) -> Result<()> {
         let (org, participant) = (org.to_string(), participant.to_string());
         self.write(move |c| {
             let now = now_millis();
@@ -1201,9 +1337,17 @@ impl Store {
     }
 
     /// Shallow-merge `patch` into the participant's data for `bot`.
-    pub fn ocs_merge_participant_data(&self, org: &str, participant: &str, bot: &str, patch: Json) -> Result<()> {
+    pub fn ocs_merge_participant_data(
+        &self,
+        org: &str,
+        participant: &str,
+        bot: &str,
+        patch: Json,
+    ) -> Result<()> {
         let (org, participant, bot) = (org.to_string(), participant.to_string(), bot.to_string());
-        self.write(move |c| merge_participant_data_on(c, &org, &participant, &bot, &patch, now_millis()))
+        self.write(move |c| {
+            merge_participant_data_on(c, &org, &participant, &bot, &patch, now_millis())
+        })
     }
 
     pub fn ocs_schedules(&self, org: &str, participant: &str, bot: &str) -> Result<Vec<Schedule>> {
@@ -1212,7 +1356,9 @@ impl Store {
                 "SELECT {SCHED_COLS} FROM ocs_schedules WHERE organization_id = ?1
                  AND participant_id = ?2 AND bot_id = ?3 ORDER BY id"
             ))?;
-            let rows = st.query_map([org, participant, bot], schedule_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let rows = st
+                .query_map([org, participant, bot], schedule_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
     }
@@ -1268,8 +1414,16 @@ impl Store {
     }
 }
 
-fn set_state_on(c: &Connection, org: &str, id: &str, state: Json, merge: bool) -> Result<Option<Json>> {
-    let Some(s) = load_session_on(c, org, id)? else { return Ok(None) };
+fn set_state_on(
+    c: &Connection,
+    org: &str,
+    id: &str,
+    state: Json,
+    merge: bool,
+) -> Result<Option<Json>> {
+    let Some(s) = load_session_on(c, org, id)? else {
+        return Ok(None);
+    };
     let new = if merge {
         let mut cur = match s.state {
             Json::Object(m) => m,
@@ -1293,7 +1447,9 @@ fn session_tags_on(c: &Connection, id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare_cached(
         "SELECT DISTINCT name FROM ocs_session_tags WHERE session_id = ?1 ORDER BY name",
     )?;
-    let rows = st.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let rows = st
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
 
@@ -1309,7 +1465,9 @@ fn session_filter_sql(f: &SessionFilter) -> (String, Vec<Value>) {
             " AND EXISTS(SELECT 1 FROM ocs_session_tags t WHERE t.session_id = s.id \
              AND t.name IN (SELECT value FROM json_each(?)))",
         );
-        args.push(Value::Text(serde_json::to_string(&f.tags).unwrap_or_default()));
+        args.push(Value::Text(
+            serde_json::to_string(&f.tags).unwrap_or_default(),
+        ));
     }
     if !f.versions.is_empty() {
         sql.push_str(
@@ -1317,7 +1475,9 @@ fn session_filter_sql(f: &SessionFilter) -> (String, Vec<Value>) {
              AND json_extract(j.value, '$.category') = 'experiment_version' \
              AND json_extract(j.value, '$.name') IN (SELECT value FROM json_each(?)))",
         );
-        args.push(Value::Text(serde_json::to_string(&f.versions).unwrap_or_default()));
+        args.push(Value::Text(
+            serde_json::to_string(&f.versions).unwrap_or_default(),
+        ));
     }
     (sql, args)
 }
@@ -1341,7 +1501,12 @@ fn participant_filter_sql(f: &ParticipantFilter, args: &mut Vec<Value>) -> Strin
     sql
 }
 
-fn data_entries_on(c: &Connection, org: &str, participant: &str, bot: Option<&str>) -> Result<Vec<DataEntry>> {
+fn data_entries_on(
+    c: &Connection,
+    org: &str,
+    participant: &str,
+    bot: Option<&str>,
+) -> Result<Vec<DataEntry>> {
     let mut st = c.prepare_cached(
         "SELECT d.bot_id, b.name, d.data, d.system_metadata FROM participant_data d
          JOIN bots b ON b.id = d.bot_id

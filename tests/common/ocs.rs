@@ -56,7 +56,11 @@ fn spawn(data: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if let Some(i) = line.find("listening on http://") {
-                let addr = line[i + 20..].split_whitespace().next().unwrap_or("").to_string();
+                let addr = line[i + 20..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(addr);
                 }
@@ -66,7 +70,9 @@ fn spawn(data: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex
             l.push('\n');
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server did not start");
     (child, addr.parse().unwrap(), log)
 }
 
@@ -79,7 +85,10 @@ impl Ocs {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().to_path_buf();
         let setup = cli_json(&data, &["setup"]);
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (child, addr, log) = spawn(&data, &env);
         Ocs {
             child,
@@ -106,7 +115,8 @@ impl Ocs {
 
     /// Restart with more environment (e.g. a rate-limit exemption for a known team).
     pub fn restart_with(&mut self, extra: &[(&str, &str)]) {
-        self.env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.env
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.restart();
     }
 
@@ -127,19 +137,41 @@ impl Ocs {
     pub fn key_with(&self, org: &str, role: &str, read_only: bool) -> String {
         let st = self.store();
         let (k, key) = st.create_api_key(org, role, read_only).unwrap();
-        st.ocs_set_key_role(org, &k.id, role, Some(&format!("{role}-{}@example.org", &k.id[30..]))).unwrap();
+        st.ocs_set_key_role(
+            org,
+            &k.id,
+            role,
+            Some(&format!("{role}-{}@example.org", &k.id[30..])),
+        )
+        .unwrap();
         key
     }
 
     /// A bot with one flow (`start` is the entry), optionally a trigger flow.
     pub fn bot_with(&self, org: &str, name: &str, flow: &str, trigger: Option<&str>) -> String {
-        let mut flows = vec![NewFlow { name: "main".into(), content: flow.into(), ..Default::default() }];
+        let mut flows = vec![NewFlow {
+            name: "main".into(),
+            content: flow.into(),
+            ..Default::default()
+        }];
         if let Some(t) = trigger {
-            flows.push(NewFlow { name: "ocs_trigger".into(), content: t.into(), ..Default::default() });
+            flows.push(NewFlow {
+                name: "ocs_trigger".into(),
+                content: t.into(),
+                ..Default::default()
+            });
         }
         let (bot, _) = self
             .store()
-            .create_bot(org, NewBot { name: name.into(), flows, default_flow: Some("main".into()), ..Default::default() })
+            .create_bot(
+                org,
+                NewBot {
+                    name: name.into(),
+                    flows,
+                    default_flow: Some("main".into()),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         bot.id
     }
@@ -153,7 +185,12 @@ impl Ocs {
             default_flow: b.default_flow_id.clone().unwrap(),
             flows: flows
                 .iter()
-                .map(|f| SnapshotFlow { id: f.id.clone(), name: f.name.clone(), commands: f.commands.clone(), content: f.content.clone() })
+                .map(|f| SnapshotFlow {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                    commands: f.commands.clone(),
+                    content: f.content.clone(),
+                })
                 .collect(),
             custom_components: Default::default(),
         };
@@ -166,7 +203,13 @@ impl Ocs {
 
     pub fn widget(&self, bot: &str, domains: &[&str], level: i64) -> WidgetChannel {
         self.store()
-            .ocs_create_widget_channel(&self.org, bot, "widget", domains.iter().map(|d| d.to_string()).collect(), level)
+            .ocs_create_widget_channel(
+                &self.org,
+                bot,
+                "widget",
+                domains.iter().map(|d| d.to_string()).collect(),
+                level,
+            )
             .unwrap()
     }
 
@@ -175,7 +218,15 @@ impl Ocs {
         let b = st.get_bot(&self.org, bot).unwrap();
         let mut settings = b.settings.clone();
         settings.web_chat_public = public;
-        st.update_bot(&self.org, bot, botyard::store::BotPatch { settings: Some(settings), ..Default::default() }).unwrap();
+        st.update_bot(
+            &self.org,
+            bot,
+            botyard::store::BotPatch {
+                settings: Some(settings),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     }
 
     pub fn auth(&self) -> Vec<(String, String)> {
@@ -192,24 +243,38 @@ impl Ocs {
 
     /// `POST /api/chat/start/` keyless for the demo bot: `(session_id, token)`.
     pub fn start_chat(&self) -> (String, String) {
-        let r = self.client().post("/api/chat/start/", &[], &json!({"chatbot_id": self.bot}));
+        let r = self
+            .client()
+            .post("/api/chat/start/", &[], &json!({"chatbot_id": self.bot}));
         assert_eq!(r.status, 201, "{}", r.text());
         let v = r.json();
-        (v["session_id"].as_str().unwrap().into(), v["session_token"].as_str().unwrap().into())
+        (
+            v["session_id"].as_str().unwrap().into(),
+            v["session_token"].as_str().unwrap().into(),
+        )
     }
 
     /// Keyless chat start for a public bot: `(session_id, token)`.
     pub fn start_chat_for(&self, bot: &str) -> (String, String) {
-        let r = self.client().post("/api/chat/start/", &[], &json!({"chatbot_id": bot}));
+        let r = self
+            .client()
+            .post("/api/chat/start/", &[], &json!({"chatbot_id": bot}));
         assert_eq!(r.status, 201, "{}", r.text());
         let v = r.json();
-        (v["session_id"].as_str().unwrap().into(), v["session_token"].as_str().unwrap().into())
+        (
+            v["session_id"].as_str().unwrap().into(),
+            v["session_token"].as_str().unwrap().into(),
+        )
     }
 
     /// Send a chat message and wait for the task to complete; the task-poll body.
     pub fn chat_turn(&self, sid: &str, token: &str, text: &str) -> Json {
         let h = token_header(token);
-        let r = self.client().post(&format!("/api/chat/{sid}/message/"), &h, &json!({"message": text}));
+        let r = self.client().post(
+            &format!("/api/chat/{sid}/message/"),
+            &h,
+            &json!({"message": text}),
+        );
         assert_eq!(r.status, 202, "{}", r.text());
         let task = r.json()["task_id"].as_str().unwrap().to_string();
         wait_task(&self.client(), sid, &task, &h)
@@ -253,7 +318,10 @@ pub fn multipart(files: &[(&str, &str, &[u8])], fields: &[(&str, &str)]) -> (Str
         body.extend_from_slice(b"\r\n");
     }
     for (k, v) in fields {
-        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
     }
     body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={b}"), body)

@@ -1,7 +1,7 @@
 //! API-key endpoints on data: experiments (= bots), sessions, participants and file content
 //! (ocs-api §5.1–5.4), plus the JSON shapes shared with the chat and channel handlers.
 
-use super::{Call, Caller, detail, error, field_error, internal, is_uuid, json_resp, ok};
+use super::{Call, Caller, detail, error, field_error, is_uuid, json_resp, ok};
 use crate::http::response::Body;
 use crate::ocs::cursor::{self, Cursor};
 use crate::ocs::time::{iso_micros, iso_millis, parse_iso};
@@ -932,9 +932,4 @@ pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Response<B
         Ok(None) => detail(StatusCode::NOT_FOUND, "Not found."),
         Err(r) => r,
     }
-}
-
-#[allow(dead_code)]
-fn unused(_: &dyn Fn() -> Response<Body>) {
-    let _ = internal("x");
 }

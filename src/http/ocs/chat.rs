@@ -342,9 +342,7 @@ fn token_err(code: &str, msg: &str) -> Response<Body> {
 /// Session-bound access (§3.7). Returns the session and whether the caller is a team member.
 async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
     let sid = call.params.id.clone();
-    if let Err(r) = chat_rate(call, &format!("session:{sid}")) {
-        return Err(r);
-    }
+    chat_rate(call, &format!("session:{sid}"))?;
     let s2 = sid.clone();
     let session = call.blocking(move |s| s.ocs_session_any_org(&s2)).await?;
     let embed = call.header("x-embed-key").map(str::to_string);
