@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -29,20 +31,38 @@ fn ensure_chromium() {
         return;
     }
     eprintln!("e2e: installing Debian's chromium package");
-    run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"), "apt-get update");
     run(
-        Command::new("apt-get").args(["install", "-y", "-q", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get update",
+    );
+    run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install chromium",
     );
-    assert!(Path::new(CHROMIUM).exists(), "chromium installed but {CHROMIUM} is missing");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "chromium installed but {CHROMIUM} is missing"
+    );
 }
 
 fn ensure_playwright(dir: &Path) {
-    if dir.join("node_modules/playwright-core/package.json").exists() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return;
     }
     eprintln!("e2e: installing playwright-core from npm");
-    run(Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(dir), "npm install");
+    run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(dir),
+        "npm install",
+    );
 }
 
 /// Waits for the one-time setup link `serve` prints when no admin exists.
@@ -52,10 +72,15 @@ fn setup_link(server: &Server) -> String {
         let logs = server.logs();
         if let Some(i) = logs.find("/_/#/setup/") {
             let start = logs[..i].rfind("http://").expect("link start");
-            let end = logs[i..].find(char::is_whitespace).map_or(logs.len(), |e| i + e);
+            let end = logs[i..]
+                .find(char::is_whitespace)
+                .map_or(logs.len(), |e| i + e);
             return logs[start..end].to_string();
         }
-        assert!(Instant::now() < deadline, "no setup link in the server log:\n{logs}");
+        assert!(
+            Instant::now() < deadline,
+            "no setup link in the server log:\n{logs}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -88,11 +113,22 @@ fn admin_ui_end_to_end_in_chromium() {
         }
         if started.elapsed() > Duration::from_secs(300) {
             let _ = child.kill();
-            panic!("the e2e run took more than 5 minutes\nserver log:\n{}", server.logs());
+            panic!(
+                "the e2e run took more than 5 minutes\nserver log:\n{}",
+                server.logs()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    eprintln!("e2e: browser run took {:.1}s; screenshots in {}", started.elapsed().as_secs_f64(), shots.display());
-    assert!(status.success(), "the browser test failed ({status})\nserver log:\n{}", server.logs());
+    eprintln!(
+        "e2e: browser run took {:.1}s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        status.success(),
+        "the browser test failed ({status})\nserver log:\n{}",
+        server.logs()
+    );
     assert!(shots.join("07-try-it.png").exists() && shots.join("09-transcript.png").exists());
 }

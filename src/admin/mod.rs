@@ -35,10 +35,14 @@ pub const MAX_PASSWORD: usize = 1024;
 pub fn check_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < MIN_PASSWORD {
-        return Err(format!("the password must have at least {MIN_PASSWORD} characters"));
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD} characters"
+        ));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(format!("the password must have at most {MAX_PASSWORD} bytes"));
+        return Err(format!(
+            "the password must have at most {MAX_PASSWORD} bytes"
+        ));
     }
     Ok(())
 }
@@ -47,9 +51,14 @@ pub fn check_password(password: &str) -> Result<(), String> {
 pub fn check_email(email: &str) -> Result<String, String> {
     let e = email.trim();
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
         && !e.chars().any(char::is_whitespace);
-    if ok { Ok(e.to_string()) } else { Err(format!("`{e}` is not an e-mail address")) }
+    if ok {
+        Ok(e.to_string())
+    } else {
+        Err(format!("`{e}` is not an e-mail address"))
+    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,14 @@ pub fn allows(have: Role, need: Role) -> bool {
 
 /// Refuses a change that would leave the organization without an owner. `new_role` = None
 /// means removal of `user_id`.
-pub fn check_owner_kept(members: &[Membership], user_id: &str, new_role: Option<Role>) -> Result<(), String> {
-    let is_owner = members.iter().any(|m| m.user_id == user_id && m.role == Role::Owner);
+pub fn check_owner_kept(
+    members: &[Membership],
+    user_id: &str,
+    new_role: Option<Role>,
+) -> Result<(), String> {
+    let is_owner = members
+        .iter()
+        .any(|m| m.user_id == user_id && m.role == Role::Owner);
     let owners = members.iter().filter(|m| m.role == Role::Owner).count();
     if is_owner && owners == 1 && new_role != Some(Role::Owner) {
         return Err("an organization must keep at least one owner".into());
@@ -38,7 +44,12 @@ mod tests {
     use super::*;
 
     fn m(id: &str, role: Role) -> Membership {
-        Membership { organization_id: "o".into(), user_id: id.into(), email: format!("{id}@x"), role }
+        Membership {
+            organization_id: "o".into(),
+            user_id: id.into(),
+            email: format!("{id}@x"),
+            role,
+        }
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub fn touch(s: &AdminSession, now: i64) -> Option<i64> {
 /// A write is allowed when the header and the cookie both carry the session's CSRF token.
 pub fn csrf_ok(s: &AdminSession, header: Option<&str>, cookie: Option<&str>) -> bool {
     match (header, cookie) {
-        (Some(h), Some(c)) => ct_eq(h.as_bytes(), s.csrf.as_bytes()) && ct_eq(c.as_bytes(), s.csrf.as_bytes()),
+        (Some(h), Some(c)) => {
+            ct_eq(h.as_bytes(), s.csrf.as_bytes()) && ct_eq(c.as_bytes(), s.csrf.as_bytes())
+        }
         _ => false,
     }
 }
@@ -63,8 +65,12 @@ pub fn set_cookies(token: &str, csrf: &str, secure: bool) -> [String; 2] {
     let max_age = MAX_AGE_MS / 1000;
     let sec = if secure { "; Secure" } else { "" };
     [
-        format!("{SESSION_COOKIE}={token}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Strict{sec}"),
-        format!("{CSRF_COOKIE}={csrf}; Path={COOKIE_PATH}; Max-Age={max_age}; SameSite=Strict{sec}"),
+        format!(
+            "{SESSION_COOKIE}={token}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Strict{sec}"
+        ),
+        format!(
+            "{CSRF_COOKIE}={csrf}; Path={COOKIE_PATH}; Max-Age={max_age}; SameSite=Strict{sec}"
+        ),
     ]
 }
 
@@ -111,7 +117,10 @@ mod tests {
         let s = new_session("u", 0);
         assert_eq!(s.row.expires_at, IDLE_MS);
         assert_eq!(touch(&s.row, 1000), None);
-        assert_eq!(touch(&s.row, TOUCH_EVERY_MS), Some(TOUCH_EVERY_MS + IDLE_MS));
+        assert_eq!(
+            touch(&s.row, TOUCH_EVERY_MS),
+            Some(TOUCH_EVERY_MS + IDLE_MS)
+        );
         assert_eq!(touch(&s.row, MAX_AGE_MS - 10), Some(MAX_AGE_MS));
         assert_ne!(s.token, s.row.token_hash);
         assert!(set_cookies("t", "c", false)[0].contains("HttpOnly; SameSite=Strict"));

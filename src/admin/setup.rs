@@ -22,7 +22,8 @@ impl SetupToken {
     /// Mints a new token (replacing any previous one).
     pub fn issue(&self, now: i64) -> String {
         let token = random_token(40);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.clone(), now + TTL_MS));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((token.clone(), now + TTL_MS));
         token
     }
 
@@ -36,7 +37,11 @@ impl SetupToken {
     }
 
     pub fn active(&self, now: i64) -> bool {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|(_, exp)| now < *exp)
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|(_, exp)| now < *exp)
     }
 
     pub fn consume(&self) {
@@ -47,12 +52,19 @@ impl SetupToken {
 /// Called by `serve` once it listens: when no admin account exists, mints a setup token and
 /// prints the link on stderr (with the CLI alternative). Returns the link, if any.
 pub async fn announce(store: Store, addr: SocketAddr) -> Option<String> {
-    let users = tokio::task::spawn_blocking(move || store.count_users()).await.ok()?.ok()?;
+    let users = tokio::task::spawn_blocking(move || store.count_users())
+        .await
+        .ok()?
+        .ok()?;
     if users > 0 {
         return None;
     }
     let token = super::global().setup.issue(now_millis());
-    let host = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
     let link = format!("http://{host}/_/#/setup/{token}");
     eprintln!(
         "\nNo admin account yet. Create the first one in the admin UI (this link works once, for 1 hour):\n\n  {link}\n\n\

@@ -44,7 +44,11 @@ impl LoginThrottle {
                 }
             }
         }
-        if wait > 0 { Err(((wait + 999) / 1000) as u64) } else { Ok(()) }
+        if wait > 0 {
+            Err(((wait + 999) / 1000) as u64)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn failure(&self, ip: &str, email: &str, now: i64) {

@@ -38,7 +38,10 @@ pub fn run(cli: &Cli, cmd: &AdminCommand) -> ExitCode {
             if cli.json {
                 println!("{v}");
             } else {
-                println!("admin {} created; log in at /_/ with this e-mail", v["email"].as_str().unwrap_or(""));
+                println!(
+                    "admin {} created; log in at /_/ with this e-mail",
+                    v["email"].as_str().unwrap_or("")
+                );
             }
             ExitCode::SUCCESS
         }
@@ -54,9 +57,13 @@ fn create(cli: &Cli, args: &CreateArgs) -> Result<serde_json::Value, String> {
     let role = Role::parse(&args.role).ok_or("--role must be owner, editor or viewer")?;
     let password = read_password(args.password_stdin)?;
     crate::admin::check_password(&password)?;
-    let store = Store::open(&cli.data, Durability::Normal).map_err(|e| format!("cannot open {}: {e}", cli.data.display()))?;
+    let store = Store::open(&cli.data, Durability::Normal)
+        .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))?;
     if store.list_orgs().map_err(|e| e.to_string())?.is_empty() {
-        return Err(format!("{} has no organization yet: run `botyard setup` or `botyard serve` first", cli.data.display()));
+        return Err(format!(
+            "{} has no organization yet: run `botyard setup` or `botyard serve` first",
+            cli.data.display()
+        ));
     }
     let org = match &args.org {
         Some(o) => Some(store.find_org(o).map_err(|e| e.to_string())?),
@@ -65,7 +72,9 @@ fn create(cli: &Cli, args: &CreateArgs) -> Result<serde_json::Value, String> {
     let hash = crate::secrets::hash_password(&password);
     let user = match &org {
         None => store.create_owner_of_all(&email, &hash, false),
-        Some(o) => store.create_user(&email, &hash).and_then(|u| store.set_membership(&o.id, &u.id, role).map(|_| u)),
+        Some(o) => store
+            .create_user(&email, &hash)
+            .and_then(|u| store.set_membership(&o.id, &u.id, role).map(|_| u)),
     }
     .map_err(|e| match e {
         crate::store::Error::Conflict(_) => format!("an account `{email}` exists already"),
@@ -83,7 +92,10 @@ fn read_password(from_stdin: bool) -> Result<String, String> {
     let stdin = std::io::stdin();
     if from_stdin {
         let mut line = String::new();
-        stdin.lock().read_line(&mut line).map_err(|e| format!("cannot read stdin: {e}"))?;
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     if !stdin.is_terminal() {
@@ -104,7 +116,10 @@ fn prompt(label: &str) -> Result<String, String> {
     let tty = || std::fs::File::open("/dev/tty").map(std::process::Stdio::from);
     let echo = |on: bool| {
         if let Ok(t) = tty() {
-            let _ = std::process::Command::new("stty").arg(if on { "echo" } else { "-echo" }).stdin(t).status();
+            let _ = std::process::Command::new("stty")
+                .arg(if on { "echo" } else { "-echo" })
+                .stdin(t)
+                .status();
         }
     };
     echo(false);

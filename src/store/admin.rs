@@ -58,10 +58,17 @@ impl Store {
     /// Create a user who owns every existing organization, in one transaction. With
     /// `first_only`, fails with `Conflict` when any user exists (the one-time setup link must
     /// not work twice, even under concurrent requests).
-    pub fn create_owner_of_all(&self, email: &str, password_hash: &str, first_only: bool) -> Result<User> {
+    pub fn create_owner_of_all(
+        &self,
+        email: &str,
+        password_hash: &str,
+        first_only: bool,
+    ) -> Result<User> {
         let email = email.trim().to_string();
         if !email.contains('@') {
-            return Err(Error::Invalid(format!("`{email}` is not an e-mail address")));
+            return Err(Error::Invalid(format!(
+                "`{email}` is not an e-mail address"
+            )));
         }
         let hash = password_hash.to_string();
         self.write(move |c| {
@@ -72,7 +79,12 @@ impl Store {
                 }
             }
             let now = now_millis();
-            let u = User { id: new_id(), email, password_hash: hash, created_at: now };
+            let u = User {
+                id: new_id(),
+                email,
+                password_hash: hash,
+                created_at: now,
+            };
             c.execute(
                 "INSERT INTO users(id, email, password_hash, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -93,21 +105,42 @@ impl Store {
     }
 
     /// Store a new session; expired sessions are purged on the way.
-    pub fn create_admin_session(&self, s: AdminSession, ip: Option<String>, user_agent: Option<String>) -> Result<()> {
+    pub fn create_admin_session(
+        &self,
+        s: AdminSession,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<()> {
         self.write(move |c| {
-            c.execute("DELETE FROM admin_sessions WHERE expires_at <= ?1", [s.created_at])?;
+            c.execute(
+                "DELETE FROM admin_sessions WHERE expires_at <= ?1",
+                [s.created_at],
+            )?;
             c.execute(
                 "INSERT INTO admin_sessions(token_hash, user_id, csrf, created_at, last_seen_at,
                                             expires_at, ip, user_agent)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![s.token_hash, s.user_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at, ip, user_agent],
+                params![
+                    s.token_hash,
+                    s.user_id,
+                    s.csrf,
+                    s.created_at,
+                    s.last_seen_at,
+                    s.expires_at,
+                    ip,
+                    user_agent
+                ],
             )?;
             Ok(())
         })
     }
 
     /// An unexpired session and its user.
-    pub fn admin_session(&self, token_hash: &str, now: i64) -> Result<Option<(AdminSession, User)>> {
+    pub fn admin_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(AdminSession, User)>> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT s.token_hash, s.user_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at,
@@ -246,12 +279,17 @@ mod tests {
         let (_d, s) = store();
         let a = s.create_org("A", true).unwrap();
         let b = s.create_org("B", false).unwrap();
-        let u = s.create_owner_of_all("root@example.com", "x", true).unwrap();
+        let u = s
+            .create_owner_of_all("root@example.com", "x", true)
+            .unwrap();
         let orgs = s.user_orgs(&u.id).unwrap();
         assert_eq!(orgs.len(), 2);
         assert!(orgs.iter().all(|(_, r)| *r == Role::Owner));
         assert!(orgs.iter().any(|(o, _)| o.id == a.id) && orgs.iter().any(|(o, _)| o.id == b.id));
-        assert!(matches!(s.create_owner_of_all("two@example.com", "x", true), Err(Error::Conflict(_))));
+        assert!(matches!(
+            s.create_owner_of_all("two@example.com", "x", true),
+            Err(Error::Conflict(_))
+        ));
         assert_eq!(s.count_users().unwrap(), 1);
     }
 
@@ -272,7 +310,10 @@ mod tests {
         let (got, user) = s.admin_session("h1", now).unwrap().unwrap();
         assert_eq!(got, sess);
         assert_eq!(user.email, "a@example.com");
-        assert!(s.admin_session("h1", now + 1000).unwrap().is_none(), "expired");
+        assert!(
+            s.admin_session("h1", now + 1000).unwrap().is_none(),
+            "expired"
+        );
         s.touch_admin_session("h1", now + 10, now + 5000).unwrap();
         assert!(s.admin_session("h1", now + 2000).unwrap().is_some());
         assert_eq!(s.delete_user_sessions(&u.id).unwrap(), 1);
