@@ -235,6 +235,14 @@ async function run(page) {
   if (!secret) fail('no secret shown');
   await shot(page, '11-channel-secret');
   await page.getByRole('button', { name: 'Done' }).click();
+  await page.locator('tbody tr', { hasText: 'API' }).first().waitFor();
+  // A web chat embed with allowed origins.
+  step = 'web-embed';
+  await page.getByRole('button', { name: 'New embed' }).click();
+  await page.getByRole('dialog').getByLabel('Allowed origins').fill('example.com\n*.example.org');
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('cell', { name: 'example.com, *.example.org' }).waitFor();
+  await shot(page, '11b-channels-filled');
   await visit(`/o/${org}/bots/${botId}/settings`, 'Environment variables', '12-settings');
   await visit(`/o/${org}/bots/${botId}/usage`, 'Messages per day', '13-bot-usage');
   const bars = await page.locator('svg.chart rect.bar:not(.zero)').count();

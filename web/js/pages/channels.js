@@ -70,7 +70,7 @@ export async function render({ main, org, data, base }) {
   pub.addEventListener('change', async () => {
     try { await api.put(path`/orgs/${org.id}/bots/${b.id}`, { settings: { web_chat_public: pub.checked } }); toast(pub.checked ? 'Web chat is public' : 'Web chat needs an embed key'); } catch (e) { pub.checked = !pub.checked; showError(e); }
   });
-  const widgets = r.channels.filter((c) => c.kind === 'web' || c.kind === 'widget' || c.kind === 'embedded_widget');
+  const widgets = wc.widgets || [];
   const newWidget = async () => {
     const name = h('input', { required: true, value: 'Web chat' });
     const origins = h('textarea', { rows: 3, placeholder: 'example.com\n*.example.org' });
@@ -78,15 +78,7 @@ export async function render({ main, org, data, base }) {
       label: 'Create', primary: true, submit: true,
       onclick: () => api.post(P(''), { kind: 'web', name: name.value.trim(), allowed_origins: lines(origins.value) }),
     }]);
-    if (res) reload();
-  };
-  const editOrigins = async (c) => {
-    const origins = h('textarea', { rows: 4, value: (c.config?.allowed_origins || c.config?.allowed_domains || []).join('\n') });
-    const ok = await dialog(`Allowed origins of ${c.name}`, field('Allowed origins', origins, 'One host per line.'), [{
-      label: 'Save', primary: true, submit: true,
-      onclick: () => api.put(P(path`/${c.id}`), { allowed_origins: lines(origins.value) }),
-    }]);
-    if (ok) { toast('Saved'); reload(); }
+    if (res) { toast('Embed created'); reload(); }
   };
   main.append(h('section.card', { 'aria-labelledby': 'ch-web' },
     h('div.section-head', h('h2#ch-web', 'Web chat'),
@@ -94,10 +86,10 @@ export async function render({ main, org, data, base }) {
       canEdit && wc.supported ? h('button', { type: 'button', onclick: newWidget }, 'New embed') : null),
     h('div.check', pub, h('label', { for: 'wc-public' }, 'Public: anyone may start a chat without an embed key')),
     wc.supported ? (widgets.length ? table([
-      { label: 'Name', cell: (c) => h('strong', c.name) },
-      { label: 'Embed key', cell: (c) => copyable(c.config?.embed_key || c.token || '') },
-      { label: 'Allowed origins', cell: (c) => (c.config?.allowed_origins || c.config?.allowed_domains || []).join(', ') || h('span.muted', 'none') },
-      { label: 'Actions', cell: (c) => canEdit ? h('div.actions', h('button.small', { type: 'button', onclick: () => editOrigins(c) }, 'Origins'), h('button.small.danger', { type: 'button', onclick: () => remove(c) }, 'Delete')) : '' },
+      { label: 'Name', cell: (w) => h('strong', w.name) },
+      { label: 'Embed key', cell: (w) => copyable(w.embed_key, 'Copy') },
+      { label: 'Allowed origins', cell: (w) => (w.allowed_origins || []).join(', ') || h('span.muted', 'none') },
+      { label: 'Status', cell: (w) => w.enabled === false ? badge('disabled', 'bad') : badge('enabled', 'ok') },
     ], widgets) : h('p.muted', 'No embed yet.'))
       : h('p.muted', 'Embed keys appear here once the Open Chat Studio API is part of this server.')));
 
