@@ -1697,6 +1697,79 @@ fn wait_messages(s: &Ocs, sid: &str, n: usize) -> Vec<Json> {
 }
 
 #[test]
+fn schedules_fire_once_and_expired_uploads_are_swept() {
+    // §5.3.2 schedules at their due time (through the latest session, §7 trigger mapping);
+    // §5.6.2 expired unattached uploads are removed (row and bytes).
+    let s = Ocs::start_env(&[("BOTYARD_OCS_SWEEP_SECS", "1")]);
+    let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
+    s.store()
+        .create_channel(
+            &s.org,
+            &bot,
+            botyard::store::NewChannel {
+                kind: "telegram".into(),
+                name: "tg".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let r = s.post(
+        "/api/trigger_bot",
+        &json!({"identifier": "p1", "platform": "telegram", "experiment": bot, "message_text": "hello"}),
+    );
+    let sid = r.json()["session_id"].as_str().unwrap().to_string();
+    wait_messages(&s, &sid, 1);
+    let r = s.post(
+        "/api/participants",
+        &json!({"identifier": "p1", "platform": "telegram", "data": [{"experiment": bot, "schedules": [
+            {"id": "due", "name": "n", "prompt": "Take your pills", "date": "2020-01-01T00:00:00Z"},
+            {"id": "later", "name": "n", "prompt": "Not yet", "date": "2099-01-01T00:00:00Z"}]}]}),
+    );
+    assert_eq!(r.status, 200);
+    let msgs = wait_messages(&s, &sid, 2);
+    assert_eq!(msgs[1]["content"], "Reminder: Take your pills");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        s.get(&format!("/api/sessions/{sid}/")).json()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "fires once"
+    );
+
+    let (csid, tok) = s.start_chat();
+    let (ct, body) = multipart(&[("old.txt", "text/plain", b"bytes")], &[]);
+    let mut h = token_header(&tok);
+    h.push(("Content-Type".into(), ct));
+    let up = s.client().request(
+        "POST",
+        &format!("/api/chat/{csid}/upload/"),
+        &h,
+        Some(&body),
+    );
+    let fid = up.json()["files"][0]["id"].as_i64().unwrap();
+    let path = s.data.join("ocs-files").join(fid.to_string());
+    assert!(path.exists());
+    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute("UPDATE ocs_files SET expires_at = 1 WHERE id = ?1", [fid])
+        .unwrap();
+    for _ in 0..50 {
+        if !path.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!path.exists(), "bytes removed");
+    assert!(
+        s.store().ocs_file(&s.org, fid).unwrap().is_none(),
+        "row removed"
+    );
+    assert_eq!(s.get(&format!("/api/files/{fid}/content")).status, 404);
+}
+
+#[test]
 fn incoming_message_sessions_reset_and_versions() {
     // INC-01..06, /reset, /v{N}/
     let s = Ocs::start();
@@ -1988,6 +2061,22 @@ fn bench_task_latency_and_incoming_throughput() {
         all[all.len() * 9 / 10],
         all[all.len() * 99 / 100],
         all.len()
+    );
+    // Server side: task row created (202 answered) → result committed, in ms.
+    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
+    let mut server: Vec<i64> = db
+        .prepare("SELECT updated_at - created_at FROM ocs_tasks WHERE status = 'complete'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    server.sort();
+    println!(
+        "server-side queued→complete: p50 {} ms p90 {} ms p99 {} ms",
+        server[server.len() / 2],
+        server[server.len() * 9 / 10],
+        server[server.len() * 99 / 100]
     );
     let t0 = std::time::Instant::now();
     let key = s.key.clone();

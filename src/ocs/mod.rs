@@ -100,18 +100,25 @@ impl Ocs {
                 Err(e) => tracing::error!(error = %e, "could not load pending OCS tasks"),
             }
         });
+        // Due schedules are checked every second; expired uploads are swept every
+        // `BOTYARD_OCS_SWEEP_SECS` seconds (default 60).
+        let sweep_every = std::env::var("BOTYARD_OCS_SWEEP_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(60);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n: u64 = 0;
             loop {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
-                n += 1;
-                if n % 30 == 1 {
+                if n.is_multiple_of(sweep_every) {
                     this.sweep_files().await;
                 }
+                n += 1;
                 this.fire_schedules().await;
             }
         });
@@ -278,7 +285,7 @@ impl Ocs {
             .engine
             .blocking(move |s| {
                 let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
-                let hist = s.ocs_messages(&sid, None, None)?;
+                let hist = s.ocs_recent_messages(&sid, 21)?;
                 Ok((data, hist))
             })
             .await?;

@@ -985,6 +985,21 @@ impl Store {
         })
     }
 
+    /// The last `n` messages of a session, in time order.
+    pub fn ocs_recent_messages(&self, session: &str, n: u32) -> Result<Vec<OcsMessage>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1
+                 ORDER BY created_at DESC, id DESC LIMIT ?2"
+            ))?;
+            let mut rows: Vec<OcsMessage> = st
+                .query_map(params![session, n], message_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.reverse();
+            Ok(rows)
+        })
+    }
+
     pub fn ocs_message(&self, session: &str, id: i64) -> Result<Option<OcsMessage>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
