@@ -15,6 +15,12 @@
 //!   design constraints; INV-03 is unit-tested in `src/ocs/token.rs`, RL-01 follows from the
 //!   chat handlers all calling the `chat_api` scope, VER-04 is checked black-box (404).
 //! * TRG-10/11 "exactly one dispatch": observed as the stored message count.
+//! * TPL-03 (a finished task with an empty result) cannot happen here: a completed task always
+//!   stores its first message (a silent turn stores an empty assistant message). TPL-05
+//!   (user-facing 400): the mapping exists (engine `BadRequest` → 400) but no CSML input
+//!   produces it through the chat API, whose payload is always a valid text event.
+//! * CSM-03's "collection document" and "data export" files: we only have chat uploads; the
+//!   other-session upload case is tested.
 
 mod common;
 #[path = "common/ocs.rs"]
@@ -1057,6 +1063,16 @@ fn chat_start_admission_embed_keys_and_levels() {
     let mut with = tk.clone();
     with.extend(token_header(&ttok));
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &with).status, 200);
+    // ACC-11: a SESSION_TOKEN channel's session wrongly marked as not needing a token still
+    // refuses a key alone.
+    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute(
+        "UPDATE ocs_sessions SET session_token_required = 0 WHERE id = ?1",
+        [&tsid],
+    )
+    .unwrap();
+    assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &tk).status, 403);
     // ACC-10 NONE level: public bot with nothing → 200; non-public → 403
     let wn = s.widget(&s.bot, &["*"], 0);
     let nk = vec![
@@ -1694,6 +1710,41 @@ fn wait_messages(s: &Ocs, sid: &str, n: usize) -> Vec<Json> {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("session {sid} never got {n} messages");
+}
+
+#[test]
+fn failed_turns_read_as_errors() {
+    // TPL-06: a turn that fails inside the engine (here: a bot whose flow does not compile)
+    // completes its task with 500 `{"status":"error","error":…}`; the detail stays in the log.
+    let s = Ocs::start();
+    let bot = s.bot_with(&s.org, "Broken", "start:\n  say (\n", None);
+    s.set_public(&bot, true);
+    let (sid, tok) = s.start_chat_for(&bot);
+    let h = token_header(&tok);
+    let r = s.client().post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &json!({"message": "hi"}),
+    );
+    assert_eq!(r.status, 202);
+    let task = r.json()["task_id"].as_str().unwrap().to_string();
+    for _ in 0..300 {
+        let r = s.client().get(&format!("/api/chat/{sid}/{task}/poll/"), &h);
+        if r.status != 200 {
+            assert_eq!(r.status, 500);
+            let v = r.json();
+            assert_eq!(v["status"], "error");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Sorry something went wrong")
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("task never failed");
 }
 
 #[test]
