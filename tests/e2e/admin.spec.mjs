@@ -277,6 +277,14 @@ async function run(page) {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   if (overflow > 2) fail(`the flow page scrolls sideways by ${overflow}px at phone width`);
   await visit(`/o/${org}/conversations`, 'Conversations', '23-phone-conversations');
+
+  // 12. Dark color scheme (follows the system setting).
+  step = 'dark';
+  await page.setViewportSize({ width: 1280, height: 860 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await visit(`/o/${org}/bots/${botId}`, 'E2E bot', '24-dark-flow');
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  if (bg === 'rgb(246, 247, 249)') fail('the dark scheme did not apply');
 }
 
 main().catch((e) => {
