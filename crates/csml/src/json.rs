@@ -29,7 +29,7 @@ use serde_json::Value as Json;
 
 use crate::api::Message;
 use crate::ast::{ClosureDef, Pos};
-use crate::value::{Closure, Kind, Map, Value, is_plain_tag};
+use crate::value::{Closure, Kind, Map, Value, deep, is_plain_tag};
 
 /// The string form used by interpolation, `to_string()`, `join` and `Debug` (spec §3.8).
 pub fn to_display(v: &Value) -> String {
@@ -99,6 +99,10 @@ pub fn to_json_unwrapped(v: &Value) -> Json {
 
 /// A plain JSON value as a CSML value (objects keep key order).
 pub fn from_json(j: &Json) -> Value {
+    deep(|| from_json_inner(j))
+}
+
+fn from_json_inner(j: &Json) -> Value {
     match j {
         Json::Null => Value::null(),
         Json::Bool(b) => Value::bool(*b),
@@ -165,6 +169,13 @@ pub fn from_memory(j: &Json) -> Value {
 /// Inverse of [`to_memory`]; `resolve(flow, pos)` finds the closure definition written at
 /// `pos` in `flow` (see [`closure_key`]).
 pub fn from_memory_with(
+    j: &Json,
+    resolve: &mut dyn FnMut(&str, Pos) -> Option<Arc<ClosureDef>>,
+) -> Value {
+    deep(|| from_memory_inner(j, resolve))
+}
+
+fn from_memory_inner(
     j: &Json,
     resolve: &mut dyn FnMut(&str, Pos) -> Option<Arc<ClosureDef>>,
 ) -> Value {
@@ -278,6 +289,12 @@ impl Serialize for Member<'_> {
 
 impl Serialize for Ser<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        deep(|| self.serialize_inner(s))
+    }
+}
+
+impl Ser<'_> {
+    fn serialize_inner<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.v.kind {
             Kind::Null => s.serialize_unit(),
             Kind::Bool(b) => s.serialize_bool(*b),

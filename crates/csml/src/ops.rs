@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 
 use crate::ast::BinOp;
-use crate::value::{Kind, Value};
+use crate::value::{Kind, Value, deep};
 
 /// Truthiness (spec §3.5).
 pub fn truthy(v: &Value) -> bool {
@@ -25,6 +25,10 @@ pub fn truthy(v: &Value) -> bool {
 
 /// Strict per-kind equality used for nested elements, `find`, `index_of` (spec §3.6).
 pub fn strict_eq(a: &Value, b: &Value) -> bool {
+    deep(|| strict_eq_inner(a, b))
+}
+
+fn strict_eq_inner(a: &Value, b: &Value) -> bool {
     match (&a.kind, &b.kind) {
         (Kind::Null, Kind::Null) => true,
         (Kind::Bool(x), Kind::Bool(y)) => x == y,
@@ -116,6 +120,10 @@ pub fn loose_eq(l: &Value, r: &Value) -> bool {
 
 /// Ordering of nested elements: per kind, no coercion.
 fn strict_cmp(l: &Value, r: &Value) -> Option<Ordering> {
+    deep(|| strict_cmp_inner(l, r))
+}
+
+fn strict_cmp_inner(l: &Value, r: &Value) -> Option<Ordering> {
     match (&l.kind, &r.kind) {
         (Kind::Int(a), Kind::Int(b)) => Some(a.cmp(b)),
         (Kind::Float(a), Kind::Float(b)) => a.partial_cmp(b),
@@ -160,6 +168,10 @@ fn accepts(v: &Value) -> Option<&Value> {
 
 /// `L match R` (spec §3.7).
 pub fn matches(l: &Value, r: &Value) -> bool {
+    deep(|| matches_inner(l, r))
+}
+
+fn matches_inner(l: &Value, r: &Value) -> bool {
     let (lb, rb) = (is_button_like(l), is_button_like(r));
     if lb && rb {
         return match (accepts(l), accepts(r)) {

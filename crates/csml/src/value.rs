@@ -30,7 +30,7 @@ pub struct Closure {
     pub flow: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Value {
     pub kind: Kind,
     /// `None` means the kind's default tag (see [`Value::tag`]).
@@ -227,6 +227,18 @@ impl Value {
         Value::from_kind(self.kind)
     }
 
+    /// How many arrays/objects deep this value nests (a scalar is 0). Clone, equality, the
+    /// string form and the memory writer handle any depth; dropping a value or a
+    /// `serde_json` tree is recursive, so callers that let scripts build values may want to
+    /// cap nesting (a few thousand levels are safe even on 2 MiB debug threads).
+    pub fn depth(&self) -> usize {
+        deep(|| match &self.kind {
+            Kind::Array(a) => 1 + a.iter().map(Value::depth).max().unwrap_or(0),
+            Kind::Object(m) => 1 + m.values().map(Value::depth).max().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
     /// Whether this value, or anything nested in it, is secure (spec §3.12: a string, array
     /// or object built around a secure value can not be displayed either).
     pub fn contains_secure(&self) -> bool {
@@ -238,6 +250,18 @@ impl Value {
             Kind::Object(m) => m.values().any(Value::contains_secure),
             _ => false,
         }
+    }
+}
+
+/// Cloning walks nested values, so it grows the stack when needed (see [`deep`]).
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        deep(|| Value {
+            kind: self.kind.clone(),
+            tag: self.tag.clone(),
+            secure: self.secure,
+            info: self.info.clone(),
+        })
     }
 }
 
@@ -275,4 +299,12 @@ impl From<String> for Value {
     fn from(s: String) -> Self {
         Value::string(s)
     }
+}
+
+/// Run `f` on a fresh stack segment when little stack is left: values can nest as deep as a
+/// script makes them, and the recursive walks over them (string form, JSON, equality) must
+/// not overflow whatever thread runs the turn.
+#[inline]
+pub(crate) fn deep<T>(f: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
 }

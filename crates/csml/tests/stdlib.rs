@@ -1594,3 +1594,51 @@ fn jwt_sign_decode_verify() {
         Err("Invalid JWT decode InvalidToken".into())
     );
 }
+
+#[test]
+fn deep_nesting_does_not_overflow() {
+    let rt = &mut Rt::new();
+    for text in [
+        "[".repeat(200_000),
+        "- ".repeat(100_000),
+        "<a>".repeat(100_000),
+        "{\"a\":".repeat(100_000),
+    ] {
+        err_prefix(m(rt, &s(&text), "to_json", vec![]), "Invalid format string");
+    }
+    // A value nested as deep as a script loop can make it.
+    let mut deep = Value::int(1);
+    for _ in 0..10_000 {
+        deep = Value::array(vec![deep]);
+    }
+    assert_eq!(to_display(&deep).len(), 20_001);
+    let copy = deep.clone();
+    assert!(csml::ops::strict_eq(&deep, &copy));
+    let mut obj = v(json!({"k": null}));
+    obj.as_object_mut().unwrap().insert("k".into(), deep);
+    err_prefix(
+        m(rt, &obj, "to_yaml", vec![]),
+        "[to_yaml] the object is nested too deeply",
+    );
+    err_prefix(
+        m(rt, &obj, "to_xml", vec![]),
+        "[to_xml] the object is nested too deeply",
+    );
+    let mut shallow = Value::int(1);
+    for _ in 0..200 {
+        shallow = Value::array(vec![shallow]);
+    }
+    let mut obj = v(json!({}));
+    obj.as_object_mut().unwrap().insert("k".into(), shallow);
+    assert!(m(rt, &obj, "to_yaml", vec![]).is_ok());
+    assert!(m(rt, &obj, "to_xml", vec![]).is_ok());
+    // serde_json trees drop recursively: the memory format is exercised at a depth a
+    // 2 MiB debug thread can drop.
+    let mut mid = Value::int(1);
+    for _ in 0..2_000 {
+        mid = Value::array(vec![mid]);
+    }
+    assert_eq!(mid.depth(), 2_000);
+    let back = csml::json::from_memory(&csml::json::to_memory(&mid));
+    assert!(csml::ops::strict_eq(&back, &mid));
+}

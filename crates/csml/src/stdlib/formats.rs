@@ -12,7 +12,7 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::{Fault, error};
 use crate::json::{from_json, to_display, to_json};
-use crate::value::{Kind, Map, Value};
+use crate::value::{Kind, Map, Value, deep};
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
@@ -99,6 +99,11 @@ const BAD_FORMAT: &str = "Invalid format string is not a valid yaml or xml";
 
 /// `"…".to_json()`: XML when the text looks like XML, else YAML (which also reads JSON).
 pub fn text_to_value(s: &str) -> Result<Value, Fault> {
+    // The parsers and the values they build nest as deep as the text does; user text must
+    // not be able to exhaust the stack.
+    if nesting_bound(s) > MAX_NESTING {
+        return Err(error(BAD_FORMAT));
+    }
     if s.trim_start().starts_with('<')
         && let Ok(j) = quick_xml::de::from_str::<serde_json::Value>(s)
     {
@@ -106,6 +111,39 @@ pub fn text_to_value(s: &str) -> Result<Value, Fault> {
     }
     let docs = YamlLoader::load_from_str(s).map_err(|_| error(BAD_FORMAT))?;
     Ok(docs.first().map(yaml_to_value).unwrap_or_default())
+}
+
+/// Deepest nesting accepted by `to_json()`.
+const MAX_NESTING: usize = 256;
+
+/// An upper bound of the nesting depth of a YAML, JSON or XML text: flow brackets and XML
+/// elements currently open, plus the deepest block structure a line can open (its
+/// indentation and leading `-`/`?`/`:` indicators).
+fn nesting_bound(s: &str) -> usize {
+    let (mut open, mut max_open, mut max_line) = (0usize, 0usize, 0usize);
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'[' | b'{' => open += 1,
+            b']' | b'}' => open = open.saturating_sub(1),
+            b'<' => match b.get(i + 1) {
+                Some(b'/') => open = open.saturating_sub(1),
+                Some(b'?' | b'!') => {}
+                _ => open += 1,
+            },
+            b'>' if i > 0 && b[i - 1] == b'/' => open = open.saturating_sub(1),
+            _ => {}
+        }
+        max_open = max_open.max(open);
+    }
+    for line in s.lines() {
+        let lead = line
+            .bytes()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'-' | b'?' | b':'))
+            .count();
+        max_line = max_line.max(lead);
+    }
+    max_open + max_line
 }
 
 fn yaml_key(y: &Yaml) -> String {
@@ -119,6 +157,10 @@ fn yaml_key(y: &Yaml) -> String {
 }
 
 fn yaml_to_value(y: &Yaml) -> Value {
+    deep(|| yaml_to_value_inner(y))
+}
+
+fn yaml_to_value_inner(y: &Yaml) -> Value {
     match y {
         Yaml::Real(s) => match s.parse::<f64>() {
             Ok(f) => Value::float(f),
@@ -149,6 +191,10 @@ fn yaml_special_float(s: &str) -> Option<f64> {
 }
 
 fn value_to_yaml(v: &Value) -> Yaml {
+    deep(|| value_to_yaml_inner(v))
+}
+
+fn value_to_yaml_inner(v: &Value) -> Yaml {
     match &v.kind {
         Kind::Null | Kind::Closure(_) => Yaml::Null,
         Kind::Bool(b) => Yaml::Boolean(*b),
@@ -166,6 +212,14 @@ fn map_to_hash(m: &Map) -> Hash {
         h.insert(Yaml::String(k.clone()), value_to_yaml(v));
     }
     h
+}
+
+/// The YAML emitter and XML writer recurse without stack checks: refuse deeper values.
+pub fn check_depth(m: &Map, method: &str) -> Result<(), Fault> {
+    if m.values().any(|v| v.depth() >= MAX_NESTING) {
+        return Err(error(format!("[{method}] the object is nested too deeply")));
+    }
+    Ok(())
 }
 
 /// `obj.to_yaml()`: a YAML document, e.g. `---\nw: ~\n`.
@@ -199,6 +253,10 @@ fn xml_scalar(v: &serde_json::Value) -> String {
 }
 
 fn xml_element(name: &str, v: &serde_json::Value, out: &mut String) {
+    deep(|| xml_element_inner(name, v, out))
+}
+
+fn xml_element_inner(name: &str, v: &serde_json::Value, out: &mut String) {
     use serde_json::Value as J;
     match v {
         J::Array(items) => {

@@ -50,6 +50,10 @@ fn hash_of(alg: &str) -> Option<(&'static str, &'static str)> {
 
 /// JSON with object keys sorted at every level (the reference's map order).
 fn sorted(j: Json) -> Json {
+    crate::value::deep(|| sorted_inner(j))
+}
+
+fn sorted_inner(j: Json) -> Json {
     match j {
         Json::Object(m) => {
             let mut entries: Vec<(String, Json)> = m.into_iter().collect();

@@ -169,6 +169,11 @@ enum Family {
 
 impl Family {
     fn of(v: &Value) -> Family {
+        // Builder and event tags only mean something on objects (a tag restored from memory
+        // could sit on any kind).
+        if !matches!(v.kind, Kind::Object(_)) {
+            return Family::Plain;
+        }
         match v.tag.as_deref() {
             None => Family::Plain,
             Some("event") => Family::Event,

@@ -54,8 +54,12 @@ pub(super) fn call(recv: &mut Value, name: &str, args: &[Value]) -> MethodResult
                 }
                 Value::null()
             }),
-            "to_yaml" => none("to_yaml() => string").map(|_| Value::string(formats::to_yaml(map))),
-            "to_xml" => none("to_xml() => string").map(|_| Value::string(formats::to_xml(map))),
+            "to_yaml" => none("to_yaml() => string")
+                .and_then(|_| formats::check_depth(map, "to_yaml"))
+                .map(|_| Value::string(formats::to_yaml(map))),
+            "to_xml" => none("to_xml() => string")
+                .and_then(|_| formats::check_depth(map, "to_xml"))
+                .map(|_| Value::string(formats::to_xml(map))),
             _ => return None,
         };
     Some(r)
