@@ -126,6 +126,8 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         print_first_run(&outcome, local, json);
     }
     let background = engine.start_background();
+    // OCS: re-queue chat tasks left by a previous process, start its sweeps.
+    crate::http::ocs::start(&state);
     // The parseable line tests and scripts wait for.
     eprintln!("listening on http://{local}");
     crate::http::admin::announce_setup(store.clone(), local).await;
