@@ -130,6 +130,29 @@ fn authentication_errors() {
     assert_eq!(c.get("/api/experiments/", &key_header(&k)).status, 200);
     s.store().revoke_api_key(&s.org, &k).unwrap();
     assert_eq!(c.get("/api/experiments/", &key_header(&k)).status, 401);
+    // Keys made with `botyard apikey create` (while serving): read-only ones cannot write.
+    let made = common::cli_json(&s.data, &["apikey", "create", "--read-only"]);
+    let ro = made["api_key"].as_str().unwrap();
+    assert_eq!(c.get("/api/sessions/", &key_header(ro)).status, 200);
+    let r = c.post(
+        "/api/sessions/",
+        &key_header(ro),
+        &json!({"experiment": s.bot}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            json!({"detail": "You do not have permission to perform this action."})
+        )
+    );
+    let rw = common::cli_json(&s.data, &["apikey", "create"]);
+    let r = c.post(
+        "/api/sessions/",
+        &bearer(rw["api_key"].as_str().unwrap()),
+        &json!({"experiment": s.bot}),
+    );
+    assert_eq!(r.status, 201);
     // Unknown route and wrong method are JSON.
     let r = s.get("/api/nothing/");
     assert_eq!(r.status, 404);
