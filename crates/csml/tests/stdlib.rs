@@ -1175,6 +1175,19 @@ fn http_builder_and_send() {
     assert_eq!(req.body, Some(json!({"k": [1]})));
     let g = mv(rt, &b, "get", vec![]);
     assert!(to_json(&g).get("body").is_none());
+    for verb in ["put", "patch", "delete"] {
+        let r = mv(rt, &b, verb, vec![v(json!([2]))]);
+        assert_eq!(
+            (to_json(&r)["method"].clone(), to_json(&r)["body"].clone()),
+            (json!(verb), json!([2]))
+        );
+    }
+    let d = mv(rt, &b, "delete", vec![]);
+    assert_eq!(to_json(&d)["body"], json!({"k": [1]}));
+    let insecure = mv(rt, &b, "disable_ssl_verify", vec![]);
+    assert_eq!(to_json(&insecure)["disable_ssl_verify"], json!(true));
+    // Builder methods return a new builder; the receiver is unchanged.
+    assert_eq!(to_json(&b)["method"], json!("post"));
     rt.host.http_reply = Some(HttpResponse {
         status: 404,
         headers: vec![],
