@@ -68,7 +68,7 @@ export async function render({ main, org, params, data, base }) {
     h('p.hint#editor-help', 'Tab indents; press Esc then Tab to leave the editor. Ctrl+S saves.'),
     problems);
 
-  const tryit = tryPanel(org, b, () => (dirty ? save() : Promise.resolve()));
+  const tryit = tryPanel(org, b, () => (dirty ? save() : Promise.resolve()), canEdit);
   layout.append(flowList, editorCol, tryit.el);
 
   function setDirty(d) {
@@ -168,19 +168,22 @@ export async function render({ main, org, params, data, base }) {
 }
 
 /** The try-it chat: runs turns on the working copy as a per-admin test user. */
-function tryPanel(org, b, beforeSend) {
+function tryPanel(org, b, beforeSend, allowed) {
   const log = h('div.chat-log', { role: 'log', 'aria-label': 'Conversation', 'aria-live': 'polite' });
   const input = h('input', { 'aria-label': 'Message to the bot', placeholder: 'Say something…', autocomplete: 'off' });
   const sendBtn = h('button.primary', { type: 'submit' }, 'Send');
   const convLink = h('a.small', { hidden: true }, 'transcript');
   const el = h('aside.try-panel', { 'aria-label': 'Try it' },
     h('div.try-head', h('h2', 'Try it'), badge('working copy', 'muted'), h('div.spacer'), convLink,
-      h('button.small', { type: 'button', onclick: restart, title: 'End the conversation and start over' }, 'Restart')),
+      h('button.small', { type: 'button', onclick: restart, disabled: !allowed, title: 'End the conversation and start over' }, 'Restart')),
     log,
     h('form.chat-input', { onsubmit: (ev) => { ev.preventDefault(); const t = input.value.trim(); if (t) send({ content_type: 'text', content: { text: t } }); } },
       input, sendBtn));
-  const empty = h('p.muted.chat-empty', 'Send a message to start a conversation with the working copy of this bot.');
+  const empty = h('p.muted.chat-empty', allowed
+    ? 'Send a message to start a conversation with the working copy of this bot.'
+    : 'Trying the bot needs the editor role in this organization.');
   log.append(empty);
+  if (!allowed) { input.disabled = true; sendBtn.disabled = true; }
 
   async function send(event) {
     empty.remove();
