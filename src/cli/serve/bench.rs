@@ -130,13 +130,8 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--addr needs --api-key"))?;
         let hello = measure(
-            addr,
-            &key,
-            args.connections,
-            args.duration,
+            chat_spec(addr, &key, args.connections, args.duration, "ext", 0),
             args.pid,
-            "ext",
-            0,
         );
         return Ok(json!({"machine": machine(), "connections": args.connections, "hello": hello}));
     }
@@ -206,13 +201,19 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
     );
     let warm_conversations = 1 + warm.ok;
     let hello = measure(
-        server.addr,
-        &key,
-        args.connections,
-        args.duration,
+        chat_spec(
+            server.addr,
+            &key,
+            args.connections,
+            args.duration,
+            "hello",
+            0,
+        ),
         Some(server.pid()),
-        "hello",
-        0,
+    );
+    let baseline = measure(
+        healthz_spec(server.addr, args.connections, Duration::from_secs(3)),
+        Some(server.pid()),
     );
     let mut conversations = warm_conversations + hello["turns"].as_u64().unwrap_or(0);
 
@@ -242,13 +243,15 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
     if !args.skip_loop {
         install_loop_flow(&rt, server.addr, &key, &secret)?;
         looped = measure(
-            server.addr,
-            &key,
-            args.connections,
-            args.loop_duration,
+            chat_spec(
+                server.addr,
+                &key,
+                args.connections,
+                args.loop_duration,
+                "loop",
+                0,
+            ),
             Some(server.pid()),
-            "loop",
-            0,
         );
     }
 
@@ -259,6 +262,7 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
         "server_log": args.server_log,
         "cold_start": cold,
         "hello": hello,
+        "http_baseline_healthz": baseline,
         "memory": rss,
         "loop_bot": looped,
         "graceful_stop_ms": stopped.map(|d| round2(d.as_secs_f64() * 1000.0)),
@@ -276,15 +280,15 @@ fn chat_body(run: &str, conn: usize, seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn run_load(
+fn chat_spec(
     addr: SocketAddr,
     key: &str,
     connections: usize,
     duration: Duration,
     run: &'static str,
     max: u64,
-) -> LoadResult {
-    loadgen::run(LoadSpec {
+) -> LoadSpec {
+    LoadSpec {
         addr,
         connections,
         duration,
@@ -296,26 +300,53 @@ fn run_load(
         ],
         body: Arc::new(move |conn, seq| chat_body(run, conn, seq)),
         max_requests: max,
-    })
+    }
 }
 
-/// One timed run with the server's CPU before and after.
-fn measure(
+fn run_load(
     addr: SocketAddr,
     key: &str,
     connections: usize,
     duration: Duration,
-    pid: Option<u32>,
     run: &'static str,
     max: u64,
-) -> Json {
+) -> LoadResult {
+    loadgen::run(chat_spec(addr, key, connections, duration, run, max))
+}
+
+/// `GET /healthz` over the same connections: the cost of the bare HTTP stack (hyper, the
+/// request pipeline, the access log) without auth, JSON or a turn.
+fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> LoadSpec {
+    LoadSpec {
+        addr,
+        connections,
+        duration,
+        method: Method::GET,
+        path: "/healthz".into(),
+        headers: vec![],
+        body: Arc::new(|_, _| Vec::new()),
+        max_requests: 0,
+    }
+}
+
+/// One timed run with the server's CPU before and after, in total and per thread name
+/// (`botyard` = async workers and the blocking pool, `botyard-db-writ…` = the store's writer).
+fn measure(spec: LoadSpec, pid: Option<u32>) -> Json {
     let cpu0 = pid.and_then(cpu_seconds);
-    let r = run_load(addr, key, connections, duration, run, max);
+    let threads0 = pid.map(thread_cpu).unwrap_or_default();
+    let r = loadgen::run(spec);
     let cpu1 = pid.and_then(cpu_seconds);
+    let threads1 = pid.map(thread_cpu).unwrap_or_default();
     let cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let per_turn = |c: f64| (r.ok > 0).then(|| round2(c * 1e6 / r.ok as f64));
+    let mut by_thread = serde_json::Map::new();
+    for (name, after) in &threads1 {
+        let before = threads0.get(name).copied().unwrap_or(0.0);
+        by_thread.insert(name.clone(), json!(per_turn((after - before).max(0.0))));
+    }
     json!({
         "turns": r.ok,
         "errors": r.errors,
@@ -326,7 +357,8 @@ fn measure(
         "p99_ms": round2(r.percentile_ms(0.99)),
         "max_ms": round2(r.percentile_ms(1.0)),
         "server_cpu_seconds": cpu.map(round2),
-        "server_cpu_us_per_turn": cpu.filter(|_| r.ok > 0).map(|c| round2(c * 1e6 / r.ok as f64)),
+        "server_cpu_us_per_turn": cpu.and_then(per_turn),
+        "server_cpu_us_per_turn_by_thread": by_thread,
     })
 }
 
@@ -511,6 +543,27 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// utime + stime per thread name, in seconds (`/proc/<pid>/task/*/stat`).
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -550,7 +603,11 @@ fn print_human(r: &Json) {
             r["cold_start"]["to_listening_ms"], r["cold_start"]["to_first_chat_ms"]
         );
     }
-    for (name, key) in [("hello", "hello"), ("loop bot", "loop_bot")] {
+    for (name, key) in [
+        ("hello", "hello"),
+        ("GET /healthz baseline", "http_baseline_healthz"),
+        ("loop bot", "loop_bot"),
+    ] {
         let m = &r[key];
         if m.is_null() {
             continue;
