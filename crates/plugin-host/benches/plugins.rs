@@ -80,7 +80,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let mut config = PluginHostConfig::new(Arc::new(InMemoryKvStore::default()));
-        config.allow_private = vec!["127.0.0.1".parse().unwrap()];
+        config.allow_private = vec![botyard_plugins::outbound::IpNet::parse("127.0.0.1").unwrap()];
         let host = PluginHost::new(config.clone());
 
         // 1. App round trip.

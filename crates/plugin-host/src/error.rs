@@ -1,4 +1,4 @@
-//! Errors of loading and calling plugins, and the log line format of the plugin host.
+//! Errors of loading and calling plugins, and the plugin host's log lines.
 
 use std::fmt;
 use std::time::Duration;
@@ -82,7 +82,14 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// One log line on stderr: `botyard plugin <label> <level>: <message>`.
+/// One log line through `tracing` (target `botyard::plugins`, field `plugin` = `org/name`).
+/// The platform's subscriber writes it to stderr.
 pub fn log(level: &str, label: &str, message: &str) {
-    eprintln!("plugin {label} {level}: {message}");
+    match level {
+        "error" => tracing::error!(target: "botyard::plugins", plugin = label, "{message}"),
+        "warn" => tracing::warn!(target: "botyard::plugins", plugin = label, "{message}"),
+        "info" => tracing::info!(target: "botyard::plugins", plugin = label, "{message}"),
+        "debug" => tracing::debug!(target: "botyard::plugins", plugin = label, "{message}"),
+        _ => tracing::trace!(target: "botyard::plugins", plugin = label, "{message}"),
+    }
 }

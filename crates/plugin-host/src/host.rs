@@ -7,12 +7,11 @@ use crate::bindings::v0_1::{app, connector, types};
 use crate::error::{GuestError, PluginError, log};
 use crate::kv::{KvScope, KvStore};
 use crate::manifest::{Manifest, PluginKind, api_of_import};
-use crate::outbound::{HostPattern, OutboundHooks, OutboundPolicy};
+use crate::outbound::{HostPattern, IpNet, OutboundHooks, OutboundPolicy};
 use crate::state::{Settings, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,8 +43,8 @@ pub struct PluginHostConfig {
     pub slot_wait: Duration,
     /// Instance slots of the pooling allocator (default 256).
     pub max_instances: u32,
-    /// IPs plugins may reach although private/loopback (default none; tests: 127.0.0.1).
-    pub allow_private: Vec<IpAddr>,
+    /// Addresses plugins may reach although private/loopback (default none; tests: 127.0.0.1).
+    pub allow_private: Vec<IpNet>,
     pub kv: Arc<dyn KvStore>,
 }
 

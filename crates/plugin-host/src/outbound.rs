@@ -119,12 +119,61 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || o[0] >= 240 // reserved
 }
 
+/// An address or network (`10.0.0.0/8`, `127.0.0.1`, `::1/128`) exempted from the private
+/// address refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let bad = || format!("invalid address or network {text:?}");
+        let (a, p) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> (u128, u32) {
+            match ip {
+                IpAddr::V4(v) => (u32::from(v) as u128, 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let ((net, width), (x, w2)) = (bits(self.addr), bits(ip));
+        if width != w2 {
+            return false;
+        }
+        let shift = width - self.prefix as u32;
+        shift >= width || (net >> shift) == (x >> shift)
+    }
+}
+
+impl From<IpAddr> for IpNet {
+    fn from(addr: IpAddr) -> IpNet {
+        IpNet {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+}
+
 /// What one call may reach.
 #[derive(Debug)]
 pub struct OutboundPolicy {
     pub allowed: Vec<HostPattern>,
-    /// Exact IPs allowed even though [`is_forbidden_ip`] says no (tests: 127.0.0.1).
-    pub allow_private: Vec<IpAddr>,
+    /// Addresses allowed even though [`is_forbidden_ip`] says no (tests: 127.0.0.1).
+    pub allow_private: Vec<IpNet>,
     pub max_response_bytes: usize,
     pub timeout: Duration,
     /// `org/plugin`, for log lines.
@@ -136,7 +185,7 @@ impl OutboundPolicy {
         self.allowed.iter().any(|p| p.matches(scheme, host, port))
     }
     fn ip_allowed(&self, ip: IpAddr) -> bool {
-        !is_forbidden_ip(ip) || self.allow_private.contains(&ip)
+        !is_forbidden_ip(ip) || self.allow_private.iter().any(|n| n.contains(ip))
     }
 }
 
@@ -321,6 +370,26 @@ mod tests {
         assert!(port.matches("http", "127.0.0.1", 8080) && !port.matches("http", "127.0.0.1", 80));
         assert!(HostPattern::parse("ftp://x").is_err());
         assert!(HostPattern::parse("x.org/path").is_err());
+    }
+
+    #[test]
+    fn networks() {
+        let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(
+            n.contains("10.1.2.3".parse().unwrap()) && !n.contains("11.0.0.1".parse().unwrap())
+        );
+        let one = IpNet::parse("127.0.0.1").unwrap();
+        assert!(
+            one.contains("127.0.0.1".parse().unwrap())
+                && !one.contains("127.0.0.2".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(!one.contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.0/33").is_err());
     }
 
     #[test]

@@ -145,20 +145,45 @@ pub fn send(req: Request) -> Result<Response, String> {
         .set_path_with_query(Some(&path))
         .map_err(|_| format!("bad path {path}"))?;
     let body = request.body().map_err(|_| "request body taken twice")?;
-    // Hand the request over first: the host starts sending and drains the body stream, so
-    // writing a large body cannot fill the host's buffer and wait forever.
-    let future = outgoing_handler::handle(request, None).map_err(|e| describe(&e))?;
-    {
-        let stream = body
-            .write()
-            .map_err(|_| "request body stream taken twice")?;
-        for chunk in req.body.chunks(4096) {
+    let stream = body
+        .write()
+        .map_err(|_| "request body stream taken twice")?;
+    // A body that fits the host's buffer goes in one write before the request is sent. A
+    // larger one is streamed after handing the request over (the host drains the buffer
+    // while sending); a write refused because the server already answered is not an error
+    // of its own: the response says what happened.
+    let permit = match stream.check_write() {
+        Ok(0) => {
+            stream.subscribe().block();
+            stream.check_write().unwrap_or(0)
+        }
+        Ok(n) => n,
+        Err(_) => 0,
+    };
+    let future = if (req.body.len() as u64) <= permit {
+        if !req.body.is_empty() {
             stream
-                .blocking_write_and_flush(chunk)
+                .write(&req.body)
                 .map_err(|e| format!("writing body: {e:?}"))?;
         }
-    }
-    OutgoingBody::finish(body, None).map_err(|e| describe(&e))?;
+        drop(stream);
+        OutgoingBody::finish(body, None).map_err(|e| describe(&e))?;
+        outgoing_handler::handle(request, None).map_err(|e| describe(&e))?
+    } else {
+        let future = outgoing_handler::handle(request, None).map_err(|e| describe(&e))?;
+        let mut complete = true;
+        for chunk in req.body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                complete = false;
+                break;
+            }
+        }
+        drop(stream);
+        if complete {
+            OutgoingBody::finish(body, None).map_err(|e| describe(&e))?;
+        }
+        future
+    };
     future.subscribe().block();
     let response = match future.get() {
         Some(Ok(Ok(r))) => r,

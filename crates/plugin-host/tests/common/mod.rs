@@ -18,7 +18,7 @@ pub fn config() -> PluginHostConfig {
     // Shared by the test binaries so each component is compiled once (a debug-build host
     // takes ~1 s per compile).
     c.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
-    c.allow_private = vec!["127.0.0.1".parse().unwrap()];
+    c.allow_private = vec![botyard_plugins::outbound::IpNet::parse("127.0.0.1").unwrap()];
     c.max_instances = 32;
     c
 }
