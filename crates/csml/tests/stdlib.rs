@@ -436,7 +436,7 @@ fn string_methods() {
 fn xml_and_yaml() {
     let rt = &mut Rt::new();
     let x = mv(rt, &s(r#"<a id="1"><b>hi</b></a>"#), "to_json", vec![]);
-    assert_eq!(to_json(&x), json!({"@id": "1", "b": {"$text": "hi"}}));
+    assert_eq!(to_json(&x), json!({"a": {"@id": 1, "b": "hi"}}));
     let o = v(json!({"w": null}));
     assert_eq!(m(rt, &o, "to_yaml", vec![]), ok("---\nw: ~\n"));
     let o = v(json!({"a": {"@id": 1, "b": ["x", "y"], "$text": "t"}}));
@@ -1654,4 +1654,125 @@ fn deep_nesting_does_not_overflow() {
     assert_eq!(mid.depth(), 2_000);
     let back = csml::json::from_memory(&csml::json::to_memory(&mid));
     assert!(csml::ops::strict_eq(&back, &mid));
+}
+
+#[test]
+fn xml_to_json_keeps_the_root_and_round_trips() {
+    let rt = &mut Rt::new();
+    let doc = "<Order><fruit>Kiwi</fruit><shop>Market</shop></Order>";
+    let x = mv(rt, &s(doc), "to_json", vec![]);
+    assert_eq!(
+        to_json(&x),
+        json!({"Order": {"fruit": "Kiwi", "shop": "Market"}})
+    );
+    assert_eq!(m(rt, &x, "to_xml", vec![]), ok(doc));
+    // Attributes, typed scalars, repeated children, mixed text, empty children, entities.
+    let doc = r#"<?xml version="1.0"?>
+        <!-- stock -->
+        <p:list xmlns:p="urn:x" n="2">
+          <qty>007</qty><qty>12</qty><ratio>-0.5</ratio><ok>true</ok>
+          <note lang="fr">a &amp; b &#65;</note><gap/><raw><![CDATA[<i>]]></raw>
+        </p:list>"#;
+    let x = mv(rt, &s(doc), "to_json", vec![]);
+    assert_eq!(
+        to_json(&x),
+        json!({"list": {"@n": 2, "qty": ["007", 12], "ratio": -0.5,
+            "ok": true, "note": {"@lang": "fr", "$text": "a & b A"}, "raw": "<i>"}})
+    );
+    let x = mv(rt, &s("<empty/>"), "to_json", vec![]);
+    assert_eq!(to_json(&x), json!({"empty": null}));
+    assert_eq!(m(rt, &x, "to_xml", vec![]), ok("<empty/>"));
+    // Not well-formed XML falls back to YAML, which reads it as a plain string.
+    let x = mv(rt, &s("<a><b></a>"), "to_json", vec![]);
+    assert_eq!(to_json(&x), json!("<a><b></a>"));
+    let x = mv(rt, &s("<a/><b/>"), "to_json", vec![]);
+    assert_eq!(to_json(&x), json!("<a/><b/>"));
+}
+
+#[test]
+fn yaml_leaves_y_and_n_plain() {
+    let rt = &mut Rt::new();
+    let o = mv(rt, &s("---\nlat: 3.0\ny: 4.5\nn: N"), "to_json", vec![]);
+    assert_eq!(to_json(&o), json!({"lat": 3.0, "y": 4.5, "n": "N"}));
+    assert_eq!(
+        m(rt, &o, "to_yaml", vec![]),
+        ok("---\nlat: 3.0\ny: 4.5\nn: N\n")
+    );
+    // Other YAML 1.1 booleans and Core-schema words stay quoted so they read back as Strings.
+    let o = v(json!({"Y": "yes", "off": "true", "k": "null"}));
+    let out = m(rt, &o, "to_yaml", vec![]).unwrap();
+    assert_eq!(out, "---\nY: \"yes\"\n\"off\": \"true\"\nk: \"null\"\n");
+    let back = mv(rt, &s(&out), "to_json", vec![]);
+    assert_eq!(to_json(&back), to_json(&o));
+}
+
+#[test]
+fn custom_component_without_params() {
+    let rt = &mut Rt::new();
+    rt.components.insert("Chip".into(), json!({}));
+    rt.components
+        .insert("Broken".into(), json!({"params": "nope"}));
+    rt.components.insert("Odd".into(), json!("text"));
+    let out = call_custom_component(rt, "Chip", Args::default()).unwrap();
+    assert_eq!((out.tag(), to_json(&out)), ("Component.chip", json!({})));
+    assert_eq!(say_message(&out).content_type, "Component.chip");
+    let named = Args {
+        positional: vec![],
+        named: vec![("color".into(), s("red"))],
+    };
+    let out = call_custom_component(rt, "Chip", named).unwrap();
+    assert_eq!(to_json(&out), json!({"color": "red"}));
+    let fails = |rt: &mut Rt, name: &str, args: Args| match call_custom_component(rt, name, args) {
+        Err(Fault::Error(e)) | Err(Fault::Fatal(e)) => e,
+        Ok(v) => panic!("{name} gave {}", to_display(&v)),
+    };
+    assert_eq!(
+        fails(rt, "Chip", Args::positional(vec![s("x")])),
+        "to many arguments"
+    );
+    for name in ["Broken", "Odd"] {
+        assert!(
+            fails(rt, name, Args::default()).starts_with("invalid component template"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn http_put_and_post_leave_their_body_on_the_receiver() {
+    let rt = &mut Rt::new();
+    let base = builtin(rt, "HTTP", vec![s("https://h.example")], vec![]).unwrap();
+    for verb in ["put", "post"] {
+        let mut recv = base.clone();
+        let out = call_method(
+            rt,
+            &mut recv,
+            verb,
+            Args::positional(vec![v(json!({"n": 1}))]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                to_json(&out)["method"].clone(),
+                to_json(&out)["body"].clone()
+            ),
+            (json!(verb), json!({"n": 1}))
+        );
+        // The receiver keeps its method but carries the body; not a write method, so a
+        // remembered builder is not re-saved.
+        assert_eq!(to_json(&recv)["method"], json!("get"));
+        assert_eq!(to_json(&recv)["body"], json!({"n": 1}));
+        assert_eq!(recv.tag(), "http");
+        assert!(!is_write_method(&recv, verb));
+        // Without a body nothing changes.
+        let mut recv = base.clone();
+        call_method(rt, &mut recv, verb, Args::default()).unwrap();
+        assert!(to_json(&recv).get("body").is_none());
+    }
+    for verb in ["patch", "delete"] {
+        let mut recv = base.clone();
+        let out = call_method(rt, &mut recv, verb, Args::positional(vec![v(json!([1]))])).unwrap();
+        assert_eq!(to_json(&out)["body"], json!([1]));
+        assert_eq!(to_json(&recv), to_json(&base));
+    }
 }

@@ -28,7 +28,13 @@ struct Param {
 
 fn parse_template(t: &Json) -> Result<Vec<Param>, Fault> {
     let bad = || error("invalid component template: expecting {\"params\": [{name: {...}}]}");
-    let list = t.get("params").and_then(Json::as_array).ok_or_else(bad)?;
+    let obj = t.as_object().ok_or_else(bad)?;
+    // An object without `params` is a component with no parameters (the reference renders
+    // `{"Button": {}}` as empty content); a `params` that is not a list is still refused.
+    let list = match obj.get("params") {
+        None => return Ok(Vec::new()),
+        Some(p) => p.as_array().ok_or_else(bad)?,
+    };
     let mut out = Vec::with_capacity(list.len());
     for p in list {
         let obj = p.as_object().filter(|o| o.len() == 1).ok_or_else(bad)?;

@@ -2,16 +2,29 @@
 //! XML (`to_json`, `to_yaml`, `to_xml`).
 //!
 //! Choices: `"…".to_json()` tries XML only when the text starts with `<` (otherwise any plain
-//! word would be "XML text"), then YAML, which also reads JSON. XML maps attributes to `@name`
-//! keys and text to `$text`, repeated elements to arrays. `to_xml()` writes each key as an
-//! element, arrays as repeated elements, `@name`/`$text` keys back as attributes/text, with no
-//! extra root element.
+//! word would be "XML text"), then YAML, which also reads JSON.
+//!
+//! XML → value, the shape the reference engine answers: the root element is the single
+//! top-level key (`<Item><name>Banana</name></Item>` → `{"Item": {"name": "Banana"}}`), so
+//! `to_xml()` gives the document back. An element with only text becomes that text as a scalar
+//! (Int, Float or Bool when it reads as one; numbers with a leading zero such as `007` stay
+//! Strings); attributes become `@name` keys (typed the same way), the text of an element that
+//! also has attributes or children goes under `$text`, repeated child elements become an Array,
+//! empty child elements are left out (an empty root is Null). Namespace prefixes and
+//! declarations are dropped.
+//!
+//! `to_xml()` writes each key as an element, arrays as repeated elements, `@name`/`$text` keys
+//! back as attributes/text, with no extra root element. `to_yaml()` leaves `y`/`n` (either
+//! case) unquoted, as the reference's writer does (YAML 1.2 has no such booleans).
 
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::{Fault, error};
-use crate::json::{from_json, to_display, to_json};
+use crate::json::{to_display, to_json};
 use crate::value::{Kind, Map, Value, deep};
 
 fn is_unreserved(b: u8) -> bool {
@@ -105,12 +118,167 @@ pub fn text_to_value(s: &str) -> Result<Value, Fault> {
         return Err(error(BAD_FORMAT));
     }
     if s.trim_start().starts_with('<')
-        && let Ok(j) = quick_xml::de::from_str::<serde_json::Value>(s)
+        && let Some(v) = xml_to_value(s)
     {
-        return Ok(from_json(&j));
+        return Ok(v);
     }
     let docs = YamlLoader::load_from_str(s).map_err(|_| error(BAD_FORMAT))?;
     Ok(docs.first().map(yaml_to_value).unwrap_or_default())
+}
+
+/// An element being read: its attributes and children so far, and its text.
+struct XmlNode {
+    name: String,
+    fields: Map,
+    text: String,
+}
+
+impl XmlNode {
+    fn open(e: &BytesStart<'_>) -> Option<XmlNode> {
+        let name = String::from_utf8(e.local_name().as_ref().to_vec()).ok()?;
+        let mut fields = Map::new();
+        for a in e.attributes() {
+            let a = a.ok()?;
+            let full = a.key.as_ref();
+            if full == b"xmlns" || full.starts_with(b"xmlns:") {
+                continue;
+            }
+            let key = std::str::from_utf8(a.key.local_name().into_inner()).ok()?;
+            let value = a.unescape_value().ok()?;
+            fields.insert(format!("@{key}"), xml_scalar_value(&value));
+        }
+        Some(XmlNode {
+            name,
+            fields,
+            text: String::new(),
+        })
+    }
+
+    /// The element's value; `None` for an empty element.
+    fn close(self) -> Option<Value> {
+        let text = self.text.trim();
+        let mut fields = self.fields;
+        if fields.is_empty() {
+            return (!text.is_empty()).then(|| xml_scalar_value(text));
+        }
+        if !text.is_empty() {
+            fields.insert("$text".into(), Value::string(text));
+        }
+        Some(Value::object(fields))
+    }
+
+    /// Add a child element; a repeated name turns into an Array.
+    fn add_child(&mut self, name: String, v: Value) {
+        match self.fields.get_mut(&name) {
+            None => {
+                self.fields.insert(name, v);
+            }
+            Some(prev) => match &mut prev.kind {
+                Kind::Array(items) => items.push(v),
+                _ => {
+                    let first = std::mem::take(prev);
+                    *prev = Value::array(vec![first, v]);
+                }
+            },
+        }
+    }
+}
+
+/// Text read as Int, Float or Bool when it is one, else a String.
+fn xml_scalar_value(t: &str) -> Value {
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let leading_zero = digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0.");
+    let numeric = !digits.is_empty()
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
+    if numeric && !leading_zero {
+        if let Ok(i) = t.parse::<i64>() {
+            return Value::int(i);
+        }
+        if let Ok(f) = t.parse::<f64>()
+            && f.is_finite()
+        {
+            return Value::float(f);
+        }
+    }
+    match t {
+        "true" => Value::bool(true),
+        "false" => Value::bool(false),
+        _ => Value::string(t),
+    }
+}
+
+/// A well-formed XML document with one root element, as `{root: value}` (module notes).
+/// Iterative: the nesting is bounded by the caller's [`nesting_bound`] check only.
+fn xml_to_value(s: &str) -> Option<Value> {
+    let mut reader = Reader::from_str(s);
+    let mut stack: Vec<XmlNode> = Vec::new();
+    let mut root: Option<Value> = None;
+    loop {
+        let event = reader.read_event().ok()?;
+        let closed = match event {
+            Event::Start(e) => {
+                if root.is_some() {
+                    return None;
+                }
+                stack.push(XmlNode::open(&e)?);
+                None
+            }
+            Event::Empty(e) => {
+                if root.is_some() {
+                    return None;
+                }
+                Some(XmlNode::open(&e)?)
+            }
+            Event::End(_) => Some(stack.pop()?),
+            Event::Text(t) => {
+                let text = t.xml_content().ok()?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return None,
+                }
+                None
+            }
+            Event::CData(t) => {
+                let text = t.xml_content().ok()?;
+                stack.last_mut()?.text.push_str(&text);
+                None
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref().ok()? {
+                    Some(c) => c.to_string(),
+                    None => resolve_predefined_entity(&r.decode().ok()?)?.to_string(),
+                };
+                stack.last_mut()?.text.push_str(&resolved);
+                None
+            }
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => None,
+        };
+        if let Some(node) = closed {
+            let name = node.name.clone();
+            let v = node.close();
+            match stack.last_mut() {
+                Some(parent) => {
+                    if let Some(v) = v {
+                        parent.add_child(name, v);
+                    }
+                }
+                None => {
+                    let mut m = Map::with_capacity(1);
+                    m.insert(name, v.unwrap_or_default());
+                    root = Some(Value::object(m));
+                }
+            }
+        }
+    }
+    if !stack.is_empty() {
+        return None;
+    }
+    root
 }
 
 /// Deepest nesting accepted by `to_json()`.
@@ -200,16 +368,26 @@ fn value_to_yaml_inner(v: &Value) -> Yaml {
         Kind::Bool(b) => Yaml::Boolean(*b),
         Kind::Int(i) => Yaml::Integer(*i),
         Kind::Float(f) => Yaml::Real(serde_json::to_string(f).unwrap_or_else(|_| f.to_string())),
-        Kind::String(s) => Yaml::String(s.clone()),
+        Kind::String(s) => yaml_string(s),
         Kind::Array(a) => Yaml::Array(a.iter().map(value_to_yaml).collect()),
         Kind::Object(m) => Yaml::Hash(map_to_hash(m)),
+    }
+}
+
+/// A string scalar for the emitter. The emitter quotes `y`/`n` (YAML 1.1 booleans); the
+/// reference's writer leaves them plain, so they go out as raw scalars (`Yaml::Real` is
+/// written verbatim), which YAML 1.2 reads back as the same strings.
+fn yaml_string(s: &str) -> Yaml {
+    match s {
+        "y" | "Y" | "n" | "N" => Yaml::Real(s.to_string()),
+        _ => Yaml::String(s.to_string()),
     }
 }
 
 fn map_to_hash(m: &Map) -> Hash {
     let mut h = Hash::new();
     for (k, v) in m {
-        h.insert(Yaml::String(k.clone()), value_to_yaml(v));
+        h.insert(yaml_string(k), value_to_yaml(v));
     }
     h
 }

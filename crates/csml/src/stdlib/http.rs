@@ -1,5 +1,6 @@
 //! `HTTP(url)` (spec §5.7): a builder object tagged `http` — `{url, method, header, query?,
-//! body?, …}` — whose methods return a changed copy, and `.send()`, the only method that
+//! body?, …}` — whose methods return a changed copy (`put(body)`/`post(body)` also set the
+//! body on the receiver, as the reference engine does), and `.send()`, the only method that
 //! reaches the network, through [`crate::api::Host::http`] (the host enforces the outbound
 //! policy).
 //!
@@ -128,6 +129,13 @@ pub(super) fn call(
                 set_field(&mut b, "method", Value::string(name));
                 if let Some(body) = args.first() {
                     set_field(&mut b, "body", body.clone());
+                    // The reference's quirk: `put(body)`/`post(body)` also leave the body on
+                    // the receiver (its method unchanged) for the rest of the turn; `patch`
+                    // and `delete` do not. Not a write method: the remembered value keeps
+                    // the state of its `remember` (see `is_write_method`).
+                    if matches!(name, "put" | "post") {
+                        set_field(recv, "body", body.clone());
+                    }
                 }
                 b
             })

@@ -232,6 +232,10 @@ pub(crate) fn plain_method(
 }
 
 /// Whether `name` on a value like `recv` mutates the receiver.
+///
+/// HTTP `put(body)`/`post(body)` do set `body` on the receiver in place (the reference's
+/// builder quirk) but are not write methods: the change lasts for the turn only and a
+/// remembered builder keeps the value of its `remember`, as the reference answers.
 pub fn is_write_method(recv: &Value, name: &str) -> bool {
     match Family::of(recv) {
         Family::Time => matches!(name, "at" | "add" | "sub" | "with_timezone" | "unix"),
