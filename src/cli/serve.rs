@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod logs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -57,16 +58,19 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
+            logs::flush();
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run_server(&cli.data, args, cli.json)) {
+    let code = match rt.block_on(run_server(&cli.data, args, cli.json)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    logs::flush();
+    code
 }
 
 async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result<()> {
@@ -228,7 +232,7 @@ Signed mode (bot management calls need it):
     );
 }
 
-/// Logs on stderr. `BOTYARD_LOG` = `error|warn|info|debug|trace|off` (default `info`).
+/// Logs on stderr (batched, see `logs`). `BOTYARD_LOG` = `error|warn|info|debug|trace|off` (default `info`).
 pub(crate) fn init_logging() {
     use tracing::level_filters::LevelFilter;
     let level = match std::env::var("BOTYARD_LOG")
@@ -245,7 +249,7 @@ pub(crate) fn init_logging() {
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(logs::BufferedStderr)
         .with_max_level(level)
         .with_ansi(ansi)
         .with_target(false)
