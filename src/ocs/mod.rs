@@ -55,8 +55,16 @@ pub struct Ocs {
     pub token: token::TokenKey,
     pub limiter: ratelimit::Limiter,
     channels: Mutex<HashMap<String, Channel>>,
-    queues: Mutex<HashMap<String, VecDeque<OcsTask>>>,
-    version_tags: Mutex<HashMap<(String, Option<String>), String>>,
+    queues: Mutex<HashMap<String, VecDeque<Job>>>,
+    version_tags: Mutex<HashMap<String, String>>,
+}
+
+/// A chat task on its session's queue. `session`: already loaded by the request; `started`:
+/// the request already stored the user message and marked the task running.
+pub struct Job {
+    pub task: OcsTask,
+    pub session: Option<OcsSession>,
+    pub started: bool,
 }
 
 /// The outcome of one turn, ready to store.
@@ -93,7 +101,11 @@ impl Ocs {
                         tracing::info!(n = tasks.len(), "re-queueing OCS chat tasks");
                     }
                     for t in tasks {
-                        this.submit(t);
+                        this.submit(Job {
+                            task: t,
+                            session: None,
+                            started: false,
+                        });
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "could not load pending OCS tasks"),
@@ -228,39 +240,50 @@ impl Ocs {
             .engine
             .blocking(move |s| s.bot_code_key(&o, &b))
             .await?;
-        let key = (bot.to_string(), live.clone());
-        if let Some(t) = self
-            .version_tags
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+        self.version_tag_for(org, bot, live).await
+    }
+
+    /// [`Ocs::version_tag`] given the bot's live build id (as read with the turn's inputs).
+    /// Tags of builds are cached per build id; the working copy's is computed each time (its
+    /// number moves with every build).
+    async fn version_tag_for(
+        &self,
+        org: &str,
+        bot: &str,
+        live: Option<String>,
+    ) -> Result<String, EngineError> {
+        let key = format!("{bot}#{}", live.as_deref().unwrap_or(""));
+        if live.is_some()
+            && let Some(t) = self
+                .version_tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
         {
             return Ok(t.clone());
         }
         let (o, b) = (org.to_string(), bot.to_string());
         let versions = self
             .engine
-            .blocking(move |s| s.list_versions(&o, &b, 10_000))
+            .blocking(move |s| s.list_versions(&o, &b, 100_000))
             .await?;
-        let tag = match &live {
-            Some(id) => versions
-                .iter()
-                .find(|v| &v.id == id)
-                .map(|v| format!("v{}", v.seq)),
-            None => None,
-        }
-        .unwrap_or_else(|| {
-            format!(
+        let published = live
+            .as_ref()
+            .and_then(|id| versions.iter().find(|v| &v.id == id))
+            .map(|v| format!("v{}", v.seq));
+        let tag = match published {
+            Some(t) => {
+                self.version_tags
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, t.clone());
+                t
+            }
+            None => format!(
                 "v{}-unreleased",
                 versions.first().map(|v| v.seq).unwrap_or(0) + 1
-            )
-        });
-        if live.is_some() {
-            self.version_tags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, tag.clone());
-        }
+            ),
+        };
         Ok(tag)
     }
 
@@ -281,12 +304,13 @@ impl Ocs {
             session.participant.id.clone(),
             session.bot_id.clone(),
         );
-        let (data, history) = self
+        let (data, history, live) = self
             .engine
             .blocking(move |s| {
                 let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
                 let hist = s.ocs_recent_messages(&sid, 21)?;
-                Ok((data, hist))
+                let (live, _rev) = s.bot_code_key(&o, &bid)?;
+                Ok((data, hist, live))
             })
             .await?;
         let pdata = data
@@ -369,7 +393,7 @@ impl Ocs {
                 })
                 .await?;
         }
-        let tag = self.version_tag(&org, &session.bot_id).await?;
+        let tag = self.version_tag_for(&org, &session.bot_id, live).await?;
         let messages = rendered
             .iter()
             .map(|r| NewOcsMessage {
@@ -441,23 +465,115 @@ impl Ocs {
         Ok(n)
     }
 
+    /// Accept a chat message for `session`: durably create its task and queue it. When the
+    /// session has nothing queued the task starts at once and its user message is stored in
+    /// the same commit as the task (one commit less per turn); otherwise it waits as
+    /// `queued` behind the session's earlier tasks. Returns the task id.
+    pub async fn enqueue_message(
+        self: &Arc<Self>,
+        session: &OcsSession,
+        request: Json,
+    ) -> Result<String, crate::store::Error> {
+        let sid = session.id.clone();
+        let org = session.organization_id.clone();
+        let idle = {
+            let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            if q.contains_key(&sid) {
+                false
+            } else {
+                // An empty entry reserves the session: later messages queue behind this one.
+                q.insert(sid.clone(), VecDeque::new());
+                true
+            }
+        };
+        if !idle {
+            let id = self
+                .store
+                .ocs_create_task(&org, &sid, request.clone())
+                .await?;
+            let task = OcsTask {
+                id: id.clone(),
+                organization_id: org,
+                session_id: sid,
+                status: "queued".into(),
+                request,
+                message_id: None,
+                error: None,
+                error_status: None,
+            };
+            self.submit(Job {
+                task,
+                session: None,
+                started: false,
+            });
+            return Ok(id);
+        }
+        let (text, ids, context) = parse_request(&request);
+        let user = NewOcsMessage {
+            role: "user".into(),
+            content: text,
+            metadata: json!({}),
+            tags: vec![],
+            file_ids: ids.clone(),
+        };
+        match self
+            .store
+            .ocs_create_started_task(&org, &sid, request.clone(), user, ids, context)
+            .await
+        {
+            Ok(id) => {
+                let task = OcsTask {
+                    id: id.clone(),
+                    organization_id: org,
+                    session_id: sid.clone(),
+                    status: "running".into(),
+                    request,
+                    message_id: None,
+                    error: None,
+                    error_status: None,
+                };
+                self.drain(
+                    sid,
+                    Some(Job {
+                        task,
+                        session: Some(session.clone()),
+                        started: true,
+                    }),
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                self.drain(sid, None);
+                Err(e)
+            }
+        }
+    }
+
     /// Queue a task on its session's queue (tasks of one session run in order).
-    pub fn submit(self: &Arc<Self>, task: OcsTask) {
-        let sid = task.session_id.clone();
+    pub fn submit(self: &Arc<Self>, job: Job) {
+        let sid = job.task.session_id.clone();
         let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = q.get_mut(&sid) {
-            v.push_back(task);
+            v.push_back(job);
             return;
         }
-        q.insert(sid.clone(), VecDeque::from([task]));
+        q.insert(sid.clone(), VecDeque::new());
         drop(q);
+        self.drain(sid, Some(job));
+    }
+
+    /// Run `first`, then the session's queue until it is empty (then drop the entry).
+    fn drain(self: &Arc<Self>, sid: String, first: Option<Job>) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            if let Some(job) = first {
+                this.process(job).await;
+            }
             loop {
                 let next = {
                     let mut q = this.queues.lock().unwrap_or_else(|p| p.into_inner());
                     match q.get_mut(&sid).and_then(VecDeque::pop_front) {
-                        Some(t) => t,
+                        Some(j) => j,
                         None => {
                             q.remove(&sid);
                             return;
@@ -471,78 +587,76 @@ impl Ocs {
 
     /// Run one chat task: store the user message, run the turn, store the replies and the
     /// result (replies and result in one commit, so a `complete` task always has its message).
-    async fn process(self: &Arc<Self>, task: OcsTask) {
+    async fn process(self: &Arc<Self>, job: Job) {
+        let Job {
+            task,
+            session,
+            started,
+        } = job;
         let org = task.organization_id.clone();
-        let (o, sid) = (org.clone(), task.session_id.clone());
-        let session = match self.engine.blocking(move |s| s.ocs_session(&o, &sid)).await {
-            Ok(Some(s)) => s,
-            _ => {
-                let _ = self
-                    .store
-                    .ocs_finish_task(
-                        &org,
-                        &task.id,
-                        &task.session_id,
-                        vec![],
-                        Some(("Session not found".into(), 400)),
-                    )
-                    .await;
-                return;
+        let session = match session {
+            Some(s) => Some(s),
+            None => {
+                let (o, sid) = (org.clone(), task.session_id.clone());
+                self.engine
+                    .blocking(move |s| s.ocs_session(&o, &sid))
+                    .await
+                    .ok()
+                    .flatten()
             }
         };
-        let text = task
-            .request
-            .get("message")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let ids: Vec<i64> = task
-            .request
-            .get("attachment_ids")
-            .and_then(Json::as_array)
-            .map(|a| a.iter().filter_map(Json::as_i64).collect())
-            .unwrap_or_default();
-        let context = task
-            .request
-            .get("context")
-            .cloned()
-            .filter(|c| !c.is_null());
-        if task.status == "running" {
-            // A previous process died mid-turn: whether its turn committed is unknown, so the
-            // task fails rather than running the turn twice.
+        let Some(session) = session else {
             let _ = self
                 .store
                 .ocs_finish_task(
                     &org,
                     &task.id,
-                    &session.id,
+                    &task.session_id,
                     vec![],
-                    Some(("The server restarted during this turn".into(), 500)),
+                    Some(("Session not found".into(), 400)),
                 )
                 .await;
             return;
-        }
-        let user = NewOcsMessage {
-            role: "user".into(),
-            content: text.clone(),
-            metadata: json!({}),
-            tags: vec![],
-            file_ids: ids.clone(),
         };
-        if let Err(e) = self
-            .store
-            .ocs_start_task(
-                &org,
-                &task.id,
-                &session.id,
-                user,
-                ids.clone(),
-                context.clone(),
-            )
-            .await
-        {
-            tracing::error!(error = %e, task = %task.id, "could not start OCS task");
-            return;
+        let (text, ids, context) = parse_request(&task.request);
+        if !started {
+            if task.status == "running" {
+                // A previous process died mid-turn: whether its turn committed is unknown, so
+                // the task fails rather than running the turn twice.
+                let _ = self
+                    .store
+                    .ocs_finish_task(
+                        &org,
+                        &task.id,
+                        &session.id,
+                        vec![],
+                        Some(("The server restarted during this turn".into(), 500)),
+                    )
+                    .await;
+                return;
+            }
+            let user = NewOcsMessage {
+                role: "user".into(),
+                content: text.clone(),
+                metadata: json!({}),
+                tags: vec![],
+                file_ids: ids.clone(),
+            };
+            if let Err(e) = self
+                .store
+                .ocs_start_task(
+                    &org,
+                    &task.id,
+                    &session.id,
+                    user,
+                    ids.clone(),
+                    context.clone(),
+                )
+                .await
+            {
+                tracing::error!(error = %e, task = %task.id, "could not start OCS task");
+                return;
+            }
         }
         let mut session = session;
         if let Some(c) = context
@@ -609,4 +723,20 @@ impl Ocs {
             tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
         }
     }
+}
+
+/// `(message, attachment_ids, context)` of a chat task's request.
+fn parse_request(request: &Json) -> (String, Vec<i64>, Option<Json>) {
+    let text = request
+        .get("message")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ids = request
+        .get("attachment_ids")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_i64).collect())
+        .unwrap_or_default();
+    let context = request.get("context").cloned().filter(|c| !c.is_null());
+    (text, ids, context)
 }

@@ -1028,6 +1028,32 @@ impl Store {
         .await
     }
 
+    /// Create a task that starts at once: the task row (running), the user's message,
+    /// `remote_context` and the attachments' expiry, in one transaction. Returns the task id.
+    pub async fn ocs_create_started_task(
+        &self,
+        org: &str,
+        session: &str,
+        request: Json,
+        user: NewOcsMessage,
+        attach: Vec<i64>,
+        context: Option<Json>,
+    ) -> Result<String> {
+        let (org, session) = (org.to_string(), session.to_string());
+        self.write_async(move |c| {
+            let id = new_id();
+            let now = now_millis();
+            c.prepare_cached(
+                "INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, created_at,
+                                       updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
+            )?
+            .execute(params![id, org, session, request.to_string(), now])?;
+            start_on(c, &org, &session, &user, &attach, context)?;
+            Ok(id)
+        })
+        .await
+    }
+
     /// Mark a task running and store the user's message (+ `remote_context` into the state)
     /// in one transaction.
     pub async fn ocs_start_task(
@@ -1041,28 +1067,11 @@ impl Store {
     ) -> Result<OcsMessage> {
         let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
         self.write_async(move |c| {
-            let now = now_millis();
             c.prepare_cached(
                 "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
             )?
-            .execute(params![task, now])?;
-            if let Some(ctx) = context {
-                set_state_on(
-                    c,
-                    &org,
-                    &session,
-                    serde_json::json!({"remote_context": ctx}),
-                    true,
-                )?;
-            }
-            for f in &attach {
-                c.prepare_cached(
-                    "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
-                )?
-                .execute(params![f, org])?;
-            }
-            let mut m = append_messages_on(c, &org, &session, std::slice::from_ref(&user))?;
-            Ok(m.remove(0))
+            .execute(params![task, now_millis()])?;
+            start_on(c, &org, &session, &user, &attach, context)
         })
         .await
     }
@@ -1427,6 +1436,34 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// The start of a chat turn: `remote_context`, attachments kept, the user's message stored.
+fn start_on(
+    c: &Connection,
+    org: &str,
+    session: &str,
+    user: &NewOcsMessage,
+    attach: &[i64],
+    context: Option<Json>,
+) -> Result<OcsMessage> {
+    if let Some(ctx) = context {
+        set_state_on(
+            c,
+            org,
+            session,
+            serde_json::json!({"remote_context": ctx}),
+            true,
+        )?;
+    }
+    for f in attach {
+        c.prepare_cached(
+            "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
+        )?
+        .execute(params![f, org])?;
+    }
+    let mut m = append_messages_on(c, org, session, std::slice::from_ref(user))?;
+    Ok(m.remove(0))
 }
 
 fn set_state_on(

@@ -343,3 +343,60 @@ pub const TRIGGER_FLOW: &str = r#"start:
   say "Reminder: {{event.ocs_trigger.prompt}}"
   goto end
 "#;
+
+/// A keep-alive HTTP/1.1 client on one connection (benchmarks: no connect per request).
+pub struct KeepAlive {
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr) -> KeepAlive {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        KeepAlive {
+            stream: std::io::BufReader::new(s),
+        }
+    }
+
+    /// Send a request; `(status, body)`.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&Json>,
+    ) -> (u16, Json) {
+        use std::io::{Read, Write};
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        self.stream.get_mut().write_all(head.as_bytes()).unwrap();
+        let mut status = 0;
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if l.starts_with("HTTP/1.1 ") {
+                status = l[9..12].parse().unwrap();
+            } else if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.stream.read_exact(&mut buf).unwrap();
+        (status, serde_json::from_slice(&buf).unwrap_or(Json::Null))
+    }
+}

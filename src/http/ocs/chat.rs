@@ -509,25 +509,10 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
     }
     let request = json!({"message": text, "attachment_ids": ids, "context": body.get("context").cloned().unwrap_or(Json::Null),
                          "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)});
-    let task = match call
-        .ocs
-        .store
-        .ocs_create_task(&session.organization_id, &session.id, request.clone())
-        .await
-    {
+    let task = match call.ocs.enqueue_message(&session, request).await {
         Ok(t) => t,
         Err(e) => return super::internal(e),
     };
-    call.ocs.submit(crate::store::ocs::OcsTask {
-        id: task.clone(),
-        organization_id: session.organization_id.clone(),
-        session_id: session.id.clone(),
-        status: "queued".into(),
-        request,
-        message_id: None,
-        error: None,
-        error_status: None,
-    });
     let mut resp = json_resp(
         StatusCode::ACCEPTED,
         &json!({"task_id": task, "status": "processing"}),
@@ -543,21 +528,43 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let tid = call.params.task.clone();
-    let task = match call.blocking(move |s| s.ocs_task(&tid)).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let Some(task) = task else {
+    // One read: the task and, when it completed in this session, its first message.
+    let (tid, sid, base) = (
+        call.params.task.clone(),
+        session.id.clone(),
+        call.base.clone(),
+    );
+    let found = call
+        .blocking(move |s| {
+            let Some(task) = s.ocs_task(&tid)? else {
+                return Ok(None);
+            };
+            let message = match (
+                task.session_id == sid,
+                task.status.as_str(),
+                task.message_id,
+            ) {
+                (true, "complete", Some(mid)) => match s.ocs_message(&sid, mid)? {
+                    Some(m) => Some(message_json(s, &base, &m)?),
+                    None => None,
+                },
+                _ => None,
+            };
+            Ok(Some((task, message)))
+        })
+        .await;
+    let (task, message) = match found {
+        Ok(Some(x)) => x,
         // Unknown or never-issued ids read "processing", as OCS does.
-        return ok(&json!({"message": null, "status": "processing"}));
+        Ok(None) => return ok(&json!({"message": null, "status": "processing"})),
+        Err(r) => return r,
     };
     if task.session_id != session.id {
         return detail(StatusCode::NOT_FOUND, "Not found.");
     }
-    match task.status.as_str() {
-        "queued" | "running" => ok(&json!({"message": null, "status": "processing"})),
-        "error" => {
+    match (task.status.as_str(), message) {
+        ("queued" | "running", _) => ok(&json!({"message": null, "status": "processing"})),
+        ("error", _) => {
             let status = if task.error_status == Some(400) {
                 StatusCode::BAD_REQUEST
             } else {
@@ -568,26 +575,12 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
                 &json!({"error": task.error.unwrap_or_default(), "status": "error"}),
             )
         }
-        _ => {
-            let Some(mid) = task.message_id else {
-                return ok(&json!({"status": "processing"}));
-            };
-            let (sid, base) = (session.id.clone(), call.base.clone());
-            match call
-                .blocking(move |s| match s.ocs_message(&sid, mid)? {
-                    Some(m) => Ok(Some(message_json(s, &base, &m)?)),
-                    None => Ok(None),
-                })
-                .await
-            {
-                Ok(Some(m)) => ok(&json!({"message": m, "status": "complete"})),
-                Ok(None) => json_resp(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &json!({"error": "Unknown error"}),
-                ),
-                Err(r) => r,
-            }
-        }
+        (_, Some(m)) => ok(&json!({"message": m, "status": "complete"})),
+        (_, None) if task.message_id.is_none() => ok(&json!({"status": "processing"})),
+        (_, None) => json_resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "Unknown error"}),
+        ),
     }
 }
 
