@@ -231,7 +231,12 @@ fn cases() {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        match std::panic::catch_unwind(|| run_entry(name, e)) {
+        let started = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(|| run_entry(name, e));
+        if started.elapsed() > std::time::Duration::from_millis(500) {
+            eprintln!("slow case: {name} took {:?}", started.elapsed());
+        }
+        match outcome {
             Ok(Ok(n)) => ran += n,
             Ok(Err(msg)) => failures.push(msg),
             Err(_) => failures.push(format!("{name}: panicked")),

@@ -44,7 +44,7 @@ impl Evaluator<'_> {
     pub fn eval(&mut self, e: &Expr, silent: bool) -> R<Value> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::int(*i)),
-            ExprKind::Ident(name) => Ok(self.read_ident(name, e.pos, silent)),
+            ExprKind::Ident(name) => self.read_ident(name, e.pos, silent),
             _ => super::grow(|| self.eval_inner(e, silent)),
         }
     }
@@ -71,8 +71,8 @@ impl Evaluator<'_> {
                 }
                 Ok(Value::object(m))
             }
-            ExprKind::Closure(def) => Ok(self.make_closure(def)),
-            ExprKind::Ident(name) => Ok(self.read_ident(name, e.pos, silent)),
+            ExprKind::Closure(def) => self.make_closure(def),
+            ExprKind::Ident(name) => self.read_ident(name, e.pos, silent),
             ExprKind::Path { base, segs } => self.eval_path(base, segs, silent),
             ExprKind::Call { name, args } => self.eval_call(name, args, e.pos, silent),
             ExprKind::Not(inner) => match self.eval(inner, true) {
@@ -121,7 +121,7 @@ impl Evaluator<'_> {
     }
 
     /// A closure literal captures a snapshot of the memories and locals (spec §3.13).
-    fn make_closure(&self, def: &Arc<ClosureDef>) -> Value {
+    fn make_closure(&mut self, def: &Arc<ClosureDef>) -> R<Value> {
         let mut captured = Map::new();
         if !self.frame.in_fn {
             for (k, v) in &self.memories {
@@ -131,28 +131,38 @@ impl Evaluator<'_> {
         for (k, v) in &self.frame.locals {
             captured.insert(k.clone(), v.clone());
         }
+        let captured = Value::object(captured);
+        self.charge(&captured, def.pos)?;
+        let Kind::Object(captured) = captured.kind else {
+            return Ok(Value::null());
+        };
         let flow = self.bot.flows[self.frame.flow].name.clone();
-        Value::from_kind(Kind::Closure(Arc::new(Closure {
+        let closure = Closure {
             def: def.clone(),
             captured,
             flow,
-        })))
+        };
+        Ok(Value::from_kind(Kind::Closure(Arc::new(closure))))
     }
 
     /// A bare name.
-    fn read_ident(&mut self, name: &str, pos: Pos, silent: bool) -> Value {
+    fn read_ident(&mut self, name: &str, pos: Pos, silent: bool) -> R<Value> {
         if Self::is_special(name) {
-            return self.special_value(name);
+            let v = self.special_value(name);
+            self.charge(&v, pos)?;
+            return Ok(v);
         }
         if let Some(v) = self.var(name) {
-            return v.clone();
+            let v = v.clone();
+            self.charge(&v, pos)?;
+            return Ok(v);
         }
         let reason = undefined_reason(name);
-        if silent {
+        Ok(if silent {
             Value::error_null(reason)
         } else {
             self.error(&reason, pos)
-        }
+        })
     }
 
     /// Evaluate index expressions of key/index segments.
@@ -207,18 +217,22 @@ impl Evaluator<'_> {
             }
             "event" => {
                 let v = self.event_object();
+                self.charge(&v, base.pos)?;
                 return self.apply_segs(v, segs, silent, Miss::Normal);
             }
             "_metadata" => {
                 let v = self.metadata_value();
+                self.charge(&v, base.pos)?;
                 return self.apply_segs(v, segs, silent, Miss::Never);
             }
             "_env" => {
                 let v = self.bot.env.clone();
+                self.charge(&v, base.pos)?;
                 return self.apply_segs(v, segs, silent, Miss::Normal);
             }
             "_memory" => {
                 let v = self.memory_value();
+                self.charge(&v, base.pos)?;
                 return self.apply_segs(v, segs, silent, Miss::Normal);
             }
             _ => {}
@@ -233,10 +247,9 @@ impl Evaluator<'_> {
         let rest = &segs[n_access..];
 
         if let Some(PathSeg::Method { name: m, args, pos }) = rest.first()
-            && WRITE_NAMES.contains(&m.as_str())
-            && let Some(slot) = self.slot(name)
+            && self.slot(name).is_some()
         {
-            return self.write_method_path(name, slot, &path, (m, args, *pos), rest, silent);
+            return self.method_on_var(name, &path, (m, args, *pos), rest, silent);
         }
 
         let Some(root) = self.var(name) else {
@@ -255,28 +268,28 @@ impl Evaluator<'_> {
                 return self.apply_segs(v, rest, silent, Miss::Normal);
             }
         };
+        self.charge(&v, base.pos)?;
         self.apply_segs(v, rest, silent, Miss::Normal)
     }
 
-    /// `var.path.write_method(args)...`: mutate the variable in place, persist memories.
-    fn write_method_path(
+    /// `var.path.method(args)...`: the method runs on the variable itself, taken out of its
+    /// slot and put back (no copy of the receiver); a write method's change stays, and is
+    /// persisted when the variable is a memory (spec §3.4 point 5).
+    fn method_on_var(
         &mut self,
         name: &str,
-        slot: Slot,
         path: &[Access],
         (method, args, mpos): (&str, &[Arg], Pos),
         rest: &[PathSeg],
         silent: bool,
     ) -> R<Value> {
         let args = self.eval_args(args, silent)?;
-        let is_write = self
-            .var(name)
-            .map(|root| match navigate(root, path) {
-                Ok(target) => stdlib::is_write_method(target, method),
-                Err(_) => false,
-            })
-            .unwrap_or(false);
-        if !is_write {
+        // Resolved after the arguments, which may bind new locals (`x.push(1 as y)`).
+        let Some(slot) = self.slot(name) else {
+            return Ok(Value::null());
+        };
+        if slot == Slot::Const {
+            // Constants belong to the shared bot: methods run on a copy, writes are refused.
             let Some(root) = self.var(name) else {
                 return Ok(Value::null());
             };
@@ -284,31 +297,44 @@ impl Evaluator<'_> {
                 Ok(t) => t,
                 Err(fail) => self.miss(fail, silent, Miss::Normal),
             };
-            let v = self.method(&mut target, method, args, mpos)?;
+            let v = if WRITE_NAMES.contains(&method) && stdlib::is_write_method(&target, method) {
+                self.error(
+                    "Invalid operation constants can not execute self mutable functions",
+                    mpos,
+                )
+            } else {
+                self.charge(&target, mpos)?;
+                self.method(&mut target, method, args, mpos)?
+            };
             return self.apply_segs(v, &rest[1..], silent, Miss::Normal);
         }
-        if slot == Slot::Const {
-            let v = self.error(
-                "Invalid operation constants can not execute self mutable functions",
-                mpos,
-            );
-            return self.apply_segs(v, &rest[1..], silent, Miss::Normal);
-        }
-        let Some(cell) = self.var_mut(name, slot) else {
+        let Some(cell) = self.var_mut(slot) else {
             return Ok(Value::null());
         };
         let mut root = std::mem::take(cell);
-        let result = match navigate_mut(&mut root, path) {
-            Some(target) => self.method(target, method, args, mpos),
-            None => Ok(Value::null()),
+        let outcome = match navigate_mut(&mut root, path) {
+            Some(target) => {
+                let write = stdlib::is_write_method(target, method);
+                Ok((self.method(target, method, args, mpos), write))
+            }
+            // Through a String index, or a failed access: work on what a read gives.
+            None => match read_path(&root, path) {
+                Ok(mut owned) => Ok((self.method(&mut owned, method, args, mpos), false)),
+                Err(fail) => Err(fail),
+            },
         };
-        if let Some(cell) = self.var_mut(name, slot) {
-            *cell = root;
-        }
-        let v = result?;
-        if slot == Slot::Memory {
-            self.persist_memory(name);
-        }
+        self.put_back(name, slot, root);
+        let v = match outcome {
+            Ok((result, write)) => {
+                let v = result?;
+                if write && matches!(slot, Slot::Memory(_)) {
+                    self.persist_memory(name);
+                }
+                v
+            }
+            Err(fail) => self.miss(fail, silent, Miss::Normal),
+        };
+        self.charge(&v, mpos)?;
         self.apply_segs(v, &rest[1..], silent, Miss::Normal)
     }
 
@@ -339,7 +365,9 @@ impl Evaluator<'_> {
             v = match s {
                 PathSeg::Method { name, args, pos } => {
                     let args = self.eval_args(args, silent)?;
-                    self.method(&mut v, name, args, *pos)?
+                    let out = self.method(&mut v, name, args, *pos)?;
+                    self.charge(&out, *pos)?;
+                    out
                 }
                 PathSeg::Key { name, pos } => {
                     let acc = Access::Key(name.clone(), *pos);
@@ -390,7 +418,10 @@ impl Evaluator<'_> {
             let r = stdlib::call_builtin(self, name, evaluated);
             self.closure_scopes.truncate(mark);
             return match r {
-                Some(Ok(v)) => Ok(v),
+                Some(Ok(v)) => {
+                    self.charge(&v, pos)?;
+                    Ok(v)
+                }
                 Some(Err(f)) => self.fault(f, pos),
                 None => Ok(self.error(&format!("Unknown builtin [{name}]"), pos)),
             };
@@ -441,11 +472,14 @@ impl Evaluator<'_> {
         let shared = self.closure_scopes.iter().position(|(k, _)| *k == key);
         let mut locals: Locals = match shared {
             Some(i) => std::mem::take(&mut self.closure_scopes[i].1),
-            None => closure
-                .captured
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            None => {
+                self.charge_units(closure.captured.len() as u64, pos)?;
+                closure
+                    .captured
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
         };
         let args = Args { positional, named };
         let Some(params) = bind_params(&closure.def.params, args) else {
@@ -508,15 +542,6 @@ fn read_path(root: &Value, path: &[Access]) -> Result<Value, (String, Pos)> {
         cur = step_ref(cur, acc)?;
     }
     Ok(cur.clone())
-}
-
-/// Follow key/index accesses by reference.
-pub(crate) fn navigate<'v>(root: &'v Value, path: &[Access]) -> Result<&'v Value, (String, Pos)> {
-    let mut cur = root;
-    for acc in path {
-        cur = step_ref(cur, acc)?;
-    }
-    Ok(cur)
 }
 
 fn step_ref<'v>(v: &'v Value, acc: &Access) -> Result<&'v Value, (String, Pos)> {

@@ -16,8 +16,9 @@
 //! * `goto`, `hold` and `previous` inside a function or closure (rejected by the linter, but
 //!   reachable through unchecked bots) do nothing; `say` and `remember` there act normally.
 //! * Besides the loop budget, a turn has an instruction budget (100 × the loop budget, at
-//!   least 1 000 000 statements) so that exponential recursion ends too; both fail with an
-//!   `[Infinite loop]` fatal error.
+//!   least 1 000 000 statements) and a call budget (10 × the loop budget, at least 100 000
+//!   function/closure calls) so that exponential recursion ends quickly too; all fail with an
+//!   `[Infinite loop]` fatal error. Values are bounded too (see [`Evaluator::charge`]).
 //! * `!e` where `e` fails is `true` (the failing operand counts as false).
 
 mod expr;
@@ -120,6 +121,10 @@ pub(crate) struct Evaluator<'a> {
     pub loop_iters: u64,
     pub instructions: u64,
     pub instruction_limit: u64,
+    pub calls: u64,
+    pub call_limit: u64,
+    /// Units of data copied this turn (see [`Evaluator::charge`]).
+    pub copied: u64,
     pub depth: u32,
     /// Indexes of the enclosing `foreach` loops, outermost first.
     pub loop_stack: Vec<u64>,
@@ -170,6 +175,9 @@ impl<'a> Evaluator<'a> {
             loop_iters: 0,
             instructions: 0,
             instruction_limit: opts.loop_limit.max(10_000).saturating_mul(100),
+            copied: 0,
+            calls: 0,
+            call_limit: opts.loop_limit.max(10_000).saturating_mul(10),
             depth: 0,
             loop_stack: Vec::new(),
             resume: None,
@@ -257,6 +265,29 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// Account for a value just copied out of a variable (or built by the library): one unit
+    /// per node plus one per 16 bytes of text. A value larger than [`MAX_VALUE_UNITS`] or
+    /// deeper than [`MAX_VALUE_DEPTH`], or a turn copying more than [`MAX_TURN_UNITS`] in
+    /// total, is fatal: this bounds memory and time for scripts that double values in loops.
+    pub fn charge(&mut self, v: &Value, pos: Pos) -> R<()> {
+        let units = match weigh(v) {
+            Ok(u) => u,
+            Err(reason) => return Err(self.fatal(reason, pos)),
+        };
+        self.charge_units(units, pos)
+    }
+
+    pub fn charge_units(&mut self, units: u64, pos: Pos) -> R<()> {
+        self.copied += units;
+        if self.copied > MAX_TURN_UNITS {
+            return Err(self.fatal(
+                "[Infinite loop] memory limit reached: too much data copied in a single turn",
+                pos,
+            ));
+        }
+        Ok(())
+    }
+
     /// Run `f` in a fresh function scope (depth-checked), restoring the caller's scope and
     /// resume state afterwards.
     pub fn in_scope<T>(
@@ -265,6 +296,16 @@ impl<'a> Evaluator<'a> {
         pos: Pos,
         f: impl FnOnce(&mut Self) -> R<T>,
     ) -> R<(T, Locals)> {
+        self.calls += 1;
+        if self.calls > self.call_limit {
+            return Err(self.fatal(
+                &format!(
+                    "[Infinite loop] call limit reached: more than {} function calls in a single turn",
+                    self.call_limit
+                ),
+                pos,
+            ));
+        }
         if self.depth >= self.opts.call_depth_limit {
             return Err(self.fatal(
                 &format!(
@@ -331,6 +372,61 @@ impl Runtime for Evaluator<'_> {
     fn position(&self) -> (&str, &str) {
         (self.flow_name(), &self.step)
     }
+}
+
+/// Largest value (in units: nodes, plus one per 16 bytes of text) a script may handle.
+pub const MAX_VALUE_UNITS: u64 = 1 << 20;
+/// Deepest nesting of arrays/objects a script may build.
+pub const MAX_VALUE_DEPTH: usize = 256;
+/// Units a turn may copy in total.
+pub const MAX_TURN_UNITS: u64 = 8 << 20;
+
+/// The size of a value in units, or why it is too large (iterative: values may be deep).
+fn weigh(v: &Value) -> Result<u64, &'static str> {
+    use crate::value::Kind;
+    const TOO_BIG: &str =
+        "value too large: a value may hold at most 1048576 elements or 16 MB of text";
+    const TOO_DEEP: &str = "value nested too deeply: at most 256 levels of arrays and objects";
+    let scalar = |v: &Value| match &v.kind {
+        Kind::String(s) => 1 + (s.len() as u64 >> 4),
+        _ => 1,
+    };
+    match &v.kind {
+        Kind::Array(_) | Kind::Object(_) => {}
+        _ => {
+            let u = scalar(v);
+            return if u > MAX_VALUE_UNITS {
+                Err(TOO_BIG)
+            } else {
+                Ok(u)
+            };
+        }
+    }
+    let mut units = 0u64;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        units += scalar(v);
+        if units > MAX_VALUE_UNITS {
+            return Err(TOO_BIG);
+        }
+        match &v.kind {
+            Kind::Array(a) if !a.is_empty() => {
+                if depth > MAX_VALUE_DEPTH {
+                    return Err(TOO_DEEP);
+                }
+                stack.extend(a.iter().map(|x| (x, depth + 1)));
+            }
+            Kind::Object(m) if !m.is_empty() => {
+                if depth > MAX_VALUE_DEPTH {
+                    return Err(TOO_DEEP);
+                }
+                units += m.len() as u64;
+                stack.extend(m.values().map(|x| (x, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    Ok(units)
 }
 
 /// Run `f` on a fresh heap-allocated stack segment when little stack is left, so deep (but

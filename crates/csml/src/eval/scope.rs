@@ -13,8 +13,10 @@ use crate::value::{Kind, Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
     Const,
-    Local,
-    Memory,
+    /// Index in the frame's locals.
+    Local(usize),
+    /// Index in the memories.
+    Memory(usize),
 }
 
 /// One evaluated step of a path: `.name` or `[value]`.
@@ -54,12 +56,12 @@ impl Evaluator<'_> {
     pub fn slot(&self, name: &str) -> Option<Slot> {
         if self.bot.flows[self.frame.flow].constants.contains_key(name) {
             Some(Slot::Const)
-        } else if self.frame.locals.contains_key(name) {
-            Some(Slot::Local)
-        } else if !self.frame.in_fn && self.memories.contains_key(name) {
-            Some(Slot::Memory)
-        } else {
+        } else if let Some(i) = self.frame.locals.get_index_of(name) {
+            Some(Slot::Local(i))
+        } else if self.frame.in_fn {
             None
+        } else {
+            self.memories.get_index_of(name).map(Slot::Memory)
         }
     }
 
@@ -78,17 +80,32 @@ impl Evaluator<'_> {
         }
     }
 
-    pub fn var_mut(&mut self, name: &str, slot: Slot) -> Option<&mut Value> {
+    /// The variable `slot` points at (resolved by index: valid until the scope changes).
+    pub fn var_mut(&mut self, slot: Slot) -> Option<&mut Value> {
         match slot {
             Slot::Const => None,
-            Slot::Local => self.frame.locals.get_mut(name),
-            Slot::Memory => self.memories.get_mut(name),
+            Slot::Local(i) => self.frame.locals.get_index_mut(i).map(|(_, v)| v),
+            Slot::Memory(i) => self.memories.get_index_mut(i).map(|(_, v)| v),
+        }
+    }
+
+    /// Put a value back into variable `name` of the kind `slot` names, by name (the scope may
+    /// have changed while it was out, e.g. through a closure's `forget`).
+    pub fn put_back(&mut self, name: &str, slot: Slot, value: Value) {
+        let cell = match slot {
+            Slot::Const => None,
+            Slot::Local(_) => self.frame.locals.get_mut(name),
+            Slot::Memory(_) => self.memories.get_mut(name),
+        };
+        if let Some(cell) = cell {
+            *cell = value;
         }
     }
 
     /// Whether `name` is one of the special names handled outside the scopes.
     pub fn is_special(name: &str) -> bool {
-        matches!(name, "event" | "_metadata" | "_env" | "_memory")
+        matches!(name.as_bytes().first(), Some(b'e' | b'_'))
+            && matches!(name, "event" | "_metadata" | "_env" | "_memory")
     }
 
     /// Bare `event`: the event's value as a String, secure when the event is.
@@ -180,7 +197,7 @@ impl Evaluator<'_> {
             Some(Slot::Const) => {
                 self.error("const variables are immutable", pos);
             }
-            Some(Slot::Memory) => self.write_memory(name, value),
+            Some(Slot::Memory(_)) => self.write_memory(name, value),
             _ => {
                 if let Some(v) = self.frame.locals.get_mut(name) {
                     *v = value;
@@ -212,22 +229,25 @@ impl Evaluator<'_> {
             }
             Some(s) => s,
             None => {
-                self.frame.locals.insert(name.to_string(), Value::null());
-                Slot::Local
+                let (i, _) = self
+                    .frame
+                    .locals
+                    .insert_full(name.to_string(), Value::null());
+                Slot::Local(i)
             }
         };
         // Work on the variable taken out of its slot, so errors can be emitted while it is
-        // held; it is always put back.
-        let Some(cell) = self.var_mut(name, slot) else {
+        // held; it is always put back (nothing here changes the scope meanwhile).
+        let Some(cell) = self.var_mut(slot) else {
             return Ok(());
         };
         let mut root = std::mem::take(cell);
         let outcome = self.assign_into(&mut root, &path, op, value, name_pos);
-        if let Some(cell) = self.var_mut(name, slot) {
+        if let Some(cell) = self.var_mut(slot) {
             *cell = root;
         }
         let changed = outcome?;
-        if changed && slot == Slot::Memory {
+        if changed && matches!(slot, Slot::Memory(_)) {
             self.persist_memory(name);
         }
         Ok(())
