@@ -253,3 +253,127 @@ fn cases() {
         cases.len()
     );
 }
+
+/// Deterministic mutation fuzzing of every case's source: parsing, compiling and running a
+/// few turns of a mutated bot must never panic, and results must serialize.
+#[test]
+fn mutated_sources_never_panic() {
+    const TOKENS: &[&str] = &[
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\"",
+        "{{",
+        "}}",
+        "hold",
+        "goto start",
+        "goto end",
+        "while (true) { ",
+        "foreach (x) in ",
+        "do x = ",
+        ".push(x)",
+        "remember r = ",
+        "say ",
+        "fn f(a) { return f(a) }",
+        "(a) { return a }",
+        "break",
+        "@",
+        "$",
+        "event",
+        "_memory",
+        " + ",
+        " / 0",
+        "Or(",
+        "\\",
+        "\n",
+        "start:\n",
+        "1e9",
+        "-",
+        ".",
+        ",",
+        "as ",
+        "import f",
+    ];
+    let sources: Vec<String> = load_cases()
+        .into_iter()
+        .filter_map(|(_, e)| e.get("csml").and_then(Json::as_str).map(str::to_string))
+        .collect();
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    let opts = csml::TurnOptions {
+        loop_limit: 200,
+        call_depth_limit: 40,
+        step_limit: 100,
+    };
+    for round in 0..2000 {
+        let base = &sources[next(sources.len())];
+        let mut src: Vec<char> = base.chars().collect();
+        for _ in 0..1 + next(3) {
+            let at = next(src.len() + 1);
+            match next(3) {
+                0 => {
+                    let end = (at + next(8)).min(src.len());
+                    src.drain(at..end);
+                }
+                1 => {
+                    let end = (at + next(12)).min(src.len());
+                    let piece: Vec<char> = src[at..end].to_vec();
+                    src.splice(at..at, piece);
+                }
+                _ => {
+                    let t = TOKENS[next(TOKENS.len())];
+                    src.splice(at..at, t.chars());
+                }
+            }
+        }
+        let src: String = src.into_iter().collect();
+        let outcome = std::panic::catch_unwind(|| {
+            let source = csml::BotSource {
+                flows: vec![csml::FlowSource {
+                    name: "flow".into(),
+                    content: src.clone(),
+                    commands: vec![],
+                }],
+                default_flow: "flow".into(),
+                native_components: true,
+                ..Default::default()
+            };
+            let _ = csml::validate(&source, false);
+            let Ok(bot) = csml::Bot::compile_unchecked(source) else {
+                return;
+            };
+            let mut ctx = csml::Context {
+                flow: "flow".into(),
+                step: "start".into(),
+                metadata: json!({}),
+                ..Default::default()
+            };
+            let mut host = csml::OfflineHost::default();
+            for text in ["hi", "2", ""] {
+                let event = csml::Event {
+                    content_type: "text".into(),
+                    content_value: text.into(),
+                    content: json!({ "text": text }),
+                    secure: false,
+                };
+                let r = csml::run_turn(&bot, ctx.clone(), event, &mut host, &opts);
+                serde_json::to_string(&r).unwrap();
+                if r.status != csml::TurnStatus::Hold {
+                    break;
+                }
+                ctx.step = r.step;
+                ctx.flow = r.flow;
+                ctx.hold = r.hold;
+            }
+        });
+        assert!(outcome.is_ok(), "round {round}: panicked on source:\n{src}");
+    }
+}
