@@ -334,7 +334,9 @@ fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> Loa
 fn measure(spec: LoadSpec, pid: Option<u32>) -> Json {
     let cpu0 = pid.and_then(cpu_seconds);
     let threads0 = pid.map(thread_cpu).unwrap_or_default();
+    let me0 = cpu_seconds(std::process::id());
     let r = loadgen::run(spec);
+    let me1 = cpu_seconds(std::process::id());
     let cpu1 = pid.and_then(cpu_seconds);
     let threads1 = pid.map(thread_cpu).unwrap_or_default();
     let cpu = match (cpu0, cpu1) {
@@ -359,6 +361,8 @@ fn measure(spec: LoadSpec, pid: Option<u32>) -> Json {
         "server_cpu_seconds": cpu.map(round2),
         "server_cpu_us_per_turn": cpu.and_then(per_turn),
         "server_cpu_us_per_turn_by_thread": by_thread,
+        // The load generator runs on the same cores: what it took from the server.
+        "client_cpu_seconds": me0.zip(me1).map(|(a, b)| round2(b - a)),
     })
 }
 
@@ -622,6 +626,18 @@ fn print_human(r: &Json) {
             m["p99_ms"],
             m["server_cpu_us_per_turn"]
         );
+        if let Some(t) = m["server_cpu_us_per_turn_by_thread"].as_object() {
+            let parts: Vec<String> = t
+                .iter()
+                .filter(|(_, v)| v.as_f64().is_some_and(|v| v > 0.5))
+                .map(|(k, v)| format!("{k} {v} µs"))
+                .collect();
+            println!(
+                "    by thread: {}; load generator CPU {} s",
+                parts.join(", "),
+                m["client_cpu_seconds"]
+            );
+        }
         if let Some(samples) = m["error_samples"].as_array().filter(|s| !s.is_empty()) {
             println!("    first errors: {samples:?}");
         }
