@@ -45,7 +45,20 @@ impl Evaluator<'_> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::int(*i)),
             ExprKind::Ident(name) => self.read_ident(name, e.pos, silent),
+            // The hot shape of loops (`i < n`, `i + 1`): no recursion to guard.
+            ExprKind::Binary { op, lhs, rhs } if is_leaf(lhs) && is_leaf(rhs) => {
+                let l = self.eval(lhs, true)?;
+                let r = self.eval(rhs, true)?;
+                self.binary(*op, &l, &r, e.pos)
+            }
             _ => super::grow(|| self.eval_inner(e, silent)),
+        }
+    }
+
+    fn binary(&mut self, op: crate::ast::BinOp, l: &Value, r: &Value, pos: Pos) -> R<Value> {
+        match crate::ops::binary(op, l, r) {
+            Ok(v) => Ok(v),
+            Err(reason) => Err(self.fatal(&reason, pos)),
         }
     }
 
@@ -83,10 +96,7 @@ impl Evaluator<'_> {
             ExprKind::Binary { op, lhs, rhs } => {
                 let l = self.eval(lhs, true)?;
                 let r = self.eval(rhs, true)?;
-                match crate::ops::binary(*op, &l, &r) {
-                    Ok(v) => Ok(v),
-                    Err(reason) => Err(self.fatal(&reason, e.pos)),
-                }
+                self.binary(*op, &l, &r, e.pos)
             }
             ExprKind::As {
                 expr,
@@ -506,6 +516,18 @@ impl Evaluator<'_> {
         }
         Ok(v)
     }
+}
+
+/// An expression evaluated without recursing.
+fn is_leaf(e: &Expr) -> bool {
+    matches!(
+        e.kind,
+        ExprKind::Int(_)
+            | ExprKind::Ident(_)
+            | ExprKind::Float(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Null
+    )
 }
 
 /// Bind call arguments to parameters: positional in order, named by parameter name; extra
