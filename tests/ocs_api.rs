@@ -129,7 +129,16 @@ fn authentication_errors() {
     let k = s.key_with(&s.org, "admin", false);
     assert_eq!(c.get("/api/experiments/", &key_header(&k)).status, 200);
     s.store().revoke_api_key(&s.org, &k).unwrap();
-    assert_eq!(c.get("/api/experiments/", &key_header(&k)).status, 401);
+    // Resolved keys are cached; a revocation applies within about a second.
+    let mut st = 0;
+    for _ in 0..40 {
+        st = c.get("/api/experiments/", &key_header(&k)).status;
+        if st == 401 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(st, 401);
     // Keys made with `botyard apikey create` (while serving): read-only ones cannot write.
     let made = common::cli_json(&s.data, &["apikey", "create", "--read-only"]);
     let ro = made["api_key"].as_str().unwrap();
@@ -2140,21 +2149,27 @@ fn bench_task_latency_and_incoming_throughput() {
         all[all.len() * 99 / 100],
         all.len()
     );
-    // Server side: task row created (202 answered) → result committed, in ms.
+    // Server side, from stored times (µs): the user's message (stored with the task, before
+    // the 202) → the turn's first reply (stored with the result).
     let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
     let mut server: Vec<i64> = db
-        .prepare("SELECT updated_at - created_at FROM ocs_tasks WHERE status = 'complete'")
+        .prepare(
+            "SELECT a.created_at - (SELECT MAX(u.created_at) FROM ocs_messages u
+                 WHERE u.session_id = a.session_id AND u.role = 'user' AND u.created_at < a.created_at)
+             FROM ocs_tasks t JOIN ocs_messages a ON a.id = t.message_id WHERE t.status = 'complete'",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     server.sort();
+    let ms = |us: i64| us as f64 / 1000.0;
     println!(
-        "server-side queued→complete: p50 {} ms p90 {} ms p99 {} ms",
-        server[server.len() / 2],
-        server[server.len() * 9 / 10],
-        server[server.len() * 99 / 100]
+        "server-side message stored → reply stored: p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms",
+        ms(server[server.len() / 2]),
+        ms(server[server.len() * 9 / 10]),
+        ms(server[server.len() * 99 / 100])
     );
     let t0 = std::time::Instant::now();
     let key = s.key.clone();

@@ -33,7 +33,7 @@ pub mod time;
 pub mod token;
 
 use crate::engine::{ChatRequest, Engine, EngineError};
-use crate::store::ocs::{NewOcsMessage, OcsSession, OcsTask, Tag};
+use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
 use serde_json::{Map, Value as Json, json};
@@ -56,7 +56,11 @@ pub struct Ocs {
     pub limiter: ratelimit::Limiter,
     channels: Mutex<HashMap<String, Channel>>,
     queues: Mutex<HashMap<String, VecDeque<Job>>>,
-    version_tags: Mutex<HashMap<String, String>>,
+    version_tags: Mutex<HashMap<String, (std::time::Instant, String)>>,
+    /// Resolved API keys by key hash; dropped whenever the store's auth epoch moves (a
+    /// revoke or role change, possibly by the CLI), which is polled every second.
+    keys: std::sync::RwLock<HashMap<String, OcsKey>>,
+    key_epoch: std::sync::atomic::AtomicI64,
 }
 
 /// A chat task on its session's queue. `session`: already loaded by the request; `started`:
@@ -86,6 +90,8 @@ impl Ocs {
             channels: Mutex::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
             version_tags: Mutex::new(HashMap::new()),
+            keys: std::sync::RwLock::new(HashMap::new()),
+            key_epoch: std::sync::atomic::AtomicI64::new(i64::MIN),
         }))
     }
 
@@ -127,6 +133,7 @@ impl Ocs {
             loop {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
+                this.check_key_epoch().await;
                 if n.is_multiple_of(sweep_every) {
                     this.sweep_files().await;
                 }
@@ -134,6 +141,38 @@ impl Ocs {
                 this.fire_schedules().await;
             }
         });
+    }
+
+    /// A resolved API key (cached; revocations apply within about a second).
+    pub async fn resolve_key(&self, key: &str) -> Option<OcsKey> {
+        let h = crate::secrets::hash_api_key(key);
+        if let Some(k) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&h) {
+            return Some(k.clone());
+        }
+        let (s, k) = (self.store.clone(), key.to_string());
+        let found = tokio::task::spawn_blocking(move || s.ocs_key_lookup(&k))
+            .await
+            .ok()?
+            .ok()??;
+        let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(h, found.clone());
+        Some(found)
+    }
+
+    async fn check_key_epoch(&self) {
+        let s = self.store.clone();
+        let Ok(Ok(epoch)) = tokio::task::spawn_blocking(move || s.auth_epoch()).await else {
+            return;
+        };
+        let old = self
+            .key_epoch
+            .swap(epoch, std::sync::atomic::Ordering::Relaxed);
+        if old != epoch {
+            self.keys.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 
     async fn sweep_files(&self) {
@@ -253,12 +292,14 @@ impl Ocs {
         live: Option<String>,
     ) -> Result<String, EngineError> {
         let key = format!("{bot}#{}", live.as_deref().unwrap_or(""));
-        if live.is_some()
-            && let Some(t) = self
-                .version_tags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
+        // A build's tag never changes; the working copy's moves with builds (and a rollback to
+        // the working copy), so it is reused for a few seconds only.
+        if let Some((at, t)) = self
+            .version_tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && (live.is_some() || at.elapsed() < Duration::from_secs(3))
         {
             return Ok(t.clone());
         }
@@ -271,19 +312,16 @@ impl Ocs {
             .as_ref()
             .and_then(|id| versions.iter().find(|v| &v.id == id))
             .map(|v| format!("v{}", v.seq));
-        let tag = match published {
-            Some(t) => {
-                self.version_tags
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, t.clone());
-                t
-            }
-            None => format!(
+        let tag = published.unwrap_or_else(|| {
+            format!(
                 "v{}-unreleased",
                 versions.first().map(|v| v.seq).unwrap_or(0) + 1
-            ),
-        };
+            )
+        });
+        self.version_tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (std::time::Instant::now(), tag.clone()));
         Ok(tag)
     }
 
@@ -410,12 +448,14 @@ impl Ocs {
         Ok(TurnOutcome { rendered, messages })
     }
 
-    /// A text turn (the user's message is stored by the caller).
+    /// A text turn. `current_is_stored`: the caller stored the user's message already (it is
+    /// then left out of `_metadata.history`).
     pub async fn run_text(
         &self,
         session: &OcsSession,
         text: &str,
         attachments: Json,
+        current_is_stored: bool,
     ) -> Result<TurnOutcome, EngineError> {
         let mut content = Map::new();
         content.insert("text".into(), json!(text));
@@ -426,7 +466,7 @@ impl Ocs {
             session,
             json!({"content_type": "text", "content": content}),
             Map::new(),
-            true,
+            current_is_stored,
         )
         .await
     }
@@ -679,7 +719,7 @@ impl Ocs {
             .map(|f| json!({"id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}))
             .collect();
         let result = self
-            .run_text(&session, &text, Json::Array(attachments))
+            .run_text(&session, &text, Json::Array(attachments), true)
             .await;
         let (msgs, error) = match result {
             Ok(mut out) => {

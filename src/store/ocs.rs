@@ -395,6 +395,14 @@ fn upsert_participant_on(
     })?)
 }
 
+/// Microseconds since the Unix epoch.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 fn load_session_on(c: &Connection, org: &str, id: &str) -> Result<Option<OcsSession>> {
     Ok(c.prepare_cached(&format!(
         "{} WHERE s.id = ?1 AND s.organization_id = ?2",
@@ -415,7 +423,7 @@ fn append_messages_on(
     let last: Option<i64> = c
         .prepare_cached("SELECT MAX(created_at) FROM ocs_messages WHERE session_id = ?1")?
         .query_row([session], |r| r.get(0))?;
-    let mut t = now_millis() * 1000 + (super::ids::random_bytes::<1>()[0] as i64 % 1000);
+    let mut t = now_micros();
     if let Some(l) = last
         && t <= l
     {
@@ -956,6 +964,18 @@ impl Store {
     ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
         self.write(move |c| append_messages_on(c, &org, &session, &msgs))
+    }
+
+    /// [`Store::ocs_append_messages`] awaiting the commit without blocking a runtime thread.
+    pub async fn ocs_append_messages_async(
+        &self,
+        org: &str,
+        session: &str,
+        msgs: Vec<NewOcsMessage>,
+    ) -> Result<Vec<OcsMessage>> {
+        let (org, session) = (org.to_string(), session.to_string());
+        self.write_async(move |c| append_messages_on(c, &org, &session, &msgs))
+            .await
     }
 
     /// Messages of a session in time order, strictly after `since_us`, at most `limit` (+1 to

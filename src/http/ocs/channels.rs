@@ -263,23 +263,29 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
         Some(Json::String(s)) => s.clone(),
         Some(_) => return field_error("message", "Not a valid string."),
     };
-    let bot = match find_bot(call, caller, &call.params.id.clone()).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_version(call, &bot, false).await {
-        return r;
+    if call.params.version.is_some() {
+        let bot = match find_bot(call, caller, &call.params.id.clone()).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if let Err(r) = check_version(call, &bot, false).await {
+            return r;
+        }
     }
     let ident = caller.identifier();
-    let (org, bid) = (caller.org().to_string(), bot.id.clone());
+    let (org, bid) = (caller.org().to_string(), call.params.id.clone());
     let wanted = body
         .get("session")
         .and_then(Json::as_str)
         .map(str::to_string);
     let key_id = caller.key.id.clone();
     let reset = text.trim().eq_ignore_ascii_case("/reset");
+    // One blocking call: the chatbot (404 first) and the session to continue or create.
     let r = call
         .blocking(move |s| {
+            if s.get_bot(&org, &bid).is_err() {
+                return Ok(Err(()));
+            }
             let new = |s: &crate::store::Store| {
                 s.ocs_create_session(
                     &org,
@@ -306,7 +312,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                     {
                         Some(sess)
                     }
-                    _ => return Ok(None),
+                    _ => return Ok(Ok(None)),
                 },
                 None => s.ocs_latest_session(
                     &org,
@@ -321,7 +327,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                     s.ocs_set_session_status(&org, &c.id, "complete")?;
                 }
                 new(s)?;
-                return Ok(Some(None));
+                return Ok(Ok(Some(None)));
             }
             let sess = match current {
                 Some(c) => {
@@ -332,13 +338,16 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                 }
                 None => new(s)?,
             };
-            Ok(Some(Some(sess)))
+            Ok(Ok(Some(Some(sess))))
         })
         .await;
     let session = match r {
-        Ok(Some(Some(s))) => s,
-        Ok(Some(None)) => return ok(&json!({"response": "Conversation reset", "attachments": []})),
-        Ok(None) => return detail(StatusCode::NOT_FOUND, "Not found."),
+        Ok(Ok(Some(Some(s)))) => s,
+        Ok(Ok(Some(None))) => {
+            return ok(&json!({"response": "Conversation reset", "attachments": []}));
+        }
+        Ok(Ok(None)) => return detail(StatusCode::NOT_FOUND, "Not found."),
+        Ok(Err(())) => return bot_404(),
         Err(r) => return r,
     };
     match run_sync(call, &session, &text).await {
@@ -360,7 +369,6 @@ async fn run_sync(
     session: &OcsSession,
     text: &str,
 ) -> Result<Vec<render::Rendered>, Response<Body>> {
-    let (o, sid) = (session.organization_id.clone(), session.id.clone());
     let user = NewOcsMessage {
         role: "user".into(),
         content: text.to_string(),
@@ -368,23 +376,23 @@ async fn run_sync(
         tags: vec![],
         file_ids: vec![],
     };
-    call.blocking(move |s| s.ocs_append_messages(&o, &sid, vec![user]))
-        .await?;
-    let out = match call.ocs.run_text(session, text, Json::Null).await {
-        Ok(o) => o,
-        Err(crate::engine::EngineError::BadRequest(m)) => {
-            return Err(error(StatusCode::BAD_REQUEST, &m));
-        }
-        Err(e) => return Err(internal(e)),
-    };
-    let (o, sid, msgs) = (
-        session.organization_id.clone(),
-        session.id.clone(),
-        out.messages,
-    );
-    call.blocking(move |s| s.ocs_append_messages(&o, &sid, msgs))
-        .await?;
-    Ok(out.rendered)
+    // Nobody can observe a synchronous turn half way: the user's message and the replies are
+    // stored together after the turn, in one commit.
+    let result = call.ocs.run_text(session, text, Json::Null, false).await;
+    let mut msgs = vec![user];
+    if let Ok(out) = &result {
+        msgs.extend(out.messages.iter().cloned());
+    }
+    call.ocs
+        .store
+        .ocs_append_messages_async(&session.organization_id, &session.id, msgs)
+        .await
+        .map_err(internal)?;
+    match result {
+        Ok(out) => Ok(out.rendered),
+        Err(crate::engine::EngineError::BadRequest(m)) => Err(error(StatusCode::BAD_REQUEST, &m)),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 // ---- OpenAI --------------------------------------------------------------------------------------

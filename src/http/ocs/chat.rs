@@ -7,6 +7,7 @@ use super::{Call, detail, error, field_error, is_uuid, json_resp, key_of, ok};
 use crate::http::response::Body;
 use crate::ocs::ratelimit::Scope;
 use crate::ocs::{TOKEN_LIFETIME_SECS, files};
+use crate::store::Store;
 use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, WidgetChannel};
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
@@ -341,19 +342,50 @@ fn token_err(code: &str, msg: &str) -> Response<Body> {
 
 /// Session-bound access (§3.7). Returns the session and whether the caller is a team member.
 async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
+    access_with(call, |_, _| Ok(()))
+        .await
+        .map(|(s, m, ())| (s, m))
+}
+
+/// [`access`], running the endpoint's own read (`extra`) in the same blocking call as the
+/// access reads (one thread hop per poll). `extra`'s result is dropped when access is denied.
+async fn access_with<R: Send + 'static>(
+    call: &mut Call,
+    extra: impl FnOnce(&Store, &OcsSession) -> crate::store::Result<R> + Send + 'static,
+) -> Result<(OcsSession, bool, R), Response<Body>> {
     let sid = call.params.id.clone();
     chat_rate(call, &format!("session:{sid}"))?;
-    let s2 = sid.clone();
-    let session = call.blocking(move |s| s.ocs_session_any_org(&s2)).await?;
     let embed = call.header("x-embed-key").map(str::to_string);
-    let widget = match &embed {
-        Some(k) => {
-            let k = k.clone();
-            call.blocking(move |s| s.ocs_widget_by_key(&k)).await?
-        }
-        None => None,
-    };
-    let Some(session) = session else {
+    let member_key = key_of(&call.ocs, &call.headers).await;
+    let e2 = embed.clone();
+    let (session, widget, own_widget, public, extra) = call
+        .blocking(move |s| {
+            let key_widget = match &e2 {
+                Some(k) => s.ocs_widget_by_key(k)?,
+                None => None,
+            };
+            let Some(sess) = s.ocs_session_any_org(&sid)? else {
+                return Ok((None, key_widget, None, false, None));
+            };
+            let own = match &sess.widget_channel_id {
+                Some(id) => s.ocs_widget(&sess.organization_id, id)?,
+                None => None,
+            };
+            let by_token =
+                sess.session_token_required || own.as_ref().is_some_and(|w| w.auth_level >= 2);
+            let by_key = own.as_ref().is_some_and(|w| w.auth_level == 1 || w.deleted);
+            let public = if by_token || by_key {
+                false
+            } else {
+                s.get_bot(&sess.organization_id, &sess.bot_id)?
+                    .settings
+                    .web_chat_public
+            };
+            let r = extra(s, &sess)?;
+            Ok((Some(sess), key_widget, own, public, Some(r)))
+        })
+        .await?;
+    let (Some(session), Some(extra)) = (session, extra) else {
         return Err(detail(StatusCode::FORBIDDEN, "Session does not exist"));
     };
     if embed.is_some() {
@@ -370,16 +402,7 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
             ));
         }
     }
-    let member = key_of(&call.ocs, &call.headers)
-        .await
-        .is_some_and(|k| k.organization_id == session.organization_id);
-    let own_widget = match &session.widget_channel_id {
-        Some(id) => {
-            let (o, id) = (session.organization_id.clone(), id.clone());
-            call.blocking(move |s| s.ocs_widget(&o, &id)).await?
-        }
-        None => None,
-    };
+    let member = member_key.is_some_and(|k| k.organization_id == session.organization_id);
     if session.session_token_required || own_widget.as_ref().is_some_and(|w| w.auth_level >= 2) {
         let Some(token) = call.header("x-session-token") else {
             return Err(token_err(
@@ -397,7 +420,7 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
         if now_ms() > session.created_at + lifetime * 1000 {
             return Err(token_err("session_expired", "Session has expired"));
         }
-        return Ok((session, member));
+        return Ok((session, member, extra));
     }
     match &own_widget {
         Some(w) if w.auth_level == 1 || w.deleted => {
@@ -412,12 +435,6 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
             {
                 return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
             }
-            let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
-            let public = call
-                .blocking(move |s| s.get_bot(&o, &b))
-                .await?
-                .settings
-                .web_chat_public;
             if !public && !member {
                 return Err(detail(
                     StatusCode::FORBIDDEN,
@@ -426,7 +443,7 @@ async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
             }
         }
     }
-    Ok((session, member))
+    Ok((session, member, extra))
 }
 
 pub(crate) async fn message(call: &mut Call) -> Response<Body> {
@@ -524,40 +541,33 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
 }
 
 pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
-    let (session, _) = match access(call).await {
-        Ok(x) => x,
+    // One read: access, the task and, when it completed in this session, its first message.
+    let (tid, base) = (call.params.task.clone(), call.base.clone());
+    let found = access_with(call, move |s, sess| {
+        let Some(task) = s.ocs_task(&tid)? else {
+            return Ok(None);
+        };
+        let message = match (
+            task.session_id == sess.id,
+            task.status.as_str(),
+            task.message_id,
+        ) {
+            (true, "complete", Some(mid)) => match s.ocs_message(&sess.id, mid)? {
+                Some(m) => Some(message_json(s, &base, &m)?),
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(Some((task, message)))
+    })
+    .await;
+    let (session, found) = match found {
+        Ok((session, _, found)) => (session, found),
         Err(r) => return r,
     };
-    // One read: the task and, when it completed in this session, its first message.
-    let (tid, sid, base) = (
-        call.params.task.clone(),
-        session.id.clone(),
-        call.base.clone(),
-    );
-    let found = call
-        .blocking(move |s| {
-            let Some(task) = s.ocs_task(&tid)? else {
-                return Ok(None);
-            };
-            let message = match (
-                task.session_id == sid,
-                task.status.as_str(),
-                task.message_id,
-            ) {
-                (true, "complete", Some(mid)) => match s.ocs_message(&sid, mid)? {
-                    Some(m) => Some(message_json(s, &base, &m)?),
-                    None => None,
-                },
-                _ => None,
-            };
-            Ok(Some((task, message)))
-        })
-        .await;
-    let (task, message) = match found {
-        Ok(Some(x)) => x,
+    let Some((task, message)) = found else {
         // Unknown or never-issued ids read "processing", as OCS does.
-        Ok(None) => return ok(&json!({"message": null, "status": "processing"})),
-        Err(r) => return r,
+        return ok(&json!({"message": null, "status": "processing"}));
     };
     if task.session_id != session.id {
         return detail(StatusCode::NOT_FOUND, "Not found.");
@@ -585,54 +595,49 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
 }
 
 pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
-    let (session, _) = match access(call).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    // Parameters are checked after access (a denied caller gets 403, not 400).
     let since = match call.query("since") {
-        None => None,
-        Some(s) => match crate::ocs::time::parse_iso(&s) {
-            Some(us) => Some(us),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid 'since' parameter format. Use ISO format.",
-                );
-            }
-        },
+        None => Ok(None),
+        Some(s) => crate::ocs::time::parse_iso(&s)
+            .map(Some)
+            .ok_or("Invalid 'since' parameter format. Use ISO format."),
     };
     let limit = match call.query("limit") {
-        None => 50,
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid 'limit' parameter. Use a non-negative integer.",
-                );
-            }
-        },
+        None => Ok(50u32),
+        Some(l) => l
+            .parse::<u32>()
+            .map_err(|_| "Invalid 'limit' parameter. Use a non-negative integer."),
     };
-    let (sid, base) = (session.id.clone(), call.base.clone());
-    let r = call
-        .blocking(move |s| {
-            let mut msgs = s.ocs_messages(&sid, since, Some(limit.saturating_add(1)))?;
-            let more = msgs.len() > limit as usize;
-            msgs.truncate(limit as usize);
-            let mut out = Vec::with_capacity(msgs.len());
-            for m in &msgs {
-                out.push(message_json(s, &base, m)?);
-            }
-            Ok((out, more))
-        })
-        .await;
-    match r {
-        Ok((messages, more)) => ok(&json!({
-            "messages": messages,
-            "has_more": more,
-            "session_status": if session.status == "complete" { "ended" } else { "active" },
-        })),
-        Err(r) => r,
+    let params = match (since, limit) {
+        (Ok(s), Ok(l)) => Ok((s, l)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let (p2, base) = (params.clone(), call.base.clone());
+    let r = access_with(call, move |s, sess| {
+        let Ok((since, limit)) = p2 else {
+            return Ok(None);
+        };
+        let mut msgs = s.ocs_messages(&sess.id, since, Some(limit.saturating_add(1)))?;
+        let more = msgs.len() > limit as usize;
+        msgs.truncate(limit as usize);
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            out.push(message_json(s, &base, m)?);
+        }
+        Ok(Some((out, more)))
+    })
+    .await;
+    match (r, params) {
+        (Err(r), _) => r,
+        (Ok(_), Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        (Ok((session, _, found)), Ok(_)) => {
+            let (messages, more) = found.unwrap_or_default();
+            ok(&json!({
+                "messages": messages,
+                "has_more": more,
+                "session_status": if session.status == "complete" { "ended" } else { "active" },
+            }))
+        }
     }
 }
 

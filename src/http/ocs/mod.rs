@@ -411,8 +411,7 @@ fn presented_keys(h: &HeaderMap) -> Vec<String> {
 /// Resolve a valid API key from the headers, if any (no errors, no counting).
 pub(crate) async fn key_of(ocs: &Ocs, h: &HeaderMap) -> Option<OcsKey> {
     for k in presented_keys(h) {
-        let s = ocs.store.clone();
-        if let Ok(Ok(Some(key))) = tokio::task::spawn_blocking(move || s.ocs_key_lookup(&k)).await {
+        if let Some(key) = ocs.resolve_key(&k).await {
             return Some(key);
         }
     }
