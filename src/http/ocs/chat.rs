@@ -612,7 +612,7 @@ pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
         (Ok(s), Ok(l)) => Ok((s, l)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let (p2, base) = (params.clone(), call.base.clone());
+    let (p2, base) = (params, call.base.clone());
     let r = access_with(call, move |s, sess| {
         let Ok((since, limit)) = p2 else {
             return Ok(None);
