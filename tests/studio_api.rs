@@ -750,3 +750,45 @@ fn broadcasts_are_queued_and_delivered() {
     .expect(400);
     c.post("/v1/api/broadcasts", &[], &body).expect(401);
 }
+
+#[test]
+fn webhook_after_a_runtime_error_has_no_extra_end_marker() {
+    let s = Server::start();
+    let rx = Receiver::start(Duration::ZERO);
+    let hooked = s.webhook_channel(&rx.url);
+    let c = s.client();
+    let h = hooked.signed();
+    let default = c.get("/v1/api/bot", &h).json()["default_flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Never built: the working flow serves; the goto fails at run time.
+    let flow = "start:\n  say \"before\"\n  goto step nowhere\n";
+    c.put(
+        &format!("/v1/api/bot/flows/{default}"),
+        &h,
+        &json!({"content": flow}),
+    )
+    .expect(200);
+    let v = c
+        .post("/v1/api/chat", &hooked.public(), &text_event("e", "hi"))
+        .json();
+    assert_eq!(v["conversation_end"], true, "{v}");
+    let last = v["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["payload"]["content_type"], "error", "{v}");
+    let n = v["messages"].as_array().unwrap().len();
+    let got = rx.wait_for(n, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    let got_all = rx.bodies();
+    assert_eq!(
+        got_all.len(),
+        n,
+        "one call per message, the error one closing: {got:?}"
+    );
+    assert_eq!(got_all.last().unwrap()["conversation_end"], true);
+    assert_eq!(
+        got_all.last().unwrap()["messages"][0]["payload"]["content_type"],
+        "error"
+    );
+    assert_eq!(got_all[0]["conversation_end"], false);
+}
