@@ -73,7 +73,11 @@ pub fn validate(source: &BotSource, syntax_only: bool) -> Validation {
         errors = report.errors;
         warnings = report.warnings;
     }
-    Validation { valid: errors.is_empty(), errors, warnings }
+    Validation {
+        valid: errors.is_empty(),
+        errors,
+        warnings,
+    }
 }
 
 /// Where a conversation stands when a turn starts.
@@ -151,7 +155,11 @@ pub struct TurnOptions {
 
 impl Default for TurnOptions {
     fn default() -> Self {
-        TurnOptions { step_limit: 100, loop_limit: 10_000, call_depth_limit: 100 }
+        TurnOptions {
+            step_limit: 100,
+            loop_limit: 10_000,
+            call_depth_limit: 100,
+        }
     }
 }
 
@@ -192,7 +200,16 @@ pub enum TurnStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TurnResult {
     pub messages: Vec<Message>,
+    /// Memory writes of the turn, in order (several per key possible; the last one wins).
+    ///
+    /// A `forget` removes the earlier writes of the keys it forgets (all of them for
+    /// `forget *`) from this list, as the reference does; a write made after the forget is
+    /// listed again. The forget itself is still reported in [`TurnResult::forgets`] so the
+    /// platform deletes the stored values. A platform therefore applies `forgets` first, then
+    /// `memories`.
     pub memories: Vec<MemoryWrite>,
+    /// `forget` statements of the turn, in order; applied by the platform before
+    /// [`TurnResult::memories`].
     #[serde(default)]
     pub forgets: Vec<ForgetOp>,
     pub status: TurnStatus,
@@ -287,7 +304,10 @@ pub struct OfflineHost {
 
 impl Default for OfflineHost {
     fn default() -> Self {
-        OfflineHost { now_millis: 1_700_000_000_000, seed: 0x9E37_79B9_7F4A_7C15 }
+        OfflineHost {
+            now_millis: 1_700_000_000_000,
+            seed: 0x9E37_79B9_7F4A_7C15,
+        }
     }
 }
 

@@ -117,24 +117,47 @@ pub struct Stmt {
 #[derive(Debug, Clone)]
 pub enum StmtKind {
     /// `do expr`, or `do target op expr` (`do e as x` is parsed as `do x = e`).
-    Do { assign: Option<(Target, AssignOp)>, expr: Expr },
+    Do {
+        assign: Option<(Target, AssignOp)>,
+        expr: Expr,
+    },
     /// `remember name = expr` / `remember expr as name`.
-    Remember { name: String, name_pos: Pos, expr: Expr },
+    Remember {
+        name: String,
+        name_pos: Pos,
+        expr: Expr,
+    },
     Forget(Forget),
     Say(Expr),
     Debug(Expr),
-    Log { level: LogLevel, expr: Expr },
+    Log {
+        level: LogLevel,
+        expr: Expr,
+    },
     /// Deprecated `use e as x`: `expr` is always an [`ExprKind::As`].
     Use(Expr),
     Goto(Goto),
     Previous(Previous),
-    Hold { secure: bool },
+    Hold {
+        secure: bool,
+    },
     Break,
     Continue,
     Return(Expr),
-    If { branches: Vec<(Expr, Block)>, otherwise: Option<Block> },
-    Foreach { var: String, index_var: Option<String>, iter: Expr, body: Block },
-    While { cond: Expr, body: Block },
+    If {
+        branches: Vec<(Expr, Block)>,
+        otherwise: Option<Block>,
+    },
+    Foreach {
+        var: String,
+        index_var: Option<String>,
+        iter: Expr,
+        body: Block,
+    },
+    While {
+        cond: Expr,
+        body: Block,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +213,11 @@ pub struct Goto {
 pub enum GotoName {
     Literal(String),
     /// `$var` or `$var.path`: the value must be a String at run time.
-    Var { name: String, path: Vec<PathSeg>, pos: Pos },
+    Var {
+        name: String,
+        path: Vec<PathSeg>,
+        pos: Pos,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -214,16 +241,30 @@ pub enum ExprKind {
     Closure(Arc<ClosureDef>),
     Ident(String),
     /// `base.seg.seg[...]...` — key reads, index reads and method calls.
-    Path { base: Box<Expr>, segs: Vec<PathSeg> },
+    Path {
+        base: Box<Expr>,
+        segs: Vec<PathSeg>,
+    },
     /// `Name(args)`: a component, a builtin, `Or`, a flow function, an import or a local
     /// closure, resolved at run time in that order (spec §3.13). `Component.Name(...)` is a
     /// [`ExprKind::Path`] on the identifier `Component`.
-    Call { name: String, args: Vec<Arg> },
+    Call {
+        name: String,
+        args: Vec<Arg>,
+    },
     /// `!e` (each `!` of `!!e` is its own node).
     Not(Box<Expr>),
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `expr as name`: evaluates `expr`, binds it to the local `name`, and yields it.
-    As { expr: Box<Expr>, name: String, name_pos: Pos },
+    As {
+        expr: Box<Expr>,
+        name: String,
+        name_pos: Pos,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -246,7 +287,11 @@ pub enum PathSeg {
     /// `[expr]`
     Index { expr: Expr, pos: Pos },
     /// `.name(args)`; `pos` is the position of the method name.
-    Method { name: String, args: Vec<Arg>, pos: Pos },
+    Method {
+        name: String,
+        args: Vec<Arg>,
+        pos: Pos,
+    },
 }
 
 /// A call argument: positional, or named (`name = value`).

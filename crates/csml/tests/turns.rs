@@ -254,6 +254,48 @@ fn cases() {
     );
 }
 
+/// A `forget` drops the earlier writes of its keys from `memories` but is still reported in
+/// `forgets` (the platform deletes the stored value, then applies the later writes).
+#[test]
+fn forget_is_reported_and_drops_earlier_writes() {
+    let source = csml::BotSource {
+        flows: vec![csml::FlowSource {
+            name: "flow".into(),
+            content: "start:\n  remember a = 1\n  remember b = 2\n  forget a\n  forget *\n  remember a = 3\n".into(),
+            commands: vec![],
+        }],
+        default_flow: "flow".into(),
+        native_components: true,
+        ..Default::default()
+    };
+    let bot = csml::Bot::compile(source).unwrap();
+    let ctx = csml::Context {
+        flow: "flow".into(),
+        step: "start".into(),
+        metadata: json!({}),
+        ..Default::default()
+    };
+    let event = csml::Event {
+        content_type: "text".into(),
+        content_value: "hi".into(),
+        content: json!({"text": "hi"}),
+        secure: false,
+    };
+    let mut host = csml::OfflineHost::default();
+    let r = csml::run_turn(&bot, ctx, event, &mut host, &csml::TurnOptions::default());
+    assert_eq!(
+        r.forgets,
+        vec![csml::ForgetOp::Keys(vec!["a".into()]), csml::ForgetOp::All]
+    );
+    assert_eq!(
+        r.memories,
+        vec![csml::MemoryWrite {
+            key: "a".into(),
+            value: json!(3)
+        }]
+    );
+}
+
 /// Deterministic mutation fuzzing of every case's source: parsing, compiling and running a
 /// few turns of a mutated bot must never panic, and results must serialize.
 #[test]

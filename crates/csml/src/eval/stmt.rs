@@ -252,6 +252,9 @@ impl Evaluator<'_> {
                 if !self.frame.in_fn {
                     self.memories.clear();
                 }
+                // The platform applies forgets before writes: an earlier write must not come
+                // back (see `TurnResult::memories`).
+                self.memory_writes.clear();
                 self.forgets.push(ForgetOp::All);
             }
             Forget::Names(names) => {
@@ -261,6 +264,7 @@ impl Evaluator<'_> {
                         self.memories.shift_remove(n.as_str());
                     }
                 }
+                self.memory_writes.retain(|w| !names.contains(&w.key));
                 self.forgets.push(ForgetOp::Keys(names.clone()));
             }
         }
