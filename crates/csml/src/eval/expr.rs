@@ -231,7 +231,13 @@ impl Evaluator<'_> {
                 return self.apply_segs(v, segs, silent, Miss::Normal);
             }
             "_metadata" => {
-                let v = self.metadata_value();
+                // Only a key/index read sees the computed `_context`; a method works on the
+                // whole value, which does not hold it.
+                let v = if matches!(segs.first(), Some(PathSeg::Method { .. })) {
+                    self.metadata_value()
+                } else {
+                    self.metadata_with_context()
+                };
                 self.charge(&v, base.pos)?;
                 return self.apply_segs(v, segs, silent, Miss::Never);
             }

@@ -121,12 +121,23 @@ impl Evaluator<'_> {
         self.event_obj.clone().unwrap_or_default()
     }
 
-    /// `_metadata`, with `_context` computed for the current position.
+    /// `_metadata` as a whole value (`say _metadata`, `do m = _metadata`, its string form,
+    /// methods on it): the conversation's metadata only. The computed `_context` is not part
+    /// of it, as in the reference; it is reached by path (`_metadata._context.current_flow`),
+    /// see [`Evaluator::metadata_with_context`].
     pub fn metadata_value(&self) -> Value {
-        let mut v = crate::json::from_json(&self.metadata);
-        if !matches!(v.kind, Kind::Object(_)) {
-            v = Value::object(Map::new());
+        let v = crate::json::from_json(&self.metadata);
+        if matches!(v.kind, Kind::Object(_)) {
+            v
+        } else {
+            Value::object(Map::new())
         }
+    }
+
+    /// `_metadata` for a key/index read: the metadata plus `_context` computed for the current
+    /// position (a `_context` key of the metadata itself is shadowed).
+    pub fn metadata_with_context(&self) -> Value {
+        let mut v = self.metadata_value();
         let mut c = Map::new();
         c.insert("current_flow".into(), Value::string(self.flow_name()));
         c.insert("current_step".into(), Value::string(self.step.clone()));
