@@ -11,5 +11,6 @@ pub mod engine;
 pub mod http;
 pub mod ocs;
 pub mod outbound;
+pub mod plugins;
 pub mod secrets;
 pub mod store;

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod csml;
 pub mod manage;
+pub mod plugin;
 pub mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -46,6 +47,9 @@ pub enum Command {
     /// Open Chat Studio API keys.
     #[command(subcommand)]
     Apikey(manage::ApikeyCommand),
+    /// WASM plugins: install, list, inspect, remove, test on a sample webhook.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// A consistent online copy of the database.
     Backup(manage::BackupArgs),
     /// Admin UI accounts.
@@ -100,6 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Channel(cmd) => manage::channel(&cli, cmd),
         Command::Apikey(cmd) => manage::apikey(&cli, cmd),
         Command::Backup(args) => manage::backup(&cli, args),
+        Command::Plugin(cmd) => plugin::run(&cli, cmd),
         Command::Admin(cmd) => admin::run(&cli, cmd),
     }
 }

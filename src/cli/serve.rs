@@ -100,14 +100,26 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         Some(handle.clone()),
     ));
     let webhooks = WebhookDispatcher::new(Arc::clone(&outbound), handle);
+    let plugin_allow = args
+        .outbound_allow
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| botyard_plugins::outbound::IpNet::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+    let plugins = crate::plugins::PluginRuntime::new(store.clone(), data, plugin_allow);
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
             outbound: Some(Arc::clone(&outbound)),
-            sink: Some(Arc::new(StudioWebhookSink(Arc::clone(&webhooks)))),
-            ..EngineConfig::default()
+            apps: Some(plugins.clone()),
+            sink: Some(Arc::new(crate::plugins::channels::PluginSink {
+                runtime: plugins.clone(),
+                next: Some(Arc::new(StudioWebhookSink(Arc::clone(&webhooks)))),
+            })),
         },
     );
+    plugins.set_engine(engine.clone());
     let auth = Authenticator::new(store.clone(), args.rate_limit, args.signature_window);
     auth.spawn_epoch_watch();
     let state = Arc::new(AppState {
@@ -120,6 +132,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         auth,
         outbound,
         webhooks: Arc::clone(&webhooks),
+        plugins: Some(plugins.clone()),
     });
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -130,6 +143,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         print_first_run(&outcome, local, json);
     }
     let background = engine.start_background();
+    let plugin_workers = plugins.start_workers();
     // OCS: re-queue chat tasks left by a previous process, start its sweeps.
     crate::http::ocs::start(&state);
     // The parseable line tests and scripts wait for.
@@ -142,6 +156,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     // In-flight requests are done; stop background work, deliver queued webhooks, then let
     // the last store handle go (the writer commits what is queued and closes the file).
     drop(background);
+    drop(plugin_workers);
     webhooks.drain(Duration::from_secs(5)).await;
     drop(engine);
     drop(store);

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod cors;
 pub mod error;
+pub mod hooks;
 pub mod ids;
 pub mod loadgen;
 pub mod ocs;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub outbound: Arc<Outbound>,
     pub webhooks: Arc<WebhookDispatcher>,
+    /// WASM plugins: connector webhooks (`/hooks/{token}`); `None` = no connector channels.
+    pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
 }
 
 impl From<EngineError> for ApiError {

@@ -99,6 +99,10 @@ async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>)
         let rest = rest.to_string();
         return super::admin::handle(&state, &ctx, req, &rest).await;
     }
+    if let Some(rest) = strip_family(path, &["/hooks"]) {
+        let rest = rest.to_string();
+        return super::hooks::handle(&state, &ctx, req, &rest).await;
+    }
     if ocs::is_ocs_path(path) {
         return ocs::handle(&state, &ctx, req).await;
     }

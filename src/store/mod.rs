@@ -31,6 +31,7 @@ pub mod maintenance;
 mod migrate;
 pub mod ocs;
 pub mod orgs;
+pub mod plugins;
 pub mod setup;
 pub mod types;
 pub mod usage;

@@ -49,6 +49,7 @@ pub const MAX_IDENT_LEN: usize = 255;
 pub const ERR_RESERVED: &str = "reserved keyword can't be used as identifier";
 pub const ERR_NUMERIC_IDENT: &str = "Int/Float can't be used as identifier";
 pub const ERR_IDENT_LEN: &str = "key can't be longer than 255 character";
+pub const ERR_BOOL_PREFIX: &str = "reserved keyword can't be used as identifier: a variable or function name can't start with `true` or `false`";
 
 /// Maps byte offsets to 1-based line/column (column in bytes).
 #[derive(Debug, Clone)]
@@ -113,6 +114,27 @@ pub fn check_name(word: &str, reserved: Option<&[&str]>) -> Result<(), &'static 
     }
     if word.parse::<f64>().is_ok() {
         return Err(ERR_NUMERIC_IDENT);
+    }
+    Ok(())
+}
+
+/// Whether `word` starts with the literal `true` or `false` without being it. Such a word can
+/// never be read back: in an expression the literal is matched as a prefix, so `trueval` is
+/// `true` followed by `val` (spec §2.2). Names of variables and functions are therefore
+/// rejected where they are defined too (spec §2.2 Decision). Step names and literal goto
+/// targets never go through the expression lexer, so they are not concerned.
+pub fn bool_prefixed(word: &str) -> bool {
+    ["true", "false"]
+        .iter()
+        .any(|kw| word.len() > kw.len() && word.starts_with(kw))
+}
+
+/// [`check_name`] for a variable or function name being defined: the definition reserved
+/// list, then the `true`/`false` prefix rule ([`bool_prefixed`]).
+pub fn check_var_name(word: &str) -> Result<(), &'static str> {
+    check_name(word, Some(RESERVED_DEFINE))?;
+    if bool_prefixed(word) {
+        return Err(ERR_BOOL_PREFIX);
     }
     Ok(())
 }
@@ -351,5 +373,11 @@ mod tests {
         );
         assert_eq!(check_name("event", Some(RESERVED_READ)), Ok(()));
         assert_eq!(check_name(&"x".repeat(256), None), Err(ERR_IDENT_LEN));
+        assert_eq!(check_var_name("trueval"), Err(ERR_BOOL_PREFIX));
+        assert_eq!(check_var_name("false_"), Err(ERR_BOOL_PREFIX));
+        assert_eq!(check_var_name("TrueVal"), Ok(()));
+        assert_eq!(check_var_name("is_true"), Ok(()));
+        assert_eq!(check_var_name("tru"), Ok(()));
+        assert_eq!(check_var_name("true"), Err(ERR_RESERVED));
     }
 }

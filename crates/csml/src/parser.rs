@@ -220,6 +220,20 @@ impl<'a> Parser<'a> {
         Ok((word.to_string(), self.pos(start)))
     }
 
+    /// A variable or function name being defined (spec §2.2): [`Parser::name`] with the
+    /// definition reserved list, plus the `true`/`false` prefix rule.
+    fn var_name(&mut self, missing: &'static str) -> PResult<(String, Pos)> {
+        self.c.skip_ws();
+        let start = self.c.pos;
+        let word = self.c.peek_ident();
+        if !word.is_empty()
+            && let Err(m) = lexer::check_var_name(word)
+        {
+            return err(start, m);
+        }
+        self.name(Some(RESERVED_DEFINE), missing)
+    }
+
     // ---- top level (spec §2.7) ----
 
     fn flow(&mut self, flow: &mut Flow) -> PResult<()> {
@@ -278,7 +292,7 @@ impl<'a> Parser<'a> {
     }
 
     fn function(&mut self) -> PResult<Function> {
-        let (name, pos) = self.name(Some(RESERVED_DEFINE), ERR_GENERIC)?;
+        let (name, pos) = self.var_name(ERR_GENERIC)?;
         self.expect_ws("(", ERR_GENERIC)?;
         let params = self.param_list()?;
         self.counter = 0;
@@ -316,7 +330,7 @@ impl<'a> Parser<'a> {
     }
 
     fn constant(&mut self) -> PResult<Const> {
-        let (name, pos) = self.name(Some(RESERVED_DEFINE), ERR_GENERIC)?;
+        let (name, pos) = self.var_name(ERR_GENERIC)?;
         self.c.skip_ws();
         if !self.c.eat("=") || self.c.peek() == Some(b'=') {
             return err(self.c.pos, ERR_GENERIC);
@@ -354,9 +368,9 @@ impl<'a> Parser<'a> {
     }
 
     fn name_as(&mut self, missing: &'static str) -> PResult<NameAs> {
-        let (name, pos) = self.name(Some(RESERVED_DEFINE), missing)?;
+        let (name, pos) = self.var_name(missing)?;
         let alias = if self.eat_kw_ws("as") {
-            Some(self.name(Some(RESERVED_DEFINE), missing)?.0)
+            Some(self.var_name(missing)?.0)
         } else {
             None
         };

@@ -206,6 +206,27 @@ const ERRORS: &[(&str, &str, u32, u32)] = &[
         12,
     ),
     ("start:\n  say trueval\n", ERR_GENERIC, 2, 11),
+    // `true`/`false` are matched as prefixes, so such names can never be read: rejected where
+    // variables and functions are defined (spec §2.2 Decision).
+    ("start:\n  do trueval = 4\n", "reserved keyword", 2, 6),
+    ("start:\n  do falsey.a[0] += 4\n", "reserved keyword", 2, 6),
+    (
+        "start:\n  remember trueval = 4\n",
+        "reserved keyword",
+        2,
+        12,
+    ),
+    ("start:\n  say 1 as false_\n", "reserved keyword", 2, 12),
+    (
+        "start:\n  foreach (x, truei) in [] { }\n",
+        "reserved keyword",
+        2,
+        15,
+    ),
+    ("start:\n  goto $truestep\n", "reserved keyword", 2, 9),
+    ("fn truef() {\n  return 1\n}\n", "reserved keyword", 1, 4),
+    ("const falseX = 1\n", "reserved keyword", 1, 7),
+    ("import {a, b as trueb} from f\n", "reserved keyword", 1, 17),
     ("start:\n  log error\n", "expecting valid argument", 3, 1),
     ("start:\n  log info.x\n", "expecting valid argument", 2, 11),
     ("start:\n  forget const\n", "reserved keyword", 2, 10),
@@ -445,7 +466,8 @@ const VALID: &[&str] = &[
     "start:\n  say x .a\n  .b\n",
     "start:\n  say \"{{ x }}\" say \"y\"\n",
     "start:\n  say Question(\"q\", buttons = [Button(\"a\"), Button(\"b\", payload = \"B\")])\n",
-    "start:\n  do nullable = 1\n  do Null2 = 2\n  do const = 3\n  do trueval = 4\n  forget event\n",
+    "start:\n  do nullable = 1\n  do Null2 = 2\n  do const = 3\n  do TrueVal = 4\n  do is_true = 5\n  forget event\n",
+    "true_step:\n  goto false_step\nfalse_step:\n  do a.trueval = 1\n  say f(a.falsey, truearg=1)\n",
     "start:\n  say event.get_type() == \"text\" && !(x > 3)\n",
     "start:\n  say \"{{\\\"a\\\"}}\"\n",
 ];

@@ -8,7 +8,7 @@ use super::{
     PResult, Parser, err, no_value_to,
 };
 use crate::ast::{Arg, BinOp, ClosureDef, Expr, ExprKind, PathSeg, StrPart};
-use crate::lexer::{self, RESERVED_DEFINE, RESERVED_READ};
+use crate::lexer::{self, RESERVED_READ};
 
 /// Binding strength of the binary operators (spec §2.5); prefix `!` sits between comparisons
 /// and `+`/`-`.
@@ -139,7 +139,7 @@ impl Parser<'_> {
             }
         };
         if self.eat_kw_ws("as") {
-            let (name, name_pos) = self.name(Some(RESERVED_DEFINE), ERR_GENERIC)?;
+            let (name, name_pos) = self.var_name(ERR_GENERIC)?;
             return Ok(Expr {
                 pos: e.pos,
                 kind: ExprKind::As {

@@ -173,7 +173,11 @@ impl Parser<'_> {
     /// when it does not fit, the whole argument is an expression.
     fn do_stmt(&mut self) -> PResult<StmtKind> {
         self.c.skip_ws();
+        let start = self.c.pos;
         if let Some((target, op)) = self.assign_target() {
+            if lexer::bool_prefixed(&target.name) {
+                return err(start, lexer::ERR_BOOL_PREFIX);
+            }
             let value = self.arg(ERR_ACTION_ARG)?;
             return Ok(StmtKind::Do {
                 assign: Some((target, op)),
@@ -251,7 +255,7 @@ impl Parser<'_> {
             c.pos += word.len();
             c.skip_ws();
             if c.starts_with("=") && !c.starts_with("==") {
-                let (name, name_pos) = self.name(Some(RESERVED_DEFINE), ERR_REMEMBER)?;
+                let (name, name_pos) = self.var_name(ERR_REMEMBER)?;
                 self.expect_ws("=", ERR_REMEMBER)?;
                 let expr = self.arg(ERR_ACTION_ARG)?;
                 return Ok(StmtKind::Remember {
@@ -382,7 +386,8 @@ impl Parser<'_> {
             if word.is_empty() {
                 return err(self.c.pos, ERR_GOTO);
             }
-            if let Err(m) = lexer::check_name(word, Some(RESERVED_DEFINE)) {
+            // `$name` reads a variable, so the variable naming rules apply.
+            if let Err(m) = lexer::check_var_name(word) {
                 return err(self.c.pos, m);
             }
             let pos = self.pos(self.c.pos);
@@ -436,9 +441,9 @@ impl Parser<'_> {
 
     fn foreach_stmt(&mut self) -> PResult<StmtKind> {
         self.expect_ws("(", ERR_GENERIC)?;
-        let (var, _) = self.name(Some(RESERVED_DEFINE), ERR_GENERIC)?;
+        let (var, _) = self.var_name(ERR_GENERIC)?;
         let index_var = if self.eat_ws(",") {
-            Some(self.name(Some(RESERVED_DEFINE), ERR_GENERIC)?.0)
+            Some(self.var_name(ERR_GENERIC)?.0)
         } else {
             None
         };

@@ -1,0 +1,216 @@
+//! Platform glue of the WASM plugins (issue 5): the plugin host of the server, which plugin
+//! answers an `App()` call or a channel, the SQLite key-value store behind it, and the durable
+//! path of connector channels.
+//!
+//! - [`PluginRuntime`]: one per server. Resolves a plugin for (organization, name): an
+//!   installed plugin (`plugins` table) first, else a first-party plugin embedded in the
+//!   binary; compiled components are shared by `.wasm` hash.
+//! - [`apps`]: `App()` from CSML turns ([`crate::engine::AppRouter`]).
+//! - [`channels`]: webhook ingress (store each event, deduplicated, before acknowledging), the
+//!   inbound worker that runs turns from that queue, the turn sink that fills the outbox, and
+//!   the outbox sender (retries with backoff).
+//! - [`kv`]: [`botyard_plugins::KvStore`] over the store.
+//!
+//! A connector channel is a `channels` row whose `kind` names the connector plugin
+//! (`telegram`, ...). Its `config` JSON holds the connector's settings and secrets by the names
+//! the manifest declares, plus optional `allow_hosts` (extra outbound hosts, e.g. a test fake).
+
+pub mod apps;
+pub mod channels;
+pub mod kv;
+
+use crate::engine::Engine;
+use crate::store::{Channel, Store};
+use botyard_plugins::outbound::IpNet;
+use botyard_plugins::{
+    Installation, LoadedPlugin, Manifest, PluginError, PluginHost, PluginHostConfig, PluginKind,
+};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::Notify;
+
+/// A plugin ready for one organization's call.
+#[derive(Clone)]
+pub struct Resolved {
+    pub plugin: LoadedPlugin,
+    pub install: Installation,
+    pub first_party: bool,
+}
+
+pub struct PluginRuntime {
+    host: PluginHost,
+    store: Store,
+    /// Loaded plugins by `.wasm` SHA-256.
+    loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    engine: OnceLock<Engine>,
+    rt: tokio::runtime::Handle,
+    inbound_wake: Notify,
+    outbox_wake: Notify,
+    /// `BOTYARD_PUBLIC_URL`: how platforms reach this server (webhook URLs, Twilio signatures).
+    public_url: Option<String>,
+}
+
+impl PluginRuntime {
+    /// `allow_private`: addresses plugins may reach although private (the server's
+    /// `--outbound-allow`). Must be called inside the tokio runtime.
+    pub fn new(store: Store, data_dir: &Path, allow_private: Vec<IpNet>) -> Arc<PluginRuntime> {
+        let mut config = PluginHostConfig::new(Arc::new(kv::SqliteKv::new(store.clone())));
+        config.cache_dir = Some(data_dir.join("plugins").join("cache"));
+        config.allow_private = allow_private;
+        Arc::new(PluginRuntime {
+            host: PluginHost::new(config),
+            store,
+            loaded: Mutex::new(HashMap::new()),
+            engine: OnceLock::new(),
+            rt: tokio::runtime::Handle::current(),
+            inbound_wake: Notify::new(),
+            outbox_wake: Notify::new(),
+            public_url: std::env::var("BOTYARD_PUBLIC_URL")
+                .ok()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
+        })
+    }
+
+    /// The engine runs the turns of connector events (set once, after the engine is built
+    /// with this runtime as its app router and sink).
+    pub fn set_engine(&self, engine: Engine) {
+        let _ = self.engine.set(engine);
+    }
+
+    pub fn host(&self) -> &PluginHost {
+        &self.host
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Load (or take from memory) a component.
+    pub async fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        let sha = botyard_plugins::sha256_hex(wasm);
+        if let Some(p) = self.loaded.lock().expect("plugins lock").get(&sha)
+            && p.manifest() == &manifest
+        {
+            return Ok(p.clone());
+        }
+        let p = self.host.load(manifest, wasm).await?;
+        self.loaded
+            .lock()
+            .expect("plugins lock")
+            .insert(sha, p.clone());
+        Ok(p)
+    }
+
+    /// The plugin `name` as organization `org` sees it: its own installation, else the
+    /// first-party plugin of that name. `Ok(None)` when neither exists.
+    pub async fn resolve(&self, org: &str, name: &str) -> Result<Option<Resolved>, String> {
+        let store = self.store.clone();
+        let (o, n) = (org.to_string(), name.to_string());
+        let row = tokio::task::spawn_blocking(move || store.get_plugin(&o, &n))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if let Some((row, wasm)) = row {
+            let manifest = Manifest::from_json(row.manifest.to_string().as_bytes())?;
+            let plugin = self
+                .load(manifest, &wasm)
+                .await
+                .map_err(|e| e.to_string())?;
+            let install = installation(org, plugin.manifest(), &row.config, &row.allowed_hosts);
+            return Ok(Some(Resolved {
+                plugin,
+                install,
+                first_party: false,
+            }));
+        }
+        let Some(wasm) = botyard_plugins::builtin::wasm(name) else {
+            return Ok(None);
+        };
+        let manifest = Manifest::from_wasm(wasm)?;
+        let plugin = self.load(manifest, wasm).await.map_err(|e| e.to_string())?;
+        let install = Installation {
+            org: org.to_string(),
+            ..Default::default()
+        };
+        Ok(Some(Resolved {
+            plugin,
+            install,
+            first_party: true,
+        }))
+    }
+
+    /// The connector of a channel with the channel's settings as the installation.
+    pub async fn resolve_channel(&self, channel: &Channel) -> Result<Resolved, String> {
+        let mut r = self
+            .resolve(&channel.organization_id, &channel.kind)
+            .await?
+            .ok_or_else(|| {
+                format!(
+                    "no connector plugin `{}` for channel {}",
+                    channel.kind, channel.id
+                )
+            })?;
+        if r.plugin.manifest().kind != PluginKind::Channel {
+            return Err(format!(
+                "plugin `{}` is not a channel connector",
+                channel.kind
+            ));
+        }
+        let hosts = string_list(channel.config.get("allow_hosts"));
+        let from_channel = installation(
+            &channel.organization_id,
+            r.plugin.manifest(),
+            &channel.config,
+            &hosts,
+        );
+        r.install.config.extend(from_channel.config);
+        r.install.secrets.extend(from_channel.secrets);
+        r.install.allowed_hosts.extend(from_channel.allowed_hosts);
+        Ok(r)
+    }
+
+    fn engine(&self) -> Option<&Engine> {
+        self.engine.get()
+    }
+}
+
+fn string_list(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Split a settings object into the config values and secrets the manifest declares.
+/// Non-string values are passed as their JSON text.
+pub fn installation(
+    org: &str,
+    manifest: &Manifest,
+    settings: &Json,
+    hosts: &[String],
+) -> Installation {
+    let value = |name: &str| -> Option<String> {
+        match settings.get(name)? {
+            Json::String(s) => Some(s.clone()),
+            Json::Null => None,
+            other => Some(other.to_string()),
+        }
+    };
+    let pick = |decl: &[botyard_plugins::manifest::Setting]| -> BTreeMap<String, String> {
+        decl.iter()
+            .filter_map(|s| value(&s.name).map(|v| (s.name.clone(), v)))
+            .collect()
+    };
+    Installation {
+        org: org.to_string(),
+        allowed_hosts: hosts.to_vec(),
+        config: pick(&manifest.config),
+        secrets: pick(&manifest.secrets),
+    }
+}
