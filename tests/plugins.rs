@@ -391,3 +391,32 @@ fn webhook_to_reply_latency() {
         times[times.len() * 99 / 100]
     );
 }
+
+#[test]
+fn app_key_value_data_is_per_organization_on_sqlite() {
+    let s = Server::start();
+    let flow = "start:\n  do r = App(\"echo\")\n  say \"calls {{r.calls}}\"\n  goto end\n";
+    set_default_flow(&s, flow);
+    let (_, b) = s.other_org("second");
+    let c = s.client();
+    c.put(
+        "/v1/api/bot/flows/Default",
+        &b.signed(),
+        &json!({"content": flow}),
+    )
+    .expect(200);
+    c.post("/v1/api/bot/build", &b.signed(), &json!({}))
+        .expect(200);
+    let say = |h: &[(String, String)], user: &str| {
+        c.post("/v1/api/chat", h, &text_event(user, "go")).json()["messages"][0]["payload"]["content"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let a = s.creds().public();
+    assert_eq!(say(&a, "u1"), "calls 1");
+    assert_eq!(say(&a, "u2"), "calls 2");
+    // The echo app of the second organization starts from an empty store.
+    assert_eq!(say(&b.public(), "u1"), "calls 1");
+    assert_eq!(say(&a, "u3"), "calls 3");
+}
