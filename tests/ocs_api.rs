@@ -2092,7 +2092,11 @@ fn bench_task_latency_and_incoming_throughput() {
     );
     s.set_public(&bot, true);
     let addr = s.addr;
-    let sessions: Vec<(String, String)> = (0..32)
+    let n_sessions: usize = std::env::var("OCS_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let sessions: Vec<(String, String)> = (0..n_sessions)
         .map(|_| {
             let v = s
                 .client()
@@ -2105,7 +2109,11 @@ fn bench_task_latency_and_incoming_throughput() {
         })
         .collect();
     let per = 50;
-    // Keep-alive clients polling every 0.5 ms, as a latency-sensitive client would.
+    // Keep-alive clients polling every OCS_BENCH_POLL_US µs (default 500).
+    let poll_us: u64 = std::env::var("OCS_BENCH_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let handles: Vec<_> = sessions
         .into_iter()
         .map(|(sid, tok)| {
@@ -2129,7 +2137,7 @@ fn bench_task_latency_and_incoming_throughput() {
                         if v["status"] == "complete" {
                             break;
                         }
-                        std::thread::sleep(Duration::from_micros(500));
+                        std::thread::sleep(Duration::from_micros(poll_us));
                     }
                     lat.push(t0.elapsed());
                 }
@@ -2143,7 +2151,7 @@ fn bench_task_latency_and_incoming_throughput() {
         .collect();
     all.sort();
     println!(
-        "message→complete under 32 sessions: p50 {:?} p90 {:?} p99 {:?} (n={})",
+        "message→complete under {n_sessions} sessions: p50 {:?} p90 {:?} p99 {:?} (n={})",
         all[all.len() / 2],
         all[all.len() * 9 / 10],
         all[all.len() * 99 / 100],
