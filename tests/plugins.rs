@@ -420,3 +420,115 @@ fn app_key_value_data_is_per_organization_on_sqlite() {
     assert_eq!(say(&b.public(), "u1"), "calls 1");
     assert_eq!(say(&a, "u3"), "calls 3");
 }
+
+/// `(config, plain)` of every connector channel and plugin installation, read from the file.
+fn stored_settings(data: &std::path::Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(data.join("botyard.db")).unwrap();
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT config FROM channels WHERE token IS NOT NULL",
+        "SELECT config FROM plugins",
+    ] {
+        let mut st = db.prepare(sql).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+#[test]
+fn connector_and_plugin_secrets_are_sealed_at_rest() {
+    let mut s = Server::start();
+    set_default_flow(&s, "start:\n  say \"got {{event}}\"\n  goto end\n");
+    let api = FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
+    let bot = s.creds().bot_id;
+    let org = default_org(&s);
+    let config = json!({"bot_token": "777:sealed-token", "webhook_secret": "hook-secret-1",
+                        "api_base": api.url, "allow_hosts": ["127.0.0.1"]})
+    .to_string();
+    let ch = cli_json(
+        &s.data,
+        &[
+            "channel", "create", "--kind", "telegram", "--bot", &bot, "--config", &config,
+        ],
+    );
+    let hook = format!("/hooks/{}", ch["token"].as_str().unwrap());
+    cli_json(
+        &s.data,
+        &[
+            "plugin",
+            "install",
+            "llm",
+            "--org",
+            &org,
+            "--secret",
+            "api_key=sk-plain-key-1",
+        ],
+    );
+    // Not in the file: neither the rows nor any page of the database or its WAL.
+    for file in ["botyard.db", "botyard.db-wal"] {
+        let bytes = std::fs::read(s.data.join(file)).unwrap_or_default();
+        for secret in ["777:sealed-token", "hook-secret-1", "sk-plain-key-1"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {file}"
+            );
+        }
+    }
+    let stored = stored_settings(&s.data);
+    assert!(
+        stored.iter().any(|c| c.contains("\"sealed\"")),
+        "{stored:?}"
+    );
+    assert!(
+        stored.iter().any(|c| c.contains(&api.url)),
+        "config stays readable"
+    );
+    // Opened for the call: the webhook secret is checked, the token is in the API path.
+    let secret = vec![(
+        "X-Telegram-Bot-Api-Secret-Token".to_string(),
+        "hook-secret-1".to_string(),
+    )];
+    s.client()
+        .post(&hook, &secret, &update(1, "one"))
+        .expect(200);
+    let calls = api.wait_for(1, Duration::from_secs(10));
+    assert_eq!(
+        calls[0].0,
+        "/bot777:sealed-token/sendMessage",
+        "{}",
+        s.logs()
+    );
+
+    // Rows written in the clear (an older binary) are sealed at the next start.
+    s.kill();
+    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
+    let plain = json!({"bot_token": "777:sealed-token", "webhook_secret": "hook-secret-1",
+                       "api_base": api.url, "allow_hosts": ["127.0.0.1"]});
+    db.execute(
+        "UPDATE channels SET config = ?1 WHERE token IS NOT NULL",
+        [plain.to_string()],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE plugins SET config = ?1",
+        [json!({"api_key": "sk-plain-key-1"}).to_string()],
+    )
+    .unwrap();
+    drop(db);
+    let s2 = Server::spawn(&s.data, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_settings(&s2.data)
+        .iter()
+        .any(|c| c.contains("sealed-token") || c.contains("sk-plain"))
+    {
+        assert!(Instant::now() < deadline, "not sealed: {}", s2.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s2.client()
+        .post(&hook, &secret, &update(2, "two"))
+        .expect(200);
+    let calls = api.wait_for(2, Duration::from_secs(10));
+    assert_eq!(calls.len(), 2, "{}", s2.logs());
+    assert_eq!(calls[1].0, "/bot777:sealed-token/sendMessage");
+}

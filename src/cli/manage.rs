@@ -495,6 +495,23 @@ pub fn channel(cli: &Cli, cmd: &ChannelCommand) -> ExitCode {
                     Some(c) => serde_json::from_str(c).map_err(|e| format!("--config: {e}"))?,
                     None => json!({}),
                 };
+                if kind != KIND_API {
+                    // A connector channel: the connector plugin must exist; its secrets are sealed.
+                    let settings = config
+                        .as_object()
+                        .cloned()
+                        .ok_or("--config: not an object")?;
+                    let ch = crate::plugins::manage::create_connector_channel(
+                        &store, &org.id, &b.id, kind, name, &settings,
+                    )
+                    .map_err(err)?;
+                    let hook = format!("/hooks/{}", ch.token.clone().unwrap_or_default());
+                    let text = format!(
+                        "created {} channel {} ({}); webhook {hook}",
+                        ch.kind, ch.name, ch.id
+                    );
+                    return Ok((channel_json(&ch), text));
+                }
                 let (ch, creds) = store
                     .create_channel(
                         &org.id,

@@ -6,7 +6,7 @@
 //! store and prints the normalized events; nothing is stored.
 
 use super::Cli;
-use crate::store::plugins::NewPlugin;
+use crate::plugins::manage;
 use crate::store::{Durability, Organization, Store};
 use botyard_plugins::builtin;
 use botyard_plugins::{
@@ -197,40 +197,36 @@ pub fn run(cli: &Cli, cmd: &PluginCommand) -> ExitCode {
 
 fn install(cli: &Cli, a: &InstallArgs) -> Out {
     let (manifest, wasm, first_party) = read_plugin(&a.file, a.manifest.as_deref())?;
-    for h in &a.allow_host {
-        botyard_plugins::outbound::HostPattern::parse(h)?;
-    }
-    let mut settings = pairs(&a.config, "config")?;
-    for (k, v) in pairs(&a.secret, "secret")? {
-        if manifest.secret_setting(&k).is_none() {
-            return Err(format!("plugin {} declares no secret `{k}`", manifest.name));
-        }
-        settings.insert(k, v);
-    }
-    for k in pairs(&a.config, "config")?.keys() {
+    manage::check_hosts(&a.allow_host).map_err(|e| e.to_string())?;
+    let config = pairs(&a.config, "config")?;
+    let secrets = pairs(&a.secret, "secret")?;
+    // `--config` and `--secret` must name what the manifest declares as such.
+    for k in config.keys() {
         if manifest.config_setting(k).is_none() {
             return Err(format!("plugin {} declares no config `{k}`", manifest.name));
         }
     }
+    for k in secrets.keys() {
+        if manifest.secret_setting(k).is_none() {
+            return Err(format!("plugin {} declares no secret `{k}`", manifest.name));
+        }
+    }
+    let mut settings = config;
+    settings.extend(secrets);
+    let settings =
+        manage::split_settings(&manifest, &settings, false).map_err(|e| e.to_string())?;
     check(&manifest, &wasm)?;
     let store = open(cli)?;
     let o = org(&store, &a.org)?;
-    let row = store
-        .install_plugin(
-            &o.id,
-            NewPlugin {
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
-                kind: manifest.kind.as_str().into(),
-                api: manifest.api.clone(),
-                sha256: botyard_plugins::sha256_hex(&wasm),
-                manifest: serde_json::to_value(&manifest).map_err(|e| e.to_string())?,
-                wasm,
-                allowed_hosts: a.allow_host.clone(),
-                config: Json::Object(settings),
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    let row = manage::install(
+        &store,
+        &o.id,
+        &manifest,
+        wasm,
+        a.allow_host.clone(),
+        &settings,
+    )
+    .map_err(|e| e.to_string())?;
     let j = json!({
         "id": row.id, "org": o.id, "name": row.name, "version": row.version, "kind": row.kind,
         "api": row.api, "sha256": row.sha256, "allowed_hosts": row.allowed_hosts,
@@ -246,35 +242,19 @@ fn install(cli: &Cli, a: &InstallArgs) -> Out {
 }
 
 fn list(cli: &Cli, org_filter: Option<&str>) -> Out {
-    let mut out = Vec::new();
-    if org_filter.is_none() {
-        for (name, wasm) in builtin::FIRST_PARTY {
-            let m = Manifest::from_wasm(wasm).map_err(|e| format!("first-party {name}: {e}"))?;
-            out.push(json!({
-                "name": m.name, "kind": m.kind.as_str(), "version": m.version, "api": m.api,
-                "first_party": true, "org": null, "description": m.description,
-            }));
-        }
-    }
     // Installed plugins need a data directory; a fresh one simply has none.
-    if cli.data.join(crate::store::DB_FILE).exists() {
-        let store = open(cli)?;
-        let org_id = match org_filter {
-            Some(o) => Some(org(&store, o)?.id),
-            None => None,
-        };
-        for p in store
-            .list_plugins(org_id.as_deref())
-            .map_err(|e| e.to_string())?
-        {
-            out.push(json!({
-                "name": p.name, "kind": p.kind, "version": p.version, "api": p.api,
-                "first_party": false, "org": p.organization_id, "sha256": p.sha256,
-                "allowed_hosts": p.allowed_hosts,
-                "description": p.manifest.get("description").cloned().unwrap_or(Json::Null),
-            }));
-        }
-    }
+    let store = if cli.data.join(crate::store::DB_FILE).exists() {
+        Some(open(cli)?)
+    } else {
+        None
+    };
+    let org_id = match (org_filter, &store) {
+        (Some(o), Some(s)) => Some(org(s, o)?.id),
+        (Some(o), None) => return Err(format!("organization `{o}` not found")),
+        (None, _) => None,
+    };
+    let out = manage::list(store.as_ref(), org_id.as_deref(), org_filter.is_none())
+        .map_err(|e| e.to_string())?;
     let text = out
         .iter()
         .map(|p| {
@@ -328,7 +308,8 @@ fn test(a: &TestArgs) -> Out {
         &manifest,
         &Json::Object(settings),
         &a.allow_host,
-    );
+        &crate::plugins::plain_secret,
+    )?;
     let mut config = PluginHostConfig::new(Arc::new(InMemoryKvStore::default()));
     for p in &a.allow_private {
         config

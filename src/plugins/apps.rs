@@ -19,11 +19,14 @@ impl AppRouter for PluginRuntime {
 
 impl PluginRuntime {
     pub async fn call_app(&self, ctx: &AppContext, call: &csml::AppCall) -> Result<Json, String> {
-        let resolved = self
-            .resolve(&ctx.organization_id, &call.name)
-            .await
-            .map_err(|e| format!("Apps service: error: {e}"))?
-            .ok_or_else(|| format!("App `{}` is not installed", call.name))?;
+        let resolved = match self.resolve(&ctx.organization_id, &call.name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(format!("App `{}` is not installed", call.name)),
+            Err(e) => {
+                self.note_error(&ctx.organization_id, &call.name, "app", None, e.clone());
+                return Err(format!("Apps service: error: {e}"));
+            }
+        };
         if resolved.plugin.manifest().kind != PluginKind::App {
             return Err(format!(
                 "`{}` is a channel connector, not an app",
@@ -45,6 +48,16 @@ impl PluginRuntime {
         self.host
             .call_app(&resolved.plugin, &resolved.install, &pctx, &args)
             .await
-            .map_err(|e| format!("Apps service: error: {} ({e})", call.name))
+            .map_err(|e| {
+                let reason = e.to_string();
+                self.note_error(
+                    &ctx.organization_id,
+                    &call.name,
+                    "app",
+                    None,
+                    reason.clone(),
+                );
+                format!("Apps service: error: {} ({reason})", call.name)
+            })
     }
 }

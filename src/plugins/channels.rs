@@ -61,10 +61,20 @@ impl PluginRuntime {
             Ok(Err(e)) => return HookAnswer::Unavailable(e.to_string()),
             Err(e) => return HookAnswer::Unavailable(e.to_string()),
         };
+        let note = |e: String| {
+            self.note_error(
+                &channel.organization_id,
+                &channel.kind,
+                "webhook",
+                Some(&channel.id),
+                e,
+            )
+        };
         let resolved = match self.resolve_channel(&channel).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(target: "botyard::plugins", channel = %channel.id, "webhook: {e}");
+                note(e.clone());
                 return HookAnswer::Unavailable(e);
             }
         };
@@ -75,13 +85,14 @@ impl PluginRuntime {
             .await
         {
             Ok(o) => o,
-            Err(PluginError::Guest(GuestError::Unauthorized(m))) => {
-                return HookAnswer::Unauthorized(m);
+            Err(e) => {
+                note(e.to_string());
+                return match e {
+                    PluginError::Guest(GuestError::Unauthorized(m)) => HookAnswer::Unauthorized(m),
+                    PluginError::Guest(GuestError::InvalidInput(m)) => HookAnswer::BadRequest(m),
+                    e => HookAnswer::Unavailable(e.to_string()),
+                };
             }
-            Err(PluginError::Guest(GuestError::InvalidInput(m))) => {
-                return HookAnswer::BadRequest(m);
-            }
-            Err(e) => return HookAnswer::Unavailable(e.to_string()),
         };
         if !outcome.events.is_empty() {
             let store = self.store.clone();
@@ -122,6 +133,7 @@ impl PluginRuntime {
         WorkersHandle {
             tasks: vec![
                 tokio::spawn(async move {
+                    a.seal_plain_secrets().await;
                     loop {
                         let n = a.run_inbound_batch().await;
                         if n == 0 {
@@ -138,6 +150,33 @@ impl PluginRuntime {
                     }
                 }),
             ],
+        }
+    }
+
+    /// Seal secrets still stored in the clear (rows from before sealing, or written by a
+    /// command that did not seal): run once when the workers start.
+    pub async fn seal_plain_secrets(&self) -> usize {
+        let store = self.store.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            store.seal_plain_secrets(&|org, kind| {
+                super::manage::connector_manifest(&store, org, kind)
+                    .ok()
+                    .map(|(m, _)| m.secrets.iter().map(|s| s.name.clone()).collect())
+            })
+        })
+        .await;
+        match sealed {
+            Ok(Ok(n)) => {
+                if n > 0 {
+                    tracing::info!(target: "botyard::plugins", "sealed the plain secrets of {n} plugin installations and channels");
+                }
+                n
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", "sealing plain secrets: {e}");
+                0
+            }
+            Err(_) => 0,
         }
     }
 
@@ -298,13 +337,28 @@ impl PluginRuntime {
             Ok(Err(e)) => return Err((e.to_string(), None)),
             Err(e) => return Err((e.to_string(), Some(1))),
         };
-        let resolved = self
-            .resolve_channel(&channel)
-            .await
-            .map_err(|e| (e, None))?;
+        let result = self.deliver_on(&channel, row).await;
+        if let Err((e, _)) = &result {
+            self.note_error(
+                &channel.organization_id,
+                &channel.kind,
+                "deliver",
+                Some(&channel.id),
+                e.clone(),
+            );
+        }
+        result
+    }
+
+    async fn deliver_on(
+        &self,
+        channel: &Channel,
+        row: &crate::store::plugins::OutboxRow,
+    ) -> Result<Vec<String>, (String, Option<u32>)> {
+        let resolved = self.resolve_channel(channel).await.map_err(|e| (e, None))?;
         let messages: Vec<BotMessage> =
             serde_json::from_value(row.messages.clone()).map_err(|e| (e.to_string(), None))?;
-        let ctx = self.channel_ctx(&channel, None);
+        let ctx = self.channel_ctx(channel, None);
         match self
             .host
             .connector_deliver(

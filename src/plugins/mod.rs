@@ -10,16 +10,22 @@
 //!   inbound worker that runs turns from that queue, the turn sink that fills the outbox, and
 //!   the outbox sender (retries with backoff).
 //! - [`kv`]: [`botyard_plugins::KvStore`] over the store.
+//! - [`manage`]: the management rules the CLI and the admin API share.
 //!
 //! A connector channel is a `channels` row whose `kind` names the connector plugin
 //! (`telegram`, ...). Its `config` JSON holds the connector's settings and secrets by the names
 //! the manifest declares, plus optional `allow_hosts` (extra outbound hosts, e.g. a test fake).
+//! Secrets are sealed at rest (`crate::store::plugins`) and opened only in [`installation`],
+//! right before a plugin call. Every failed call is logged and recorded in the store's bounded
+//! list of recent errors per plugin (shown by the admin UI).
 
 pub mod apps;
 pub mod channels;
 pub mod kv;
+pub mod manage;
 
 use crate::engine::Engine;
+use crate::store::plugins::SecretOwner;
 use crate::store::{Channel, Store};
 use botyard_plugins::outbound::IpNet;
 use botyard_plugins::{
@@ -119,18 +125,33 @@ impl PluginRuntime {
                 .load(manifest, &wasm)
                 .await
                 .map_err(|e| e.to_string())?;
-            let install = installation(org, plugin.manifest(), &row.config, &row.allowed_hosts);
+            let install = installation(
+                org,
+                plugin.manifest(),
+                &row.config,
+                &row.allowed_hosts,
+                &|name, v| {
+                    self.store
+                        .open_secret(SecretOwner::Plugin(&row.id), name, v)
+                        .map_err(|e| e.to_string())
+                },
+            )?;
             return Ok(Some(Resolved {
                 plugin,
                 install,
                 first_party: false,
             }));
         }
-        let Some(wasm) = botyard_plugins::builtin::wasm(name) else {
+        let (Some(wasm), Some(manifest)) = (
+            botyard_plugins::builtin::wasm(name),
+            manage::first_party_manifest(name),
+        ) else {
             return Ok(None);
         };
-        let manifest = Manifest::from_wasm(wasm)?;
-        let plugin = self.load(manifest, wasm).await.map_err(|e| e.to_string())?;
+        let plugin = self
+            .load(manifest.clone(), wasm)
+            .await
+            .map_err(|e| e.to_string())?;
         let install = Installation {
             org: org.to_string(),
             ..Default::default()
@@ -159,17 +180,47 @@ impl PluginRuntime {
                 channel.kind
             ));
         }
-        let hosts = string_list(channel.config.get("allow_hosts"));
+        let hosts = string_list(channel.config.get(manage::ALLOW_HOSTS));
         let from_channel = installation(
             &channel.organization_id,
             r.plugin.manifest(),
             &channel.config,
             &hosts,
-        );
+            &|name, v| {
+                self.store
+                    .open_secret(SecretOwner::Channel(&channel.id), name, v)
+                    .map_err(|e| e.to_string())
+            },
+        )?;
         r.install.config.extend(from_channel.config);
         r.install.secrets.extend(from_channel.secrets);
         r.install.allowed_hosts.extend(from_channel.allowed_hosts);
         Ok(r)
+    }
+
+    /// Record a failed plugin call in the store's list of recent errors (off the caller's
+    /// path; a failure to record is only logged).
+    pub(crate) fn note_error(
+        &self,
+        org: &str,
+        plugin: &str,
+        operation: &'static str,
+        channel: Option<&str>,
+        message: String,
+    ) {
+        let store = self.store.clone();
+        let (org, plugin, channel) = (
+            org.to_string(),
+            plugin.to_string(),
+            channel.map(str::to_string),
+        );
+        self.rt.spawn_blocking(move || {
+            if let Err(e) =
+                store.record_plugin_error(&org, &plugin, operation, channel.as_deref(), &message)
+            {
+                tracing::warn!(target: "botyard::plugins", "recording a plugin error: {e}");
+            }
+        });
     }
 
     fn engine(&self) -> Option<&Engine> {
@@ -187,14 +238,28 @@ fn string_list(v: Option<&Json>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Split a settings object into the config values and secrets the manifest declares.
-/// Non-string values are passed as their JSON text.
+/// How [`installation`] reads a secret's stored value: `(name, value) -> plain`.
+pub type OpenSecret<'a> = &'a dyn Fn(&str, Option<&Json>) -> Result<Option<String>, String>;
+
+/// Secrets given in the clear (`botyard plugin test`: nothing is stored).
+pub fn plain_secret(_name: &str, v: Option<&Json>) -> Result<Option<String>, String> {
+    Ok(match v {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    })
+}
+
+/// Split a settings object into the config values and secrets the manifest declares; the
+/// secrets are opened with `open` (the only place stored secrets are decrypted). Non-string
+/// config values are passed as their JSON text.
 pub fn installation(
     org: &str,
     manifest: &Manifest,
     settings: &Json,
     hosts: &[String],
-) -> Installation {
+    open: OpenSecret<'_>,
+) -> Result<Installation, String> {
     let value = |name: &str| -> Option<String> {
         match settings.get(name)? {
             Json::String(s) => Some(s.clone()),
@@ -202,15 +267,21 @@ pub fn installation(
             other => Some(other.to_string()),
         }
     };
-    let pick = |decl: &[botyard_plugins::manifest::Setting]| -> BTreeMap<String, String> {
-        decl.iter()
-            .filter_map(|s| value(&s.name).map(|v| (s.name.clone(), v)))
-            .collect()
-    };
-    Installation {
+    let config: BTreeMap<String, String> = manifest
+        .config
+        .iter()
+        .filter_map(|s| value(&s.name).map(|v| (s.name.clone(), v)))
+        .collect();
+    let mut secrets = BTreeMap::new();
+    for s in &manifest.secrets {
+        if let Some(v) = open(&s.name, settings.get(&s.name))? {
+            secrets.insert(s.name.clone(), v);
+        }
+    }
+    Ok(Installation {
         org: org.to_string(),
         allowed_hosts: hosts.to_vec(),
-        config: pick(&manifest.config),
-        secrets: pick(&manifest.secrets),
-    }
+        config,
+        secrets,
+    })
 }

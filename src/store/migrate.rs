@@ -11,7 +11,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "0001_core", include_str!("migrations/0001_core.sql")),
     (10, "0010_ocs", include_str!("migrations/0010_ocs.sql")),
     (30, "0030_admin", include_str!("migrations/0030_admin.sql")),
-    (40, "0040_plugins", include_str!("migrations/0040_plugins.sql")),
+    (
+        40,
+        "0040_plugins",
+        include_str!("migrations/0040_plugins.sql"),
+    ),
+    (
+        41,
+        "0041_plugins_errors",
+        include_str!("migrations/0041_plugins_errors.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -1,10 +1,140 @@
 //! Plugin rows (installed `.wasm` and their installation settings), the plugins' key-value
-//! store, the inbound event queue of connector webhooks and the outbox of connector replies.
+//! store, the inbound event queue of connector webhooks and the outbox of connector replies,
+//! the recent failed calls per plugin, and the sealing of plugin secrets at rest.
+//!
+//! Secrets at rest: the values of the secrets a plugin's manifest declares (in `plugins.config`
+//! and in a connector channel's `channels.config`) are stored as `{"sealed": "<hex>"}`, the
+//! data-dir key's ChaCha20-Poly1305 ([`crate::secrets::Secrets`]) bound to the owning row and
+//! the secret's name, so a sealed value cannot be moved to another row or name. They are
+//! opened only to build the installation of a plugin call ([`Store::open_secret`]). A plain
+//! string is still read (rows written before sealing, or by an older binary) and sealed by
+//! [`Store::seal_plain_secrets`] at the next server start.
 
-use super::ids::{new_id, now_millis};
-use super::{Error, Result, Store};
-use rusqlite::{OptionalExtension, Row, params};
-use serde_json::Value as Json;
+use super::ids::{hex, new_id, now_millis, unhex};
+use super::{Channel, Error, Result, Store};
+use crate::secrets::Secrets;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value as Json, json};
+
+/// How many failed calls are kept per (organization, plugin).
+pub const PLUGIN_ERRORS_KEPT: i64 = 20;
+
+/// The key of a sealed secret value: `{"sealed": "<hex of nonce || ciphertext>"}`.
+const SEALED: &str = "sealed";
+
+/// The row a secret belongs to: part of the associated data of its encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOwner<'a> {
+    /// A `plugins` row (its id).
+    Plugin(&'a str),
+    /// A connector channel (its id).
+    Channel(&'a str),
+}
+
+impl SecretOwner<'_> {
+    fn aad(self, name: &str) -> String {
+        match self {
+            SecretOwner::Plugin(id) => format!("plugin-secret:{id}:{name}"),
+            SecretOwner::Channel(id) => format!("channel-secret:{id}:{name}"),
+        }
+    }
+}
+
+/// Whether a settings value is a sealed secret.
+pub fn is_sealed(v: &Json) -> bool {
+    v.get(SEALED).is_some_and(Json::is_string)
+}
+
+fn seal_value(secrets: &Secrets, owner: SecretOwner<'_>, name: &str, plain: &str) -> Json {
+    json!({ SEALED: hex(&secrets.encrypt(plain.as_bytes(), &owner.aad(name))) })
+}
+
+/// Seal every plain value of `settings` named in `names` (sealed values stay as they are).
+/// `true` when something changed.
+fn seal_names(
+    secrets: &Secrets,
+    owner: SecretOwner<'_>,
+    names: &[String],
+    settings: &mut Json,
+) -> bool {
+    let Some(obj) = settings.as_object_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for name in names {
+        let plain = match obj.get(name) {
+            None | Some(Json::Null) => continue,
+            Some(v) if is_sealed(v) => continue,
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        obj.insert(name.clone(), seal_value(secrets, owner, name, &plain));
+        changed = true;
+    }
+    changed
+}
+
+/// Secret names declared by a stored manifest (`secrets: [{name, ...}]`).
+fn manifest_secret_names(manifest: &Json) -> Vec<String> {
+    manifest
+        .get("secrets")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.get("name").and_then(Json::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A change of settings: config values to set (`null` removes one), secrets to set
+/// (`Some`) or remove (`None`); names not mentioned keep their value.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    pub config: Map<String, Json>,
+    pub secrets: Vec<(String, Option<String>)>,
+}
+
+fn apply_update(
+    secrets: &Secrets,
+    owner: SecretOwner<'_>,
+    settings: &mut Json,
+    update: &SettingsUpdate,
+) {
+    if !settings.is_object() {
+        *settings = json!({});
+    }
+    let obj = settings.as_object_mut().expect("settings object");
+    for (k, v) in &update.config {
+        if v.is_null() {
+            obj.remove(k);
+        } else {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &update.secrets {
+        match v {
+            Some(plain) => {
+                obj.insert(k.clone(), seal_value(secrets, owner, k, plain));
+            }
+            None => {
+                obj.remove(k);
+            }
+        }
+    }
+}
+
+/// One failed plugin call, as the admin UI lists them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginErrorRow {
+    pub plugin: String,
+    /// `app` (an `App()` call), `webhook` (a connector's ingest) or `deliver`.
+    pub operation: String,
+    pub channel_id: Option<String>,
+    pub message: String,
+    /// Unix milliseconds.
+    pub at: i64,
+}
 
 /// An installed plugin (without its `.wasm` unless asked for).
 #[derive(Debug, Clone, PartialEq)]
@@ -88,11 +218,24 @@ fn plugin_from_row(r: &Row) -> rusqlite::Result<PluginRow> {
 }
 
 impl Store {
-    /// Install `new` for `org`, replacing an installed plugin of the same name.
-    pub fn install_plugin(&self, org: &str, new: NewPlugin) -> Result<PluginRow> {
+    /// Install `new` for `org`, replacing an installed plugin of the same name. The secrets
+    /// its manifest declares are sealed.
+    pub fn install_plugin(&self, org: &str, mut new: NewPlugin) -> Result<PluginRow> {
         let org = org.to_string();
+        let secrets = self.secrets().clone();
         self.write(move |c| {
             let now = now_millis();
+            // A reinstall keeps the row id, which the sealed secrets are bound to.
+            let id: String = c
+                .query_row(
+                    "SELECT id FROM plugins WHERE organization_id = ?1 AND name = ?2",
+                    [&org, &new.name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_else(new_id);
+            let names = manifest_secret_names(&new.manifest);
+            seal_names(&secrets, SecretOwner::Plugin(&id), &names, &mut new.config);
             c.execute(
                 "INSERT INTO plugins(id, organization_id, name, version, kind, api, sha256, manifest,
                                      wasm, allowed_hosts, config, created_at, updated_at)
@@ -103,7 +246,7 @@ impl Store {
                    allowed_hosts = excluded.allowed_hosts, config = excluded.config,
                    updated_at = excluded.updated_at",
                 params![
-                    new_id(),
+                    id,
                     org,
                     new.name,
                     new.version,
@@ -147,6 +290,207 @@ impl Store {
                 Ok((plugin_from_row(r)?, r.get::<_, Vec<u8>>(12)?))
             })
             .optional()?)
+        })
+    }
+
+    /// Change an installation's allowed hosts (when given) and settings; secrets are sealed.
+    pub fn update_plugin_settings(
+        &self,
+        org: &str,
+        name: &str,
+        allowed_hosts: Option<Vec<String>>,
+        update: SettingsUpdate,
+    ) -> Result<PluginRow> {
+        let (org, name) = (org.to_string(), name.to_string());
+        let secrets = self.secrets().clone();
+        self.write(move |c| {
+            let mut row = c
+                .prepare_cached(&format!(
+                    "SELECT {PLUGIN_COLS} FROM plugins WHERE organization_id = ?1 AND name = ?2"
+                ))?
+                .query_row([&org, &name], plugin_from_row)
+                .optional()?
+                .ok_or_else(|| Error::NotFound(format!("plugin `{name}` is not installed")))?;
+            apply_update(
+                &secrets,
+                SecretOwner::Plugin(&row.id),
+                &mut row.config,
+                &update,
+            );
+            if let Some(h) = allowed_hosts {
+                row.allowed_hosts = h;
+            }
+            row.updated_at = now_millis();
+            c.execute(
+                "UPDATE plugins SET allowed_hosts = ?2, config = ?3, updated_at = ?4 WHERE id = ?1",
+                params![
+                    row.id,
+                    serde_json::to_string(&row.allowed_hosts)?,
+                    row.config.to_string(),
+                    row.updated_at
+                ],
+            )?;
+            Ok(row)
+        })
+    }
+
+    /// Change the settings of a connector channel; secrets are sealed to the channel.
+    pub fn update_channel_settings(
+        &self,
+        org: &str,
+        channel: &str,
+        update: SettingsUpdate,
+    ) -> Result<Channel> {
+        let (o, ch) = (org.to_string(), channel.to_string());
+        let secrets = self.secrets().clone();
+        self.write(move |c| {
+            let (org, channel) = (o, ch);
+            let config: String = c
+                .query_row(
+                    "SELECT config FROM channels WHERE id = ?1 AND organization_id = ?2",
+                    [&channel, &org],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::NotFound(format!("channel `{channel}` not found")))?;
+            let mut config: Json = serde_json::from_str(&config).unwrap_or_else(|_| json!({}));
+            apply_update(
+                &secrets,
+                SecretOwner::Channel(&channel),
+                &mut config,
+                &update,
+            );
+            c.execute(
+                "UPDATE channels SET config = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
+                params![channel, org, config.to_string(), now_millis()],
+            )?;
+            Ok(())
+        })?;
+        self.get_channel(org, channel)
+    }
+
+    /// The plain value of a stored secret: a sealed value is opened with the data-dir key
+    /// (an error when it cannot be: another key, or moved from another row); a plain string
+    /// (not sealed yet) is returned as is; `null`/absent is `None`.
+    pub fn open_secret(
+        &self,
+        owner: SecretOwner<'_>,
+        name: &str,
+        value: Option<&Json>,
+    ) -> Result<Option<String>> {
+        match value {
+            None | Some(Json::Null) => Ok(None),
+            Some(v) if is_sealed(v) => {
+                let blob = v[SEALED].as_str().and_then(unhex).unwrap_or_default();
+                let plain = self
+                    .secrets()
+                    .decrypt(&blob, &owner.aad(name))
+                    .ok_or_else(|| {
+                        Error::Other(format!(
+                            "secret `{name}` cannot be decrypted with this data dir's key"
+                        ))
+                    })?;
+                Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+            }
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Ok(Some(other.to_string())),
+        }
+    }
+
+    /// Seal the plain secrets left in `plugins.config` (names from each row's manifest) and in
+    /// connector channels' `config` (names from `channel_secrets(org, kind)`, `None` for kinds
+    /// without a connector). Idempotent; returns how many rows were rewritten.
+    pub fn seal_plain_secrets(
+        &self,
+        channel_secrets: &dyn Fn(&str, &str) -> Option<Vec<String>>,
+    ) -> Result<usize> {
+        let plugins = self.list_plugins(None)?;
+        let channels: Vec<(String, String, String, Json)> = self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, organization_id, kind, config FROM channels WHERE token IS NOT NULL",
+            )?;
+            let rows = st.query_map([], |r| {
+                let cfg: String = r.get(3)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    serde_json::from_str(&cfg).unwrap_or(Json::Null),
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        let secrets = self.secrets().clone();
+        let mut plugin_rows = Vec::new();
+        for mut p in plugins {
+            let names = manifest_secret_names(&p.manifest);
+            if seal_names(&secrets, SecretOwner::Plugin(&p.id), &names, &mut p.config) {
+                plugin_rows.push((p.id, p.config.to_string()));
+            }
+        }
+        let mut channel_rows = Vec::new();
+        for (id, org, kind, mut config) in channels {
+            let Some(names) = channel_secrets(&org, &kind) else {
+                continue;
+            };
+            if seal_names(&secrets, SecretOwner::Channel(&id), &names, &mut config) {
+                channel_rows.push((id, config.to_string()));
+            }
+        }
+        let n = plugin_rows.len() + channel_rows.len();
+        if n > 0 {
+            self.write(move |c| {
+                for (id, cfg) in &plugin_rows {
+                    c.execute("UPDATE plugins SET config = ?2 WHERE id = ?1", [id, cfg])?;
+                }
+                for (id, cfg) in &channel_rows {
+                    c.execute("UPDATE channels SET config = ?2 WHERE id = ?1", [id, cfg])?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(n)
+    }
+
+    /// Remember a failed plugin call; only the newest [`PLUGIN_ERRORS_KEPT`] of each
+    /// (organization, plugin) are kept.
+    pub fn record_plugin_error(
+        &self,
+        org: &str,
+        plugin: &str,
+        operation: &str,
+        channel: Option<&str>,
+        message: &str,
+    ) -> Result<()> {
+        let (org, plugin, operation, channel) = (
+            org.to_string(),
+            plugin.to_string(),
+            operation.to_string(),
+            channel.map(str::to_string),
+        );
+        // A plugin's message is its own text: bounded so a hostile one cannot bloat the table.
+        let message: String = message.chars().take(2000).collect();
+        self.write(move |c| record_error_on(c, &org, &plugin, &operation, channel, &message))
+    }
+
+    /// Recent failed calls of `org`'s plugins (of one plugin when `plugin` is given), newest
+    /// first.
+    pub fn plugin_errors(&self, org: &str, plugin: Option<&str>) -> Result<Vec<PluginErrorRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT plugin, operation, channel_id, message, at FROM plugin_errors
+                 WHERE organization_id = ?1 AND (?2 IS NULL OR plugin = ?2) ORDER BY id DESC LIMIT 500",
+            )?;
+            let rows = st.query_map(params![org, plugin], |r| {
+                Ok(PluginErrorRow {
+                    plugin: r.get(0)?,
+                    operation: r.get(1)?,
+                    channel_id: r.get(2)?,
+                    message: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 
@@ -440,4 +784,33 @@ impl Store {
             .optional()?)
         })
     }
+}
+
+fn record_error_on(
+    c: &Connection,
+    org: &str,
+    plugin: &str,
+    operation: &str,
+    channel: Option<String>,
+    message: &str,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO plugin_errors(organization_id, plugin, operation, channel_id, message, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        org,
+        plugin,
+        operation,
+        channel,
+        message,
+        now_millis()
+    ])?;
+    c.prepare_cached(
+        "DELETE FROM plugin_errors WHERE organization_id = ?1 AND plugin = ?2 AND id <=
+           (SELECT id FROM plugin_errors WHERE organization_id = ?1 AND plugin = ?2
+            ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+    )?
+    .execute(params![org, plugin, PLUGIN_ERRORS_KEPT])?;
+    Ok(())
 }
