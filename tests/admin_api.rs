@@ -808,3 +808,291 @@ fn cli_admin_create_rules() {
     let s = login(&server.client(), "view@example.com", PASSWORD);
     assert_eq!(s.get("/session").json()["orgs"][0]["role"], "viewer");
 }
+
+impl Session {
+    fn upload(&self, path: &str, bytes: &[u8], csrf: bool) -> Response {
+        let mut h = self.headers(csrf);
+        h.push(("Content-Type".into(), "application/wasm".into()));
+        self.client
+            .request("POST", &format!("/_/api{path}"), &h, Some(bytes))
+    }
+}
+
+fn names(list: &Json) -> Vec<(String, bool)> {
+    list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["first_party"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plugins_upload_settings_hosts_errors_and_remove() {
+    let (_server, s, org) = server_with_owner();
+    let base = format!("/orgs/{org}/plugins");
+    let list = s.get(&base).json();
+    assert_eq!(list["supported"], true);
+    let first = names(&list);
+    for n in [
+        "telegram",
+        "slack",
+        "whatsapp",
+        "twilio-sms",
+        "messenger",
+        "llm",
+        "echo",
+    ] {
+        assert!(first.contains(&(n.to_string(), true)), "{n}: {first:?}");
+    }
+    let tg = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "telegram")
+        .unwrap();
+    assert_eq!(tg["kind"], "channel");
+    assert!(
+        tg["manifest_hosts"][0]
+            .as_str()
+            .unwrap()
+            .contains("telegram")
+    );
+
+    // Upload: the raw component, CSRF checked, malformed refused, owner only.
+    let echo = botyard_plugins::builtin::wasm("echo").unwrap();
+    s.upload(&base, echo, false).expect(403);
+    let bad = s.upload(&base, b"\0asm not really", true);
+    bad.expect(400);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebAssembly")
+    );
+    let up = s.upload(&base, echo, true);
+    up.expect(201);
+    let up = up.json();
+    assert_eq!(up["name"], "echo");
+    assert_eq!(up["first_party"], false);
+    assert_eq!(up["replaces_first_party"], true);
+    assert_eq!(
+        names(&s.get(&base).json())
+            .iter()
+            .filter(|(n, _)| n == "echo")
+            .count(),
+        1,
+        "the installation replaces the first-party entry"
+    );
+
+    // Settings of a first-party app: installs it for the org; secrets never come back.
+    let llm = s.put(
+        &format!("{base}/llm"),
+        json!({"allowed_hosts": ["127.0.0.1"],
+               "settings": {"api_key": "sk-admin-secret-1", "base_url": "http://127.0.0.1:9/v1"}}),
+    );
+    llm.expect(201);
+    assert!(!llm.text().contains("sk-admin-secret-1"));
+    let llm = llm.json();
+    assert_eq!(llm["values"]["secrets_set"], json!(["api_key"]));
+    assert_eq!(llm["values"]["config"]["base_url"], "http://127.0.0.1:9/v1");
+    assert_eq!(llm["allowed_hosts"], json!(["127.0.0.1"]));
+    // A blank secret keeps the stored one; unknown names and bad hosts are refused.
+    let again = s.put(
+        &format!("{base}/llm"),
+        json!({"settings": {"api_key": "", "model": "m1"}}),
+    );
+    again.expect(200);
+    assert_eq!(again.json()["values"]["secrets_set"], json!(["api_key"]));
+    assert_eq!(again.json()["values"]["config"]["model"], "m1");
+    let unknown = s.put(&format!("{base}/llm"), json!({"settings": {"nope": "1"}}));
+    unknown.expect(400);
+    assert!(unknown.text().contains("declares no setting `nope`"));
+    s.put(
+        &format!("{base}/llm"),
+        json!({"allowed_hosts": ["http://"]}),
+    )
+    .expect(400);
+    s.put(&format!("{base}/nope"), json!({})).expect(404);
+    assert!(!s.get(&base).text().contains("sk-admin-secret-1"));
+
+    // A failing App() call shows up in the plugin's recent errors with its reason.
+    let bot = s
+        .post(&format!("/orgs/{org}/bots"), json!({"name": "LLM bot"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bot_base = format!("/orgs/{org}/bots/{bot}");
+    let flow = s.get(&bot_base).json()["flows"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.put(
+        &format!("{bot_base}/flows/{flow}"),
+        json!({"content": "start:\n  do r = App(\"llm\", prompt=\"hi\")\n  say \"after\"\n  goto end\n"}),
+    )
+    .expect(200);
+    s.post(
+        &format!("{bot_base}/try"),
+        json!({"event": {"content_type": "text", "content": {"text": "hi"}}}),
+    )
+    .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let errors = loop {
+        let list = s.get(&base).json();
+        let llm = list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "llm")
+            .cloned()
+            .unwrap();
+        if !llm["errors"].as_array().unwrap().is_empty() {
+            break llm["errors"].clone();
+        }
+        assert!(Instant::now() < deadline, "no error recorded: {llm}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(errors[0]["operation"], "app");
+    assert!(errors[0]["at"].as_i64().unwrap() > 0);
+    assert!(!errors[0]["message"].as_str().unwrap().is_empty());
+
+    // Remove: the first-party echo is back; removing twice is a 404.
+    s.delete(&format!("{base}/echo")).expect(204);
+    s.delete(&format!("{base}/echo")).expect(404);
+    assert!(names(&s.get(&base).json()).contains(&("echo".to_string(), true)));
+}
+
+#[test]
+fn connector_channels_take_their_settings_from_the_manifest() {
+    let (server, s, org) = server_with_owner();
+    let bot = s
+        .post(&format!("/orgs/{org}/bots"), json!({"name": "TG bot"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("/orgs/{org}/bots/{bot}/channels");
+    let list = s.get(&base).json();
+    let tg = list["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "telegram")
+        .cloned()
+        .expect("telegram connector");
+    let settings: Vec<(String, bool)> = tg["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["secret"] == true))
+        .collect();
+    assert!(
+        settings.contains(&("bot_token".into(), true)),
+        "{settings:?}"
+    );
+    assert!(
+        settings.contains(&("api_base".into(), false)),
+        "{settings:?}"
+    );
+    assert!(
+        list["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] != "echo"),
+        "apps are not connectors"
+    );
+
+    let missing = s.post(&base, json!({"kind": "telegram", "settings": {}}));
+    missing.expect(400);
+    assert!(missing.text().contains("bot_token"), "{}", missing.text());
+    let unknown = s.post(&base, json!({"kind": "fax", "name": "x"}));
+    unknown.expect(400);
+    assert!(unknown.text().contains("no connector plugin `fax`"));
+    s.post(&base, json!({"kind": "echo"})).expect(400);
+
+    let created = s.post(
+        &base,
+        json!({"kind": "telegram", "name": "Support TG",
+               "settings": {"bot_token": "42:tg-admin-token", "webhook_secret": "tg-hook-secret"}}),
+    );
+    created.expect(201);
+    assert!(!created.text().contains("tg-admin-token"));
+    let ch = created.json()["channel"].clone();
+    let hook_url = ch["hook_url"].as_str().unwrap().to_string();
+    assert!(hook_url.contains("/hooks/"), "{ch}");
+    assert_eq!(
+        ch["settings"]["secrets_set"],
+        json!(["bot_token", "webhook_secret"])
+    );
+    assert!(ch.get("token").is_none());
+    let id = ch["id"].as_str().unwrap().to_string();
+
+    // Listed with the webhook URL; no secret value anywhere.
+    let list = s.get(&base);
+    assert!(!list.text().contains("tg-admin-token") && !list.text().contains("tg-hook-secret"));
+    let listed = list.json()["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(id))
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["hook_url"], json!(hook_url));
+    assert_eq!(listed["connector"], true);
+
+    // The platform's webhook: the sealed secret is opened for the call.
+    let path = &hook_url[hook_url.find("/hooks/").unwrap()..];
+    let update = json!({"update_id": 1, "message": {"message_id": 1, "from": {"id": 5}, "chat": {"id": 5}, "text": "hi"}});
+    let header = |v: &str| vec![("X-Telegram-Bot-Api-Secret-Token".to_string(), v.to_string())];
+    let c = server.client();
+    c.post(path, &header("wrong"), &update).expect(401);
+    c.post(path, &header("tg-hook-secret"), &update).expect(200);
+
+    // Edit: a blank secret keeps it, a new one replaces it, unknown names are refused.
+    let edited = s.put(
+        &format!("{base}/{id}"),
+        json!({"name": "Renamed", "settings": {"bot_token": "", "webhook_secret": "tg-hook-2"}}),
+    );
+    edited.expect(200);
+    assert_eq!(edited.json()["name"], "Renamed");
+    assert_eq!(
+        edited.json()["settings"]["secrets_set"],
+        json!(["bot_token", "webhook_secret"])
+    );
+    c.post(path, &header("tg-hook-secret"), &update).expect(401);
+    s.put(&format!("{base}/{id}"), json!({"settings": {"x": 1}}))
+        .expect(400);
+    // The webhook refusals are the connector's recent errors.
+    let plugins = s.get(&format!("/orgs/{org}/plugins")).json();
+    let tg = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "telegram")
+        .cloned()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut errors = tg["errors"].as_array().unwrap().len();
+    while errors == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let p = s.get(&format!("/orgs/{org}/plugins")).json();
+        errors = p["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "telegram")
+            .unwrap()["errors"]
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    assert!(errors >= 1, "webhook refusals recorded");
+}

@@ -94,6 +94,11 @@ impl PluginRuntime {
         &self.store
     }
 
+    /// `BOTYARD_PUBLIC_URL` without its trailing slash, when set.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
+    }
+
     /// Load (or take from memory) a component.
     pub async fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<LoadedPlugin, PluginError> {
         let sha = botyard_plugins::sha256_hex(wasm);

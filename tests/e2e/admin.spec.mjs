@@ -243,6 +243,19 @@ async function run(page) {
   await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
   await page.getByRole('cell', { name: 'example.com, *.example.org' }).waitFor();
   await shot(page, '11b-channels-filled');
+  // A Telegram connector channel: its fields come from the plugin's manifest; the answer is
+  // the webhook URL to paste into the platform.
+  step = 'connector';
+  await page.getByRole('button', { name: 'Connect telegram' }).click();
+  await page.getByRole('dialog').getByLabel('bot_token (secret)').fill('123:e2e-token');
+  await page.getByRole('dialog').getByRole('button', { name: 'Connect', exact: true }).click();
+  await page.getByRole('heading', { name: 'Connected' }).waitFor();
+  const hookUrl = await page.getByRole('dialog').getByLabel('Copy value').inputValue();
+  if (!/\/hooks\/[\w-]+$/.test(hookUrl)) fail(`webhook URL ${hookUrl}`);
+  await shot(page, '11c-connector-webhook');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('cell', { name: 'bot_token' }).waitFor();
+  if (await page.getByText('123:e2e-token').count() !== 0) fail('the secret is shown');
   await visit(`/o/${org}/bots/${botId}/settings`, 'Environment variables', '12-settings');
   await visit(`/o/${org}/bots/${botId}/usage`, 'Messages per day', '13-bot-usage');
   const bars = await page.locator('svg.chart rect.bar:not(.zero)').count();
@@ -252,6 +265,7 @@ async function run(page) {
   await visit(`/o/${org}/apikeys`, 'API keys', '16-apikeys');
   await visit(`/o/${org}/participants`, 'Participants', '17-participants');
   await visit(`/o/${org}/plugins`, 'Plugins', '18-plugins');
+  await page.getByRole('article', { name: 'telegram plugin' }).getByRole('button', { name: 'Settings' }).waitFor();
   await visit('/orgs', 'Organizations', '19-orgs');
   // A second build, the diff between the two, and a roll back to #1.
   step = 'versions';

@@ -20,11 +20,15 @@ function csrfToken() {
 let onUnauthorized = () => {};
 export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
 
-export async function call(method, path, body) {
+export async function call(method, path, body, contentType) {
   const headers = { Accept: 'application/json' };
   if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken();
   const init = { method, headers, credentials: 'same-origin' };
-  if (body !== undefined) {
+  if (contentType) {
+    // A raw body (plugin upload): sent as is.
+    headers['Content-Type'] = contentType;
+    init.body = body;
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -47,6 +51,8 @@ export const api = {
   post: (p, b = {}) => call('POST', p, b),
   put: (p, b = {}) => call('PUT', p, b),
   del: (p) => call('DELETE', p),
+  /** POST a file or bytes as the raw body (e.g. a .wasm component). */
+  upload: (p, blob, type = 'application/wasm') => call('POST', p, blob, type),
 };
 
 /** Path builder with encoded segments: path`/orgs/${org}/bots` */

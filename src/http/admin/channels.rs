@@ -1,22 +1,31 @@
 //! Channels of a bot: Studio API channels (key, secret once, rotate, webhook URL), web chat
 //! widgets of the Open Chat Studio API (embed key, allowed origins) and the bot's public
-//! web-chat flag, connector channels (shown with their `/hooks/{token}` URL).
+//! web-chat flag, connector channels: created and edited with the settings their connector's
+//! manifest declares (`crate::plugins::manage`, the CLI's rules), shown with their
+//! `/hooks/{token}` URL and the names of the secrets that are set, never their values.
 
 use super::Call;
 use super::bots::TRY_KIND;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::JsonFields;
 use crate::http::response::{Body, json_response, no_content, ok_json};
-use crate::store::{Channel, ChannelPatch, KIND_API, NewChannel};
+use crate::plugins::manage;
+use crate::store::{Channel, ChannelPatch, KIND_API, NewChannel, Store};
+use botyard_plugins::{Manifest, PluginKind};
 use hyper::{Response, StatusCode};
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
+use std::collections::HashMap;
 
 /// Widget channels of OCS answer embed keys only (auth level 1): the admin UI's choice.
 const WIDGET_AUTH_EMBED_KEY: i64 = 1;
 const WIDGET_KIND: &str = "web";
 
-/// `scheme://host` of this request, for webhook URLs to paste into platforms.
+/// How platforms reach this server, for webhook URLs to paste into them:
+/// `BOTYARD_PUBLIC_URL` when set, else `scheme://host` of this request.
 fn origin(call: &Call<'_>) -> String {
+    if let Some(u) = call.state.plugins.as_ref().and_then(|p| p.public_url()) {
+        return u.to_string();
+    }
     let host = call
         .headers
         .get(hyper::header::HOST)
@@ -26,35 +35,86 @@ fn origin(call: &Call<'_>) -> String {
     format!("{scheme}://{host}")
 }
 
-fn channel_json(c: &Channel, origin: &str) -> Json {
+/// Connector manifests by channel kind, for the kinds of `channels`.
+type Manifests = HashMap<String, Manifest>;
+
+fn manifests_of(s: &Store, org: &str, channels: &[Channel]) -> Manifests {
+    let mut out = Manifests::new();
+    for c in channels.iter().filter(|c| c.token.is_some()) {
+        if !out.contains_key(&c.kind)
+            && let Ok((m, _)) = manage::connector_manifest(s, org, &c.kind)
+        {
+            out.insert(c.kind.clone(), m);
+        }
+    }
+    out
+}
+
+fn channel_json(c: &Channel, origin: &str, manifests: &Manifests) -> Json {
     let mut v = serde_json::to_value(c).unwrap_or(Json::Null);
     if let Some(o) = v.as_object_mut() {
         // The hook token is a credential of connector webhooks: only shown as the URL.
         o.remove("token");
-        if c.plugin_id.is_some()
-            && let Some(t) = &c.token
-        {
+        // Secrets never leave: the settings view names the ones that are set.
+        o.remove("config");
+        o.insert(
+            "settings".into(),
+            manage::settings_view(manifests.get(&c.kind), &c.config),
+        );
+        // Internal kinds (try-it, OCS) have tokens too, but no connector.
+        if let Some(t) = c.token.as_ref().filter(|_| manifests.contains_key(&c.kind)) {
+            o.insert("connector".into(), json!(true));
             o.insert("hook_url".into(), json!(format!("{origin}/hooks/{t}")));
         }
     }
     v
 }
 
+/// The connector plugins the organization can create channels with.
+fn connectors(s: &Store, org: &str) -> crate::store::Result<Vec<Json>> {
+    Ok(manage::list(Some(s), Some(org), true)?
+        .into_iter()
+        .filter(|p| p["kind"] == PluginKind::Channel.as_str())
+        .map(|p| {
+            json!({"kind": p["name"], "name": p["name"], "version": p["version"],
+                   "description": p["description"], "first_party": p["first_party"],
+                   "settings": p["settings"]})
+        })
+        .collect())
+}
+
+/// A connector channel's settings from a body: `settings`, or `config` + `secrets`.
+fn body_settings(call: &Call<'_>) -> ApiResult<Option<Map<String, Json>>> {
+    let mut out = Map::new();
+    let mut any = false;
+    for key in ["settings", "config", "secrets"] {
+        if let Some(o) = call.body.opt_object(key)? {
+            out.extend(o.clone());
+            any = true;
+        }
+    }
+    Ok(any.then_some(out))
+}
+
 /// `GET …/bots/:bot/channels`.
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
-    let (channels, widgets, b) = call
+    let (channels, widgets, b, manifests, connectors) = call
         .store(move |s| {
+            let channels = s.list_channels(&org, Some(&bot))?;
+            let manifests = manifests_of(s, &org, &channels);
             Ok((
-                s.list_channels(&org, Some(&bot))?,
+                channels,
                 s.ocs_widgets_of_bot(&org, &bot)?,
                 s.get_bot(&org, &bot)?,
+                manifests,
+                connectors(s, &org)?,
             ))
         })
         .await?;
     let o = origin(&call);
     Ok(ok_json(&json!({
-        "channels": channels.iter().filter(|c| c.kind != TRY_KIND).map(|c| channel_json(c, &o)).collect::<Vec<_>>(),
+        "channels": channels.iter().filter(|c| c.kind != TRY_KIND).map(|c| channel_json(c, &o, &manifests)).collect::<Vec<_>>(),
         "web_chat": {
             "supported": true,
             "public": b.settings.web_chat_public,
@@ -63,8 +123,7 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
                 "enabled": w.enabled,
             })).collect::<Vec<_>>(),
         },
-        // Connector plugins publish their manifests here once the plugin host is wired in.
-        "connectors": [],
+        "connectors": connectors,
     })))
 }
 
@@ -72,14 +131,26 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
 /// conversation list), including the try-it channels.
 pub(super) async fn org_list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    let list = call.store(move |s| s.list_channels(&org, None)).await?;
+    let (list, manifests) = call
+        .store(move |s| {
+            let list = s.list_channels(&org, None)?;
+            let m = manifests_of(s, &org, &list);
+            Ok((list, m))
+        })
+        .await?;
     let o = origin(&call);
     Ok(ok_json(
-        &list.iter().map(|c| channel_json(c, &o)).collect::<Vec<_>>(),
+        &list
+            .iter()
+            .map(|c| channel_json(c, &o, &manifests))
+            .collect::<Vec<_>>(),
     ))
 }
 
-/// `POST …/channels {kind: "api"|"web", name, webhook_url?, allowed_origins?}`.
+/// `POST …/channels {kind: "api"|"web"|<connector>, name, webhook_url?, allowed_origins?,
+/// settings?}`: a connector kind (`telegram`, an installed connector's name...) takes the
+/// settings its manifest declares (`settings`, or `config` + `secrets`) and answers the
+/// channel with its `hook_url`.
 pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, bot) = (call.org()?, call.param("bot")?);
     let kind = call.body.opt_str("kind")?.unwrap_or(KIND_API).to_string();
@@ -108,7 +179,7 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
             let o = origin(&call);
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({"channel": channel_json(&c, &o), "credentials": creds}),
+                &json!({"channel": channel_json(&c, &o, &Manifests::new()), "credentials": creds}),
             ))
         }
         WIDGET_KIND => {
@@ -128,13 +199,36 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
                 .await?;
             Ok(json_response(StatusCode::CREATED, &json!({"widget": w})))
         }
-        other => Err(ApiError::bad_request(format!(
-            "channel kind `{other}` cannot be created here (api or web; connectors come with plugins)"
-        ))),
+        TRY_KIND => Err(ApiError::bad_request(
+            "try-it channels are made by the try-it panel",
+        )),
+        connector => {
+            let settings = body_settings(&call)?.unwrap_or_default();
+            let name = if name.is_empty() {
+                connector.to_string()
+            } else {
+                name
+            };
+            let kind = connector.to_string();
+            let (c, manifests) = call
+                .store(move |s| {
+                    let c =
+                        manage::create_connector_channel(s, &org, &bot, &kind, &name, &settings)?;
+                    let m = manifests_of(s, &org, std::slice::from_ref(&c));
+                    Ok((c, m))
+                })
+                .await?;
+            let o = origin(&call);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"channel": channel_json(&c, &o, &manifests)}),
+            ))
+        }
     }
 }
 
-/// `PUT …/channels/:channel {name?, webhook_url?, status?}`.
+/// `PUT …/channels/:channel {name?, webhook_url?, status?, settings?}` (`settings` on
+/// connector channels: a blank secret keeps the stored one).
 pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, id) = (call.org()?, call.param("channel")?);
     let bot = call.param("bot")?;
@@ -167,14 +261,25 @@ pub(super) async fn update(call: Call<'_>) -> ApiResult<Response<Body>> {
             None => None,
         },
     };
-    let c = call
+    let settings = body_settings(&call)?;
+    let (c, manifests) = call
         .store(move |s| {
-            own_channel(s, &org, &bot, &id)?;
-            s.update_channel(&org, &id, patch)
+            let c = own_channel(s, &org, &bot, &id)?;
+            if let Some(settings) = settings {
+                if c.token.is_none() {
+                    return Err(crate::store::Error::Invalid(
+                        "only connector channels have settings".into(),
+                    ));
+                }
+                manage::update_connector_channel(s, &org, &c, &settings)?;
+            }
+            let c = s.update_channel(&org, &id, patch)?;
+            let m = manifests_of(s, &org, std::slice::from_ref(&c));
+            Ok((c, m))
         })
         .await?;
     let o = origin(&call);
-    Ok(ok_json(&channel_json(&c, &o)))
+    Ok(ok_json(&channel_json(&c, &o, &manifests)))
 }
 
 /// The channel must belong to the bot in the path (not only to the organization).

@@ -1,5 +1,5 @@
 //! Conversations (filtered list, transcript, end), participants, usage of every bot of an
-//! organization, and the plugins list.
+//! organization.
 
 use super::Call;
 use super::bots::day_range;
@@ -111,9 +111,4 @@ pub(super) async fn org_usage(call: Call<'_>) -> ApiResult<Response<Body>> {
         })
         .await?;
     Ok(ok_json(&json!({"from": from, "to": to, "bots": bots})))
-}
-
-/// `GET /orgs/:org/plugins`: the plugin host is not wired into this server yet.
-pub(super) async fn plugins(_call: Call<'_>) -> ApiResult<Response<Body>> {
-    Ok(ok_json(&json!({"supported": false, "plugins": []})))
 }

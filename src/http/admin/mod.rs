@@ -8,7 +8,12 @@
 //!
 //! Handlers: [`auth`] (setup, login, logout, session), [`orgs`] (organizations, members, OCS
 //! API keys), [`bots`] (bots, flows, validate, build, versions, try-it, usage), [`channels`],
-//! [`convs`] (conversations, participants, organization usage, plugins).
+//! [`convs`] (conversations, participants, organization usage), [`plugins`] (installed and
+//! first-party plugins, upload, settings, allowed hosts, recent errors).
+//!
+//! The one body that is not JSON: a plugin upload (`POST /orgs/:org/plugins`) is the raw
+//! `.wasm` (`Content-Type: application/wasm`). Like JSON, that content type cannot be sent by
+//! a cross-site form without a CORS preflight, and the CSRF token is checked all the same.
 
 mod assets;
 mod auth;
@@ -16,6 +21,7 @@ mod bots;
 mod channels;
 mod convs;
 mod orgs;
+mod plugins;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
@@ -111,6 +117,9 @@ enum Route {
     Participants,
     OrgUsage,
     Plugins,
+    InstallPlugin,
+    UpdatePlugin,
+    RemovePlugin,
 }
 
 impl Route {
@@ -125,9 +134,8 @@ impl Route {
             CreateBot | UpdateBot | CreateFlow | UpdateFlow | DeleteFlow | Build | Publish
             | Try | TryReset | CreateChannel | UpdateChannel | RotateChannel | DeleteChannel
             | EndConversation => Access::Org(Role::Editor),
-            AddMember | SetMember | RemoveMember | CreateApiKey | RevokeApiKey | DeleteBot => {
-                Access::Org(Role::Owner)
-            }
+            AddMember | SetMember | RemoveMember | CreateApiKey | RevokeApiKey | DeleteBot
+            | InstallPlugin | UpdatePlugin | RemovePlugin => Access::Org(Role::Owner),
         }
     }
 }
@@ -200,6 +208,9 @@ fn router() -> &'static Router<Route> {
             .route(M::GET, "/orgs/:org/participants", Participants)
             .route(M::GET, "/orgs/:org/usage", OrgUsage)
             .route(M::GET, "/orgs/:org/plugins", Plugins)
+            .route(M::POST, "/orgs/:org/plugins", InstallPlugin)
+            .route(M::PUT, "/orgs/:org/plugins/:name", UpdatePlugin)
+            .route(M::DELETE, "/orgs/:org/plugins/:name", RemovePlugin)
     })
 }
 
@@ -211,6 +222,8 @@ pub(crate) struct Call<'a> {
     pub params: Params,
     pub query: Option<String>,
     pub body: Map<String, Json>,
+    /// The raw body of a plugin upload (`application/wasm`).
+    pub raw: Option<hyper::body::Bytes>,
     /// The logged-in admin (`None` only on public routes).
     pub user: Option<User>,
     pub session: Option<AdminSession>,
@@ -318,6 +331,7 @@ async fn api(
         params,
         query: parts.uri.query().map(str::to_string),
         body: Map::new(),
+        raw: None,
         user: None,
         session: None,
         role: None,
@@ -374,6 +388,14 @@ async fn api(
                 .get(hyper::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v != "0");
+        let wasm_ct = ["application/wasm", "application/octet-stream"]
+            .iter()
+            .any(|t| ct.starts_with(t));
+        if route == Route::InstallPlugin && wasm_ct {
+            let limit = crate::plugins::manage::MAX_UPLOAD_BYTES;
+            call.raw = Some(read_body(body, &call.headers, limit).await?);
+            return dispatch(route, call).await;
+        }
         if has_body && !ct.starts_with("application/json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -448,7 +470,10 @@ async fn dispatch(route: Route, call: Call<'_>) -> ApiResult<Response<Body>> {
         EndConversation => convs::end(call).await,
         Participants => convs::participants(call).await,
         OrgUsage => convs::org_usage(call).await,
-        Plugins => convs::plugins(call).await,
+        Plugins => plugins::list(call).await,
+        InstallPlugin => plugins::upload(call).await,
+        UpdatePlugin => plugins::update(call).await,
+        RemovePlugin => plugins::remove(call).await,
     }
 }
 

@@ -93,40 +93,63 @@ export async function render({ main, org, data, base }) {
     ], widgets) : h('p.muted', 'No embed yet.'))
       : h('p.muted', 'Embed keys appear here once the Open Chat Studio API is part of this server.')));
 
-  // Connector channels.
+  // Connector channels: settings from the connector plugin's manifest; secrets write-only.
   const connectors = r.connectors || [];
-  const connected = r.channels.filter((c) => c.plugin_id);
+  const connected = r.channels.filter((c) => c.connector);
+  const settingInputs = (settings, current) => settings.map((s) => [s, h('input', {
+    type: s.secret ? 'password' : 'text', autocomplete: 'off', required: !current && !!s.required,
+    value: s.secret || !current ? '' : (current.config[s.name] ?? ''),
+    placeholder: s.secret && current ? (current.secrets_set.includes(s.name) ? 'set; leave blank to keep' : 'not set') : (s.default || ''),
+  })]);
+  const settingFields = (inputs) => inputs.map(([s, i]) => field(s.name + (s.secret ? ' (secret)' : s.required ? '' : ' (optional)'), i, s.description));
+  const showHook = (c) => dialog('Connected', [
+    h('p', 'Paste this webhook URL into the platform (e.g. Telegram\'s setWebhook):'),
+    copyable(c.hook_url || ''),
+  ], [{ label: 'Done', primary: true, submit: true, onclick: () => true }]);
   const newConnector = async (con) => {
     const name = h('input', { required: true, value: con.name });
-    const inputs = (con.settings || []).map((s) => [s, h('input', { type: s.secret ? 'password' : 'text', required: !!s.required, autocomplete: 'off' })]);
-    const res = await dialog(`Connect ${con.name}`, [field('Channel name', name), ...inputs.map(([s, i]) => field(s.label || s.key, i, s.description))], [{
+    const inputs = settingInputs(con.settings || [], null);
+    const res = await dialog(`Connect ${con.name}`, [field('Channel name', name), ...settingFields(inputs)], [{
       label: 'Connect', primary: true, submit: true,
       onclick: () => api.post(P(''), {
-        kind: con.kind, plugin_id: con.plugin_id, name: name.value.trim(),
-        config: Object.fromEntries(inputs.filter(([s]) => !s.secret).map(([s, i]) => [s.key, i.value])),
-        secrets: Object.fromEntries(inputs.filter(([s]) => s.secret).map(([s, i]) => [s.key, i.value])),
+        kind: con.kind, name: name.value.trim(),
+        settings: Object.fromEntries(inputs.filter(([, i]) => i.value !== '').map(([s, i]) => [s.name, i.value])),
       }),
     }]);
-    if (res) {
-      await dialog('Connected', [h('p', 'Paste this webhook URL into the platform:'), copyable(res.channel.hook_url || '')], [{ label: 'Done', primary: true, submit: true, onclick: () => true }]);
-      reload();
-    }
+    if (res) { await showHook(res.channel); reload(); }
+  };
+  const editConnector = async (c) => {
+    const con = connectors.find((x) => x.kind === c.kind);
+    const name = h('input', { required: true, value: c.name });
+    const inputs = settingInputs(con?.settings || [], c.settings);
+    const ok = await dialog(`Edit ${c.name}`, [field('Channel name', name), ...settingFields(inputs)], [{
+      label: 'Save', primary: true, submit: true,
+      onclick: () => api.put(P(path`/${c.id}`), {
+        name: name.value.trim(),
+        settings: Object.fromEntries(inputs.map(([s, i]) => [s.name, s.secret ? i.value : (i.value === '' ? null : i.value)])),
+      }),
+    }]);
+    if (ok) { toast('Saved'); reload(); }
   };
   main.append(h('section.card', { 'aria-labelledby': 'ch-con' },
     h('div.section-head', h('h2#ch-con', 'Connector channels'),
-      h('p.muted', 'Messaging platforms reached through connector plugins.')),
+      h('p.muted', 'Messaging platforms reached through connector plugins (Plugins page).')),
     connected.length ? table([
       { label: 'Name', cell: (c) => h('strong', c.name) },
       { label: 'Platform', cell: (c) => badge(c.kind) },
       { label: 'Webhook URL', cell: (c) => c.hook_url ? copyable(c.hook_url) : '—' },
+      { label: 'Secrets set', cell: (c) => (c.settings?.secrets_set || []).join(', ') || h('span.muted', 'none') },
       { label: 'Created', cell: (c) => fmtTime(c.created_at) },
-      { label: 'Actions', cell: (c) => canEdit ? h('button.small.danger', { type: 'button', onclick: () => remove(c) }, 'Delete') : '' },
+      { label: 'Actions', cell: (c) => canEdit ? h('div.actions',
+        h('button.small', { type: 'button', onclick: () => editConnector(c) }, 'Edit'),
+        h('button.small.danger', { type: 'button', onclick: () => remove(c) }, 'Delete')) : '' },
     ], connected) : null,
     connectors.length
       ? h('div.connector-grid', connectors.map((con) => h('div.connector',
-        h('strong', con.name), h('p.muted', con.description || con.kind),
-        canEdit ? h('button.small', { type: 'button', onclick: () => newConnector(con) }, 'Connect') : null)))
-      : h('p.muted', 'No connector plugin is installed. Install one on the Plugins page.')));
+        h('strong', con.name), con.first_party ? null : [' ', badge('installed', 'ok')],
+        h('p.muted', con.description || con.kind),
+        canEdit ? h('button.small', { type: 'button', onclick: () => newConnector(con), 'aria-label': `Connect ${con.name}` }, 'Connect') : null)))
+      : h('p.muted', 'No connector plugin is available. Install one on the Plugins page.')));
 }
 
 function lines(s) {

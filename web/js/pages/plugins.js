@@ -1,8 +1,12 @@
-// Plugins: installed WASM plugins (connectors and apps), upload, allowed hosts, recent errors.
+// Plugins: the organization's installed WASM plugins and the first-party ones (connectors
+// and apps), upload of a .wasm component, settings (config values; secrets are write-only),
+// allowed hosts, and each plugin's recent failed calls.
 
 import { h, field, table, badge, dialog, toast, showError, confirmDialog, fmtTime, empty } from '../dom.js';
 import { api, path } from '../api.js';
 import { app, can } from '../app.js';
+
+const OPS = { app: 'App() call', webhook: 'webhook', deliver: 'delivery' };
 
 export async function render({ main, org }) {
   document.title = `Plugins · ${org.name}`;
@@ -10,54 +14,90 @@ export async function render({ main, org }) {
   const owner = can(org.id, 'owner');
   const reload = () => app.go(`#/o/${encodeURIComponent(org.id)}/plugins?t=${Date.now()}`);
   main.append(h('div.page-head', h('h1', 'Plugins'),
-    h('p.muted', 'WebAssembly components: channel connectors and apps called from CSML with App().'),
+    h('p.muted', 'WebAssembly components: channel connectors and apps called from CSML with App(). Each runs sandboxed, reaching only its allowed hosts.'),
     owner && r.supported ? h('button.primary', { type: 'button', onclick: upload }, 'Upload plugin') : null));
   if (!r.supported) {
-    main.append(empty('Plugins are not available', 'This server was built without the plugin host.'));
+    main.append(empty('Plugins are not available', 'This server runs without the plugin host.'));
     return;
   }
-  if (!r.plugins.length) { main.append(empty('No plugins installed', 'Upload a .wasm component to add a connector or an app.')); return; }
-  for (const p of r.plugins) {
-    const hosts = p.allowed_hosts || [];
-    main.append(h('section.card.plugin', { 'aria-label': p.name },
-      h('div.section-head', h('h2', p.name, ' ', h('small.muted', p.version || '')), badge(p.kind || 'plugin'), p.enabled === false ? badge('disabled', 'bad') : badge('enabled', 'ok'),
+  const installed = r.plugins.filter((p) => !p.first_party);
+  const builtin = r.plugins.filter((p) => p.first_party);
+  main.append(h('section', { 'aria-labelledby': 'pl-installed' },
+    h('h2#pl-installed', 'Installed'),
+    installed.length ? installed.map(card) : empty('No plugin installed', 'Upload a .wasm component, or give a first-party plugin its settings below.')));
+  main.append(h('section', { 'aria-labelledby': 'pl-builtin' },
+    h('h2#pl-builtin', 'First-party'),
+    builtin.map(card)));
+
+  function card(p) {
+    const hosts = [...(p.manifest_hosts || []), ...(p.allowed_hosts || [])];
+    const values = p.values || { config: {}, secrets_set: [] };
+    const settings = p.settings || [];
+    return h('article.card.plugin', { 'aria-label': `${p.name} plugin` },
+      h('div.section-head',
+        h('h3', p.name, ' ', h('small.muted', p.version || '')),
+        badge(p.kind === 'channel' ? 'connector' : 'app'),
+        p.first_party ? badge('first-party', 'muted') : badge(p.replaces_first_party ? 'installed (replaces first-party)' : 'installed', 'ok'),
         h('div.spacer'),
-        owner ? h('button.small', { type: 'button', onclick: () => editHosts(p) }, 'Allowed hosts') : null,
-        owner ? h('button.small.danger', { type: 'button', onclick: () => remove(p) }, 'Remove') : null),
+        owner ? h('button.small', { type: 'button', onclick: () => edit(p) }, 'Settings') : null,
+        owner && !p.first_party ? h('button.small.danger', { type: 'button', onclick: () => remove(p) }, 'Remove') : null),
       p.description ? h('p', p.description) : null,
       h('p', h('strong', 'Allowed hosts: '), hosts.length ? hosts.map((x) => h('code.host', x)) : h('span.muted', 'none (no outbound HTTP)')),
-      h('h3', 'Recent errors'),
+      settings.length ? h('p', h('strong', 'Settings: '), settings.map((s) => h('span.setting',
+        h('code', s.name), ' ',
+        s.secret ? (values.secrets_set.includes(s.name) ? badge('set', 'ok') : badge('not set', 'muted'))
+          : h('span.muted', values.config[s.name] != null ? String(values.config[s.name]) : (s.default ? `default ${s.default}` : '—'))))) : null,
+      p.kind === 'channel' ? h('p.muted', 'Connector channels with this plugin are created on a bot\'s Channels tab; their settings are per channel.') : null,
+      h('h4', 'Recent errors'),
       (p.errors || []).length ? table([
-        { label: 'When', cell: (e) => fmtTime(e.at ?? e.created_at) },
-        { label: 'Error', cell: (e) => h('code', e.message ?? e.error ?? JSON.stringify(e)) },
-      ], p.errors) : h('p.muted', 'None.')));
+        { label: 'When', cell: (e) => fmtTime(e.at) },
+        { label: 'During', cell: (e) => OPS[e.operation] || e.operation },
+        { label: 'Error', cell: (e) => h('code.wrap', e.message) },
+      ], p.errors) : h('p.muted', 'None.'));
   }
 
   async function upload() {
     const file = h('input', { type: 'file', accept: '.wasm,application/wasm', required: true });
-    const ok = await dialog('Upload plugin', field('Component (.wasm)', file), [{
+    const ok = await dialog('Upload plugin', [
+      field('Component (.wasm)', file, `Built with cargo build --target wasm32-wasip2 --release; at most ${Math.round(r.max_upload_bytes / 1048576)} MiB. A plugin of the same name is replaced; its settings stay.`),
+    ], [{
       label: 'Upload', primary: true, submit: true,
       onclick: async () => {
         const f = file.files[0];
-        if (!f) throw new Error('Choose a file');
-        const buf = new Uint8Array(await f.arrayBuffer());
-        let bin = '';
-        for (let i = 0; i < buf.length; i += 0x8000) bin += String.fromCharCode(...buf.subarray(i, i + 0x8000));
-        return api.post(path`/orgs/${org.id}/plugins`, { filename: f.name, wasm_base64: btoa(bin) });
+        if (!f) throw new Error('Choose a .wasm file');
+        if (f.size > r.max_upload_bytes) throw new Error('The file is too large');
+        return api.upload(path`/orgs/${org.id}/plugins`, f);
       },
     }]);
-    if (ok) { toast('Plugin installed'); reload(); }
+    if (ok) { toast(`Installed ${ok.name} ${ok.version}`); reload(); }
   }
-  async function editHosts(p) {
-    const ta = h('textarea', { rows: 5, value: (p.allowed_hosts || []).join('\n') });
-    const ok = await dialog(`Allowed hosts of ${p.name}`, field('Hosts', ta, 'One per line, e.g. https://api.telegram.org or *.example.com.'), [{
+
+  async function edit(p) {
+    const values = p.values || { config: {}, secrets_set: [] };
+    // Connectors take their settings per channel; here only their allowed hosts.
+    const inputs = (p.kind === 'channel' ? [] : p.settings || []).map((s) => [s, h('input', {
+      type: s.secret ? 'password' : 'text', autocomplete: 'off',
+      value: s.secret ? '' : (values.config[s.name] ?? ''),
+      placeholder: s.secret ? (values.secrets_set.includes(s.name) ? 'set; leave blank to keep' : 'not set') : (s.default || ''),
+    })]);
+    const hosts = h('textarea', { rows: 3, value: (p.allowed_hosts || []).join('\n'), placeholder: 'https://api.example.com\n*.example.org' });
+    const ok = await dialog(`Settings of ${p.name}`, [
+      p.first_party ? h('p.muted', 'Saving installs this first-party plugin for the organization with these settings.') : null,
+      ...inputs.map(([s, i]) => field(s.name + (s.secret ? ' (secret)' : ''), i, s.description)),
+      field('Extra allowed hosts', hosts, `One per line. The manifest already allows: ${(p.manifest_hosts || []).join(', ') || 'none'}.`),
+    ], [{
       label: 'Save', primary: true, submit: true,
-      onclick: () => api.put(path`/orgs/${org.id}/plugins/${p.id}`, { allowed_hosts: ta.value.split('\n').map((s) => s.trim()).filter(Boolean) }),
+      onclick: () => api.put(path`/orgs/${org.id}/plugins/${p.name}`, {
+        allowed_hosts: hosts.value.split('\n').map((x) => x.trim()).filter(Boolean),
+        settings: Object.fromEntries(inputs.map(([s, i]) => [s.name, i.value])),
+      }),
     }]);
     if (ok) { toast('Saved'); reload(); }
   }
+
   async function remove(p) {
-    if (!await confirmDialog('Remove plugin', `Remove ${p.name}? Channels using it stop working.`, 'Remove')) return;
-    try { await api.del(path`/orgs/${org.id}/plugins/${p.id}`); toast('Removed'); reload(); } catch (e) { showError(e); }
+    const msg = p.replaces_first_party ? `Remove ${p.name}? The first-party ${p.name} takes its place.` : `Remove ${p.name}? Flows and channels using it stop working.`;
+    if (!await confirmDialog('Remove plugin', msg, 'Remove')) return;
+    try { await api.del(path`/orgs/${org.id}/plugins/${p.name}`); toast('Removed'); reload(); } catch (e) { showError(e); }
   }
 }
