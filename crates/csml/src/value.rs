@@ -253,15 +253,37 @@ impl Value {
     }
 }
 
-/// Cloning walks nested values, so it grows the stack when needed (see [`deep`]).
+/// Cloning walks nested values, so it grows the stack when needed (see [`deep`]); scalars
+/// (the common case in loops) are copied without that check.
 impl Clone for Value {
+    #[inline]
     fn clone(&self) -> Self {
-        deep(|| Value {
+        let kind = match (&self.kind, &self.info) {
+            (Kind::Null, None) => Kind::Null,
+            (Kind::Bool(b), None) => Kind::Bool(*b),
+            (Kind::Int(i), None) => Kind::Int(*i),
+            (Kind::Float(f), None) => Kind::Float(*f),
+            (Kind::String(t), None) => Kind::String(t.clone()),
+            _ => return deep(|| self.clone_nested()),
+        };
+        Value {
+            kind,
+            tag: self.tag.clone(),
+            secure: self.secure,
+            info: None,
+        }
+    }
+}
+
+impl Value {
+    #[inline(never)]
+    fn clone_nested(&self) -> Self {
+        Value {
             kind: self.kind.clone(),
             tag: self.tag.clone(),
             secure: self.secure,
             info: self.info.clone(),
-        })
+        }
     }
 }
 

@@ -45,13 +45,68 @@ impl Evaluator<'_> {
         match &e.kind {
             ExprKind::Int(i) => Ok(Value::int(*i)),
             ExprKind::Ident(name) => self.read_ident(name, e.pos, silent),
-            // The hot shape of loops (`i < n`, `i + 1`): no recursion to guard.
+            // The hot shape of loops (`i < n`, `i + 1`): no recursion to guard, and variables
+            // are read in place rather than copied.
             ExprKind::Binary { op, lhs, rhs } if is_leaf(lhs) && is_leaf(rhs) => {
+                // Literal operands are built in place; variables are borrowed.
+                let (lt, rt);
+                let l = match literal(lhs) {
+                    Some(v) => {
+                        lt = v;
+                        Some(&lt)
+                    }
+                    None => self.plain_var(lhs),
+                };
+                let r = match literal(rhs) {
+                    Some(v) => {
+                        rt = v;
+                        Some(&rt)
+                    }
+                    None => self.plain_var(rhs),
+                };
+                if let (Some(l), Some(r)) = (l, r) {
+                    // Variables are charged as if copied (the budget bounds the work done on
+                    // big values, e.g. comparing them in a loop), literals are free.
+                    let units = |v: &Value, e: &Expr| {
+                        if is_literal(e) {
+                            Ok(0)
+                        } else {
+                            super::weigh(v).map_err(|reason| (reason, e.pos))
+                        }
+                    };
+                    let charged = units(l, lhs).and_then(|a| Ok(a + units(r, rhs)?));
+                    let out = crate::ops::binary(*op, l, r);
+                    let units = match charged {
+                        Ok(u) => u,
+                        Err((reason, pos)) => return Err(self.fatal(reason, pos)),
+                    };
+                    self.charge_units(units, e.pos)?;
+                    return match out {
+                        Ok(v) => {
+                            // A result can grow (string `+`): it is accounted for like a copy.
+                            if matches!(v.kind, Kind::String(_)) {
+                                self.charge(&v, e.pos)?;
+                            }
+                            Ok(v)
+                        }
+                        Err(reason) => Err(self.fatal(&reason, e.pos)),
+                    };
+                }
+                // An undefined or special name: the general path reports it.
                 let l = self.eval(lhs, true)?;
                 let r = self.eval(rhs, true)?;
                 self.binary(*op, &l, &r, e.pos)
             }
             _ => super::grow(|| self.eval_inner(e, silent)),
+        }
+    }
+
+    /// A defined, non-special variable named by `e`, borrowed.
+    #[inline]
+    fn plain_var(&self, e: &Expr) -> Option<&Value> {
+        match &e.kind {
+            ExprKind::Ident(name) if !Self::is_special(name) => self.var(name),
+            _ => None,
         }
     }
 
@@ -522,6 +577,25 @@ impl Evaluator<'_> {
         }
         Ok(v)
     }
+}
+
+/// The value of a scalar literal.
+#[inline]
+fn literal(e: &Expr) -> Option<Value> {
+    match e.kind {
+        ExprKind::Int(i) => Some(Value::int(i)),
+        ExprKind::Float(f) => Some(Value::float(f)),
+        ExprKind::Bool(b) => Some(Value::bool(b)),
+        ExprKind::Null => Some(Value::null()),
+        _ => None,
+    }
+}
+
+fn is_literal(e: &Expr) -> bool {
+    matches!(
+        e.kind,
+        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Null
+    )
 }
 
 /// An expression evaluated without recursing.

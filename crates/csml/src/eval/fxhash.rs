@@ -1,7 +1,7 @@
 //! A small, fast, non-cryptographic hasher for the interpreter's own name tables (scopes, step
-//! and function lookups). Keys are short identifiers chosen by the bot author, not attacker-sized
-//! collections, so hash-flooding resistance is not needed there; lookup speed is (a turn looks
-//! up names in tight loops).
+//! and function lookups), and [`find`], the name lookup used on the hot path. Keys are short
+//! identifiers chosen by the bot author, not attacker-sized collections, so hash-flooding
+//! resistance is not needed there; lookup speed is (a turn looks up names in tight loops).
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -53,3 +53,43 @@ impl Hasher for FxHasher {
 pub type FxBuild = BuildHasherDefault<FxHasher>;
 pub type FxHashMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
 pub type FxIndexMap<K, V> = indexmap::IndexMap<K, V, FxBuild>;
+
+/// Tables up to this size are searched linearly by [`find`]: for a handful of short names,
+/// comparing them is cheaper than hashing the name and probing.
+const LINEAR_MAX: usize = 8;
+
+/// The index of `name` in `map`. Scopes are usually small (a step's locals, a flow's
+/// constants), so small tables are scanned without hashing; larger ones (memories, closure
+/// captures) use the hash index.
+#[inline]
+pub fn find<V>(map: &FxIndexMap<String, V>, name: &str) -> Option<usize> {
+    if map.len() > LINEAR_MAX {
+        return map.get_index_of(name);
+    }
+    let b = name.as_bytes();
+    // Names are short: a byte loop beats a call to `bcmp`, and the length settles most
+    // mismatches.
+    map.keys()
+        .position(|k| k.len() == b.len() && k.bytes().zip(b).all(|(x, y)| x == *y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_small_and_large_tables() {
+        for n in [0usize, 1, 3, 8, 9, 40] {
+            let mut m: FxIndexMap<String, usize> = FxIndexMap::default();
+            for i in 0..n {
+                m.insert(format!("v{i}"), i);
+            }
+            for i in 0..n {
+                assert_eq!(find(&m, &format!("v{i}")), Some(i));
+            }
+            assert_eq!(find(&m, "v"), None);
+            assert_eq!(find(&m, "x0"), None);
+            assert_eq!(find(&m, ""), None);
+        }
+    }
+}

@@ -382,7 +382,8 @@ pub const MAX_VALUE_DEPTH: usize = 256;
 pub const MAX_TURN_UNITS: u64 = 8 << 20;
 
 /// The size of a value in units, or why it is too large (iterative: values may be deep).
-fn weigh(v: &Value) -> Result<u64, &'static str> {
+#[inline]
+pub(crate) fn weigh(v: &Value) -> Result<u64, &'static str> {
     use crate::value::Kind;
     const TOO_BIG: &str =
         "value too large: a value may hold at most 1048576 elements or 16 MB of text";

@@ -4,6 +4,7 @@
 
 use serde_json::Value as Json;
 
+use super::fxhash::find;
 use super::{Evaluator, R};
 use crate::api::MemoryWrite;
 use crate::ast::{AssignOp, BinOp, Pos};
@@ -53,25 +54,28 @@ pub(crate) fn index_reason(i: i64) -> String {
 }
 
 impl Evaluator<'_> {
+    #[inline]
     pub fn slot(&self, name: &str) -> Option<Slot> {
-        if self.bot.flows[self.frame.flow].constants.contains_key(name) {
+        if find(&self.bot.flows[self.frame.flow].constants, name).is_some() {
             Some(Slot::Const)
-        } else if let Some(i) = self.frame.locals.get_index_of(name) {
+        } else if let Some(i) = find(&self.frame.locals, name) {
             Some(Slot::Local(i))
         } else if self.frame.in_fn {
             None
         } else {
-            self.memories.get_index_of(name).map(Slot::Memory)
+            find(&self.memories, name).map(Slot::Memory)
         }
     }
 
     /// The value of a plain (non-special) variable.
+    #[inline]
     pub fn var(&self, name: &str) -> Option<&Value> {
-        if let Some(v) = self.bot.flows[self.frame.flow].constants.get(name) {
-            return Some(v);
+        let constants = &self.bot.flows[self.frame.flow].constants;
+        if let Some(i) = find(constants, name) {
+            return constants.get_index(i).map(|(_, v)| v);
         }
-        if let Some(v) = self.frame.locals.get(name) {
-            return Some(v);
+        if let Some(i) = find(&self.frame.locals, name) {
+            return self.frame.locals.get_index(i).map(|(_, v)| v);
         }
         if self.frame.in_fn {
             None
@@ -231,6 +235,24 @@ impl Evaluator<'_> {
     ) -> R<()> {
         if value.contains_secure() {
             self.error(ERR_SECURE_ASSIGN, value_pos);
+            return Ok(());
+        }
+        if path.is_empty() && op == AssignOp::Set {
+            // `do name = value`, the common case: no path to walk, nothing to combine.
+            match self.slot(name) {
+                Some(Slot::Const) => {
+                    self.error("const variables are immutable", name_pos);
+                }
+                Some(Slot::Local(i)) => {
+                    if let Some((_, cell)) = self.frame.locals.get_index_mut(i) {
+                        *cell = value;
+                    }
+                }
+                Some(Slot::Memory(_)) => self.write_memory(name, value),
+                None => {
+                    self.frame.locals.insert(name.to_string(), value);
+                }
+            }
             return Ok(());
         }
         let slot = match self.slot(name) {

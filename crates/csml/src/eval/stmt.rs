@@ -101,7 +101,11 @@ impl Evaluator<'_> {
                 expr,
             } => {
                 let v = self.eval(expr, false)?;
-                let path = self.target_path(&target.path)?;
+                let path = if target.path.is_empty() {
+                    Vec::new()
+                } else {
+                    self.target_path(&target.path)?
+                };
                 self.assign(&target.name, target.pos, path, *op, v, expr.pos)?;
             }
             StmtKind::Remember { name, expr, .. } => {
