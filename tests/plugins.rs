@@ -532,3 +532,108 @@ fn connector_and_plugin_secrets_are_sealed_at_rest() {
     assert_eq!(calls.len(), 2, "{}", s2.logs());
     assert_eq!(calls[1].0, "/bot777:sealed-token/sendMessage");
 }
+
+/// `botyard ARGS --data DATA`: (success, stdout, stderr).
+fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn channel_create_needs_a_connector_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = cli_json(dir.path(), &["setup"]);
+    let bot = creds_from_setup(&setup).bot_id;
+    let create = |kind: &str, config: &str| {
+        cli(
+            dir.path(),
+            &[
+                "channel", "create", "--kind", kind, "--bot", &bot, "--config", config,
+            ],
+        )
+    };
+    let (ok, _, err) = create("fax", "{}");
+    assert!(!ok, "a kind without a connector plugin is refused");
+    assert!(err.contains("no connector plugin `fax`"), "{err}");
+    assert!(
+        err.contains("telegram"),
+        "names the first-party connectors: {err}"
+    );
+    let (ok, _, err) = create("echo", "{}");
+    assert!(
+        !ok && err.contains("is an app, not a channel connector"),
+        "{err}"
+    );
+    let (ok, _, err) = create("telegram", "{}");
+    assert!(!ok && err.contains("needs: bot_token"), "{err}");
+    let (ok, _, err) = create("telegram", r#"{"bot_token": "1:x", "colour": "red"}"#);
+    assert!(!ok && err.contains("declares no setting `colour`"), "{err}");
+    let none: Vec<Json> = cli_json(dir.path(), &["channel", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] != "api")
+        .cloned()
+        .collect();
+    assert!(none.is_empty(), "nothing created: {none:?}");
+
+    // An installed connector (here the Telegram component under another name) is a kind.
+    let wasm = dir.path().join("tg.wasm");
+    std::fs::write(&wasm, botyard_plugins::builtin::wasm("telegram").unwrap()).unwrap();
+    let org = cli_json(dir.path(), &["org", "list"]);
+    let org = org
+        .as_array()
+        .cloned()
+        .or_else(|| org["organizations"].as_array().cloned())
+        .unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: Json = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/plugins/telegram/plugin.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    manifest["name"] = json!("my-tg");
+    let manifest_file = dir.path().join("my-tg.json");
+    std::fs::write(&manifest_file, manifest.to_string()).unwrap();
+    cli_json(
+        dir.path(),
+        &[
+            "plugin",
+            "install",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest_file.to_str().unwrap(),
+            "--org",
+            &org,
+        ],
+    );
+    let ch = cli_json(
+        dir.path(),
+        &[
+            "channel",
+            "create",
+            "--kind",
+            "my-tg",
+            "--bot",
+            &bot,
+            "--config",
+            r#"{"bot_token": "1:x"}"#,
+        ],
+    );
+    assert_eq!(ch["kind"], "my-tg");
+    assert!(ch["token"].as_str().is_some_and(|t| !t.is_empty()));
+}
