@@ -2216,3 +2216,109 @@ fn bench_task_latency_and_incoming_throughput() {
         el
     );
 }
+
+/// Our extension: the version pinned at chat start (or by a `/v{N}/` route) runs the session's
+/// later turns, whatever is published since; the working number runs the working flows.
+#[test]
+fn pinned_version_drives_later_turns() {
+    let s = Ocs::start();
+    let say = |w: &str| format!("start:\n    say \"{w}\"\n    goto end");
+    let bot = s.bot_with(&s.org, "Pinned", &say("one"), None);
+    s.set_public(&bot, true);
+    let set_flow = |w: &str| {
+        s.store()
+            .update_flow(
+                &s.org,
+                &bot,
+                "main",
+                botyard::store::FlowPatch {
+                    content: Some(say(w)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    };
+    assert_eq!(s.build(&s.org, &bot), 1);
+    let member = s.auth();
+    let start = |body: Json| {
+        let r = s.client().post("/api/chat/start/", &member, &body);
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        (
+            v["session_id"].as_str().unwrap().to_string(),
+            v["session_token"].as_str().unwrap().to_string(),
+        )
+    };
+    let (p_sid, p_tok) = start(json!({"chatbot_id": bot, "version_number": 1}));
+    assert_eq!(
+        s.chat_turn(&p_sid, &p_tok, "hi")["message"]["content"],
+        "one"
+    );
+    // Build 2 with another output is published (the new live version).
+    set_flow("two");
+    assert_eq!(s.build(&s.org, &bot), 2);
+    let t = s.chat_turn(&p_sid, &p_tok, "again");
+    assert_eq!(t["message"]["content"], "one", "{t}");
+    assert_eq!(t["message"]["tags"], json!(["v1"]));
+    let (u_sid, u_tok) = start(json!({"chatbot_id": bot}));
+    let t = s.chat_turn(&u_sid, &u_tok, "hi");
+    assert_eq!(t["message"]["content"], "two", "{t}");
+    assert_eq!(t["message"]["tags"], json!(["v2"]));
+    // The pinned session keeps version 1 after that too (both builds cached side by side).
+    assert_eq!(
+        s.chat_turn(&p_sid, &p_tok, "more")["message"]["content"],
+        "one"
+    );
+    // `/v{N}/` routes: incoming_message (it continues the key's latest session, here the
+    // unpinned one, running N for that turn) and the OpenAI endpoint.
+    let incoming = |path: &str| {
+        let r = s.post(path, &json!({"message": "hi"}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["response"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        incoming(&format!("/channels/api/{bot}/v1/incoming_message")),
+        "one"
+    );
+    assert_eq!(
+        incoming(&format!("/channels/api/{bot}/incoming_message")),
+        "two"
+    );
+    assert_eq!(
+        incoming(&format!("/channels/api/{bot}/v1/incoming_message")),
+        "one"
+    );
+    let openai = |path: &str| {
+        let r = s.post(
+            path,
+            &json!({"messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        openai(&format!("/api/openai/{bot}/v1/chat/completions")),
+        "one"
+    );
+    assert_eq!(
+        openai(&format!("/api/openai/{bot}/v0/chat/completions")),
+        "two"
+    );
+    assert_eq!(
+        openai(&format!("/api/openai/{bot}/chat/completions")),
+        "two"
+    );
+    // The working number (3) runs the unbuilt working flows.
+    set_flow("three");
+    let (w_sid, w_tok) = start(json!({"chatbot_id": bot, "version_number": 3}));
+    let t = s.chat_turn(&w_sid, &w_tok, "hi");
+    assert_eq!(t["message"]["content"], "three", "{t}");
+    assert_eq!(t["message"]["tags"], json!(["v3-unreleased"]));
+    assert_eq!(
+        s.chat_turn(&u_sid, &u_tok, "x")["message"]["content"],
+        "two"
+    );
+}

@@ -3,7 +3,7 @@
 //! working copy changes with every edit). A turn costs one tiny read to check the key; the
 //! source is fetched and compiled only when it changed.
 
-use super::EngineError;
+use super::{BotCode, EngineError};
 use crate::store::{BotSettings, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,12 +57,22 @@ impl BotCache {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The current compiled bot (blocking: may read and compile). `working`: the working
-    /// flows even when a build is live (the admin UI's try-it), cached under their own key.
-    pub fn get(&self, store: &Store, org: &str, bot_id: &str, working: bool) -> Result<Arc<LiveBot>, EngineError> {
+    /// The current compiled `code` of a bot (blocking: may read and compile). `Working`: the
+    /// working flows even when a build is live (the admin UI's try-it); `Build`: that build
+    /// (OCS version pinning). Each is cached under its own key, checked against the bot's rev.
+    pub fn get(
+        &self,
+        store: &Store,
+        org: &str,
+        bot_id: &str,
+        code: &BotCode,
+    ) -> Result<Arc<LiveBot>, EngineError> {
         let (version, rev) = store.bot_code_key(org, bot_id)?;
-        let version = if working { None } else { version };
-        let key = if working { format!("{bot_id}#working") } else { bot_id.to_string() };
+        let (version, key) = match code {
+            BotCode::Live => (version, bot_id.to_string()),
+            BotCode::Working => (None, format!("{bot_id}#working")),
+            BotCode::Build(v) => (Some(v.clone()), format!("{bot_id}#{v}")),
+        };
         if let Some(hit) = self
             .map
             .lock()
@@ -73,7 +83,7 @@ impl BotCache {
         {
             return Ok(hit.clone());
         }
-        let live = Arc::new(compile(store, org, bot_id, working)?);
+        let live = Arc::new(compile(store, org, bot_id, code)?);
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -82,9 +92,19 @@ impl BotCache {
     }
 }
 
-fn compile(store: &Store, org: &str, bot_id: &str, working: bool) -> Result<LiveBot, EngineError> {
+fn compile(
+    store: &Store,
+    org: &str,
+    bot_id: &str,
+    code: &BotCode,
+) -> Result<LiveBot, EngineError> {
     let (bot, version) = store.live_code(org, bot_id)?;
-    let version = if working { None } else { version };
+    let version = match code {
+        BotCode::Live => version,
+        BotCode::Working => None,
+        BotCode::Build(id) if version.as_ref().is_some_and(|v| &v.id == id) => version,
+        BotCode::Build(id) => Some(store.get_version(org, bot_id, Some(id))?),
+    };
     let (flows, default_id, custom_components) = match &version {
         Some(v) => (
             v.snapshot

@@ -127,6 +127,19 @@ pub struct ChatRequest {
     pub received_at: i64,
 }
 
+/// Which code of a bot a turn runs. Every entry point but [`Engine::chat_code`] picks
+/// `Live` (or `Working` for [`TRY_IT_KIND`] channels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BotCode {
+    /// The live build, or the working flows when the bot was never built.
+    Live,
+    /// The working flows even when a build is live.
+    Working,
+    /// One build (a `bot_versions` id of the bot; 404 when it is not one): what an OCS
+    /// session pinned to a version runs. Compiled once per (bot, build, rev).
+    Build(String),
+}
+
 /// `client` of a response.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ClientIds {
@@ -237,6 +250,15 @@ impl Engine {
     /// Run one end-user event (`POST /chat`). `Ok` = the turn is committed.
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, EngineError> {
         turn::chat(self, req, None).await
+    }
+
+    /// [`Engine::chat`] running `code` whatever serves the channel (OCS version pinning).
+    pub async fn chat_code(
+        &self,
+        req: ChatRequest,
+        code: BotCode,
+    ) -> Result<ChatResponse, EngineError> {
+        turn::chat_code(self, req, None, code).await
     }
 
     /// Validate and durably queue a broadcast; returns the normalised request echoed by

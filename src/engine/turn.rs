@@ -5,7 +5,7 @@
 use super::cache::LiveBot;
 use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
-use super::{ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage};
+use super::{BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage};
 use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnWrite};
 use crate::store::ids::{iso_millis, new_id, now_millis};
 use crate::store::{ClientKey, ConversationStatus, Direction};
@@ -34,6 +34,21 @@ pub(super) async fn chat(
     req: ChatRequest,
     broadcast: Option<String>,
 ) -> Result<ChatResponse, EngineError> {
+    let code = if req.channel.kind == super::TRY_IT_KIND {
+        BotCode::Working
+    } else {
+        BotCode::Live
+    };
+    chat_code(engine, req, broadcast, code).await
+}
+
+/// [`chat`] running the given code of the bot.
+pub(super) async fn chat_code(
+    engine: &Engine,
+    req: ChatRequest,
+    broadcast: Option<String>,
+    code: BotCode,
+) -> Result<ChatResponse, EngineError> {
     let (incoming, metadata) = check_request(&req)?;
     let inner = &engine.inner;
     let ch = &req.channel;
@@ -42,7 +57,7 @@ pub(super) async fn chat(
     let e2 = engine.clone();
     let is_broadcast = broadcast.is_some();
     let (write, response) = tokio::task::spawn_blocking(move || {
-        prepare(&e2, req, incoming, metadata, is_broadcast).map(|(mut w, r)| {
+        prepare(&e2, req, incoming, metadata, is_broadcast, &code).map(|(mut w, r)| {
             w.broadcast_done = broadcast;
             (w, r)
         })
@@ -142,6 +157,7 @@ fn prepare(
     incoming: Incoming,
     mut metadata: Map<String, Json>,
     broadcast: bool,
+    code: &BotCode,
 ) -> Result<Prepared, EngineError> {
     let inner = &engine.inner;
     let store = &inner.store;
@@ -154,7 +170,7 @@ fn prepare(
     };
     let live = inner
         .bots
-        .get(store, &client.organization_id, &client.bot_id, ch.kind == super::TRY_IT_KIND)
+        .get(store, &client.organization_id, &client.bot_id, code)
         .map_err(|e| match e {
             EngineError::Invalid { message, .. } => EngineError::Conflict(message),
             e => e,

@@ -32,7 +32,7 @@ pub mod render;
 pub mod time;
 pub mod token;
 
-use crate::engine::{ChatRequest, Engine, EngineError};
+use crate::engine::{BotCode, ChatRequest, Engine, EngineError};
 use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
@@ -325,7 +325,8 @@ impl Ocs {
         Ok(tag)
     }
 
-    /// Run one event of a session on the engine; returns the rendered replies (already
+    /// Run one event of a session on the engine (the code of its pinned version, see
+    /// [`pinned_code`]); returns the rendered replies (already
     /// applying the flow's write-back).
     pub async fn run_event(
         &self,
@@ -342,13 +343,15 @@ impl Ocs {
             session.participant.id.clone(),
             session.bot_id.clone(),
         );
-        let (data, history, live) = self
+        let pinned = session.version_number;
+        let (data, history, live, code) = self
             .engine
             .blocking(move |s| {
                 let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
                 let hist = s.ocs_recent_messages(&sid, 21)?;
                 let (live, _rev) = s.bot_code_key(&o, &bid)?;
-                Ok((data, hist, live))
+                let (live, code) = pinned_code(s, &o, &bid, live, pinned)?;
+                Ok((data, hist, live, code))
             })
             .await?;
         let pdata = data
@@ -393,14 +396,17 @@ impl Ocs {
         meta.extend(extra_meta);
         let resp = self
             .engine
-            .chat(ChatRequest {
-                channel,
-                user_id: session.id.clone(),
-                payload,
-                metadata: Json::Object(meta),
-                request_id: None,
-                received_at: crate::store::ids::now_millis(),
-            })
+            .chat_code(
+                ChatRequest {
+                    channel,
+                    user_id: session.id.clone(),
+                    payload,
+                    metadata: Json::Object(meta),
+                    request_id: None,
+                    received_at: crate::store::ids::now_millis(),
+                },
+                code,
+            )
             .await?;
         let outputs: Vec<csml::Message> = resp.messages.into_iter().map(|m| m.payload).collect();
         let (rendered, wb) = render::render_all(&outputs);
@@ -779,4 +785,34 @@ fn parse_request(request: &Json) -> (String, Vec<i64>, Option<Json>) {
         .unwrap_or_default();
     let context = request.get("context").cloned().filter(|c| !c.is_null());
     (text, ids, context)
+}
+
+/// The code a session pinned to OCS version `pinned` runs, and the build id its replies are
+/// tagged with. Our extension of the contract: a version pinned at chat start (or by a
+/// `/v{N}/` route) drives the session's later turns, whatever is published since. N is a
+/// build's number, or the working number (no build has it yet): the working flows, as OCS
+/// runs its unreleased working version. A number that names neither (a version removed
+/// since) falls back to the live code. Unpinned sessions run the live code.
+pub fn pinned_code(
+    store: &crate::store::Store,
+    org: &str,
+    bot: &str,
+    live: Option<String>,
+    pinned: Option<i64>,
+) -> crate::store::Result<(Option<String>, BotCode)> {
+    let Some(n) = pinned.filter(|n| *n > 0) else {
+        return Ok((live, BotCode::Live));
+    };
+    match store.ocs_version_id(org, bot, n)? {
+        Some(id) if live.as_deref() == Some(id.as_str()) => Ok((live, BotCode::Live)),
+        Some(id) => Ok((Some(id.clone()), BotCode::Build(id))),
+        None => {
+            let newest = store.list_versions(org, bot, 1)?.first().map(|v| v.seq);
+            if n == newest.unwrap_or(0) + 1 {
+                Ok((None, BotCode::Working))
+            } else {
+                Ok((live, BotCode::Live))
+            }
+        }
+    }
 }

@@ -742,6 +742,18 @@ impl Store {
         })
     }
 
+    /// The id of a bot's build numbered `seq` (OCS `version_number`), if there is one.
+    pub fn ocs_version_id(&self, org: &str, bot: &str, seq: i64) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id FROM bot_versions
+                     WHERE bot_id = ?1 AND seq = ?2 AND organization_id = ?3",
+            )?
+            .query_row(params![bot, seq, org], |r| r.get(0))
+            .optional()?)
+        })
+    }
+
     /// Record the widget version a channel's client reported.
     pub fn ocs_record_widget_version(&self, org: &str, id: &str, version: &str) -> Result<()> {
         let (org, id, version) = (org.to_string(), id.to_string(), version.to_string());

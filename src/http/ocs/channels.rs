@@ -280,6 +280,8 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
         .map(str::to_string);
     let key_id = caller.key.id.clone();
     let reset = text.trim().eq_ignore_ascii_case("/reset");
+    // `/v{N}/`: this turn (and a session it creates) runs version N.
+    let route_version = call.params.version;
     // One blocking call: the chatbot (404 first) and the session to continue or create.
     let r = call
         .blocking(move |s| {
@@ -298,6 +300,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                         owner_key_id: Some(key_id.clone()),
                         status: "active".into(),
                         session_token_required: true,
+                        version_number: route_version,
                         ..Default::default()
                     },
                 )
@@ -341,7 +344,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
             Ok(Ok(Some(Some(sess))))
         })
         .await;
-    let session = match r {
+    let mut session = match r {
         Ok(Ok(Some(Some(s)))) => s,
         Ok(Ok(Some(None))) => {
             return ok(&json!({"response": "Conversation reset", "attachments": []}));
@@ -350,6 +353,9 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
         Ok(Err(())) => return bot_404(),
         Err(r) => return r,
     };
+    if route_version.is_some() {
+        session.version_number = route_version;
+    }
     match run_sync(call, &session, &text).await {
         Ok(rendered) => {
             let attachments: Vec<Json> = rendered
@@ -487,6 +493,8 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
         bot.id.clone(),
         caller.key.id.clone(),
     );
+    // `/v{N}/` (0 = the default version) pins the session to version N.
+    let version_number = call.params.version.filter(|n| *n != 0);
     let session = match call
         .blocking(move |s| {
             s.ocs_create_session(
@@ -501,6 +509,7 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
                     status: "active".into(),
                     session_token_required: true,
                     messages: hist,
+                    version_number,
                     ..Default::default()
                 },
             )
