@@ -2,10 +2,15 @@
 //! working copy when never built) and the bot's `rev` (env and settings are read live, and a
 //! working copy changes with every edit). A turn costs one tiny read to check the key; the
 //! source is fetched and compiled only when it changed.
+//!
+//! A specific build ([`BotCode::Build`], OCS sessions pinned to a version) is cached under
+//! `(bot, version)` in its own map and checked against the bot's `rev` only: it is never
+//! re-parsed per request, whatever serves the bot's other traffic.
 
 use super::{BotCode, EngineError};
 use crate::store::{BotSettings, Store};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Flow facts the engine needs for selection, in flow order.
@@ -26,9 +31,30 @@ pub struct LiveBot {
     /// Name of the default flow.
     pub default_flow: String,
     pub settings: BotSettings,
+    /// The source names `HTTP`, `App` or `SMTP` somewhere (a conservative word scan): its
+    /// turns may wait on the network, so they never run on the store's writer thread.
+    pub may_block: bool,
+    /// Moving average of the interpreter's time per turn, in nanoseconds.
+    run_ns: AtomicU64,
 }
 
+/// Average interpreter time above which a bot's turns run on the blocking pool instead of the
+/// writer thread: a heavy bot must not delay every other tenant's commits.
+const INLINE_MAX_NS: u64 = 100_000;
+
 impl LiveBot {
+    /// Whether a turn may run inside the writer's transaction (see `turn`).
+    pub fn runs_inline(&self) -> bool {
+        !self.may_block && self.run_ns.load(Ordering::Relaxed) < INLINE_MAX_NS
+    }
+
+    /// Record how long the interpreter took (an exponential moving average, weight 1/8).
+    pub fn record_run(&self, ns: u64) {
+        let old = self.run_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.run_ns.store(new.max(1), Ordering::Relaxed);
+    }
+
     /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
     pub fn find_flow(&self, id_or_name: &str) -> Option<&FlowMeta> {
         self.flows.iter().find(|f| f.id == id_or_name).or_else(|| {
@@ -47,19 +73,64 @@ impl LiveBot {
     }
 }
 
+/// Compiled bots by bot id: `live` serves traffic, `working` the admin UI's try-it.
 #[derive(Default)]
 pub struct BotCache {
-    map: Mutex<HashMap<String, Arc<LiveBot>>>,
+    map: Mutex<Maps>,
+}
+
+#[derive(Default)]
+struct Maps {
+    live: HashMap<String, Arc<LiveBot>>,
+    working: HashMap<String, Arc<LiveBot>>,
+    /// Pinned builds by `(bot id, version id)`.
+    builds: HashMap<(String, String), Arc<LiveBot>>,
+}
+
+impl Maps {
+    fn peek(&self, bot_id: &str, code: &BotCode) -> Option<Arc<LiveBot>> {
+        match code {
+            BotCode::Live => self.live.get(bot_id),
+            BotCode::Working => self.working.get(bot_id),
+            BotCode::Build(v) => self.builds.get(&(bot_id.to_string(), v.clone())),
+        }
+        .cloned()
+    }
+
+    fn insert(&mut self, bot_id: &str, code: &BotCode, bot: Arc<LiveBot>) {
+        match code {
+            BotCode::Live => self.live.insert(bot_id.to_string(), bot),
+            BotCode::Working => self.working.insert(bot_id.to_string(), bot),
+            BotCode::Build(v) => self.builds.insert((bot_id.to_string(), v.clone()), bot),
+        };
+    }
+}
+
+/// Whether `bot` is still the `code` of a bot whose live build and rev are `(live, rev)`.
+pub fn is_current(bot: &LiveBot, code: &BotCode, live: Option<String>, rev: i64) -> bool {
+    let version = match code {
+        BotCode::Live => live,
+        BotCode::Working => None,
+        BotCode::Build(v) => Some(v.clone()),
+    };
+    bot.version_id == version && bot.rev == rev
 }
 
 impl BotCache {
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.live.len() + m.working.len() + m.builds.len()
+    }
+
+    /// The cached compiled bot, without checking that it is current (the caller checks its
+    /// `(version_id, rev)` against the store, e.g. inside the turn's writer job).
+    pub fn peek(&self, bot_id: &str, code: &BotCode) -> Option<Arc<LiveBot>> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.peek(bot_id, code)
     }
 
     /// The current compiled `code` of a bot (blocking: may read and compile). `Working`: the
-    /// working flows even when a build is live (the admin UI's try-it); `Build`: that build
-    /// (OCS version pinning). Each is cached under its own key, checked against the bot's rev.
+    /// working flows even when a build is live (the admin UI's try-it); `Build`: that build.
     pub fn get(
         &self,
         store: &Store,
@@ -68,36 +139,21 @@ impl BotCache {
         code: &BotCode,
     ) -> Result<Arc<LiveBot>, EngineError> {
         let (version, rev) = store.bot_code_key(org, bot_id)?;
-        let (version, key) = match code {
-            BotCode::Live => (version, bot_id.to_string()),
-            BotCode::Working => (None, format!("{bot_id}#working")),
-            BotCode::Build(v) => (Some(v.clone()), format!("{bot_id}#{v}")),
-        };
-        if let Some(hit) = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            && hit.version_id == version
-            && hit.rev == rev
+        if let Some(hit) = self.peek(bot_id, code)
+            && is_current(&hit, code, version, rev)
         {
-            return Ok(hit.clone());
+            return Ok(hit);
         }
         let live = Arc::new(compile(store, org, bot_id, code)?);
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, live.clone());
+            .insert(bot_id, code, live.clone());
         Ok(live)
     }
 }
 
-fn compile(
-    store: &Store,
-    org: &str,
-    bot_id: &str,
-    code: &BotCode,
-) -> Result<LiveBot, EngineError> {
+fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<LiveBot, EngineError> {
     let (bot, version) = store.live_code(org, bot_id)?;
     let version = match code {
         BotCode::Live => version,
@@ -187,6 +243,9 @@ fn compile(
             errors: v.errors,
         }
     })?;
+    let may_block = flows
+        .iter()
+        .any(|(_, content)| names_blocking_builtin(content));
     Ok(LiveBot {
         version_id: version.map(|v| v.id),
         rev: bot.rev,
@@ -194,5 +253,36 @@ fn compile(
         flows: flows.into_iter().map(|(f, _)| f).collect(),
         default_flow,
         settings: bot.settings,
+        may_block,
+        run_ns: AtomicU64::new(0),
     })
+}
+
+/// Whether a flow's text contains the word `HTTP`, `App` or `SMTP` (any case) — the builtins
+/// whose calls wait on the network. Over-approximates (a word in a string counts too), which
+/// only costs the bot the slower blocking-pool path.
+fn names_blocking_builtin(src: &str) -> bool {
+    src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| {
+            w.eq_ignore_ascii_case("http")
+                || w.eq_ignore_ascii_case("app")
+                || w.eq_ignore_ascii_case("smtp")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_blocking_builtin;
+
+    #[test]
+    fn blocking_builtins_are_spotted() {
+        assert!(names_blocking_builtin(
+            "start:\n do r = HTTP(\"x\").get().send()"
+        ));
+        assert!(names_blocking_builtin("do x = App(\"fn\", a=1)"));
+        assert!(names_blocking_builtin("do SMTP(\"h\")"));
+        assert!(!names_blocking_builtin(
+            "start:\n say \"happy apples\"\n goto end"
+        ));
+    }
 }

@@ -44,7 +44,7 @@ impl<'a> TurnHost<'a> {
         apps: Option<&'a dyn AppRouter>,
         ctx: AppContext,
     ) -> Self {
-        let seed: [u8; 8] = crate::store::ids::random_bytes();
+        let seed: [u8; 8] = crate::store::ids::buffered_random_bytes();
         TurnHost {
             base: outbound.map(|o| BotHost::new(o.clone())),
             rng: u64::from_le_bytes(seed) | 1,

@@ -261,6 +261,17 @@ impl Engine {
         turn::chat_code(self, req, None, code).await
     }
 
+    /// Run a connector channel's stored inbound event `event` (its turn as [`Engine::chat`]):
+    /// the event is marked done, and the replies queued for delivery, in the turn's own
+    /// commit, so a crash never runs it twice. `Conflict` when it is no longer pending.
+    pub async fn chat_inbound(
+        &self,
+        req: ChatRequest,
+        event: String,
+    ) -> Result<ChatResponse, EngineError> {
+        turn::chat_inbound(self, req, event).await
+    }
+
     /// Validate and durably queue a broadcast; returns the normalised request echoed by
     /// `POST /broadcasts` (`close_flows` defaults to true for `flow_trigger`).
     pub async fn broadcast(&self, req: BroadcastRequest) -> Result<Json, EngineError> {

@@ -2,14 +2,15 @@
 //! context, run the interpreter on a blocking thread, commit the write set through the group
 //! writer, report to the sink.
 
-use super::cache::LiveBot;
+use super::cache::{LiveBot, is_current};
 use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
 use super::{BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage};
-use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnWrite};
+use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnTx, TurnWrite};
 use crate::store::ids::{iso_millis, new_id, now_millis};
 use crate::store::{ClientKey, ConversationStatus, Direction};
 use serde_json::{Map, Value as Json};
+use std::sync::Arc;
 
 /// Check the request fields the engine owns.
 fn check_request(req: &ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
@@ -27,8 +28,34 @@ fn check_request(req: &ChatRequest) -> Result<(Incoming, Map<String, Json>), Eng
     Ok((incoming, metadata))
 }
 
+/// What a turn carries into its writer job; handed back when the compiled bot turned out to
+/// be stale, so the turn can be retried after a reload.
+struct TurnInput {
+    req: ChatRequest,
+    incoming: Incoming,
+    metadata: Map<String, Json>,
+    broadcast: Option<String>,
+    code: BotCode,
+    /// A connector's inbound event this turn runs (see [`chat_inbound`]).
+    inbound: Option<String>,
+}
+
+type Done = (ChatResponse, crate::store::Channel);
+
+enum Phase {
+    Done(Done),
+    /// The bot's code changed since it was compiled: reload and retry.
+    Stale(TurnInput),
+}
+
 /// Run a chat turn. `broadcast`: the queued broadcast this turn executes (marked done in the
 /// same commit) — broadcasts default `close_flows` to true.
+///
+/// A turn of a bot that makes no network calls and whose interpreter runs fast is one job
+/// of the store's writer: check that the compiled bot is current, read the conversation and
+/// memories, run the interpreter, apply the write set — all inside the group transaction, so
+/// no blocking-pool hop, no read connection (whose page cache every commit empties), and one
+/// round trip. Other bots read on the writer, run on the blocking pool, then commit.
 pub(super) async fn chat(
     engine: &Engine,
     req: ChatRequest,
@@ -49,27 +76,167 @@ pub(super) async fn chat_code(
     broadcast: Option<String>,
     code: BotCode,
 ) -> Result<ChatResponse, EngineError> {
+    chat_turn(engine, req, broadcast, code, None).await
+}
+
+/// [`chat`] for a connector's stored inbound event: marked done in the turn's commit.
+pub(super) async fn chat_inbound(
+    engine: &Engine,
+    req: ChatRequest,
+    event: String,
+) -> Result<ChatResponse, EngineError> {
+    chat_turn(engine, req, None, BotCode::Live, Some(event)).await
+}
+
+async fn chat_turn(
+    engine: &Engine,
+    req: ChatRequest,
+    broadcast: Option<String>,
+    code: BotCode,
+    inbound: Option<String>,
+) -> Result<ChatResponse, EngineError> {
     let (incoming, metadata) = check_request(&req)?;
     let inner = &engine.inner;
-    let ch = &req.channel;
-    let _guard = inner.locks.lock(&ch.bot_id, &ch.id, &req.user_id).await;
-
-    let e2 = engine.clone();
-    let is_broadcast = broadcast.is_some();
-    let (write, response) = tokio::task::spawn_blocking(move || {
-        prepare(&e2, req, incoming, metadata, is_broadcast, &code).map(|(mut w, r)| {
-            w.broadcast_done = broadcast;
-            (w, r)
-        })
-    })
-    .await
-    .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
-
-    inner.store.commit_turn(write).await?;
-    if let Some(sink) = &inner.config.sink {
-        sink.turn_committed(&response.1, &response.0);
+    let _guard = inner
+        .locks
+        .lock(&req.channel.bot_id, &req.channel.id, &req.user_id)
+        .await;
+    let mut live = inner.bots.peek(&req.channel.bot_id, &code);
+    let mut input = TurnInput {
+        req,
+        incoming,
+        metadata,
+        broadcast,
+        code,
+        inbound,
+    };
+    for _ in 0..3 {
+        let bot = match live.take() {
+            Some(b) => b,
+            None => load_bot(engine, &input.req.channel, &input.code).await?,
+        };
+        let phase = if bot.runs_inline() {
+            inline_turn(engine, bot, input).await?
+        } else {
+            split_turn(engine, bot, input).await?
+        };
+        match phase {
+            Phase::Done((response, channel)) => {
+                if let Some(sink) = &inner.config.sink {
+                    sink.turn_committed(&channel, &response);
+                }
+                return Ok(response);
+            }
+            Phase::Stale(back) => input = back,
+        }
     }
-    Ok(response.0)
+    Err(EngineError::Internal(
+        "the bot kept changing while the turn was starting".into(),
+    ))
+}
+
+/// The current compiled bot (blocking pool: it may read and compile).
+async fn load_bot(
+    engine: &Engine,
+    ch: &crate::store::Channel,
+    code: &BotCode,
+) -> Result<Arc<LiveBot>, EngineError> {
+    let (e2, org, bot) = (
+        engine.clone(),
+        ch.organization_id.clone(),
+        ch.bot_id.clone(),
+    );
+    let code = code.clone();
+    tokio::task::spawn_blocking(move || e2.inner.bots.get(&e2.inner.store, &org, &bot, &code))
+        .await
+        .map_err(|e| EngineError::Internal(format!("loading the bot failed: {e}")))?
+        .map_err(|e| match e {
+            EngineError::Invalid { message, .. } => EngineError::Conflict(message),
+            e => e,
+        })
+}
+
+fn client_of(req: &ChatRequest) -> ClientKey {
+    let ch = &req.channel;
+    ClientKey {
+        organization_id: ch.organization_id.clone(),
+        bot_id: ch.bot_id.clone(),
+        channel_id: ch.id.clone(),
+        user_id: req.user_id.clone(),
+    }
+}
+
+/// Inside a writer job: `None` when `bot` is not the code that serves the channel any more.
+fn read_state(
+    tx: &TurnTx<'_>,
+    bot: &LiveBot,
+    client: &ClientKey,
+    code: &BotCode,
+    now: i64,
+) -> crate::store::Result<Option<TurnState>> {
+    let (version, rev) = tx.bot_code_key(&client.organization_id, &client.bot_id)?;
+    if !is_current(bot, code, version, rev) {
+        return Ok(None);
+    }
+    Ok(Some(tx.turn_state(client, now)?))
+}
+
+async fn inline_turn(
+    engine: &Engine,
+    bot: Arc<LiveBot>,
+    input: TurnInput,
+) -> Result<Phase, EngineError> {
+    let e2 = engine.clone();
+    engine
+        .inner
+        .store
+        .turn_on_writer(move |tx| {
+            let now = now_millis();
+            let client = client_of(&input.req);
+            let Some(state) = read_state(tx, &bot, &client, &input.code, now)? else {
+                return Ok(Ok(Phase::Stale(input)));
+            };
+            match run(&e2, &bot, client, state, input, now) {
+                Ok((write, done)) => {
+                    tx.apply(&write)?;
+                    Ok(Ok(Phase::Done(done)))
+                }
+                // Nothing was written: the job's savepoint is released empty.
+                Err(e) => Ok(Err(e)),
+            }
+        })
+        .await?
+}
+
+async fn split_turn(
+    engine: &Engine,
+    bot: Arc<LiveBot>,
+    input: TurnInput,
+) -> Result<Phase, EngineError> {
+    let b2 = Arc::clone(&bot);
+    let (state, input, client, now) = match engine
+        .inner
+        .store
+        .turn_on_writer(move |tx| {
+            let now = now_millis();
+            let client = client_of(&input.req);
+            Ok(match read_state(tx, &b2, &client, &input.code, now)? {
+                Some(state) => Ok((state, input, client, now)),
+                None => Err(input),
+            })
+        })
+        .await?
+    {
+        Ok(read) => read,
+        Err(input) => return Ok(Phase::Stale(input)),
+    };
+    let e2 = engine.clone();
+    let (write, done) =
+        tokio::task::spawn_blocking(move || run(&e2, &bot, client, state, input, now))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
+    engine.inner.store.commit_turn(write).await?;
+    Ok(Phase::Done(done))
 }
 
 /// Where the turn starts.
@@ -148,36 +315,28 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
     }
 }
 
-type Prepared = (TurnWrite, (ChatResponse, crate::store::Channel));
-
-/// The blocking part: read state, select, run the interpreter, build the write set.
-fn prepare(
+/// Select the flow, run the interpreter, build the write set and the response. Blocking
+/// only when the bot's host calls block (see [`LiveBot::may_block`]).
+fn run(
     engine: &Engine,
-    req: ChatRequest,
-    incoming: Incoming,
-    mut metadata: Map<String, Json>,
-    broadcast: bool,
-    code: &BotCode,
-) -> Result<Prepared, EngineError> {
+    live: &LiveBot,
+    client: ClientKey,
+    state: TurnState,
+    input: TurnInput,
+    now: i64,
+) -> Result<(TurnWrite, Done), EngineError> {
     let inner = &engine.inner;
-    let store = &inner.store;
+    let TurnInput {
+        req,
+        incoming,
+        mut metadata,
+        broadcast,
+        code: _,
+        inbound,
+    } = input;
+    let is_broadcast = broadcast.is_some();
     let ch = req.channel;
-    let client = ClientKey {
-        organization_id: ch.organization_id.clone(),
-        bot_id: ch.bot_id.clone(),
-        channel_id: ch.id.clone(),
-        user_id: req.user_id.clone(),
-    };
-    let live = inner
-        .bots
-        .get(store, &client.organization_id, &client.bot_id, code)
-        .map_err(|e| match e {
-            EngineError::Invalid { message, .. } => EngineError::Conflict(message),
-            e => e,
-        })?;
-    let now = now_millis();
-    let state = store.load_turn_state(&client, now)?;
-    let start = select(&live, &state, &incoming, broadcast);
+    let start = select(live, &state, &incoming, is_broadcast);
 
     // _metadata: the request's, plus the channel (studio-api §2.1; `_channel` is ours).
     metadata.insert(
@@ -207,7 +366,9 @@ fn prepare(
             user_id: client.user_id.clone(),
         },
     );
+    let started = std::time::Instant::now();
     let result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
+    live.record_run(started.elapsed().as_nanos() as u64);
 
     let interaction = result.gotos;
     let closed = result.status != csml::TurnStatus::Hold;
@@ -289,7 +450,8 @@ fn prepare(
         messages,
         low_data: live.settings.low_data_mode,
         expires_at,
-        broadcast_done: None,
+        broadcast_done: broadcast,
+        inbound_done: inbound,
     };
     let response = ChatResponse {
         request_id: req.request_id.unwrap_or_else(new_id),

@@ -129,6 +129,40 @@ fn find_flow(c: &Connection, org: &str, bot: &str, id_or_name: &str) -> Result<O
     .optional()?)
 }
 
+/// `airules`: each flow's user commands become those of the rules naming it (none when no
+/// rule names it); the automatic command stays. Unknown flow names → `NotFound` before any
+/// change (the caller's transaction is rolled back anyway).
+fn set_flow_commands(
+    c: &Connection,
+    org: &str,
+    bot: &str,
+    rules: &[(String, Vec<String>)],
+    now: i64,
+) -> Result<()> {
+    let flows = load_flows(c, org, bot)?;
+    if let Some((name, _)) = rules
+        .iter()
+        .find(|(name, _)| !flows.iter().any(|f| f.name.eq_ignore_ascii_case(name)))
+    {
+        return Err(Error::NotFound(format!("flow `{name}` not found")));
+    }
+    let mut st = c.prepare_cached(
+        "UPDATE flows SET commands = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
+    )?;
+    for f in &flows {
+        let user: Vec<String> = rules
+            .iter()
+            .filter(|(name, _)| f.name.eq_ignore_ascii_case(name))
+            .flat_map(|(_, cmds)| cmds.iter().cloned())
+            .collect();
+        let commands = with_auto_command(&f.name, &user);
+        if commands != f.commands {
+            st.execute(params![f.id, org, serde_json::to_string(&commands)?, now])?;
+        }
+    }
+    Ok(())
+}
+
 fn bump_rev(c: &Connection, org: &str, bot: &str, now: i64) -> Result<()> {
     c.prepare_cached(
         "UPDATE bots SET rev = rev + 1, updated_at = ?3 WHERE id = ?1 AND organization_id = ?2",
@@ -311,6 +345,9 @@ impl Store {
             }
             if let Some(cc) = patch.custom_components {
                 b.custom_components = cc;
+            }
+            if let Some(rules) = &patch.flow_commands {
+                set_flow_commands(c, &org, &bot, rules, now)?;
             }
             c.execute(
                 "UPDATE bots SET name = ?3, description = ?4, default_flow_id = ?5, env = ?6,
@@ -648,14 +685,7 @@ impl Store {
 
     /// `(live_version_id, rev)` of a bot: enough to tell whether a compiled copy is current.
     pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT live_version_id, rev FROM bots WHERE id = ?1 AND organization_id = ?2",
-            )?
-            .query_row([bot, org], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
-        })
+        self.read(|c| bot_code_key_on(c, org, bot))
     }
 
     /// What the engine needs to pick the code serving a bot: the bot row and, when it has a
@@ -663,6 +693,20 @@ impl Store {
     pub fn live_code(&self, org: &str, bot: &str) -> Result<(Bot, Option<BotVersion>)> {
         self.read(|c| live_code_on(c, org, bot))
     }
+}
+
+/// `(live_version_id, rev)` of a bot: what decides whether a compiled copy is current.
+pub(super) fn bot_code_key_on(
+    c: &Connection,
+    org: &str,
+    bot: &str,
+) -> Result<(Option<String>, i64)> {
+    c.prepare_cached(
+        "SELECT live_version_id, rev FROM bots WHERE id = ?1 AND organization_id = ?2",
+    )?
+    .query_row([bot, org], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
 }
 
 pub(super) fn live_code_on(

@@ -143,6 +143,9 @@ pub struct TurnWrite {
     pub expires_at: Option<i64>,
     /// A queued broadcast this turn executes: marked done in the same transaction.
     pub broadcast_done: Option<String>,
+    /// A connector's stored inbound event this turn runs: marked done, and the replies queued
+    /// for delivery, in the same transaction (`store::plugins::inbound_turn_done`).
+    pub inbound_done: Option<String>,
 }
 
 fn upsert_participant(
@@ -348,6 +351,9 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         )?
         .execute(params![b, org, now])?;
     }
+    if let Some(ev) = &w.inbound_done {
+        super::plugins::inbound_turn_done(c, w, ev)?;
+    }
     Ok(())
 }
 
@@ -364,7 +370,43 @@ fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversa
     .optional()?)
 }
 
+/// A turn's view of the database from inside the writer's group transaction (see
+/// [`Store::turn_on_writer`]): the reads a turn needs and the write set it applies. Reads
+/// here see every earlier job of the same batch and use the writer connection's page cache,
+/// which stays warm (a read connection's cache is dropped on every commit of the writer).
+pub struct TurnTx<'c> {
+    c: &'c Connection,
+}
+
+impl TurnTx<'_> {
+    /// `(live_version_id, rev)` of a bot (`NotFound` when it is not in `org`).
+    pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
+        super::bots::bot_code_key_on(self.c, org, bot)
+    }
+
+    /// The client's open conversation and memories.
+    pub fn turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
+        turn_state_on(self.c, client, now)
+    }
+
+    /// Apply a turn's write set.
+    pub fn apply(&self, w: &TurnWrite) -> Result<()> {
+        apply_turn(self.c, w)
+    }
+}
+
 impl Store {
+    /// Run `f` as a job of the writer (inside its group transaction, in its own savepoint)
+    /// and await the commit. For the conversation engine: `f` may run CPU work (the
+    /// interpreter) between its reads and its write, but must never wait (no I/O, no locks
+    /// held by async code). An `Err` rolls back what `f` wrote.
+    pub async fn turn_on_writer<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&TurnTx<'_>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.write_async(move |c| f(&TurnTx { c })).await
+    }
+
     /// The client's open conversation and its memories, in one read snapshot.
     pub fn load_turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
         self.read(|c| load_turn_state_on(c, client, now))
@@ -571,13 +613,19 @@ fn load_memories_on(c: &Connection, k: &ClientKey, now: i64) -> Result<Map<Strin
 
 pub(crate) fn load_turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
     let tx = c.unchecked_transaction()?;
-    let conversation = open_conversation_on(&tx, k)?;
+    let state = turn_state_on(&tx, k, now)?;
+    tx.finish()?;
+    Ok(state)
+}
+
+/// The reads of a turn, without a transaction of their own (the caller provides one).
+fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
+    let conversation = open_conversation_on(c, k)?;
     let expired = conversation
         .as_ref()
         .and_then(|c| c.expires_at)
         .is_some_and(|e| e <= now);
-    let memories = load_memories_on(&tx, k, now)?;
-    tx.finish()?;
+    let memories = load_memories_on(c, k, now)?;
     Ok(TurnState {
         conversation,
         expired,

@@ -20,9 +20,41 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// `N` bytes of OS randomness served from a per-thread buffer refilled 512 bytes at a time:
+/// one `getrandom` call per 32 ids instead of one per id (ids and seeds are made on every
+/// chat turn). Same source as [`random_bytes`]; keep secrets on [`random_bytes`] anyway.
+pub fn buffered_random_bytes<const N: usize>() -> [u8; N] {
+    const CAP: usize = 512;
+    struct Pool {
+        buf: [u8; CAP],
+        used: usize,
+    }
+    thread_local! {
+        static POOL: std::cell::RefCell<Pool> =
+            const { std::cell::RefCell::new(Pool { buf: [0; CAP], used: CAP }) };
+    }
+    let mut out = [0u8; N];
+    if N > CAP {
+        return random_bytes();
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.used + N > CAP {
+            getrandom::fill(&mut p.buf).expect("the OS random source failed");
+            p.used = 0;
+        }
+        let at = p.used;
+        out.copy_from_slice(&p.buf[at..at + N]);
+        // Bytes handed out are wiped so they never leave the pool twice.
+        p.buf[at..at + N].fill(0);
+        p.used += N;
+    });
+    out
+}
+
 /// A new time-ordered UUID (v7) string, e.g. `0190f3a2-7c1e-7b3d-9f2a-3c4d5e6f7a8b`.
 pub fn new_id() -> String {
-    let mut b: [u8; 16] = random_bytes();
+    let mut b: [u8; 16] = buffered_random_bytes();
     let ms = now_millis() as u64;
     b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     b[6] = (b[6] & 0x0f) | 0x70;

@@ -195,7 +195,9 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         init_connection(&conn, durability, false)?;
         migrate::apply(&mut conn)?;
-        let writer = writer::Writer::start(conn)?;
+        let checkpoint_conn = Connection::open(&path)?;
+        init_connection(&checkpoint_conn, durability, false)?;
+        let writer = writer::Writer::start(conn, Some(checkpoint_conn))?;
         let read = r2d2::Pool::builder()
             .max_size(4)
             .min_idle(Some(1))

@@ -150,6 +150,11 @@ pub struct BotPatch {
     pub env: Option<Map<String, Json>>,
     pub settings: Option<BotSettings>,
     pub custom_components: Option<Map<String, Json>>,
+    /// `airules` (studio-api §2.4): `(flow name, user commands)` pairs. When set, every flow
+    /// of the bot gets the commands of the rules naming it (case-insensitive) and flows not
+    /// named keep only their automatic command; a rule naming an unknown flow is a
+    /// `NotFound` and nothing changes. Applied in the same transaction as the rest.
+    pub flow_commands: Option<Vec<(String, Vec<String>)>>,
 }
 
 /// A flow as frozen in a build.

@@ -5,6 +5,12 @@
 //! a failing job is rolled back alone — commits, and only then sends each job its result. While
 //! a commit is in progress new jobs queue up, so the batch size grows with the load and the
 //! per-turn cost of a commit shrinks.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a second
+//! thread with its own connection: the writer connection has `wal_autocheckpoint` off, so a
+//! commit never stalls behind a checkpoint's disk flushes. The checkpointer runs a PASSIVE
+//! checkpoint whenever commits happened since its last one (at most every [`CHECKPOINT_EVERY`]);
+//! the writer restarts the WAL from its start once a checkpoint has caught up.
 
 use super::{Error, Result};
 use rusqlite::Connection;
@@ -13,10 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Pause between checkpoints while commits keep coming.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 type Output = Result<Box<dyn Any + Send>>;
 type Work = Box<dyn FnOnce(&Connection) -> Output + Send>;
@@ -48,6 +57,7 @@ pub(super) struct Writer {
     thread: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
     jobs: Arc<AtomicU64>,
+    checkpointer: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 fn unpack<R: 'static>(out: Option<Output>) -> Result<Result<R>, ()> {
@@ -65,10 +75,25 @@ fn boxed<R: Send + 'static>(f: impl FnOnce(&Connection) -> Result<R> + Send + 's
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Result<Writer> {
+    /// Start the writer on `conn`. `checkpoint_conn`: a second connection to the same file
+    /// for the checkpointer thread (`None` leaves checkpoints to SQLite's automatic ones on
+    /// the writer).
+    pub(super) fn start(conn: Connection, checkpoint_conn: Option<Connection>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let jobs = Arc::new(AtomicU64::new(0));
+        let checkpointer = match checkpoint_conn {
+            Some(cc) => {
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                let (stop_tx, stop_rx) = mpsc::channel::<()>();
+                let c3 = commits.clone();
+                let handle = std::thread::Builder::new()
+                    .name("botyard-db-checkpoint".into())
+                    .spawn(move || checkpoints(cc, stop_rx, &c3))?;
+                Some((stop_tx, handle))
+            }
+            None => None,
+        };
         let (c2, j2) = (commits.clone(), jobs.clone());
         let thread = std::thread::Builder::new()
             .name("botyard-db-writer".into())
@@ -78,6 +103,7 @@ impl Writer {
             thread: Some(thread),
             commits,
             jobs,
+            checkpointer,
         })
     }
 
@@ -137,9 +163,34 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel lets the thread finish the queued jobs and exit; joining makes
         // "store dropped" mean "everything acknowledged is on disk and the file is closed".
+        // The checkpointer stops first so the writer's final TRUNCATE checkpoint runs alone.
+        if let Some((stop, handle)) = self.checkpointer.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The checkpointer thread: a PASSIVE checkpoint (never waits for the writer, never blocks
+/// it) whenever commits happened since the last one, then a pause. Stops when `stop` closes.
+fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>, commits: &AtomicU64) {
+    let mut seen = commits.load(Ordering::Relaxed);
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = commits.load(Ordering::Relaxed);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
 }
@@ -182,7 +233,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)>
         let out = run_job(conn, job.work);
         results.push((job.reply, out));
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = exec_cached(conn, "COMMIT") {
         let msg = e.to_string();
         let _ = conn.execute_batch("ROLLBACK");
         for (_, out) in results.iter_mut() {
@@ -197,7 +248,7 @@ fn begin(conn: &Connection) -> rusqlite::Result<()> {
     // covers that, a retry loop covers a timeout under a long external write.
     let mut tries = 0;
     loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
+        match exec_cached(conn, "BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
             Err(e) if tries < 5 && is_busy(&e) => tries += 1,
             Err(e) => return Err(e),
@@ -210,18 +261,24 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
+/// Runs a cached statement that returns no rows (savepoint control). `execute_batch` would
+/// parse the text again on every job.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
 fn run_job(conn: &Connection, work: Work) -> Output {
-    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
         return Err(e.into());
     }
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())));
     let end = if out.is_ok() {
-        "RELEASE job"
+        exec_cached(conn, "RELEASE job")
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
     };
-    match conn.execute_batch(end) {
+    match end {
         Ok(()) => out,
         Err(e) => Err(e.into()),
     }

@@ -37,20 +37,24 @@ pub(super) async fn put_bot(call: Call<'_>) -> ApiResult<Response<Body>> {
                 .collect(),
         );
     }
-    let airules = match body.get("airules") {
+    patch.flow_commands = match body.get("airules") {
         None | Some(Json::Null) => None,
         Some(Json::Array(rules)) => Some(parse_airules(rules)?),
         Some(_) => return Err(ApiError::bad_request("field airules must be an array")),
     };
-    let engine = &call.state.engine;
-    if let Some(rules) = airules {
-        apply_airules(&call, rules).await?;
-    }
-    let (b, flows) = engine.update_bot(call.org(), call.bot(), patch).await?;
+    // One store transaction: the bot fields and every flow's commands change together (an
+    // unknown flow in `airules` is a 404 and nothing changes).
+    let (b, flows) = call
+        .state
+        .engine
+        .update_bot(call.org(), call.bot(), patch)
+        .await?;
     Ok(ok_json(&dto::bot(&b, &flows)))
 }
 
-/// `[{"commands": [...], "target": {"flow_name": "X"}}]` → (flow name, commands).
+/// `[{"commands": [...], "target": {"flow_name": "X"}}]` → (flow name, commands). Each named
+/// flow gets its rules' commands; flows not named keep only their automatic `/<name>` command
+/// (compat, spec §2.4).
 fn parse_airules(rules: &[Json]) -> ApiResult<Vec<(String, Vec<String>)>> {
     rules
         .iter()
@@ -66,37 +70,6 @@ fn parse_airules(rules: &[Json]) -> ApiResult<Vec<(String, Vec<String>)>> {
             Ok((name.to_string(), commands))
         })
         .collect()
-}
-
-/// `airules` (compat, spec §2.4): each named flow gets the rule's commands; flows not named
-/// keep only their automatic `/<name>` command (the store re-adds it on every update). Rules
-/// naming an unknown flow → 404 before anything changes.
-///
-/// Several flow updates, not one transaction: the engine has no bulk call for this yet.
-async fn apply_airules(call: &Call<'_>, rules: Vec<(String, Vec<String>)>) -> ApiResult<()> {
-    let engine = &call.state.engine;
-    let flows = engine.list_flows(call.org(), call.bot()).await?;
-    for (name, _) in &rules {
-        if !flows.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
-            return Err(ApiError::not_found(format!("flow `{name}` not found")));
-        }
-    }
-    for f in &flows {
-        let mut commands: Vec<String> = Vec::new();
-        for (name, cmds) in &rules {
-            if f.name.eq_ignore_ascii_case(name) {
-                commands.extend(cmds.iter().cloned());
-            }
-        }
-        let patch = FlowPatch {
-            commands: Some(commands),
-            ..FlowPatch::default()
-        };
-        engine
-            .update_flow(call.org(), call.bot(), &f.id, patch)
-            .await?;
-    }
-    Ok(())
 }
 
 pub(super) async fn list_flows(call: Call<'_>) -> ApiResult<Response<Body>> {
