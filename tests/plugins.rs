@@ -637,3 +637,131 @@ fn channel_create_needs_a_connector_plugin() {
     assert_eq!(ch["kind"], "my-tg");
     assert!(ch["token"].as_str().is_some_and(|t| !t.is_empty()));
 }
+
+/// A connector event's turn commits the event as done and its replies in the outbox in one
+/// transaction: stopping right after the turn (before anything else runs) loses nothing and
+/// runs nothing twice; running the same event again is refused without writing.
+#[test]
+fn inbound_events_run_exactly_once() {
+    use botyard::engine::{ChatRequest, Engine, EngineConfig, EngineError};
+    use botyard::store::{Durability, NewBot, NewFlow, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (org, channel, event_id) = rt.block_on(async {
+        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let org = setup.organization.id.clone();
+        let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
+        let engine = Engine::new(
+            store.clone(),
+            EngineConfig {
+                apps: Some(plugins.clone()),
+                ..Default::default()
+            },
+        );
+        plugins.set_engine(engine.clone());
+        let (bot, _) = store
+            .create_bot(
+                &org,
+                NewBot {
+                    name: "once".into(),
+                    flows: vec![NewFlow {
+                        name: "Default".into(),
+                        content: "start:\n  say \"once {{event}}\"\n  goto end\n".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        engine.build(&org, &bot.id).await.unwrap();
+        let settings = json!({"bot_token": "1:x", "api_base": "http://127.0.0.1:9"});
+        let channel = botyard::plugins::manage::create_connector_channel(
+            &store,
+            &org,
+            &bot.id,
+            "telegram",
+            "tg",
+            settings.as_object().unwrap(),
+        )
+        .unwrap();
+        let event = json!({"event_id": "u-1", "conversation": "42", "user_id": "42",
+                           "content_type": "text", "content": {"text": "hello"}});
+        assert!(
+            store
+                .enqueue_inbound(&org, &channel.id, "u-1", &event)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .enqueue_inbound(&org, &channel.id, "u-1", &event)
+                .unwrap()
+        );
+        let row = store.pending_inbound(10).unwrap().remove(0);
+        let req = || ChatRequest {
+            channel: channel.clone(),
+            user_id: "42".into(),
+            payload: json!({"content_type": "text", "content": {"text": "hello"}}),
+            metadata: Json::Null,
+            request_id: Some(format!("in-{}", row.id)),
+            received_at: 0,
+        };
+        let r = engine.chat_inbound(req(), row.id.clone()).await.unwrap();
+        assert_eq!(r.messages.len(), 1);
+        // The same event again: refused, and nothing of that second turn is written.
+        match engine.chat_inbound(req(), row.id.clone()).await {
+            Err(EngineError::Conflict(m)) => assert!(m.contains("not pending"), "{m}"),
+            other => panic!("a second run of the event: {other:?}"),
+        }
+        (org, channel, row.id)
+        // Everything is dropped here, right after the commit: the "crash" point.
+    });
+    drop(rt);
+
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    assert_eq!(
+        store.inbound_status(&event_id).unwrap(),
+        Some(("done".to_string(), 1))
+    );
+    assert!(store.pending_inbound(10).unwrap().is_empty());
+    let outbox = botyard::store::plugins::inbound_outbox_id(&event_id);
+    assert_eq!(
+        store
+            .outbox_status(&outbox)
+            .unwrap()
+            .map(|(s, a, _)| (s, a)),
+        Some(("pending".to_string(), 0)),
+        "the reply is queued by the same commit"
+    );
+    let due = store.due_outbox(i64::MAX, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].conversation, "42");
+    assert_eq!(due[0].messages[0]["content"]["text"], "once hello");
+    let convs = store
+        .list_conversations(
+            &org,
+            &botyard::store::ConversationFilter {
+                channel_id: Some(channel.id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(convs.len(), 1, "one turn, one conversation");
+    let messages = store.list_messages(&org, &convs[0].id, None, 100).unwrap();
+    assert_eq!(messages.len(), 2, "one RECEIVE and one SEND: {messages:?}");
+
+    // A restarted worker finds nothing to run.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
+        plugins.set_engine(Engine::new(store.clone(), EngineConfig::default()));
+        assert_eq!(plugins.run_inbound_batch().await, 0);
+    });
+}

@@ -76,6 +76,7 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
         low_data: false,
         expires_at: None,
         broadcast_done: None,
+        inbound_done: None,
     }
 }
 

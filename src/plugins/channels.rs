@@ -15,9 +15,11 @@
 //!    retry-after), later replies of the same conversation wait behind them; other failures
 //!    and the 10th attempt mark the row failed with the error.
 //!
-//! Known gap: a crash between a turn's commit and the event being marked done re-runs that
-//! event's turn at restart (the engine commits turns on its own; closing this needs the
-//! inbound row marked in the turn's transaction).
+//! Exactly once: an event's turn is run with [`crate::engine::Engine::chat_inbound`], whose
+//! commit also marks the event done and queues its replies in the outbox (one SQLite
+//! transaction, `store::plugins::inbound_turn_done`). A crash before that commit leaves the
+//! event pending (it runs at restart, nothing of it was written); after it, the event is done
+//! and its replies are queued. An event another worker already committed refuses the turn.
 
 use super::PluginRuntime;
 use crate::engine::{ChatRequest, ChatResponse, EngineError, TurnSink};
@@ -33,6 +35,8 @@ const INBOUND_ATTEMPTS: i64 = 5;
 /// Delivery attempts before an outbox row is marked failed.
 const OUTBOX_ATTEMPTS: i64 = 10;
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+/// Request ids of the turns of stored inbound events: this prefix and the event's id.
+const INBOUND_REQUEST_PREFIX: &str = "in-";
 /// How often the workers look for work queued by another process.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -197,18 +201,20 @@ impl PluginRuntime {
         };
         let n = pending.len();
         for row in pending {
-            let result = self.run_inbound(&engine, &row).await;
-            let give_up = match &result {
-                Err(EngineError::BadRequest(_) | EngineError::NotFound(_)) => true,
-                Err(_) => row.attempts + 1 >= INBOUND_ATTEMPTS,
-                Ok(()) => false,
+            let Err(e) = self.run_inbound(&engine, &row).await else {
+                // Marked done by the turn's own commit.
+                self.outbox_wake.notify_one();
+                continue;
             };
-            if let Err(e) = &result {
-                tracing::warn!(target: "botyard::plugins", event = %row.id, channel = %row.channel_id, "inbound event failed: {e}");
-            }
+            let give_up = match &e {
+                EngineError::BadRequest(_) | EngineError::NotFound(_) => true,
+                _ => row.attempts + 1 >= INBOUND_ATTEMPTS,
+            };
+            tracing::warn!(target: "botyard::plugins", event = %row.id, channel = %row.channel_id, "inbound event failed: {e}");
             let store = self.store.clone();
             let id = row.id.clone();
-            let outcome = result.map_err(|e| e.to_string());
+            let outcome = Err(e.to_string());
+            // Leaves an event another worker committed meanwhile as it is.
             let _ =
                 tokio::task::spawn_blocking(move || store.finish_inbound(&id, outcome, give_up))
                     .await;
@@ -240,14 +246,10 @@ impl PluginRuntime {
             user_id: text("conversation"),
             payload: json!({"content_type": text("content_type"), "content": ev.get("content").cloned().unwrap_or(json!({}))}),
             metadata: Json::Object(metadata),
-            request_id: Some(format!("in-{}", row.id)),
+            request_id: Some(format!("{INBOUND_REQUEST_PREFIX}{}", row.id)),
             received_at: now_millis(),
         };
-        let response = engine.chat(req).await?;
-        // The sink queued it already; this covers a sink write lost to a crash.
-        self.queue_replies(&channel, &response)
-            .await
-            .map_err(EngineError::Internal)?;
+        engine.chat_inbound(req, row.id.clone()).await?;
         Ok(())
     }
 
@@ -264,12 +266,28 @@ impl PluginRuntime {
             .iter()
             .map(|m| json!({"content_type": m.payload.content_type, "content": m.payload.content}))
             .collect();
-        let store = self.store.clone();
         let id = format!("turn-{}", response.request_id);
-        let (org, ch, conv) = (
+        self.enqueue_delivery(channel, &response.client.user_id, &id, messages)
+            .await
+    }
+
+    /// Queue `messages` (`{content_type, content}` each) for delivery on a connector channel
+    /// to `conversation` (the platform's chat id) under `id` (an id queued twice is a no-op),
+    /// and wake the sender. Also for messages produced outside the channel's own turns (OCS
+    /// `trigger_bot`).
+    pub async fn enqueue_delivery(
+        &self,
+        channel: &Channel,
+        conversation: &str,
+        id: &str,
+        messages: Vec<Json>,
+    ) -> Result<(), String> {
+        let store = self.store.clone();
+        let (id, org, ch, conv) = (
+            id.to_string(),
             channel.organization_id.clone(),
             channel.id.clone(),
-            response.client.user_id.clone(),
+            conversation.to_string(),
         );
         let new = tokio::task::spawn_blocking(move || {
             store.enqueue_outbox(&id, &org, &ch, &conv, &Json::Array(messages))
@@ -406,6 +424,10 @@ impl TurnSink for PluginSink {
             next.turn_committed(channel, response);
         }
         if channel.kind == KIND_API || channel.token.is_none() || response.messages.is_empty() {
+            return;
+        }
+        // The turn of a stored inbound event queued its replies in its own commit.
+        if response.request_id.starts_with(INBOUND_REQUEST_PREFIX) {
             return;
         }
         let rt = self.runtime.clone();

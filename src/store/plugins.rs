@@ -10,8 +10,9 @@
 //! string is still read (rows written before sealing, or by an older binary) and sealed by
 //! [`Store::seal_plain_secrets`] at the next server start.
 
+use super::conversations::TurnWrite;
 use super::ids::{hex, new_id, now_millis, unhex};
-use super::{Channel, Error, Result, Store};
+use super::{Channel, Direction, Error, Result, Store};
 use crate::secrets::Secrets;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value as Json, json};
@@ -661,9 +662,12 @@ impl Store {
                      processed_at = ?2 WHERE id = ?1",
                     params![id, now_millis()],
                 )?,
+                // Only while pending: a turn that committed the event (see
+                // `inbound_turn_done`) is never turned back into a pending one.
                 Err(e) => c.execute(
                     "UPDATE inbound_events SET status = CASE WHEN ?3 THEN 'failed' ELSE 'pending' END,
-                     attempts = attempts + 1, last_error = ?2, processed_at = ?4 WHERE id = ?1",
+                     attempts = attempts + 1, last_error = ?2, processed_at = ?4
+                     WHERE id = ?1 AND status = 'pending'",
                     params![id, e, give_up, now_millis()],
                 )?,
             };
@@ -780,6 +784,68 @@ impl Store {
                 "SELECT status, attempts, platform_ids FROM outbox WHERE id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+        })
+    }
+}
+
+/// The outbox row of the replies of inbound event `event`'s turn.
+pub fn inbound_outbox_id(event: &str) -> String {
+    format!("turn-in-{event}")
+}
+
+/// Part of a turn's commit (`apply_turn`, when the write set names an inbound event): mark
+/// the connector's inbound event done and queue the turn's replies for delivery, in the same
+/// transaction as the turn, so a crash can neither run the event twice nor lose its replies.
+/// The event must still be pending on the turn's channel; otherwise (another worker or
+/// process ran it) the whole turn is refused with `Conflict` and rolls back.
+pub(super) fn inbound_turn_done(c: &Connection, w: &TurnWrite, event: &str) -> Result<()> {
+    let k = &w.client;
+    let n = c
+        .prepare_cached(
+            "UPDATE inbound_events SET status = 'done', attempts = attempts + 1, last_error = NULL,
+             processed_at = ?4
+             WHERE id = ?1 AND organization_id = ?2 AND channel_id = ?3 AND status = 'pending'",
+        )?
+        .execute(params![event, k.organization_id, k.channel_id, w.now])?;
+    if n == 0 {
+        return Err(Error::Conflict(format!(
+            "inbound event {event} is not pending (already handled)"
+        )));
+    }
+    let replies: Vec<&Json> = w
+        .messages
+        .iter()
+        .filter(|m| m.direction == Direction::Send)
+        .map(|m| &m.payload)
+        .collect();
+    if !replies.is_empty() {
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO outbox(id, organization_id, channel_id, conversation, messages,
+                                          next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            inbound_outbox_id(event),
+            k.organization_id,
+            k.channel_id,
+            k.user_id,
+            serde_json::to_string(&replies)?,
+            w.now
+        ])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// `(status, attempts)` of an inbound event (tests, admin views).
+    pub fn inbound_status(&self, id: &str) -> Result<Option<(String, i64)>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT status, attempts FROM inbound_events WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
         })
