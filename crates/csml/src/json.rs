@@ -318,7 +318,7 @@ impl Ser<'_> {
             }
             Kind::Object(o) => {
                 let mut m = s.serialize_map(Some(o.len()))?;
-                for (k, e) in o {
+                for (k, e) in o.iter() {
                     m.serialize_entry(
                         k,
                         &Member {

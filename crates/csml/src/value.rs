@@ -17,7 +17,7 @@ pub enum Kind {
     Float(f64),
     String(String),
     Array(Vec<Value>),
-    Object(Map),
+    Object(Box<Map>),
     Closure(Arc<Closure>),
 }
 
@@ -68,7 +68,7 @@ impl Value {
         Value::from_kind(Kind::Array(items))
     }
     pub fn object(map: Map) -> Self {
-        Value::from_kind(Kind::Object(map))
+        Value::from_kind(Kind::Object(Box::new(map)))
     }
 
     /// Null carrying `info.error = message`: what a failed read or method yields, so that

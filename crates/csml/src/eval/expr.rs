@@ -67,12 +67,10 @@ impl Evaluator<'_> {
                 if let (Some(l), Some(r)) = (l, r) {
                     // Variables are charged as if copied (the budget bounds the work done on
                     // big values, e.g. comparing them in a loop), literals are free.
-                    let units = |v: &Value, e: &Expr| {
-                        if is_literal(e) {
-                            Ok(0)
-                        } else {
-                            super::weigh(v).map_err(|reason| (reason, e.pos))
-                        }
+                    let units = |v: &Value, e: &Expr| match v.kind {
+                        _ if is_literal(e) => Ok(0),
+                        Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) | Kind::Null => Ok(1),
+                        _ => super::weigh(v).map_err(|reason| (reason, e.pos)),
                     };
                     let charged = units(l, lhs).and_then(|a| Ok(a + units(r, rhs)?));
                     let out = crate::ops::binary(*op, l, r);
@@ -204,7 +202,7 @@ impl Evaluator<'_> {
         let flow = self.bot.flows[self.frame.flow].name.clone();
         let closure = Closure {
             def: def.clone(),
-            captured,
+            captured: *captured,
             flow,
         };
         Ok(Value::from_kind(Kind::Closure(Arc::new(closure))))

@@ -308,8 +308,8 @@ pub fn add_values(l: Value, r: Value) -> Result<Value, Fault> {
             Value::array(a)
         }
         (Kind::Object(mut a), Kind::Object(b)) => {
-            a.extend(b);
-            Value::object(a)
+            a.extend(*b);
+            Value::from_kind(Kind::Object(a))
         }
         // The string joins the array on its own side: `"x" ⊕ [a]` is `["x", a]`.
         (Kind::String(s), Kind::Array(a)) => {

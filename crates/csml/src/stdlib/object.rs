@@ -38,7 +38,7 @@ pub(super) fn call(recv: &mut Value, name: &str, args: &[Value]) -> MethodResult
                 let sig = "assign(other: object) => null";
                 arity(args, 1, 1, sig).and_then(|_| match &args[0].kind {
                     Kind::Object(other) => {
-                        for (k, v) in other {
+                        for (k, v) in other.iter() {
                             map.insert(k.clone(), v.clone());
                         }
                         Ok(Value::null())
