@@ -478,12 +478,12 @@ impl Ocs {
     }
 
     /// A `trigger_bot` prompt or a due schedule: routed to the `ocs_trigger` flow; its replies
-    /// are stored (the prompt never is). Returns how many messages were stored.
+    /// are stored (the prompt never is). Returns the stored replies.
     pub async fn run_trigger(
         &self,
         session: &OcsSession,
         trigger: Json,
-    ) -> Result<usize, EngineError> {
+    ) -> Result<Vec<render::Rendered>, EngineError> {
         let (o, b) = (session.organization_id.clone(), session.bot_id.clone());
         let flows = self.engine.blocking(move |s| s.list_flows(&o, &b)).await?;
         if !flows
@@ -491,7 +491,7 @@ impl Ocs {
             .any(|f| f.name.eq_ignore_ascii_case(TRIGGER_FLOW))
         {
             tracing::info!(session = %session.id, "prompt not sent: the bot has no `{TRIGGER_FLOW}` flow");
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut extra = Map::new();
         extra.insert("ocs_trigger".into(), trigger.clone());
@@ -503,12 +503,11 @@ impl Ocs {
                 false,
             )
             .await?;
-        let n = out.messages.len();
         let (o, sid) = (session.organization_id.clone(), session.id.clone());
         self.engine
             .blocking(move |s| s.ocs_append_messages(&o, &sid, out.messages))
             .await?;
-        Ok(n)
+        Ok(out.rendered)
     }
 
     /// Accept a chat message for `session`: durably create its task and queue it. When the

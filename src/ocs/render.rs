@@ -41,6 +41,17 @@ pub struct Rendered {
     pub file: Option<(String, String)>,
 }
 
+impl Rendered {
+    /// The message as a connector delivers it (`{content_type, content}`): the structured
+    /// CSML form when there is one, else text.
+    pub fn payload(&self) -> Json {
+        match self.metadata.get("csml") {
+            Some(c) => c.clone(),
+            None => json!({"content_type": "text", "content": {"text": self.content}}),
+        }
+    }
+}
+
 /// Render a turn's outputs; returns the messages and the merged write-back.
 pub fn render_all(outputs: &[csml::Message]) -> (Vec<Rendered>, WriteBack) {
     let mut out = Vec::new();

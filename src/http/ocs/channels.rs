@@ -114,23 +114,27 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
     // The chatbot's own channel for the platform (api/web/evaluations are team-global in OCS,
     // so a chatbot never has one).
     let (org, bid, plat) = (caller.org().to_string(), bot.id.clone(), platform.clone());
+    // `connector`: the channel's plugin delivers what the bot sends (its durable outbox).
     let channel_state = call
         .blocking(move |s| {
             if matches!(plat.as_str(), "api" | "web" | "evaluations") {
                 return Ok(None);
             }
             if plat == "embedded_widget" {
-                return Ok(s.ocs_widgets_of_bot(&org, &bid)?.first().map(|w| w.enabled));
+                return Ok(s
+                    .ocs_widgets_of_bot(&org, &bid)?
+                    .first()
+                    .map(|w| (w.enabled, None)));
             }
             Ok(s.list_channels(&org, Some(&bid))?
                 .into_iter()
                 .find(|c| c.kind == plat)
-                .map(|c| c.status == "active"))
+                .map(|c| (c.status == "active", Some(c).filter(|c| c.token.is_some()))))
         })
         .await;
-    match channel_state {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => {
+    let connector = match channel_state {
+        Ok(Some((true, connector))) => connector,
+        Ok(Some((false, _))) => {
             return detail(
                 StatusCode::BAD_REQUEST,
                 &format!("The {platform} channel for this chatbot is disabled."),
@@ -145,7 +149,7 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
             );
         }
         Err(r) => return r,
-    }
+    };
     let identifier = if platform == "commcare_connect" {
         identifier.to_lowercase()
     } else {
@@ -219,8 +223,11 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
         Ok(x) => x,
         Err(r) => return r,
     };
-    // Delivery runs after the answer, as OCS queues it; failures are logged only.
+    // Delivery runs after the answer, as OCS queues it; failures are logged only. On a
+    // connector channel the messages are also queued in the plugins' durable outbox, to the
+    // participant's identifier (the platform's chat id).
     let ocs = call.ocs.clone();
+    let plugins = call.plugins.clone();
     let sess = session.clone();
     tokio::spawn(async move {
         let res = match (prompt, text) {
@@ -228,7 +235,7 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
                 let (o, sid) = (sess.organization_id.clone(), sess.id.clone());
                 let msg = NewOcsMessage {
                     role: "assistant".into(),
-                    content: t,
+                    content: t.clone(),
                     metadata: json!({"direct_to_user": true}),
                     tags: vec![],
                     file_ids: vec![],
@@ -236,16 +243,32 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
                 ocs.engine
                     .blocking(move |s| s.ocs_append_messages(&o, &sid, vec![msg]))
                     .await
-                    .map(|_| 1)
+                    .map(|_| vec![json!({"content_type": "text", "content": {"text": t}})])
             }
-            (Some(p), None) => {
-                ocs.run_trigger(&sess, json!({"prompt": p, "source": "api"}))
-                    .await
-            }
-            (None, None) => Ok(0),
+            (Some(p), None) => ocs
+                .run_trigger(&sess, json!({"prompt": p, "source": "api"}))
+                .await
+                .map(|out| out.iter().map(render::Rendered::payload).collect()),
+            (None, None) => Ok(vec![]),
         };
-        if let Err(e) = res {
-            tracing::warn!(error = %e, session = %sess.id, "trigger_bot delivery failed");
+        let messages = match res {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, session = %sess.id, "trigger_bot delivery failed");
+                return;
+            }
+        };
+        let Some(channel) = connector.filter(|_| !messages.is_empty()) else {
+            return;
+        };
+        let Some(rt) = plugins else {
+            tracing::warn!(session = %sess.id, channel = %channel.id, "trigger_bot: no plugin runtime to deliver on the connector channel");
+            return;
+        };
+        let id = format!("ocs-trigger-{}", crate::store::ids::new_id());
+        let to = &sess.participant.identifier;
+        if let Err(e) = rt.enqueue_delivery(&channel, to, &id, messages).await {
+            tracing::warn!(error = %e, session = %sess.id, "trigger_bot: queueing the delivery failed");
         }
     });
     ok(&json!({"session_id": session.id, "url": url, "team": team, "channel": platform}))

@@ -230,6 +230,8 @@ pub(crate) struct Call {
     pub body: Option<Incoming>,
     /// Rate-limit verdict to report in headers.
     pub rate: Option<Verdict>,
+    /// Connector delivery (`trigger_bot` to a Telegram etc. participant).
+    pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
 }
 
 impl Call {
@@ -570,6 +572,7 @@ async fn dispatch(
         base: format!("http://{host}"),
         body: Some(body),
         rate: None,
+        plugins: state.plugins.clone(),
     };
     let mut resp = match route {
         Route::ChatStart => chat::start(&mut call).await,
