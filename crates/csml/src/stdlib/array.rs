@@ -5,12 +5,14 @@
 //! §5.4) through [`Runtime::call_closure_scoped`].
 
 use super::{
-    Fault, MethodResult, Runtime, arity, error, int_arg, random_index, shuffled, str_arg, usage,
+    Fault, MethodResult, Runtime, arity, error, int_arg, limits, random_index, shuffled, str_arg,
+    usage,
 };
 use crate::ops::{strict_eq, truthy};
 use crate::value::{Closure, Kind, Map, Value};
 
-/// Upper bound for `init(n)`, so a script can not exhaust memory in one call.
+/// Upper bound for `init(n)`, so a script can not exhaust memory in one call (below
+/// [`limits::MAX_ITEMS`]).
 const INIT_LIMIT: i64 = 1_000_000;
 
 pub(super) fn call(
@@ -73,16 +75,21 @@ pub(super) fn call(
         }),
         "join" => {
             let sig = "join(separator: string) => string";
-            one(sig).and_then(|_| str_arg(args, 0, sig)).map(|sep| {
-                let mut out = String::new();
-                for (i, e) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(sep);
+            one(sig)
+                .and_then(|_| str_arg(args, 0, sig))
+                .and_then(|sep| {
+                    let seps = sep.len().saturating_mul(items.len().saturating_sub(1));
+                    limits::text("join", seps)?;
+                    let mut out = String::new();
+                    for (i, e) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(sep);
+                        }
+                        crate::json::push_display(&mut out, e);
+                        limits::text("join", out.len())?;
                     }
-                    crate::json::push_display(&mut out, e);
-                }
-                Value::string(out)
-            })
+                    Ok(Value::string(out))
+                })
         }
         "slice" => {
             let sig = "slice(start: int, end: Optional<int>) => array";
@@ -96,6 +103,7 @@ pub(super) fn call(
             let sig = "append(other: array) => array";
             one(sig).and_then(|_| match &args[0].kind {
                 Kind::Array(other) => {
+                    limits::items("append", items.len() + other.len())?;
                     let mut v = items.clone();
                     v.extend(other.iter().cloned());
                     Ok(Value::array(v))
@@ -103,15 +111,20 @@ pub(super) fn call(
                 _ => Err(usage(sig)),
             })
         }
-        "flatten" => none("flatten() => array").map(|_| {
-            let mut v = Vec::with_capacity(items.len());
+        "flatten" => none("flatten() => array").and_then(|_| {
+            let n = items
+                .iter()
+                .map(|e| e.as_array().map_or(1, Vec::len))
+                .sum::<usize>();
+            limits::items("flatten", n)?;
+            let mut v = Vec::with_capacity(n);
             for e in items.iter() {
                 match &e.kind {
                     Kind::Array(inner) => v.extend(inner.iter().cloned()),
                     _ => v.push(e.clone()),
                 }
             }
-            Value::array(v)
+            Ok(Value::array(v))
         }),
         "shuffle" => none("shuffle() => array").map(|_| Value::array(shuffled(rt, items))),
         "one_of" => none("one_of() => primitive").and_then(|_| {

@@ -8,7 +8,8 @@
 //! Submodules: `generic` (§5.2), `string` (§5.3), `array` (§5.4), `number` (§5.5), `object`
 //! (§5.11), `formats` (YAML/XML/URI/HTML text conversions), `event` (§3.9), `builtins` (§5.1),
 //! `components` (§4.3–4.4), `http` (§5.7), `app` (§5.8), `smtp` (§5.9), `time` (§5.6),
-//! `crypto` (Crypto, Base64, Hex of §5.10), `jwt` (§5.10).
+//! `crypto` (Crypto, Base64, Hex of §5.10), `jwt` (§5.10); `limits` caps what one call may
+//! build.
 //!
 //! Methods take their arguments in order, positional ones first and then the values of named
 //! ones (a method has no parameter names).
@@ -23,6 +24,7 @@ mod formats;
 mod generic;
 mod http;
 mod jwt;
+mod limits;
 mod number;
 mod object;
 mod smtp;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use super::{Fault, MethodResult, Runtime, arity, error, formats, int_arg, number, str_arg, usage};
+use super::{
+    Fault, MethodResult, Runtime, arity, error, formats, int_arg, limits, number, str_arg, usage,
+};
 use crate::json::from_json;
 use crate::ops::{Num, parse_num};
 use crate::value::Value;
@@ -71,52 +73,74 @@ fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
         "ends_with_regex" => with_regex(args, "ends_with_regex(value: String) => Boolean", |re| {
             Value::bool(re.find_iter(s).any(|m| m.end() == s.len()))
         }),
-        "match" => one_str(args, "match(value: String) => Array").map(|x| {
+        "match" => one_str(args, "match(value: String) => Array").and_then(|x| {
             if x.is_empty() {
-                return Value::null();
+                return Ok(Value::null());
             }
-            let found: Vec<Value> = s.match_indices(x).map(|(_, m)| Value::string(m)).collect();
-            if found.is_empty() {
-                Value::null()
-            } else {
-                Value::array(found)
-            }
+            found_array("match", s.match_indices(x).map(|(_, m)| m))
         }),
         // `find_iter` steps past empty matches, which is the Decision of §5.3.
-        "match_regex" => with_regex(args, "match_regex(value: String) => Array", |re| {
-            let found: Vec<Value> = re.find_iter(s).map(|m| Value::string(m.as_str())).collect();
-            if found.is_empty() {
-                Value::null()
-            } else {
-                Value::array(found)
-            }
+        "match_regex" => one_str(args, "match_regex(value: String) => Array").and_then(|pat| {
+            let re = cached_regex(pat)?;
+            found_array("match_regex", re.find_iter(s).map(|m| m.as_str()))
         }),
         "replace" => two_str(
             args,
             "replace(value_to_replace: String, replace_by: String) => String",
         )
-        .map(|(a, b)| Value::string(s.replacen(a, b, 1))),
+        .and_then(|(a, b)| {
+            if s.contains(a) {
+                limits::text("replace", s.len() - a.len() + b.len())?;
+            }
+            Ok(Value::string(s.replacen(a, b, 1)))
+        }),
         "replace_all" => two_str(
             args,
             "replace_all(value_to_replace: String, replace_by: String) => String",
         )
-        .map(|(a, b)| Value::string(s.replace(a, b))),
+        .and_then(|(a, b)| {
+            if b.len() > a.len() {
+                // An empty pattern matches at every char boundary.
+                let n = if a.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    s.matches(a).count()
+                };
+                let grown = n.saturating_mul(b.len() - a.len());
+                limits::text("replace_all", s.len().saturating_add(grown))?;
+            }
+            Ok(Value::string(s.replace(a, b)))
+        }),
         "replace_regex" => replace_regex(s, args),
-        "split" => one_str(args, "split(separator: String) => Array")
-            .map(|sep| Value::array(s.split(sep).map(Value::string).collect())),
+        "split" => one_str(args, "split(separator: String) => Array").and_then(|sep| {
+            // An empty separator gives every char plus an empty piece at each end.
+            let n = if sep.is_empty() {
+                s.chars().count() + 2
+            } else {
+                s.matches(sep).count() + 1
+            };
+            limits::items("split", n)?;
+            Ok(Value::array(s.split(sep).map(Value::string).collect()))
+        }),
         "slice" => slice(s, args),
         // Decision (§5.3): `is_empty()` takes no argument; one is tolerated as the reference
         // demanded it.
         "is_empty" => arity(args, 0, 1, "is_empty() => Boolean").map(|_| Value::bool(s.is_empty())),
-        "append" => one_str(args, "append(value: String) => String")
-            .map(|x| Value::string(format!("{s}{x}"))),
+        "append" => one_str(args, "append(value: String) => String").and_then(|x| {
+            limits::text("append", s.len() + x.len())?;
+            Ok(Value::string(format!("{s}{x}")))
+        }),
         "is_email" => no_args(args, "is_email() => Boolean").map(|_| Value::bool(is_email(s))),
         "from_json" => no_args(args, "from_json() => Object").and_then(|_| {
+            limits::items("from_json", limits::nodes_bound(s))?;
             serde_json::from_str::<serde_json::Value>(s)
                 .map(|j| from_json(&j))
                 .map_err(|_| error("[from_json] [!] string to object failed]"))
         }),
-        "to_json" => no_args(args, "to_json() => Object").and_then(|_| formats::text_to_value(s)),
+        "to_json" => no_args(args, "to_json() => Object").and_then(|_| {
+            limits::items("to_json", limits::nodes_bound(s))?;
+            formats::text_to_value(s)
+        }),
         "encode_uri_component" => no_args(args, "encode_uri_component() => String")
             .map(|_| Value::string(formats::encode_uri_component(s))),
         "decode_uri_component" => no_args(args, "decode_uri_component() => String")
@@ -174,7 +198,39 @@ fn replace_regex(s: &str, args: &[Value]) -> Result<Value, Fault> {
         "replace_regex(regex: String, replace_by: String) => String",
     )?;
     let re = cached_regex(pat)?;
-    Ok(Value::string(re.replace_all(s, by).into_owned()))
+    // What `Regex::replace_all` does, with the size checked before each expansion: a `$n`
+    // reference expands to at most the whole match.
+    let refs = by.bytes().filter(|&b| b == b'$').count();
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(s) {
+        let Some(m) = caps.get(0) else { continue };
+        let most = by.len().saturating_add(refs.saturating_mul(m.len()));
+        let after = out.len() + (m.start() - last);
+        limits::text("replace_regex", after.saturating_add(most))?;
+        out.push_str(&s[last..m.start()]);
+        caps.expand(by, &mut out);
+        last = m.end();
+    }
+    limits::text("replace_regex", out.len() + (s.len() - last))?;
+    out.push_str(&s[last..]);
+    Ok(Value::string(out))
+}
+
+/// The pieces found by `match`/`match_regex`: an Array, or Null when there is none.
+fn found_array<'a>(method: &str, found: impl Iterator<Item = &'a str>) -> Result<Value, Fault> {
+    let mut out = Vec::new();
+    for m in found {
+        if out.len() == limits::MAX_ITEMS {
+            return Err(limits::too_large(method));
+        }
+        out.push(Value::string(m));
+    }
+    Ok(if out.is_empty() {
+        Value::null()
+    } else {
+        Value::array(out)
+    })
 }
 
 thread_local! {
