@@ -114,6 +114,10 @@ pub enum ApikeyCommand {
         /// The key may only read.
         #[arg(long)]
         read_only: bool,
+        /// Open Chat Studio role of the key: admin, chatbot_admin, chat_viewer, event_admin,
+        /// assistant_admin, annotation_reviewer or member.
+        #[arg(long, default_value = "admin")]
+        role: String,
         #[command(flatten)]
         org: OrgArg,
     },
@@ -579,18 +583,29 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
             ApikeyCommand::Create {
                 name,
                 read_only,
+                role,
                 org,
             } => {
+                if !crate::ocs::KEY_ROLES.contains(&role.as_str()) {
+                    return Err(format!(
+                        "unknown role `{role}` (one of: {})",
+                        crate::ocs::KEY_ROLES.join(", ")
+                    ));
+                }
                 let org = resolve_org(&store, org)?;
                 let (k, key) = store
                     .create_api_key(&org.id, name, *read_only)
                     .map_err(err)?;
+                store
+                    .ocs_set_key_role(&org.id, &k.id, role, None)
+                    .map_err(err)?;
                 let mut j = json!(k);
                 j["api_key"] = json!(key);
+                j["role"] = json!(role);
                 Ok((
                     j,
                     format!(
-                        "created {}API key {} for {}\n  {}   (shown once)",
+                        "created {}API key {} ({role}) for {}\n  {}   (shown once)",
                         if *read_only { "read-only " } else { "" },
                         k.id,
                         org.name,

@@ -786,6 +786,19 @@ fn parse_request(request: &Json) -> (String, Vec<i64>, Option<Json>) {
     (text, ids, context)
 }
 
+/// The OCS roles an API key may carry (ocs-api §3.4; the routes' role sets are in
+/// `http::ocs`): `admin` (the default) and the role groups the contract names; `member` is a
+/// team member in no role group (the routes open to any member only).
+pub const KEY_ROLES: &[&str] = &[
+    "admin",
+    "chatbot_admin",
+    "chat_viewer",
+    "event_admin",
+    "assistant_admin",
+    "annotation_reviewer",
+    "member",
+];
+
 /// The code a session pinned to OCS version `pinned` runs, and the build id its replies are
 /// tagged with. Our extension of the contract: a version pinned at chat start (or by a
 /// `/v{N}/` route) drives the session's later turns, whatever is published since. N is a
