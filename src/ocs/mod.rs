@@ -20,10 +20,16 @@
 //! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
 //!
 //! # Versions (our extension)
-//! A version number pinned at chat start is recorded on the session and tags every reply
-//! `v{N}`; the engine runs the bot's live build (publishing a build moves it). Running an older
-//! snapshot needs an engine seam that selects a build per turn; until then a pinned number
-//! other than the live one is recorded and validated but runs the live code.
+//! A version number pinned at chat start (or given by a `/v{N}/` route of `incoming_message`
+//! and the OpenAI endpoint; `0` there is the default version) is recorded on the session and
+//! drives its later turns: build N runs through [`Engine::chat_code`] whatever is published
+//! since, and its replies are tagged `v{N}`; the working number runs the working flows
+//! (`v{N}-unreleased`). Unpinned sessions run the live build. See [`pinned_code`].
+//!
+//! # Connector channels
+//! `trigger_bot` to a platform with a connector channel (Telegram etc.) stores the message
+//! (or the prompt's replies) and queues it in the plugins' durable outbox, addressed to the
+//! participant's identifier. Due schedules store their replies only (not delivered yet).
 
 pub mod cursor;
 pub mod files;
