@@ -378,7 +378,8 @@ impl Store {
             for sql in [
                 "DELETE FROM memories WHERE bot_id = ?1 AND organization_id = ?2",
                 "DELETE FROM usage_daily WHERE bot_id = ?1 AND organization_id = ?2",
-                "DELETE FROM messages WHERE bot_id = ?1 AND organization_id = ?2",
+                "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations
+                 WHERE bot_id = ?1 AND organization_id = ?2)",
             ] {
                 c.execute(sql, [&bot, &org])?;
             }

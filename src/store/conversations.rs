@@ -156,15 +156,29 @@ fn upsert_participant(
     now: i64,
 ) -> Result<String> {
     let id = super::ids::new_id();
-    c.prepare_cached(
-        "INSERT INTO participants(id, organization_id, platform, identifier, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(organization_id, platform, identifier) DO NOTHING",
-    )?
-    .execute(params![id, org, platform, identifier, now])?;
+    // A new participant comes back from RETURNING; a known one (the insert did nothing) is
+    // read by its identity.
+    let inserted: Option<String> = c
+        .prepare_cached(
+            "INSERT INTO participants(id, organization_id, platform, identifier, created_at,
+                updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT(organization_id, platform, identifier) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![id, org, platform, identifier, now], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(id);
+    }
     Ok(c.prepare_cached(
         "SELECT id FROM participants WHERE organization_id = ?1 AND platform = ?2 AND identifier = ?3",
     )?
     .query_row(params![org, platform, identifier], |r| r.get(0))?)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 fn close_client(c: &Connection, k: &ClientKey, now: i64) -> Result<()> {
@@ -207,32 +221,53 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             version_id,
             platform,
         } => {
-            close_client(c, k, now)?;
+            // The client's other open conversation (if any) closes first. An open conversation
+            // is inserted optimistically: the partial unique index on open conversations
+            // refuses it only when one is still open, and then it is closed and the insert
+            // retried — one statement instead of two on the usual path.
+            let open = w.status == ConversationStatus::Open;
+            if !open {
+                close_client(c, k, now)?;
+            }
             let participant = upsert_participant(c, org, platform, &k.user_id, now)?;
-            c.prepare_cached(
-                "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
-                    participant_id, flow, step, status, hold, previous, metadata, version_id,
-                    last_interaction_at, created_at, updated_at, ended_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?14, ?15, ?16)",
-            )?
-            .execute(params![
-                id,
-                org,
-                k.bot_id,
-                k.channel_id,
-                k.user_id,
-                participant,
-                flow,
-                step,
-                status,
-                hold,
-                previous,
-                metadata.to_string(),
-                version_id,
-                now,
-                ended_at,
-                w.expires_at
-            ])?;
+            let metadata = metadata.to_string();
+            let insert = || -> rusqlite::Result<usize> {
+                c.prepare_cached(
+                    "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
+                        participant_id, flow, step, status, hold, previous, metadata,
+                        version_id, last_interaction_at, created_at, updated_at, ended_at,
+                        expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14,
+                        ?14, ?15, ?16)",
+                )?
+                .execute(params![
+                    id,
+                    org,
+                    k.bot_id,
+                    k.channel_id,
+                    k.user_id,
+                    participant,
+                    flow,
+                    step,
+                    status,
+                    hold,
+                    previous,
+                    metadata,
+                    version_id,
+                    now,
+                    ended_at,
+                    w.expires_at
+                ])
+            };
+            match insert() {
+                Err(e) if open && is_unique_violation(&e) => {
+                    close_client(c, k, now)?;
+                    insert()?;
+                }
+                r => {
+                    r?;
+                }
+            }
             id
         }
         ConversationWrite::Update { id, flow, step } => {

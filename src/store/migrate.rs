@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0041_plugins_errors",
         include_str!("migrations/0041_plugins_errors.sql"),
     ),
+    (
+        50,
+        "0050_hot_path",
+        include_str!("migrations/0050_hot_path.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
