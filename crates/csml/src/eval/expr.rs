@@ -174,9 +174,22 @@ impl Evaluator<'_> {
             match p {
                 StrPart::Lit(s) => out.push_str(s),
                 StrPart::Interp(e) => {
+                    // A plain variable is displayed in place, charged as if copied.
+                    if let Some(v) = self.plain_var(e) {
+                        let units = super::weigh(v);
+                        if units.is_ok() {
+                            secure |= v.contains_secure();
+                            crate::json::push_display(&mut out, v);
+                        }
+                        match units {
+                            Ok(u) => self.charge_units(u, e.pos)?,
+                            Err(reason) => return Err(self.fatal(reason, e.pos)),
+                        }
+                        continue;
+                    }
                     let v = self.eval(e, silent)?;
                     secure |= v.contains_secure();
-                    out.push_str(&crate::json::to_display(&v));
+                    crate::json::push_display(&mut out, &v);
                 }
             }
         }
