@@ -4,7 +4,8 @@
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction — each inside a savepoint so
 //! a failing job is rolled back alone — commits, and only then sends each job its result. While
 //! a commit is in progress new jobs queue up, so the batch size grows with the load and the
-//! per-turn cost of a commit shrinks.
+//! per-turn cost of a commit shrinks. (Also taking jobs that arrive while a batch runs made
+//! batches bigger but cost more CPU per turn in `botyard bench`, so batches stay closed.)
 //!
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a second
 //! thread with its own connection: the writer connection has `wal_autocheckpoint` off, so a
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How often the checkpointer logs the group-commit factor (debug level).
+const STATS_EVERY: Duration = Duration::from_secs(2);
 /// Pause between checkpoints while commits keep coming.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -86,10 +89,10 @@ impl Writer {
             Some(cc) => {
                 conn.pragma_update(None, "wal_autocheckpoint", 0)?;
                 let (stop_tx, stop_rx) = mpsc::channel::<()>();
-                let c3 = commits.clone();
+                let (c3, j3) = (commits.clone(), jobs.clone());
                 let handle = std::thread::Builder::new()
                     .name("botyard-db-checkpoint".into())
-                    .spawn(move || checkpoints(cc, stop_rx, &c3))?;
+                    .spawn(move || checkpoints(cc, stop_rx, &c3, &j3))?;
                 Some((stop_tx, handle))
             }
             None => None,
@@ -177,14 +180,26 @@ impl Drop for Writer {
 
 /// The checkpointer thread: a PASSIVE checkpoint (never waits for the writer, never blocks
 /// it) whenever commits happened since the last one, then a pause. Stops when `stop` closes.
-fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>, commits: &AtomicU64) {
+fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>, commits: &AtomicU64, jobs: &AtomicU64) {
     let mut seen = commits.load(Ordering::Relaxed);
+    let mut report = (Instant::now(), seen, jobs.load(Ordering::Relaxed));
     loop {
         match stop.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
         let now = commits.load(Ordering::Relaxed);
+        if report.0.elapsed() >= STATS_EVERY && now > report.1 {
+            let j = jobs.load(Ordering::Relaxed);
+            tracing::debug!(
+                commits = now - report.1,
+                jobs = j - report.2,
+                jobs_per_commit =
+                    format_args!("{:.1}", (j - report.2) as f64 / (now - report.1) as f64),
+                "store writer group commit"
+            );
+            report = (Instant::now(), now, j);
+        }
         if now == seen {
             continue;
         }
