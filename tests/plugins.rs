@@ -638,6 +638,199 @@ fn channel_create_needs_a_connector_plugin() {
     assert!(ch["token"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
+/// The `App()` router of a benchmark: the server's plugin runtime, timed.
+struct TimedApps {
+    inner: Arc<botyard::plugins::PluginRuntime>,
+    samples: Mutex<Vec<Duration>>,
+}
+
+impl botyard::engine::AppRouter for TimedApps {
+    fn call(
+        &self,
+        ctx: &botyard::engine::AppContext,
+        call: &csml::AppCall,
+    ) -> Result<Json, String> {
+        let t = Instant::now();
+        let r = self.inner.call(ctx, call);
+        self.samples.lock().unwrap().push(t.elapsed());
+        r
+    }
+}
+
+fn percentiles(mut d: Vec<Duration>) -> (Duration, Duration) {
+    d.sort();
+    (d[d.len() / 2], d[(d.len() * 99 / 100).min(d.len() - 1)])
+}
+
+/// `App("echo", ...)` from a real engine turn (in process: store, engine, plugin runtime as
+/// `botyard serve` wires them). Reports the `App()` round trip as the interpreter sees it
+/// (resolve, instantiate with a fresh store, call, JSON back; the echo app also reads and
+/// writes its key-value counter in SQLite), and whole turns with and without the call.
+#[test]
+#[ignore = "benchmark: cargo test --release -p botyard --test plugins app_round_trip -- --ignored --nocapture"]
+fn app_round_trip_from_a_csml_turn() {
+    use botyard::engine::{ChatRequest, Engine, EngineConfig};
+    use botyard::store::{Durability, NewBot, NewChannel, NewFlow};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let org = setup.organization.id.clone();
+        let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
+        let timed = Arc::new(TimedApps {
+            inner: plugins.clone(),
+            samples: Mutex::new(Vec::new()),
+        });
+        let engine = Engine::new(
+            store.clone(),
+            EngineConfig {
+                apps: Some(timed.clone()),
+                ..Default::default()
+            },
+        );
+        plugins.set_engine(engine.clone());
+        let bot_with = |name: &str, content: &str| {
+            let (b, _) = store
+                .create_bot(
+                    &org,
+                    NewBot {
+                        name: name.into(),
+                        flows: vec![NewFlow {
+                            name: "Default".into(),
+                            content: content.into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let (ch, _) = store
+                .create_channel(&org, &b.id, NewChannel::default())
+                .unwrap();
+            (b, ch)
+        };
+        let (app_bot, app_ch) = bot_with(
+            "with app",
+            "start:\n  do r = App(\"echo\", word=\"hi\", n=2)\n  say \"{{r.args.word}}\"\n  goto end\n",
+        );
+        let (plain_bot, plain_ch) = bot_with("without", "start:\n  say \"hi\"\n  goto end\n");
+        engine.build(&org, &app_bot.id).await.unwrap();
+        engine.build(&org, &plain_bot.id).await.unwrap();
+        let turn = |ch: botyard::store::Channel, i: usize| {
+            let engine = engine.clone();
+            async move {
+                let t = Instant::now();
+                let r = engine
+                    .chat(ChatRequest {
+                        channel: ch,
+                        user_id: format!("u{i}"),
+                        payload: json!({"content_type": "text", "content": {"text": "go"}}),
+                        metadata: Json::Null,
+                        request_id: None,
+                        received_at: 0,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(r.messages[0].payload.content["text"], "hi", "{r:?}");
+                t.elapsed()
+            }
+        };
+        const WARMUP: usize = 50;
+        const N: usize = 2000;
+        let mut with_app = Vec::new();
+        let mut without = Vec::new();
+        for i in 0..WARMUP + N {
+            let a = turn(app_ch.clone(), i).await;
+            let b = turn(plain_ch.clone(), i).await;
+            if i >= WARMUP {
+                with_app.push(a);
+                without.push(b);
+            }
+        }
+        let samples = timed.samples.lock().unwrap()[WARMUP..].to_vec();
+        assert_eq!(samples.len(), N);
+        let (p50, p99) = percentiles(samples);
+        println!("App(\"echo\") round trip inside a CSML turn: p50 {p50:?}, p99 {p99:?} (n = {N})");
+        let (t50, t99) = percentiles(with_app);
+        let (u50, u99) = percentiles(without);
+        println!("turn with App(): p50 {t50:?}, p99 {t99:?}; without: p50 {u50:?}, p99 {u99:?}");
+        // Where the round trip goes: resolving the plugin (installation lookup, cached
+        // component), and the echo app's own key-value read + write (a SQLite commit).
+        let mut resolve = Vec::new();
+        let mut kv = Vec::new();
+        for _ in 0..N {
+            let t = Instant::now();
+            plugins.resolve(&org, "echo").await.unwrap().unwrap();
+            resolve.push(t.elapsed());
+            let st = store.clone();
+            let o = org.clone();
+            kv.push(
+                tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
+                    st.plugin_kv_get(&o, "echo", "calls").unwrap();
+                    st.plugin_kv_set(&o, "echo", "calls", b"1", i64::MAX).unwrap();
+                    t.elapsed()
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let (r50, _) = percentiles(resolve);
+        let (k50, _) = percentiles(kv);
+        let r = plugins.resolve(&org, "echo").await.unwrap().unwrap();
+        let ctx = botyard_plugins::AppContext::default();
+        let args = json!({"word": "hi", "n": 2});
+        let mut host = Vec::new();
+        for _ in 0..N {
+            let t = Instant::now();
+            plugins
+                .host()
+                .call_app(&r.plugin, &r.install, &ctx, &args)
+                .await
+                .unwrap();
+            host.push(t.elapsed());
+        }
+        let (h50, _) = percentiles(host);
+        let mut direct = Vec::new();
+        for _ in 0..N {
+            let p2 = plugins.clone();
+            let o = org.clone();
+            direct.push(
+                tokio::task::spawn_blocking(move || {
+                    use botyard::engine::AppRouter;
+                    let ctx = botyard::engine::AppContext {
+                        organization_id: o,
+                        bot_id: "b".into(),
+                        channel_id: "c".into(),
+                        user_id: "u".into(),
+                    };
+                    let call = csml::AppCall {
+                        name: "echo".into(),
+                        args: json!({"word": "hi"}),
+                        flow: "f".into(),
+                        step: "s".into(),
+                    };
+                    let t = Instant::now();
+                    p2.call(&ctx, &call).unwrap();
+                    t.elapsed()
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let (d50, _) = percentiles(direct);
+        println!("  App() through the router from a blocking thread, no turn: p50 {d50:?}");
+        println!(
+            "  of which: resolve p50 {r50:?}; the host's call (fresh instance, echo incl. its \
+             key-value get + set) p50 {h50:?}; key-value get + set alone p50 {k50:?}"
+        );
+    });
+}
+
 /// A connector event's turn commits the event as done and its replies in the outbox in one
 /// transaction: stopping right after the turn (before anything else runs) loses nothing and
 /// runs nothing twice; running the same event again is refused without writing.

@@ -26,7 +26,7 @@ fn other(e: impl std::fmt::Display) -> KvStoreError {
 /// Plugin calls run on the async runtime; the store blocks. `block_in_place` lets the worker
 /// thread block without starving the other tasks (multi-threaded runtime); elsewhere (a
 /// current-thread runtime, a plain thread) the call simply blocks.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

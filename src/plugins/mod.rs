@@ -48,8 +48,13 @@ pub struct Resolved {
 pub struct PluginRuntime {
     host: PluginHost,
     store: Store,
-    /// Loaded plugins by `.wasm` SHA-256.
+    /// Loaded plugins by `.wasm` SHA-256 ([`PluginRuntime::load`]).
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    /// Loaded installations by (SHA-256, manifest JSON) as stored, so a call neither reads
+    /// the `.wasm` nor hashes it.
+    installed: Mutex<HashMap<(String, String), LoadedPlugin>>,
+    /// Loaded first-party plugins by name.
+    first_party: Mutex<HashMap<&'static str, LoadedPlugin>>,
     engine: OnceLock<Engine>,
     rt: tokio::runtime::Handle,
     inbound_wake: Notify,
@@ -69,6 +74,8 @@ impl PluginRuntime {
             host: PluginHost::new(config),
             store,
             loaded: Mutex::new(HashMap::new()),
+            installed: Mutex::new(HashMap::new()),
+            first_party: Mutex::new(HashMap::new()),
             engine: OnceLock::new(),
             rt: tokio::runtime::Handle::current(),
             inbound_wake: Notify::new(),
@@ -117,19 +124,44 @@ impl PluginRuntime {
 
     /// The plugin `name` as organization `org` sees it: its own installation, else the
     /// first-party plugin of that name. `Ok(None)` when neither exists.
+    ///
+    /// On the hot path (every `App()` call and webhook) this is one indexed read of the
+    /// installation row (no `.wasm`), done in place: `App()` calls already run on a blocking
+    /// thread, and elsewhere `block_in_place` keeps the runtime's other tasks moving.
     pub async fn resolve(&self, org: &str, name: &str) -> Result<Option<Resolved>, String> {
-        let store = self.store.clone();
-        let (o, n) = (org.to_string(), name.to_string());
-        let row = tokio::task::spawn_blocking(move || store.get_plugin(&o, &n))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if let Some((row, wasm)) = row {
-            let manifest = Manifest::from_json(row.manifest.to_string().as_bytes())?;
-            let plugin = self
-                .load(manifest, &wasm)
-                .await
-                .map_err(|e| e.to_string())?;
+        let row =
+            kv::blocking(|| self.store.get_plugin_row(org, name)).map_err(|e| e.to_string())?;
+        if let Some(row) = row {
+            let key = (row.sha256.clone(), row.manifest.to_string());
+            let cached = self
+                .installed
+                .lock()
+                .expect("plugins lock")
+                .get(&key)
+                .cloned();
+            let plugin = match cached {
+                Some(p) => p,
+                None => {
+                    let manifest = Manifest::from_json(key.1.as_bytes())?;
+                    let store = self.store.clone();
+                    let (o, n, sha) = (org.to_string(), name.to_string(), row.sha256.clone());
+                    let wasm = tokio::task::spawn_blocking(move || store.plugin_wasm(&o, &n, &sha))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("plugin `{name}` was replaced during the call"))?;
+                    let p = self
+                        .host
+                        .load(manifest, &wasm)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.installed
+                        .lock()
+                        .expect("plugins lock")
+                        .insert(key, p.clone());
+                    p
+                }
+            };
             let install = installation(
                 org,
                 plugin.manifest(),
@@ -147,16 +179,35 @@ impl PluginRuntime {
                 first_party: false,
             }));
         }
-        let (Some(wasm), Some(manifest)) = (
-            botyard_plugins::builtin::wasm(name),
-            manage::first_party_manifest(name),
-        ) else {
+        let Some(&(static_name, wasm)) = botyard_plugins::builtin::FIRST_PARTY
+            .iter()
+            .find(|(n, _)| *n == name)
+        else {
             return Ok(None);
         };
-        let plugin = self
-            .load(manifest.clone(), wasm)
-            .await
-            .map_err(|e| e.to_string())?;
+        let cached = self
+            .first_party
+            .lock()
+            .expect("plugins lock")
+            .get(static_name)
+            .cloned();
+        let plugin = match cached {
+            Some(p) => p,
+            None => {
+                let manifest = manage::first_party_manifest(name)
+                    .ok_or_else(|| format!("first-party plugin `{name}` has no valid manifest"))?;
+                let p = self
+                    .host
+                    .load(manifest.clone(), wasm)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.first_party
+                    .lock()
+                    .expect("plugins lock")
+                    .insert(static_name, p.clone());
+                p
+            }
+        };
         let install = Installation {
             org: org.to_string(),
             ..Default::default()

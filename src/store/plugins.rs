@@ -495,6 +495,28 @@ impl Store {
         })
     }
 
+    /// One installed plugin without its `.wasm` (the per-call lookup).
+    pub fn get_plugin_row(&self, org: &str, name: &str) -> Result<Option<PluginRow>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PLUGIN_COLS} FROM plugins WHERE organization_id = ?1 AND name = ?2"
+            ))?
+            .query_row([org, name], plugin_from_row)
+            .optional()?)
+        })
+    }
+
+    /// The `.wasm` of an installed plugin whose SHA-256 is `sha256` (`None` once replaced).
+    pub fn plugin_wasm(&self, org: &str, name: &str, sha256: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT wasm FROM plugins WHERE organization_id = ?1 AND name = ?2 AND sha256 = ?3",
+            )?
+            .query_row([org, name, sha256], |r| r.get(0))
+            .optional()?)
+        })
+    }
+
     pub fn remove_plugin(&self, org: &str, name: &str) -> Result<()> {
         let (org, name) = (org.to_string(), name.to_string());
         self.write(move |c| {
