@@ -170,7 +170,7 @@ impl Client {
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
         let mut s = TcpStream::connect(self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
