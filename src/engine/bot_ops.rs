@@ -264,7 +264,12 @@ impl Engine {
             let flow_id = engine
                 .inner
                 .bots
-                .get(store, &key.organization_id, &key.bot_id, &super::BotCode::Live)
+                .get(
+                    store,
+                    &key.organization_id,
+                    &key.bot_id,
+                    &super::BotCode::Live,
+                )
                 .ok()
                 .and_then(|live| live.find_flow(&conv.flow).map(|f| f.id.clone()))
                 .unwrap_or_else(|| conv.flow.clone());
