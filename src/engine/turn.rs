@@ -43,9 +43,9 @@ struct TurnInput {
 type Done = (ChatResponse, crate::store::Channel);
 
 enum Phase {
-    Done(Done),
+    Done(Box<Done>),
     /// The bot's code changed since it was compiled: reload and retry.
-    Stale(TurnInput),
+    Stale(Box<TurnInput>),
 }
 
 /// Run a chat turn. `broadcast`: the queued broadcast this turn executes (marked done in the
@@ -121,13 +121,14 @@ async fn chat_turn(
             split_turn(engine, bot, input).await?
         };
         match phase {
-            Phase::Done((response, channel)) => {
+            Phase::Done(done) => {
+                let (response, channel) = *done;
                 if let Some(sink) = &inner.config.sink {
                     sink.turn_committed(&channel, &response);
                 }
                 return Ok(response);
             }
-            Phase::Stale(back) => input = back,
+            Phase::Stale(back) => input = *back,
         }
     }
     Err(EngineError::Internal(
@@ -194,12 +195,12 @@ async fn inline_turn(
             let now = now_millis();
             let client = client_of(&input.req);
             let Some(state) = read_state(tx, &bot, &client, &input.code, now)? else {
-                return Ok(Ok(Phase::Stale(input)));
+                return Ok(Ok(Phase::Stale(Box::new(input))));
             };
             match run(&e2, &bot, client, state, input, now) {
                 Ok((write, done)) => {
                     tx.apply(&write)?;
-                    Ok(Ok(Phase::Done(done)))
+                    Ok(Ok(Phase::Done(Box::new(done))))
                 }
                 // Nothing was written: the job's savepoint is released empty.
                 Err(e) => Ok(Err(e)),
@@ -228,7 +229,7 @@ async fn split_turn(
         .await?
     {
         Ok(read) => read,
-        Err(input) => return Ok(Phase::Stale(input)),
+        Err(input) => return Ok(Phase::Stale(Box::new(input))),
     };
     let e2 = engine.clone();
     let (write, done) =
@@ -236,7 +237,7 @@ async fn split_turn(
             .await
             .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
     engine.inner.store.commit_turn(write).await?;
-    Ok(Phase::Done(done))
+    Ok(Phase::Done(Box::new(done)))
 }
 
 /// Where the turn starts.

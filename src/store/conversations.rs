@@ -339,29 +339,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         }
     }
     if !w.low_data && !w.messages.is_empty() {
-        let mut st = c.prepare_cached(
-            "INSERT INTO messages(organization_id, conversation_id, bot_id, turn_id, direction,
-                flow, step, content_type, payload, message_order, interaction_order, created_at,
-                expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for (i, m) in w.messages.iter().enumerate() {
-            st.execute(params![
-                org,
-                conv_id,
-                k.bot_id,
-                w.turn_id,
-                m.direction.as_str(),
-                m.flow,
-                m.step,
-                m.content_type,
-                m.payload.to_string(),
-                i as i64,
-                m.interaction_order,
-                now,
-                w.expires_at
-            ])?;
-        }
+        insert_messages(c, w, conv_id)?;
     }
     if !w.messages.is_empty() {
         c.prepare_cached(
@@ -388,6 +366,78 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
     }
     if let Some(ev) = &w.inbound_done {
         super::plugins::inbound_turn_done(c, w, ev)?;
+    }
+    Ok(())
+}
+
+/// Most transcript rows per INSERT statement.
+const MESSAGES_PER_INSERT: usize = 8;
+
+/// `INSERT INTO messages` with `n` rows: `?1..?6` are shared by the rows (organization,
+/// conversation, bot, turn, time, expiry), then 7 parameters per row.
+fn messages_insert_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (1..=MESSAGES_PER_INSERT)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|i| {
+                        let p = 7 + i * 7;
+                        format!(
+                            "(?1, ?2, ?3, ?4, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?5, ?6)",
+                            p,
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5,
+                            p + 6
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO messages(organization_id, conversation_id, bot_id, turn_id, \
+                     direction, flow, step, content_type, payload, message_order, \
+                     interaction_order, created_at, expires_at) VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    &all[n - 1]
+}
+
+/// The turn's transcript rows, several per statement (one statement for a usual turn).
+fn insert_messages(c: &Connection, w: &TurnWrite, conv_id: &str) -> Result<()> {
+    use rusqlite::ToSql;
+    let k = &w.client;
+    let payloads: Vec<String> = w.messages.iter().map(|m| m.payload.to_string()).collect();
+    let orders: Vec<i64> = (0..w.messages.len() as i64).collect();
+    let directions: Vec<&str> = w.messages.iter().map(|m| m.direction.as_str()).collect();
+    for (chunk_no, chunk) in w.messages.chunks(MESSAGES_PER_INSERT).enumerate() {
+        let first = chunk_no * MESSAGES_PER_INSERT;
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(6 + chunk.len() * 7);
+        args.extend([
+            &k.organization_id as &dyn ToSql,
+            &conv_id,
+            &k.bot_id,
+            &w.turn_id,
+            &w.now,
+            &w.expires_at,
+        ]);
+        for (i, m) in chunk.iter().enumerate() {
+            args.extend([
+                &directions[first + i] as &dyn ToSql,
+                &m.flow,
+                &m.step,
+                &m.content_type,
+                &payloads[first + i],
+                &orders[first + i],
+                &m.interaction_order,
+            ]);
+        }
+        c.prepare_cached(messages_insert_sql(chunk.len()))?
+            .execute(args.as_slice())?;
     }
     Ok(())
 }
