@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "botyard", version, about = "Host CSML chatbots for many organizations")]
+#[command(
+    name = "botyard",
+    version,
+    about = "Host CSML chatbots for many organizations"
+)]
 pub struct Cli {
     /// Data directory (SQLite database, keys, plugins).
     #[arg(long, global = true, env = "BOTYARD_DATA", default_value = "./data")]
