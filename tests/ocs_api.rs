@@ -2439,6 +2439,52 @@ fn apikey_create_with_a_role() {
     assert_eq!(v["role"], "admin", "{v}");
     let admin = key_header(v["api_key"].as_str().unwrap());
     assert_eq!(c.get("/api/experiments/", &admin).status, 200);
+    // `apikey list` shows each key's role, in text and as `role` in `--json` (the other
+    // fields unchanged).
+    let viewer_id = common::cli_json(&s.data, &["apikey", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "chat_viewer")
+        .map(|k| {
+            for f in [
+                "id",
+                "name",
+                "prefix",
+                "read_only",
+                "created_at",
+                "revoked_at",
+            ] {
+                assert!(k.get(f).is_some(), "field {f} missing: {k}");
+            }
+            k["id"].as_str().unwrap().to_string()
+        })
+        .expect("the chat_viewer key is listed with its role");
+    let listed = common::cli_json(&s.data, &["apikey", "list"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["role"].is_string()),
+        "{listed}"
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["apikey", "list", "--data"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&viewer_id))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("  chat_viewer"), "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("  admin")).count() >= 1,
+        "{text}"
+    );
     let out = std::process::Command::new(common::BIN)
         .args(["apikey", "create", "--role", "overlord", "--json", "--data"])
         .arg(&s.data)

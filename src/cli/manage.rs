@@ -616,14 +616,17 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
             ApikeyCommand::List { org } => {
                 let org = resolve_org(&store, org)?;
                 let keys = store.list_api_keys(&org.id).map_err(err)?;
+                let roles = store.ocs_key_roles(&org.id).map_err(err)?;
+                let role = |id: &str| roles.get(id).map(String::as_str).unwrap_or("admin");
                 let text = keys
                     .iter()
                     .map(|k| {
                         format!(
-                            "{}  {}…  {}{}{}",
+                            "{}  {}…  {}  {}{}{}",
                             k.id,
                             k.prefix,
                             k.name,
+                            role(&k.id),
                             if k.read_only { "  read-only" } else { "" },
                             if k.revoked_at.is_some() {
                                 "  REVOKED"
@@ -634,7 +637,16 @@ pub fn apikey(cli: &Cli, cmd: &ApikeyCommand) -> ExitCode {
                     })
                     .collect::<Vec<_>>()
                     .join("\n");
-                Ok((json!(keys), text))
+                // The stored key fields unchanged, plus the key's OCS `role`.
+                let list: Vec<Json> = keys
+                    .iter()
+                    .map(|k| {
+                        let mut j = json!(k);
+                        j["role"] = json!(role(&k.id));
+                        j
+                    })
+                    .collect();
+                Ok((json!(list), text))
             }
             ApikeyCommand::Revoke { key, org } => {
                 let org = resolve_org(&store, org)?;

@@ -12,6 +12,7 @@ use crate::secrets::hash_api_key;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
 
 /// An authenticated OCS API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -639,6 +640,16 @@ impl Store {
                 })
             })
             .optional()?)
+        })
+    }
+
+    /// The OCS role of each API key of `org` (revoked keys included), by key id.
+    pub fn ocs_key_roles(&self, org: &str) -> Result<HashMap<String, String>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT id, ocs_role FROM api_keys WHERE organization_id = ?1")?;
+            let rows = st.query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<HashMap<String, String>>>()?)
         })
     }
 
