@@ -2424,6 +2424,59 @@ fn trigger_bot_delivers_on_connector_channels() {
     );
 }
 
+/// A due schedule of a participant of a connector channel: its prompt's replies are stored
+/// and delivered through the channel's plugin (durable outbox), once.
+#[test]
+fn schedules_deliver_on_connector_channels() {
+    let s = Ocs::start_env(&[("BOTYARD_OUTBOUND_ALLOW", "127.0.0.1")]);
+    let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
+    let (api, calls) = fake_telegram();
+    let config =
+        json!({"bot_token": "1:x", "api_base": api, "allow_hosts": ["127.0.0.1"]}).to_string();
+    common::cli_json(
+        &s.data,
+        &[
+            "channel", "create", "--kind", "telegram", "--bot", &bot, "--name", "tg", "--config",
+            &config,
+        ],
+    );
+    let wait = |n: usize| {
+        for _ in 0..3000 {
+            if calls.lock().unwrap().len() >= n {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        calls.lock().unwrap().clone()
+    };
+    // The participant's session (a schedule fires through the latest one).
+    let r = s.post(
+        "/api/trigger_bot",
+        &json!({"identifier": "777", "platform": "telegram", "experiment": bot, "message_text": "Welcome"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = r.json()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(wait(1).len(), 1, "{}", s.logs());
+    let r = s.post(
+        "/api/participants",
+        &json!({"identifier": "777", "platform": "telegram", "data": [{"experiment": bot, "schedules": [
+            {"id": "due", "name": "n", "prompt": "Take your pills", "date": "2020-01-01T00:00:00Z"},
+            {"id": "later", "name": "n", "prompt": "Not yet", "date": "2099-01-01T00:00:00Z"}]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = wait(2);
+    assert_eq!(got.len(), 2, "{}", s.logs());
+    assert_eq!(got[1].0, "/bot1:x/sendMessage");
+    assert_eq!(got[1].1["chat_id"], "777");
+    assert_eq!(got[1].1["text"], "Reminder: Take your pills");
+    // Stored in the session too, and neither stored nor delivered twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    let msgs = s.store().ocs_recent_messages(&sid, 10).unwrap();
+    let contents: Vec<&str> = msgs.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["Welcome", "Reminder: Take your pills"]);
+}
+
 /// `botyard apikey create --role ROLE`: the key carries the OCS role (shown in `--json`), and
 /// the routes check it; an unknown role is refused.
 #[test]

@@ -29,7 +29,8 @@
 //! # Connector channels
 //! `trigger_bot` to a platform with a connector channel (Telegram etc.) stores the message
 //! (or the prompt's replies) and queues it in the plugins' durable outbox, addressed to the
-//! participant's identifier. Due schedules store their replies only (not delivered yet).
+//! participant's identifier. Due schedules' replies are stored and delivered the same way
+//! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
 pub mod cursor;
 pub mod files;
@@ -39,13 +40,15 @@ pub mod time;
 pub mod token;
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError};
+use crate::plugins::PluginRuntime;
 use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
 use serde_json::{Map, Value as Json, json};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Kind of the per-bot engine channel OCS sessions run on.
 pub const ENGINE_CHANNEL_KIND: &str = "ocs";
@@ -67,6 +70,11 @@ pub struct Ocs {
     /// revoke or role change, possibly by the CLI), which is polled every second.
     keys: std::sync::RwLock<HashMap<String, OcsKey>>,
     key_epoch: std::sync::atomic::AtomicI64,
+    /// Tasks accepted by this process and not finished yet, each with the notifier a held
+    /// task poll waits on (see [`Ocs::task_waiter`]).
+    inflight: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Connector delivery (due schedules to Telegram etc.); set once by the HTTP layer.
+    plugins: OnceLock<Arc<PluginRuntime>>,
 }
 
 /// A chat task on its session's queue. `session`: already loaded by the request; `started`:
@@ -98,7 +106,47 @@ impl Ocs {
             version_tags: Mutex::new(HashMap::new()),
             keys: std::sync::RwLock::new(HashMap::new()),
             key_epoch: std::sync::atomic::AtomicI64::new(i64::MIN),
+            inflight: Mutex::new(HashMap::new()),
+            plugins: OnceLock::new(),
         }))
+    }
+
+    /// The plugin runtime that delivers on connector channels (at most once; later calls
+    /// are ignored).
+    pub fn set_plugins(&self, plugins: Option<Arc<PluginRuntime>>) {
+        if let Some(p) = plugins {
+            let _ = self.plugins.set(p);
+        }
+    }
+
+    /// The notifier of a task this process accepted and has not finished: it is notified
+    /// (all waiters) right after the task's result is committed. `None` for a task that is
+    /// finished, unknown or not ours — its stored status is final as read.
+    pub fn task_waiter(&self, task: &str) -> Option<Arc<Notify>> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(task)
+            .cloned()
+    }
+
+    fn task_accepted(&self, task: &str) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(task.to_string())
+            .or_default();
+    }
+
+    fn task_finished(&self, task: &str) {
+        let n = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task);
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
     }
 
     /// Start the background work (inside a tokio runtime): re-queue tasks left by a previous
@@ -223,8 +271,15 @@ impl Ocs {
             match latest {
                 Ok(Ok(Some(session))) => {
                     let trig = json!({"prompt": sch.prompt_text, "source": "schedule", "schedule_id": sch.external_id});
-                    if let Err(e) = self.run_trigger(&session, trig).await {
-                        tracing::warn!(error = %e, schedule = sch.id, "scheduled prompt failed");
+                    match self.run_trigger(&session, trig).await {
+                        Ok(replies) if !replies.is_empty() => {
+                            let id = format!("ocs-schedule-{}", sch.id);
+                            self.deliver_on_connector(&session, &id, &replies).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, schedule = sch.id, "scheduled prompt failed")
+                        }
                     }
                 }
                 _ => tracing::info!(
@@ -232,6 +287,39 @@ impl Ocs {
                     "schedule due but the participant has no session"
                 ),
             }
+        }
+    }
+
+    /// Queue `replies` (stored already) for delivery to the session's participant when the
+    /// session's platform is a connector channel of the bot (Telegram etc.): the plugins'
+    /// durable outbox, addressed to the participant's identifier, under delivery id `id`
+    /// (queueing an id twice is a no-op). Other platforms: nothing to do. Failures are logged.
+    pub async fn deliver_on_connector(&self, session: &OcsSession, id: &str, replies: &[Rendered]) {
+        let (o, b, plat) = (
+            session.organization_id.clone(),
+            session.bot_id.clone(),
+            session.platform.clone(),
+        );
+        let channel = self
+            .engine
+            .blocking(move |s| connector_channel(s, &o, &b, &plat))
+            .await;
+        let channel = match channel {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, session = %session.id, "could not look up the connector channel");
+                return;
+            }
+        };
+        let Some(rt) = self.plugins.get() else {
+            tracing::warn!(session = %session.id, channel = %channel.id, "no plugin runtime to deliver on the connector channel");
+            return;
+        };
+        let messages = replies.iter().map(Rendered::payload).collect();
+        let to = &session.participant.identifier;
+        if let Err(e) = rt.enqueue_delivery(&channel, to, id, messages).await {
+            tracing::warn!(error = %e, session = %session.id, "queueing the delivery failed");
         }
     }
 
@@ -573,6 +661,7 @@ impl Ocs {
             .await
         {
             Ok(id) => {
+                self.task_accepted(&id);
                 let task = OcsTask {
                     id: id.clone(),
                     organization_id: org,
@@ -602,6 +691,7 @@ impl Ocs {
 
     /// Queue a task on its session's queue (tasks of one session run in order).
     pub fn submit(self: &Arc<Self>, job: Job) {
+        self.task_accepted(&job.task.id);
         let sid = job.task.session_id.clone();
         let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = q.get_mut(&sid) {
@@ -618,7 +708,9 @@ impl Ocs {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             if let Some(job) = first {
+                let id = job.task.id.clone();
                 this.process(job).await;
+                this.task_finished(&id);
             }
             loop {
                 let next = {
@@ -631,7 +723,9 @@ impl Ocs {
                         }
                     }
                 };
+                let id = next.task.id.clone();
                 this.process(next).await;
+                this.task_finished(&id);
             }
         });
     }
@@ -774,6 +868,23 @@ impl Ocs {
             tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
         }
     }
+}
+
+/// The bot's active connector channel (one with a plugin behind it) for an OCS platform
+/// (`telegram` etc.), if any.
+pub fn connector_channel(
+    store: &Store,
+    org: &str,
+    bot: &str,
+    platform: &str,
+) -> crate::store::Result<Option<Channel>> {
+    if matches!(platform, "api" | "web" | "evaluations" | "embedded_widget") {
+        return Ok(None);
+    }
+    Ok(store
+        .list_channels(org, Some(bot))?
+        .into_iter()
+        .find(|c| c.kind == platform && c.status == "active" && c.token.is_some()))
 }
 
 /// `(message, attachment_ids, context)` of a chat task's request.

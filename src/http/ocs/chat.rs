@@ -8,7 +8,7 @@ use crate::http::response::Body;
 use crate::ocs::ratelimit::Scope;
 use crate::ocs::{TOKEN_LIFETIME_SECS, files};
 use crate::store::Store;
-use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, WidgetChannel};
+use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, OcsTask, WidgetChannel};
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{Value as Json, json};
@@ -540,31 +540,74 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
     resp
 }
 
+/// Longest time a task poll holds a `processing` answer of a task this process is running
+/// (see [`task_poll`]).
+pub const POLL_HOLD: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// A task and, when it completed in `sess`, its first message as the API shows it.
+type TaskRead = Option<(OcsTask, Option<Json>)>;
+
+fn read_task(
+    s: &Store,
+    tid: &str,
+    base: &str,
+    sess: &OcsSession,
+) -> crate::store::Result<TaskRead> {
+    let Some(task) = s.ocs_task(tid)? else {
+        return Ok(None);
+    };
+    let message = match (
+        task.session_id == sess.id,
+        task.status.as_str(),
+        task.message_id,
+    ) {
+        (true, "complete", Some(mid)) => match s.ocs_message(&sess.id, mid)? {
+            Some(m) => Some(message_json(s, base, &m)?),
+            None => None,
+        },
+        _ => None,
+    };
+    Ok(Some((task, message)))
+}
+
+/// Task poll. Our extension of timing only (the answers are exactly OCS's): while a task this
+/// process accepted is still queued or running, the poll holds its `processing` answer for at
+/// most [`POLL_HOLD`], woken by the task's completion (an in-process notifier per task id,
+/// armed before the task is read, so a completion between the read and the wait is not
+/// missed). A client polling right after the 202 thus usually gets `complete` in one request,
+/// as soon as the result is committed; a slower turn still reads `processing` after the hold.
 pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
-    // One read: access, the task and, when it completed in this session, its first message.
     let (tid, base) = (call.params.task.clone(), call.base.clone());
-    let found = access_with(call, move |s, sess| {
-        let Some(task) = s.ocs_task(&tid)? else {
-            return Ok(None);
-        };
-        let message = match (
-            task.session_id == sess.id,
-            task.status.as_str(),
-            task.message_id,
-        ) {
-            (true, "complete", Some(mid)) => match s.ocs_message(&sess.id, mid)? {
-                Some(m) => Some(message_json(s, &base, &m)?),
-                None => None,
-            },
-            _ => None,
-        };
-        Ok(Some((task, message)))
-    })
-    .await;
-    let (session, found) = match found {
+    let waiter = call.ocs.task_waiter(&tid);
+    let mut done = std::pin::pin!(waiter.as_deref().map(tokio::sync::Notify::notified));
+    if let Some(d) = done.as_mut().as_pin_mut() {
+        d.enable();
+    }
+    // One read: access, the task and, when it completed in this session, its first message.
+    let (t2, b2) = (tid.clone(), base.clone());
+    let found = access_with(call, move |s, sess| read_task(s, &t2, &b2, sess)).await;
+    let (session, mut found) = match found {
         Ok((session, _, found)) => (session, found),
         Err(r) => return r,
     };
+    let pending = |f: &TaskRead| {
+        f.as_ref().is_some_and(|(t, _)| {
+            t.session_id == session.id && matches!(t.status.as_str(), "queued" | "running")
+        })
+    };
+    if pending(&found)
+        && let Some(d) = done.as_mut().as_pin_mut()
+    {
+        let _ = tokio::time::timeout(POLL_HOLD, d).await;
+        let sess = session.clone();
+        found = match call
+            .blocking(move |s| read_task(s, &tid, &base, &sess))
+            .await
+        {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+    }
     let Some((task, message)) = found else {
         // Unknown or never-issued ids read "processing", as OCS does.
         return ok(&json!({"message": null, "status": "processing"}));

@@ -44,7 +44,10 @@ fn service(state: &AppState) -> Option<&'static Arc<Ocs>> {
         Ok(s) => {
             let s = SERVICE.get_or_init(|| s);
             static STARTED: std::sync::Once = std::sync::Once::new();
-            STARTED.call_once(|| s.start_background());
+            STARTED.call_once(|| {
+                s.set_plugins(state.plugins.clone());
+                s.start_background()
+            });
             Some(s)
         }
         Err(e) => {
