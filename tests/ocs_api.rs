@@ -2080,23 +2080,21 @@ fn tasks_survive_a_restart() {
     assert_eq!(v["message"]["content"], "Nice to meet you, Ada!");
 }
 
-#[test]
-#[ignore = "benchmark: cargo test --release --test ocs_api bench -- --ignored --nocapture"]
-fn bench_task_latency_and_incoming_throughput() {
-    let s = Ocs::start_env(&[("BOTYARD_LOG", "warn")]);
-    let bot = s.bot_with(
-        &s.org,
-        "Hello",
-        "start:\n  say \"hello\"\n  goto end\n",
-        None,
-    );
-    s.set_public(&bot, true);
+/// One bench phase: `n` sessions on their own keep-alive connections, each sending `per`
+/// messages. A client polls the task right after the 202 (the server holds a `processing`
+/// answer up to 25 ms, woken by the completion), and if it still reads `processing`, again
+/// every 3 ms. `think`: mean pause between a session's turns (uniform in ±50%), `None` =
+/// back to back (a closed loop: then latency ≈ sessions / throughput, Little's law).
+/// Returns the client-side latencies, polls per turn and the session ids.
+fn bench_phase(
+    s: &Ocs,
+    bot: &str,
+    n: usize,
+    per: usize,
+    think: Option<Duration>,
+) -> (Vec<Duration>, f64, Vec<String>) {
     let addr = s.addr;
-    let n_sessions: usize = std::env::var("OCS_BENCH_SESSIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let sessions: Vec<(String, String)> = (0..n_sessions)
+    let sessions: Vec<(String, String)> = (0..n)
         .map(|_| {
             let v = s
                 .client()
@@ -2108,20 +2106,24 @@ fn bench_task_latency_and_incoming_throughput() {
             )
         })
         .collect();
-    let per = 50;
-    // Keep-alive clients polling every OCS_BENCH_POLL_US µs (default 500).
-    let poll_us: u64 = std::env::var("OCS_BENCH_POLL_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+    let ids = sessions.iter().map(|(sid, _)| sid.clone()).collect();
     let handles: Vec<_> = sessions
         .into_iter()
-        .map(|(sid, tok)| {
+        .enumerate()
+        .map(|(i, (sid, tok))| {
             std::thread::spawn(move || {
                 let mut c = KeepAlive::connect(addr);
                 let h = token_header(&tok);
-                let mut lat = Vec::new();
+                let (mut lat, mut polls) = (Vec::with_capacity(per), 0usize);
+                let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
                 for _ in 0..per {
+                    if let Some(t) = think {
+                        seed = seed
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        let f = 0.5 + (seed >> 11) as f64 / (1u64 << 53) as f64;
+                        std::thread::sleep(t.mul_f64(f));
+                    }
                     let t0 = std::time::Instant::now();
                     let (st, v) = c.request(
                         "POST",
@@ -2132,64 +2134,138 @@ fn bench_task_latency_and_incoming_throughput() {
                     assert_eq!(st, 202);
                     let task = v["task_id"].as_str().unwrap().to_string();
                     loop {
+                        polls += 1;
                         let (_, v) =
                             c.request("GET", &format!("/api/chat/{sid}/{task}/poll/"), &h, None);
                         if v["status"] == "complete" {
                             break;
                         }
-                        std::thread::sleep(Duration::from_micros(poll_us));
+                        std::thread::sleep(Duration::from_millis(3));
                     }
                     lat.push(t0.elapsed());
                 }
-                lat
+                (lat, polls)
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let (mut all, mut polls) = (Vec::new(), 0);
+    for h in handles {
+        let (l, p) = h.join().unwrap();
+        all.extend(l);
+        polls += p;
+    }
     all.sort();
-    println!(
-        "message→complete under {n_sessions} sessions: p50 {:?} p90 {:?} p99 {:?} (n={})",
-        all[all.len() / 2],
-        all[all.len() * 9 / 10],
-        all[all.len() * 99 / 100],
-        all.len()
-    );
-    // Server side, from stored times (µs): the user's message (stored with the task, before
-    // the 202) → the turn's first reply (stored with the result).
+    let per_turn = polls as f64 / all.len() as f64;
+    (all, per_turn, ids)
+}
+
+/// Server side, from stored times (µs) of the given sessions: the user's message (stored with
+/// the task, before the 202) → the turn's first reply (stored with the result).
+fn bench_server_side(s: &Ocs, sessions: &[String]) -> Vec<i64> {
     let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    let mut server: Vec<i64> = db
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut st = db
         .prepare(
             "SELECT a.created_at - (SELECT MAX(u.created_at) FROM ocs_messages u
                  WHERE u.session_id = a.session_id AND u.role = 'user' AND u.created_at < a.created_at)
-             FROM ocs_tasks t JOIN ocs_messages a ON a.id = t.message_id WHERE t.status = 'complete'",
+             FROM ocs_tasks t JOIN ocs_messages a ON a.id = t.message_id
+             WHERE t.status = 'complete' AND t.session_id = ?1",
         )
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .unwrap();
+    let mut out: Vec<i64> = sessions
+        .iter()
+        .flat_map(|sid| {
+            st.query_map([sid], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
         .collect();
-    server.sort();
-    let ms = |us: i64| us as f64 / 1000.0;
+    out.sort();
+    out
+}
+
+fn bench_report(label: &str, s: &Ocs, lat: &[Duration], polls: f64, sessions: &[String]) {
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "server-side message stored → reply stored: p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms",
-        ms(server[server.len() / 2]),
-        ms(server[server.len() * 9 / 10]),
-        ms(server[server.len() * 99 / 100])
+        "{label}: message→complete (client) p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms, {polls:.2} polls/turn (n={})",
+        ms(pct(50)),
+        ms(pct(90)),
+        ms(pct(99)),
+        lat.len()
+    );
+    let server = bench_server_side(s, sessions);
+    let sp = |p: usize| server[(server.len() * p / 100).min(server.len() - 1)] as f64 / 1000.0;
+    println!(
+        "{label}: user message stored → reply stored (server) p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms",
+        sp(50),
+        sp(90),
+        sp(99)
+    );
+}
+
+/// Release build only (figures are meaningless in debug). Environment: `OCS_BENCH_SESSIONS`
+/// (default 32), `OCS_BENCH_TURNS` per session (default 50), `OCS_BENCH_THINK_MS` (mean think
+/// time of the paced phase, default 50).
+#[test]
+#[ignore = "benchmark: cargo test --release --test ocs_api bench -- --ignored --nocapture"]
+fn bench_task_latency_and_incoming_throughput() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let s = Ocs::start_env(&[("BOTYARD_LOG", "warn")]);
+    let bot = s.bot_with(
+        &s.org,
+        "Hello",
+        "start:\n  say \"hello\"\n  goto end\n",
+        None,
+    );
+    s.set_public(&bot, true);
+    let addr = s.addr;
+    let n = env("OCS_BENCH_SESSIONS", 32) as usize;
+    let per = env("OCS_BENCH_TURNS", 50) as usize;
+    let think = Duration::from_millis(env("OCS_BENCH_THINK_MS", 50));
+    // Warm-up: the bot compiled and cached, connections and statements ready.
+    let _ = bench_phase(&s, &bot, 4, 10, None);
+    let (lat, polls, ids) = bench_phase(&s, &bot, 1, per * 4, None);
+    bench_report("1 session", &s, &lat, polls, &ids);
+    let (lat, polls, ids) = bench_phase(&s, &bot, n, per, Some(think));
+    bench_report(
+        &format!("{n} sessions, think {think:?} ±50%"),
+        &s,
+        &lat,
+        polls,
+        &ids,
     );
     let t0 = std::time::Instant::now();
-    let key = s.key.clone();
+    let (lat, polls, ids) = bench_phase(&s, &bot, n, per, None);
+    let el = t0.elapsed();
+    bench_report(&format!("{n} sessions back to back"), &s, &lat, polls, &ids);
+    println!(
+        "{n} sessions back to back: {:.0} chat turns/s",
+        lat.len() as f64 / el.as_secs_f64()
+    );
+
+    // incoming_message: one API key per client (each key continues its own session).
     let n_threads = 32;
     let per = 60;
-    let hs: Vec<_> = (0..n_threads)
+    let keys: Vec<String> = (0..n_threads)
         .map(|i| {
-            let key = if i == 0 {
-                key.clone()
+            if i == 0 {
+                s.key.clone()
             } else {
                 s.key_with(&s.org, "admin", false)
-            };
+            }
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    let hs: Vec<_> = keys
+        .into_iter()
+        .map(|key| {
             let path = format!("/channels/api/{bot}/incoming_message");
             std::thread::spawn(move || {
                 let mut c = KeepAlive::connect(addr);
@@ -2210,7 +2286,7 @@ fn bench_task_latency_and_incoming_throughput() {
     }
     let el = t0.elapsed();
     println!(
-        "incoming_message: {:.0} turns/s ({} turns in {:?})",
+        "incoming_message: {:.0} turns/s ({} turns in {:?}, 32 keep-alive clients)",
         (n_threads * per) as f64 / el.as_secs_f64(),
         n_threads * per,
         el

@@ -72,7 +72,7 @@ pub struct Ocs {
     key_epoch: std::sync::atomic::AtomicI64,
     /// Tasks accepted by this process and not finished yet, each with the notifier a held
     /// task poll waits on (see [`Ocs::task_waiter`]).
-    inflight: Mutex<HashMap<String, Arc<Notify>>>,
+    inflight: Mutex<HashMap<String, Arc<TaskSlot>>>,
     /// Connector delivery (due schedules to Telegram etc.); set once by the HTTP layer.
     plugins: OnceLock<Arc<PluginRuntime>>,
 }
@@ -83,6 +83,22 @@ pub struct Job {
     pub task: OcsTask,
     pub session: Option<OcsSession>,
     pub started: bool,
+}
+
+/// A task this process accepted and has not finished: a held task poll waits on `done`; the
+/// committed result is left in `result` just before it is notified, so a woken poll answers
+/// without reading it back.
+#[derive(Default)]
+pub struct TaskSlot {
+    pub done: Notify,
+    pub result: OnceLock<TaskResult>,
+}
+
+/// A finished task as committed: its first assistant message, or its error and HTTP status.
+#[derive(Debug, Clone)]
+pub enum TaskResult {
+    Complete(crate::store::ocs::OcsMessage),
+    Error(String, i64),
 }
 
 /// The outcome of one turn, ready to store.
@@ -119,10 +135,10 @@ impl Ocs {
         }
     }
 
-    /// The notifier of a task this process accepted and has not finished: it is notified
+    /// The slot of a task this process accepted and has not finished: its `done` is notified
     /// (all waiters) right after the task's result is committed. `None` for a task that is
     /// finished, unknown or not ours — its stored status is final as read.
-    pub fn task_waiter(&self, task: &str) -> Option<Arc<Notify>> {
+    pub fn task_waiter(&self, task: &str) -> Option<Arc<TaskSlot>> {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -138,14 +154,17 @@ impl Ocs {
             .or_default();
     }
 
-    fn task_finished(&self, task: &str) {
-        let n = self
+    fn task_finished(&self, task: &str, result: Option<TaskResult>) {
+        let slot = self
             .inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(task);
-        if let Some(n) = n {
-            n.notify_waiters();
+        if let Some(slot) = slot {
+            if let Some(r) = result {
+                let _ = slot.result.set(r);
+            }
+            slot.done.notify_waiters();
         }
     }
 
@@ -709,8 +728,8 @@ impl Ocs {
         tokio::spawn(async move {
             if let Some(job) = first {
                 let id = job.task.id.clone();
-                this.process(job).await;
-                this.task_finished(&id);
+                let r = this.process(job).await;
+                this.task_finished(&id, r);
             }
             loop {
                 let next = {
@@ -724,15 +743,16 @@ impl Ocs {
                     }
                 };
                 let id = next.task.id.clone();
-                this.process(next).await;
-                this.task_finished(&id);
+                let r = this.process(next).await;
+                this.task_finished(&id, r);
             }
         });
     }
 
     /// Run one chat task: store the user message, run the turn, store the replies and the
     /// result (replies and result in one commit, so a `complete` task always has its message).
-    async fn process(self: &Arc<Self>, job: Job) {
+    /// Returns the committed result (`None` when nothing new was committed).
+    async fn process(self: &Arc<Self>, job: Job) -> Option<TaskResult> {
         let Job {
             task,
             session,
@@ -761,7 +781,7 @@ impl Ocs {
                     Some(("Session not found".into(), 400)),
                 )
                 .await;
-            return;
+            return None;
         };
         let (text, ids, context) = parse_request(&task.request);
         if !started {
@@ -778,7 +798,7 @@ impl Ocs {
                         Some(("The server restarted during this turn".into(), 500)),
                     )
                     .await;
-                return;
+                return None;
             }
             let user = NewOcsMessage {
                 role: "user".into(),
@@ -800,7 +820,7 @@ impl Ocs {
                 .await
             {
                 tracing::error!(error = %e, task = %task.id, "could not start OCS task");
-                return;
+                return None;
             }
         }
         let mut session = session;
@@ -860,12 +880,20 @@ impl Ocs {
                 )
             }
         };
-        if let Err(e) = self
+        match self
             .store
-            .ocs_finish_task(&org, &task.id, &session.id, msgs, error)
+            .ocs_finish_task(&org, &task.id, &session.id, msgs, error.clone())
             .await
         {
-            tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
+            Ok(stored) => match (error, stored.into_iter().next()) {
+                (Some((e, status)), _) => Some(TaskResult::Error(e, status)),
+                (None, Some(m)) => Some(TaskResult::Complete(m)),
+                (None, None) => None,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
+                None
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::http::response::Body;
 use crate::ocs::cursor::{self, Cursor};
 use crate::ocs::time::{iso_micros, iso_millis, parse_iso};
 use crate::store::ocs::{
-    KeysetReq, NewOcsMessage, NewSession, OcsMessage, OcsSession, Page, ParticipantDataOp,
+    KeysetReq, NewOcsMessage, NewSession, OcsFile, OcsMessage, OcsSession, Page, ParticipantDataOp,
     ParticipantFilter, ScheduleOp, SessionFilter,
 };
 use crate::store::{Bot, Store};
@@ -85,14 +85,19 @@ pub(crate) fn message_json(
     base: &str,
     m: &OcsMessage,
 ) -> crate::store::Result<Json> {
-    let mut tags: Vec<&str> = m.tags.iter().map(|t| t.name.as_str()).collect();
-    tags.sort_unstable();
-    tags.dedup();
     let files = if m.file_ids.is_empty() {
         vec![]
     } else {
         store.ocs_files(&m.file_ids)?
     };
+    Ok(message_json_with(base, m, &files))
+}
+
+/// [`message_json`] given the message's files (none: no store read needed).
+pub(crate) fn message_json_with(base: &str, m: &OcsMessage, files: &[OcsFile]) -> Json {
+    let mut tags: Vec<&str> = m.tags.iter().map(|t| t.name.as_str()).collect();
+    tags.sort_unstable();
+    tags.dedup();
     let attachments: Vec<Json> = files
         .iter()
         .map(|f| {
@@ -100,10 +105,8 @@ pub(crate) fn message_json(
                    "content_url": format!("{base}/api/files/{}/content", f.id)})
         })
         .collect();
-    Ok(
-        json!({"created_at": iso_micros(m.created_at), "role": m.role, "content": m.content,
-              "metadata": m.metadata, "tags": tags, "attachments": attachments}),
-    )
+    json!({"created_at": iso_micros(m.created_at), "role": m.role, "content": m.content,
+          "metadata": m.metadata, "tags": tags, "attachments": attachments})
 }
 
 pub(crate) fn session_json(

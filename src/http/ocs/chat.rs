@@ -2,11 +2,11 @@
 //! start, message → task, task poll, message poll, upload. Every denial on the session-bound
 //! endpoints is a 403; the `chat_api` rate-limit scope applies to all five.
 
-use super::api::{experiment_json, message_json};
+use super::api::{experiment_json, message_json, message_json_with};
 use super::{Call, detail, error, field_error, is_uuid, json_resp, key_of, ok};
 use crate::http::response::Body;
 use crate::ocs::ratelimit::Scope;
-use crate::ocs::{TOKEN_LIFETIME_SECS, files};
+use crate::ocs::{TOKEN_LIFETIME_SECS, TaskResult, files};
 use crate::store::Store;
 use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, OcsTask, WidgetChannel};
 use hyper::header::HeaderValue;
@@ -578,8 +578,8 @@ fn read_task(
 /// as soon as the result is committed; a slower turn still reads `processing` after the hold.
 pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
     let (tid, base) = (call.params.task.clone(), call.base.clone());
-    let waiter = call.ocs.task_waiter(&tid);
-    let mut done = std::pin::pin!(waiter.as_deref().map(tokio::sync::Notify::notified));
+    let slot = call.ocs.task_waiter(&tid);
+    let mut done = std::pin::pin!(slot.as_ref().map(|s| s.done.notified()));
     if let Some(d) = done.as_mut().as_pin_mut() {
         d.enable();
     }
@@ -599,14 +599,24 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
         && let Some(d) = done.as_mut().as_pin_mut()
     {
         let _ = tokio::time::timeout(POLL_HOLD, d).await;
-        let sess = session.clone();
-        found = match call
-            .blocking(move |s| read_task(s, &tid, &base, &sess))
-            .await
-        {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+        // The result as committed, when the task finished (no read back); else as stored.
+        match slot.as_ref().and_then(|s| s.result.get()) {
+            Some(TaskResult::Complete(m)) if m.file_ids.is_empty() => {
+                return ok(
+                    &json!({"message": message_json_with(&base, m, &[]), "status": "complete"}),
+                );
+            }
+            _ => {
+                let sess = session.clone();
+                found = match call
+                    .blocking(move |s| read_task(s, &tid, &base, &sess))
+                    .await
+                {
+                    Ok(f) => f,
+                    Err(r) => return r,
+                };
+            }
+        }
     }
     let Some((task, message)) = found else {
         // Unknown or never-issued ids read "processing", as OCS does.
