@@ -26,6 +26,16 @@
 //! since, and its replies are tagged `v{N}`; the working number runs the working flows
 //! (`v{N}-unreleased`). Unpinned sessions run the live build. See [`pinned_code`].
 //!
+//! # Task polls (our extension of timing only)
+//! A task poll of a task this process accepted and has not finished holds its `processing`
+//! answer for at most 25 ms (`http::ocs::chat::POLL_HOLD`), woken by the task's completion
+//! through an in-process notifier keyed by task id ([`Ocs::task_waiter`], armed before the
+//! task is read, so no completion is missed; no busy loop); a woken poll answers from the
+//! committed result without reading it back. The answers are exactly OCS's — only their
+//! timing differs: a client that polls right after the 202 usually reads `complete` in that
+//! one request, as soon as the turn is committed. Unknown, finished or restarted-away tasks
+//! answer at once.
+//!
 //! # Connector channels
 //! `trigger_bot` to a platform with a connector channel (Telegram etc.) stores the message
 //! (or the prompt's replies) and queues it in the plugins' durable outbox, addressed to the
@@ -461,7 +471,7 @@ impl Ocs {
             .engine
             .blocking(move |s| {
                 let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
-                let hist = s.ocs_recent_messages(&sid, 21)?;
+                let hist = s.ocs_recent_history(&sid, 21)?;
                 let (live, _rev) = s.bot_code_key(&o, &bid)?;
                 let (live, code) = pinned_code(s, &o, &bid, live, pinned)?;
                 Ok((data, hist, live, code))
@@ -474,14 +484,14 @@ impl Ocs {
             .unwrap_or_else(|| json!({}));
         let mut history = history;
         // The user message of a text turn is stored before the turn: it is the event, not history.
-        if current_is_stored && history.last().is_some_and(|m| m.role == "user") {
+        if current_is_stored && history.last().is_some_and(|(role, _)| role == "user") {
             history.pop();
         }
         let skip = history.len().saturating_sub(20);
         let history: Vec<Json> = history
-            .iter()
+            .into_iter()
             .skip(skip)
-            .map(|m| json!({"role": m.role, "content": m.content}))
+            .map(|(role, content)| json!({"role": role, "content": content}))
             .collect();
         let mut meta = Map::new();
         meta.insert("session_id".into(), json!(session.id));

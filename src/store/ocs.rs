@@ -1043,6 +1043,22 @@ impl Store {
         })
     }
 
+    /// `(role, content)` of the last `n` messages of a session, in time order (a flow's
+    /// `_metadata.history`: no metadata, tags or files to decode).
+    pub fn ocs_recent_history(&self, session: &str, n: u32) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT role, content FROM ocs_messages WHERE session_id = ?1
+                 ORDER BY created_at DESC, id DESC LIMIT ?2",
+            )?;
+            let mut rows: Vec<(String, String)> = st
+                .query_map(params![session, n], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.reverse();
+            Ok(rows)
+        })
+    }
+
     pub fn ocs_message(&self, session: &str, id: i64) -> Result<Option<OcsMessage>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
