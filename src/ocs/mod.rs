@@ -51,7 +51,7 @@ pub mod token;
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError};
 use crate::plugins::PluginRuntime;
-use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag};
+use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag, TurnInputs};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
 use serde_json::{Map, Value as Json, json};
@@ -88,11 +88,13 @@ pub struct Ocs {
 }
 
 /// A chat task on its session's queue. `session`: already loaded by the request; `started`:
-/// the request already stored the user message and marked the task running.
+/// the request already stored the user message and marked the task running, and read the
+/// turn's `inputs` in the same job.
 pub struct Job {
     pub task: OcsTask,
     pub session: Option<OcsSession>,
     pub started: bool,
+    pub inputs: Option<TurnInputs>,
 }
 
 /// A task this process accepted and has not finished: a held task poll waits on `done`; the
@@ -194,6 +196,7 @@ impl Ocs {
                             task: t,
                             session: None,
                             started: false,
+                            inputs: None,
                         });
                     }
                 }
@@ -457,6 +460,7 @@ impl Ocs {
         payload: Json,
         extra_meta: Map<String, Json>,
         current_is_stored: bool,
+        inputs: Option<TurnInputs>,
     ) -> Result<TurnOutcome, EngineError> {
         let org = session.organization_id.clone();
         let channel = self.engine_channel(&org, &session.bot_id).await?;
@@ -466,23 +470,33 @@ impl Ocs {
             session.participant.id.clone(),
             session.bot_id.clone(),
         );
-        let pinned = session.version_number;
-        let (data, history, live, code) = self
-            .engine
-            .blocking(move |s| {
-                let data = s.ocs_participant_data(&o, &pid, Some(&bid))?;
-                let hist = s.ocs_recent_history(&sid, 21)?;
-                let (live, _rev) = s.bot_code_key(&o, &bid)?;
-                let (live, code) = pinned_code(s, &o, &bid, live, pinned)?;
-                Ok((data, hist, live, code))
-            })
-            .await?;
-        let pdata = data
-            .into_iter()
-            .next()
-            .map(|d| d.data)
-            .unwrap_or_else(|| json!({}));
-        let mut history = history;
+        let pinned = session.version_number.filter(|n| *n > 0);
+        // Inputs read with the task's start need no read here (unless a pinned version must
+        // be looked up).
+        let (inputs, live, code) = match inputs {
+            Some(i) if pinned.is_none() => {
+                let live = i.live.clone();
+                (i, live, BotCode::Live)
+            }
+            given => {
+                self.engine
+                    .blocking(move |s| {
+                        let i = match given {
+                            Some(i) => i,
+                            None => s.ocs_turn_inputs(&o, &sid, &pid, &bid)?,
+                        };
+                        let (live, code) = pinned_code(s, &o, &bid, i.live.clone(), pinned)?;
+                        Ok((i, live, code))
+                    })
+                    .await?
+            }
+        };
+        let TurnInputs {
+            state,
+            participant_data: pdata,
+            mut history,
+            ..
+        } = inputs;
         // The user message of a text turn is stored before the turn: it is the event, not history.
         if current_is_stored && history.last().is_some_and(|(role, _)| role == "user") {
             history.pop();
@@ -495,15 +509,11 @@ impl Ocs {
             .collect();
         let mut meta = Map::new();
         meta.insert("session_id".into(), json!(session.id));
-        meta.insert("session_state".into(), session.state.clone());
         meta.insert(
             "remote_context".into(),
-            session
-                .state
-                .get("remote_context")
-                .cloned()
-                .unwrap_or(Json::Null),
+            state.get("remote_context").cloned().unwrap_or(Json::Null),
         );
+        meta.insert("session_state".into(), state);
         meta.insert("participant_data".into(), pdata);
         meta.insert(
             "participant".into(),
@@ -585,6 +595,7 @@ impl Ocs {
         text: &str,
         attachments: Json,
         current_is_stored: bool,
+        inputs: Option<TurnInputs>,
     ) -> Result<TurnOutcome, EngineError> {
         let mut content = Map::new();
         content.insert("text".into(), json!(text));
@@ -596,6 +607,7 @@ impl Ocs {
             json!({"content_type": "text", "content": content}),
             Map::new(),
             current_is_stored,
+            inputs,
         )
         .await
     }
@@ -624,6 +636,7 @@ impl Ocs {
                 json!({"content_type": "flow_trigger", "content": {"flow_id": TRIGGER_FLOW, "ocs_trigger": trigger}}),
                 extra,
                 false,
+                None,
             )
             .await?;
         let (o, sid) = (session.organization_id.clone(), session.id.clone());
@@ -673,6 +686,7 @@ impl Ocs {
                 task,
                 session: None,
                 started: false,
+                inputs: None,
             });
             return Ok(id);
         }
@@ -686,10 +700,10 @@ impl Ocs {
         };
         match self
             .store
-            .ocs_create_started_task(&org, &sid, request.clone(), user, ids, context)
+            .ocs_create_started_task(&org, session, request.clone(), user, ids, context)
             .await
         {
-            Ok(id) => {
+            Ok((id, inputs)) => {
                 self.task_accepted(&id);
                 let task = OcsTask {
                     id: id.clone(),
@@ -707,6 +721,7 @@ impl Ocs {
                         task,
                         session: Some(session.clone()),
                         started: true,
+                        inputs: Some(inputs),
                     }),
                 );
                 Ok(id)
@@ -767,6 +782,7 @@ impl Ocs {
             task,
             session,
             started,
+            mut inputs,
         } = job;
         let org = task.organization_id.clone();
         let session = match session {
@@ -817,27 +833,17 @@ impl Ocs {
                 tags: vec![],
                 file_ids: ids.clone(),
             };
-            if let Err(e) = self
+            match self
                 .store
-                .ocs_start_task(
-                    &org,
-                    &task.id,
-                    &session.id,
-                    user,
-                    ids.clone(),
-                    context.clone(),
-                )
+                .ocs_start_task(&org, &task.id, &session, user, ids.clone(), context)
                 .await
             {
-                tracing::error!(error = %e, task = %task.id, "could not start OCS task");
-                return None;
+                Ok(i) => inputs = Some(i),
+                Err(e) => {
+                    tracing::error!(error = %e, task = %task.id, "could not start OCS task");
+                    return None;
+                }
             }
-        }
-        let mut session = session;
-        if let Some(c) = context
-            && let Json::Object(m) = &mut session.state
-        {
-            m.insert("remote_context".into(), c);
         }
         let files = if ids.is_empty() {
             vec![]
@@ -854,7 +860,7 @@ impl Ocs {
             .map(|f| json!({"id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}))
             .collect();
         let result = self
-            .run_text(&session, &text, Json::Array(attachments), true)
+            .run_text(&session, &text, Json::Array(attachments), true, inputs)
             .await;
         let (msgs, error) = match result {
             Ok(mut out) => {

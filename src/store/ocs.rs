@@ -178,6 +178,62 @@ pub struct ParticipantDataOp {
     pub schedules: Vec<ScheduleOp>,
 }
 
+/// What a chat turn's `_metadata` needs from the store, read in the job that starts the task
+/// (the task's own writer job: consistent with it, and no separate read hop).
+#[derive(Debug, Clone)]
+pub struct TurnInputs {
+    /// The session's state (with the turn's `remote_context` already merged).
+    pub state: Json,
+    /// The participant's data for this chatbot.
+    pub participant_data: Json,
+    /// `(role, content)` of the session's last [`HISTORY_READ`] messages, in time order.
+    pub history: Vec<(String, String)>,
+    /// The bot's live build id.
+    pub live: Option<String>,
+}
+
+/// Messages read for a turn's history (20 shown, plus the message being answered).
+pub const HISTORY_READ: u32 = 21;
+
+/// `(role, content)` of the last `n` messages of a session, in time order (a flow's
+/// `_metadata.history`: no metadata, tags or files to decode).
+fn recent_history_on(c: &Connection, session: &str, n: u32) -> Result<Vec<(String, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT role, content FROM ocs_messages WHERE session_id = ?1
+         ORDER BY created_at DESC, id DESC LIMIT ?2",
+    )?;
+    let mut rows: Vec<(String, String)> = st
+        .query_map(params![session, n], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+fn turn_inputs_on(
+    c: &Connection,
+    org: &str,
+    session: &str,
+    participant: &str,
+    bot: &str,
+) -> Result<TurnInputs> {
+    let state: Json = c
+        .prepare_cached("SELECT state FROM ocs_sessions WHERE id = ?1 AND organization_id = ?2")?
+        .query_row([session, org], |r| json_col(r, 0))
+        .optional()?
+        .unwrap_or_else(|| Json::Object(Map::new()));
+    let participant_data = data_entries_on(c, org, participant, Some(bot))?
+        .into_iter()
+        .next()
+        .map(|d| d.data)
+        .unwrap_or_else(|| Json::Object(Map::new()));
+    Ok(TurnInputs {
+        state,
+        participant_data,
+        history: recent_history_on(c, session, HISTORY_READ)?,
+        live: super::bots::bot_code_key_on(c, org, bot)?.0,
+    })
+}
+
 /// A participant data row with its chatbot's name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataEntry {
@@ -1043,20 +1099,15 @@ impl Store {
         })
     }
 
-    /// `(role, content)` of the last `n` messages of a session, in time order (a flow's
-    /// `_metadata.history`: no metadata, tags or files to decode).
-    pub fn ocs_recent_history(&self, session: &str, n: u32) -> Result<Vec<(String, String)>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT role, content FROM ocs_messages WHERE session_id = ?1
-                 ORDER BY created_at DESC, id DESC LIMIT ?2",
-            )?;
-            let mut rows: Vec<(String, String)> = st
-                .query_map(params![session, n], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.reverse();
-            Ok(rows)
-        })
+    /// [`TurnInputs`] of a session's next turn, on a read connection.
+    pub fn ocs_turn_inputs(
+        &self,
+        org: &str,
+        session: &str,
+        participant: &str,
+        bot: &str,
+    ) -> Result<TurnInputs> {
+        self.read(|c| turn_inputs_on(c, org, session, participant, bot))
     }
 
     pub fn ocs_message(&self, session: &str, id: i64) -> Result<Option<OcsMessage>> {
@@ -1088,17 +1139,24 @@ impl Store {
     }
 
     /// Create a task that starts at once: the task row (running), the user's message,
-    /// `remote_context` and the attachments' expiry, in one transaction. Returns the task id.
+    /// `remote_context` and the attachments' expiry, in one transaction. Returns the task id
+    /// and the turn's inputs (read in the same job, after the writes).
+    #[allow(clippy::too_many_arguments)]
     pub async fn ocs_create_started_task(
         &self,
         org: &str,
-        session: &str,
+        session: &OcsSession,
         request: Json,
         user: NewOcsMessage,
         attach: Vec<i64>,
         context: Option<Json>,
-    ) -> Result<String> {
-        let (org, session) = (org.to_string(), session.to_string());
+    ) -> Result<(String, TurnInputs)> {
+        let (org, participant, bot) = (
+            org.to_string(),
+            session.participant.id.clone(),
+            session.bot_id.clone(),
+        );
+        let session = session.id.clone();
         self.write_async(move |c| {
             let id = new_id();
             let now = now_millis();
@@ -1108,29 +1166,36 @@ impl Store {
             )?
             .execute(params![id, org, session, request.to_string(), now])?;
             start_on(c, &org, &session, &user, &attach, context)?;
-            Ok(id)
+            Ok((id, turn_inputs_on(c, &org, &session, &participant, &bot)?))
         })
         .await
     }
 
     /// Mark a task running and store the user's message (+ `remote_context` into the state)
-    /// in one transaction.
+    /// in one transaction; returns the turn's inputs (read in the same job, after the writes).
     pub async fn ocs_start_task(
         &self,
         org: &str,
         task: &str,
-        session: &str,
+        session: &OcsSession,
         user: NewOcsMessage,
         attach: Vec<i64>,
         context: Option<Json>,
-    ) -> Result<OcsMessage> {
-        let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
+    ) -> Result<TurnInputs> {
+        let (org, task, participant, bot) = (
+            org.to_string(),
+            task.to_string(),
+            session.participant.id.clone(),
+            session.bot_id.clone(),
+        );
+        let session = session.id.clone();
         self.write_async(move |c| {
             c.prepare_cached(
                 "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
             )?
             .execute(params![task, now_millis()])?;
-            start_on(c, &org, &session, &user, &attach, context)
+            start_on(c, &org, &session, &user, &attach, context)?;
+            turn_inputs_on(c, &org, &session, &participant, &bot)
         })
         .await
     }

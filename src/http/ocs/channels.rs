@@ -8,7 +8,7 @@ use super::{Call, Caller, detail, error, field_error, internal, is_uuid, json_re
 use crate::http::response::Body;
 use crate::ocs::render;
 use crate::store::Bot;
-use crate::store::ocs::{NewOcsMessage, NewSession, OcsSession};
+use crate::store::ocs::{NewOcsMessage, NewSession, OcsSession, TurnInputs};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -364,10 +364,11 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
                 }
                 None => new(s)?,
             };
-            Ok(Ok(Some(Some(sess))))
+            let inputs = s.ocs_turn_inputs(&org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok(Ok(Some(Some((sess, inputs)))))
         })
         .await;
-    let mut session = match r {
+    let (mut session, inputs) = match r {
         Ok(Ok(Some(Some(s)))) => s,
         Ok(Ok(Some(None))) => {
             return ok(&json!({"response": "Conversation reset", "attachments": []}));
@@ -379,7 +380,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
     if route_version.is_some() {
         session.version_number = route_version;
     }
-    match run_sync(call, &session, &text).await {
+    match run_sync(call, &session, &text, Some(inputs)).await {
         Ok(rendered) => {
             let attachments: Vec<Json> = rendered
                 .iter()
@@ -397,6 +398,7 @@ async fn run_sync(
     call: &Call,
     session: &OcsSession,
     text: &str,
+    inputs: Option<TurnInputs>,
 ) -> Result<Vec<render::Rendered>, Response<Body>> {
     let user = NewOcsMessage {
         role: "user".into(),
@@ -407,7 +409,10 @@ async fn run_sync(
     };
     // Nobody can observe a synchronous turn half way: the user's message and the replies are
     // stored together after the turn, in one commit.
-    let result = call.ocs.run_text(session, text, Json::Null, false).await;
+    let result = call
+        .ocs
+        .run_text(session, text, Json::Null, false, inputs)
+        .await;
     let mut msgs = vec![user];
     if let Ok(out) = &result {
         msgs.extend(out.messages.iter().cloned());
@@ -520,7 +525,7 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
     let version_number = call.params.version.filter(|n| *n != 0);
     let session = match call
         .blocking(move |s| {
-            s.ocs_create_session(
+            let sess = s.ocs_create_session(
                 &org,
                 NewSession {
                     bot_id: bid,
@@ -535,14 +540,17 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
                     version_number,
                     ..Default::default()
                 },
-            )
+            )?;
+            let inputs = s.ocs_turn_inputs(&org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok((sess, inputs))
         })
         .await
     {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let rendered = match run_sync(call, &session, &last).await {
+    let (session, inputs) = session;
+    let rendered = match run_sync(call, &session, &last, Some(inputs)).await {
         Ok(r) => r,
         Err(r) => return r,
     };
