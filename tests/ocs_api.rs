@@ -2293,6 +2293,30 @@ fn bench_task_latency_and_incoming_throughput() {
     );
 }
 
+/// `_metadata.history`: earlier messages of the session, oldest first, without the message
+/// being answered — on the async chat API (whose user message is stored before the turn) and
+/// on `incoming_message` (stored after it) alike.
+#[test]
+fn flows_see_the_session_history() {
+    let s = Ocs::start();
+    let flow = "start:\n  say \"n={{_metadata.history.length()}} first={{_metadata.history[0].content}}\"\n  goto end\n";
+    let bot = s.bot_with(&s.org, "Historian", flow, None);
+    s.set_public(&bot, true);
+    let (sid, tok) = s.start_chat_for(&bot);
+    let t = s.chat_turn(&sid, &tok, "one");
+    assert_eq!(t["message"]["content"], "n=0 first=Null", "{t}");
+    let t = s.chat_turn(&sid, &tok, "two");
+    assert_eq!(t["message"]["content"], "n=2 first=one", "{t}");
+    let path = format!("/channels/api/{bot}/incoming_message");
+    let say = |m: &str| {
+        let r = s.post(&path, &json!({"message": m}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["response"].as_str().unwrap().to_string()
+    };
+    assert_eq!(say("alpha"), "n=0 first=Null");
+    assert_eq!(say("beta"), "n=2 first=alpha");
+}
+
 /// Our extension: the version pinned at chat start (or by a `/v{N}/` route) runs the session's
 /// later turns, whatever is published since; the working number runs the working flows.
 #[test]
