@@ -104,6 +104,12 @@ pub struct Job {
 pub struct TaskSlot {
     pub done: Notify,
     pub result: OnceLock<TaskResult>,
+    /// The credentials the task's message was accepted with (see
+    /// `http::ocs::chat::access_fingerprint`; empty: unknown, e.g. a task re-queued after a
+    /// restart). A poll presenting exactly these for the task's session was granted access
+    /// moments ago and needs no store read.
+    pub access: String,
+    pub session_id: String,
 }
 
 /// A finished task as committed: its first assistant message, or its error and HTTP status.
@@ -158,12 +164,18 @@ impl Ocs {
             .cloned()
     }
 
-    fn task_accepted(&self, task: &str) {
+    fn task_accepted(&self, task: &str, session: &str, access: String) {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(task.to_string())
-            .or_default();
+            .or_insert_with(|| {
+                Arc::new(TaskSlot {
+                    access,
+                    session_id: session.to_string(),
+                    ..Default::default()
+                })
+            });
     }
 
     fn task_finished(&self, task: &str, result: Option<TaskResult>) {
@@ -650,10 +662,13 @@ impl Ocs {
     /// session has nothing queued the task starts at once and its user message is stored in
     /// the same commit as the task (one commit less per turn); otherwise it waits as
     /// `queued` behind the session's earlier tasks. Returns the task id.
+    /// `access`: the credentials the message was accepted with (a poll presenting the same
+    /// ones skips its access read, see [`TaskSlot::access`]).
     pub async fn enqueue_message(
         self: &Arc<Self>,
         session: &OcsSession,
         request: Json,
+        access: String,
     ) -> Result<String, crate::store::Error> {
         let sid = session.id.clone();
         let org = session.organization_id.clone();
@@ -682,6 +697,7 @@ impl Ocs {
                 error: None,
                 error_status: None,
             };
+            self.task_accepted(&id, &task.session_id, access);
             self.submit(Job {
                 task,
                 session: None,
@@ -704,7 +720,7 @@ impl Ocs {
             .await
         {
             Ok((id, inputs)) => {
-                self.task_accepted(&id);
+                self.task_accepted(&id, &sid, access);
                 let task = OcsTask {
                     id: id.clone(),
                     organization_id: org,
@@ -735,7 +751,7 @@ impl Ocs {
 
     /// Queue a task on its session's queue (tasks of one session run in order).
     pub fn submit(self: &Arc<Self>, job: Job) {
-        self.task_accepted(&job.task.id);
+        self.task_accepted(&job.task.id, &job.task.session_id, String::new());
         let sid = job.task.session_id.clone();
         let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = q.get_mut(&sid) {

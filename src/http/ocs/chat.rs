@@ -526,7 +526,8 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
     }
     let request = json!({"message": text, "attachment_ids": ids, "context": body.get("context").cloned().unwrap_or(Json::Null),
                          "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)});
-    let task = match call.ocs.enqueue_message(&session, request).await {
+    let access = access_fingerprint(call);
+    let task = match call.ocs.enqueue_message(&session, request, access).await {
         Ok(t) => t,
         Err(e) => return super::internal(e),
     };
@@ -570,18 +571,76 @@ fn read_task(
     Ok(Some((task, message)))
 }
 
+/// The credentials a chat request presents, as one string: its session and every header an
+/// access decision reads ([`access_with`]: token, embed key, origin, referer, API key). Two
+/// requests with equal fingerprints get the same decision from the same stored state.
+fn access_fingerprint(call: &Call) -> String {
+    let mut f = call.params.id.clone();
+    for h in [
+        "x-session-token",
+        "x-embed-key",
+        "origin",
+        "referer",
+        "authorization",
+        "x-api-key",
+    ] {
+        // Header values hold neither newlines nor NULs: absent and empty stay distinct.
+        f.push('\n');
+        f.push_str(call.header(h).unwrap_or("\0"));
+    }
+    f
+}
+
+fn task_error(e: &str, status: i64) -> Response<Body> {
+    let status = if status == 400 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    json_resp(status, &json!({"error": e, "status": "error"}))
+}
+
 /// Task poll. Our extension of timing only (the answers are exactly OCS's): while a task this
 /// process accepted is still queued or running, the poll holds its `processing` answer for at
 /// most [`POLL_HOLD`], woken by the task's completion (an in-process notifier per task id,
 /// armed before the task is read, so a completion between the read and the wait is not
 /// missed). A client polling right after the 202 thus usually gets `complete` in one request,
 /// as soon as the result is committed; a slower turn still reads `processing` after the hold.
+/// A poll presenting exactly the credentials its task's message was accepted with (same
+/// session, same headers, see [`access_fingerprint`]) was granted access moments ago: it is
+/// answered from the task's slot without reading the store.
 pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
     let (tid, base) = (call.params.task.clone(), call.base.clone());
     let slot = call.ocs.task_waiter(&tid);
     let mut done = std::pin::pin!(slot.as_ref().map(|s| s.done.notified()));
     if let Some(d) = done.as_mut().as_pin_mut() {
         d.enable();
+    }
+    if let Some(sl) = slot.as_ref().filter(|sl| {
+        !sl.access.is_empty() && sl.session_id == call.params.id && {
+            let fp = access_fingerprint(call);
+            sl.access == fp
+        }
+    }) {
+        if let Err(r) = chat_rate(call, &format!("session:{}", call.params.id)) {
+            return r;
+        }
+        if sl.result.get().is_none()
+            && let Some(d) = done.as_mut().as_pin_mut()
+        {
+            let _ = tokio::time::timeout(POLL_HOLD, d).await;
+        }
+        match sl.result.get() {
+            None => return ok(&json!({"message": null, "status": "processing"})),
+            Some(TaskResult::Error(e, status)) => return task_error(e, *status),
+            Some(TaskResult::Complete(m)) if m.file_ids.is_empty() => {
+                return ok(
+                    &json!({"message": message_json_with(&base, m, &[]), "status": "complete"}),
+                );
+            }
+            // A reply with files: read as usual (their metadata is in the store).
+            Some(TaskResult::Complete(_)) => {}
+        }
     }
     // One read: access, the task and, when it completed in this session, its first message.
     let (t2, b2) = (tid.clone(), base.clone());
@@ -627,17 +686,10 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
     }
     match (task.status.as_str(), message) {
         ("queued" | "running", _) => ok(&json!({"message": null, "status": "processing"})),
-        ("error", _) => {
-            let status = if task.error_status == Some(400) {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            json_resp(
-                status,
-                &json!({"error": task.error.unwrap_or_default(), "status": "error"}),
-            )
-        }
+        ("error", _) => task_error(
+            task.error.as_deref().unwrap_or_default(),
+            task.error_status.unwrap_or(500),
+        ),
         (_, Some(m)) => ok(&json!({"message": m, "status": "complete"})),
         (_, None) if task.message_id.is_none() => ok(&json!({"status": "processing"})),
         (_, None) => json_resp(
