@@ -31,6 +31,7 @@ fn new_bot(name: &str) -> NewBot {
 fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
     TurnWrite {
         client: client.clone(),
+        participant_id: None,
         now: now_millis(),
         turn_id: new_id(),
         close_all_first: false,

@@ -338,6 +338,7 @@ fn run(
     let is_broadcast = broadcast.is_some();
     let ch = req.channel;
     let start = select(live, &state, &incoming, is_broadcast);
+    let participant_id = state.participant_id;
 
     // _metadata: the request's, plus the channel (studio-api §2.1; `_channel` is ours).
     metadata.insert(
@@ -399,6 +400,7 @@ fn run(
     let expires_at = live.settings.ttl_days.map(|d| now + d as i64 * 86_400_000);
     let write = TurnWrite {
         client: client.clone(),
+        participant_id,
         now,
         turn_id: new_id(),
         close_all_first: start.close_all_first,

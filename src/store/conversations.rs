@@ -83,6 +83,8 @@ pub struct TurnState {
     pub expired: bool,
     /// Unexpired memories of the client, key → value (memory format).
     pub memories: Map<String, Json>,
+    /// The client's participant (`None` for a user never seen on this platform).
+    pub participant_id: Option<String>,
 }
 
 /// How the conversation row changes at the end of a turn.
@@ -122,6 +124,9 @@ pub struct NewMessage {
 #[derive(Debug, Clone)]
 pub struct TurnWrite {
     pub client: ClientKey,
+    /// The client's participant when the turn's reads found one ([`TurnState`]); `None`: it
+    /// is looked up, or created with a new conversation.
+    pub participant_id: Option<String>,
     pub now: i64,
     pub turn_id: String,
     /// Close every open conversation of the client before anything else (`close_flows`).
@@ -181,20 +186,48 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-fn close_client(c: &Connection, k: &ClientKey, now: i64) -> Result<()> {
+/// Closes the client's open conversation (found through its participant: `pid`, or looked
+/// up when unknown).
+fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> Result<()> {
+    let looked_up;
+    let pid = match pid {
+        Some(p) => p,
+        None => match participant_of(c, k)? {
+            Some(p) => {
+                looked_up = p;
+                looked_up.as_str()
+            }
+            None => return Ok(()),
+        },
+    };
     c.prepare_cached(
         "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?5, updated_at = ?5
-         WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3 AND organization_id = ?4
+         WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND organization_id = ?4
          AND status = 'open'",
     )?
-    .execute(params![
-        k.bot_id,
-        k.channel_id,
-        k.user_id,
-        k.organization_id,
-        now
-    ])?;
+    .execute(params![pid, k.bot_id, k.channel_id, k.organization_id, now])?;
     Ok(())
+}
+
+/// The participant of a client: the organization's participant whose platform is the
+/// channel's kind and whose identifier is the client's user id.
+///
+/// Per-client rows that a turn writes (the open-conversation index, daily usage) are keyed by
+/// the participant's time-ordered id rather than by the user id: new users then append at
+/// the tail of those B-trees, where the turns of one group commit share pages, instead of
+/// dirtying one random page each. Only the participants' identity index stays keyed by the
+/// user id.
+fn participant_of(c: &Connection, k: &ClientKey) -> Result<Option<String>> {
+    Ok(c.prepare_cached(
+        "SELECT p.id FROM channels ch JOIN participants p
+            ON p.organization_id = ch.organization_id AND p.platform = ch.kind
+            AND p.identifier = ?2
+         WHERE ch.id = ?1 AND ch.organization_id = ?3",
+    )?
+    .query_row(params![k.channel_id, k.user_id, k.organization_id], |r| {
+        r.get(0)
+    })
+    .optional()?)
 }
 
 /// Apply one turn's write set (inside the writer's transaction).
@@ -203,7 +236,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
     let org = k.organization_id.as_str();
     let now = w.now;
     if w.close_all_first {
-        close_client(c, k, now)?;
+        close_client(c, k, w.participant_id.as_deref(), now)?;
     }
     let status = match w.status {
         ConversationStatus::Open => "open",
@@ -212,6 +245,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
     let ended_at = (w.status == ConversationStatus::Closed).then_some(now);
     let hold = w.hold.as_ref().map(|h| h.to_string());
     let previous = w.previous.as_ref().map(|p| p.to_string());
+    let mut participant = w.participant_id.clone();
     let conv_id = match &w.conversation {
         ConversationWrite::Create {
             id,
@@ -226,10 +260,15 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             // refuses it only when one is still open, and then it is closed and the insert
             // retried — one statement instead of two on the usual path.
             let open = w.status == ConversationStatus::Open;
+            let pid = match &w.participant_id {
+                Some(p) => p.clone(),
+                None => upsert_participant(c, org, platform, &k.user_id, now)?,
+            };
             if !open {
-                close_client(c, k, now)?;
+                close_client(c, k, Some(&pid), now)?;
             }
-            let participant = upsert_participant(c, org, platform, &k.user_id, now)?;
+            participant = Some(pid);
+            let participant = participant.as_deref();
             let metadata = metadata.to_string();
             let insert = || -> rusqlite::Result<usize> {
                 c.prepare_cached(
@@ -261,7 +300,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             };
             match insert() {
                 Err(e) if open && is_unique_violation(&e) => {
-                    close_client(c, k, now)?;
+                    close_client(c, k, participant, now)?;
                     insert()?;
                 }
                 r => {
@@ -342,10 +381,14 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         insert_messages(c, w, conv_id)?;
     }
     if !w.messages.is_empty() {
+        let client = match participant {
+            Some(p) => p,
+            None => usage_client(c, k, conv_id)?,
+        };
         c.prepare_cached(
-            "INSERT INTO usage_daily(organization_id, bot_id, day, channel_id, user_id, messages)
+            "INSERT INTO usage_daily(organization_id, bot_id, day, channel_id, client, messages)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(bot_id, day, channel_id, user_id) DO UPDATE SET
+             ON CONFLICT(bot_id, day, channel_id, client) DO UPDATE SET
                 messages = messages + excluded.messages",
         )?
         .execute(params![
@@ -353,7 +396,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             k.bot_id,
             day_of(now),
             k.channel_id,
-            k.user_id,
+            client,
             w.messages.len() as i64
         ])?;
     }
@@ -368,6 +411,17 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         super::plugins::inbound_turn_done(c, w, ev)?;
     }
     Ok(())
+}
+
+/// The `usage_daily.client` of a turn that did not know its participant: the conversation's
+/// participant, or `user:<user id>` for a conversation that has none (see migration 0055).
+fn usage_client(c: &Connection, k: &ClientKey, conv_id: &str) -> Result<String> {
+    let pid: Option<String> = c
+        .prepare_cached("SELECT participant_id FROM conversations WHERE id = ?1")?
+        .query_row([conv_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(pid.unwrap_or_else(|| format!("user:{}", k.user_id)))
 }
 
 /// Most transcript rows per INSERT statement.
@@ -443,13 +497,20 @@ fn insert_messages(c: &Connection, w: &TurnWrite, conv_id: &str) -> Result<()> {
 }
 
 fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversation>> {
+    match participant_of(c, k)? {
+        Some(pid) => open_conversation_of(c, k, &pid),
+        None => Ok(None),
+    }
+}
+
+/// The open conversation of participant `pid` with the client's bot on its channel.
+fn open_conversation_of(c: &Connection, k: &ClientKey, pid: &str) -> Result<Option<Conversation>> {
     Ok(c.prepare_cached(&format!(
-        "SELECT {CONV_COLS} FROM conversations WHERE bot_id = ?1 AND channel_id = ?2
-         AND user_id = ?3 AND organization_id = ?4 AND status = 'open'
-         ORDER BY created_at DESC LIMIT 1"
+        "SELECT {CONV_COLS} FROM conversations WHERE participant_id = ?1 AND bot_id = ?2
+         AND channel_id = ?3 AND organization_id = ?4 AND status = 'open'"
     ))?
     .query_row(
-        params![k.bot_id, k.channel_id, k.user_id, k.organization_id],
+        params![pid, k.bot_id, k.channel_id, k.organization_id],
         conv_from_row,
     )
     .optional()?)
@@ -705,7 +766,11 @@ pub(crate) fn load_turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Res
 
 /// The reads of a turn, without a transaction of their own (the caller provides one).
 fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
-    let conversation = open_conversation_on(c, k)?;
+    let participant_id = participant_of(c, k)?;
+    let conversation = match &participant_id {
+        Some(pid) => open_conversation_of(c, k, pid)?,
+        None => None,
+    };
     let expired = conversation
         .as_ref()
         .and_then(|c| c.expires_at)
@@ -715,5 +780,6 @@ fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
         conversation,
         expired,
         memories,
+        participant_id,
     })
 }

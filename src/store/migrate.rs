@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0050_hot_path",
         include_str!("migrations/0050_hot_path.sql"),
     ),
+    (
+        55,
+        "0055_participant_keys",
+        include_str!("migrations/0055_participant_keys.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
@@ -65,4 +70,72 @@ pub(super) fn apply(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use rusqlite::Connection;
+
+    /// 0055 re-keys daily usage by participant and the open-conversation index by
+    /// participant: history keeps its counts, an orphan open conversation is closed.
+    #[test]
+    fn participant_keys_migration_keeps_usage_and_closes_orphans() {
+        let c = Connection::open_in_memory().unwrap();
+        for (v, _, sql) in MIGRATIONS.iter().filter(|m| m.0 < 55) {
+            c.execute_batch(sql).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        c.execute_batch(
+            "INSERT INTO organizations(id, name, created_at, updated_at) VALUES ('o', 'O', 0, 0);
+             INSERT INTO bots(id, organization_id, name, created_at, updated_at)
+                VALUES ('b', 'o', 'B', 0, 0);
+             INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
+                created_at, updated_at) VALUES ('ch', 'o', 'b', 'studio', 'C', 'k', x'00', 0, 0);
+             INSERT INTO participants(id, organization_id, platform, identifier, created_at,
+                updated_at) VALUES ('p1', 'o', 'studio', 'alice', 0, 0);
+             INSERT INTO usage_daily VALUES ('o', 'b', 10, 'ch', 'alice', 3);
+             INSERT INTO usage_daily VALUES ('o', 'b', 10, 'ch', 'ghost', 2);
+             INSERT INTO usage_daily VALUES ('o', 'b', 11, 'ch', 'alice', 4);
+             INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
+                participant_id, flow, step, status, last_interaction_at, created_at, updated_at)
+                VALUES ('c1', 'o', 'b', 'ch', 'alice', 'p1', 'F', 's', 'open', 0, 0, 5),
+                       ('c2', 'o', 'b', 'ch', 'ghost', NULL, 'F', 's', 'open', 0, 0, 7);",
+        )
+        .unwrap();
+        let (_, _, sql) = MIGRATIONS.iter().find(|m| m.0 == 55).unwrap();
+        c.execute_batch(sql).unwrap();
+        let rows: Vec<(i64, String, i64)> = c
+            .prepare("SELECT day, client, messages FROM usage_daily ORDER BY day, client")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (10, "p1".to_string(), 3),
+                (10, "user:ghost".to_string(), 2),
+                (11, "p1".to_string(), 4)
+            ]
+        );
+        let status = |id: &str| -> (String, Option<i64>) {
+            c.query_row(
+                "SELECT status, ended_at FROM conversations WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(status("c1"), ("open".to_string(), None));
+        assert_eq!(status("c2"), ("closed".to_string(), Some(7)));
+        // One open conversation per (participant, bot, channel).
+        let dup = c.execute(
+            "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
+                participant_id, flow, step, status, last_interaction_at, created_at, updated_at)
+             VALUES ('c3', 'o', 'b', 'ch', 'alice', 'p1', 'F', 's', 'open', 0, 0, 0)",
+            [],
+        );
+        assert!(dup.is_err());
+    }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 fn window(c: &Connection, org: &str, bot: &str, from_day: i64, to_day: i64) -> Result<UsageWindow> {
     let (messages, clients) = c
         .prepare_cached(
-            "SELECT COALESCE(SUM(messages), 0), COUNT(DISTINCT channel_id || char(31) || user_id)
+            "SELECT COALESCE(SUM(messages), 0), COUNT(DISTINCT channel_id || char(31) || client)
              FROM usage_daily WHERE bot_id = ?1 AND organization_id = ?2 AND day >= ?3 AND day < ?4",
         )?
         .query_row(params![bot, org, from_day, to_day], |r| Ok((r.get(0)?, r.get(1)?)))?;

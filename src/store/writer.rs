@@ -10,14 +10,22 @@
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a second
 //! thread with its own connection: the writer connection has `wal_autocheckpoint` off, so a
 //! commit never stalls behind a checkpoint's disk flushes. The checkpointer runs a PASSIVE
-//! checkpoint whenever commits happened since its last one (at most every [`CHECKPOINT_EVERY`]);
-//! the writer restarts the WAL from its start once a checkpoint has caught up.
+//! checkpoint whenever commits happened since its last one (at most every [`CHECKPOINT_EVERY`]).
+//!
+//! Under steady load a PASSIVE checkpoint never quite catches up (the writer appends while it
+//! copies), so SQLite would never restart the WAL from its start: the file would grow without
+//! end and every commit would append to fresh file blocks, which costs the kernel a block
+//! allocation and a new page-cache page per WAL frame (most of the writer's system time in
+//! `botyard bench`). So once the WAL holds [`RESTART_FRAMES`] frames the checkpointer asks the
+//! writer, which then copies the short remaining tail itself between two batches; with nothing
+//! left to copy, its next transaction rewrites the WAL from the start, over pages the kernel
+//! already holds.
 
 use super::{Error, Result};
 use rusqlite::Connection;
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,6 +37,12 @@ const MAX_BATCH: usize = 512;
 const STATS_EVERY: Duration = Duration::from_secs(2);
 /// Pause between checkpoints while commits keep coming.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL length (frames of one page) past which the writer finishes a checkpoint itself so the
+/// WAL restarts from its start (16384 frames of 4 KiB: 64 MiB).
+const RESTART_FRAMES: i64 = 16384;
+/// New frames since the checkpointer's previous pass below which the writer is asked to copy
+/// the rest (about a millisecond of copying).
+const TAIL_FRAMES: i64 = 128;
 
 type Output = Result<Box<dyn Any + Send>>;
 type Work = Box<dyn FnOnce(&Connection) -> Output + Send>;
@@ -85,14 +99,15 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(AtomicU64::new(0));
         let jobs = Arc::new(AtomicU64::new(0));
+        let restart_wanted = Arc::new(AtomicBool::new(false));
         let checkpointer = match checkpoint_conn {
             Some(cc) => {
                 conn.pragma_update(None, "wal_autocheckpoint", 0)?;
                 let (stop_tx, stop_rx) = mpsc::channel::<()>();
-                let (c3, j3) = (commits.clone(), jobs.clone());
+                let (c3, j3, r3) = (commits.clone(), jobs.clone(), restart_wanted.clone());
                 let handle = std::thread::Builder::new()
                     .name("botyard-db-checkpoint".into())
-                    .spawn(move || checkpoints(cc, stop_rx, &c3, &j3))?;
+                    .spawn(move || checkpoints(cc, stop_rx, &c3, &j3, &r3))?;
                 Some((stop_tx, handle))
             }
             None => None,
@@ -100,7 +115,7 @@ impl Writer {
         let (c2, j2) = (commits.clone(), jobs.clone());
         let thread = std::thread::Builder::new()
             .name("botyard-db-writer".into())
-            .spawn(move || run(conn, rx, &c2, &j2))?;
+            .spawn(move || run(conn, rx, &c2, &j2, &restart_wanted))?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -180,7 +195,13 @@ impl Drop for Writer {
 
 /// The checkpointer thread: a PASSIVE checkpoint (never waits for the writer, never blocks
 /// it) whenever commits happened since the last one, then a pause. Stops when `stop` closes.
-fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>, commits: &AtomicU64, jobs: &AtomicU64) {
+fn checkpoints(
+    conn: Connection,
+    stop: mpsc::Receiver<()>,
+    commits: &AtomicU64,
+    jobs: &AtomicU64,
+    restart_wanted: &AtomicBool,
+) {
     let mut seen = commits.load(Ordering::Relaxed);
     let mut report = (Instant::now(), seen, jobs.load(Ordering::Relaxed));
     loop {
@@ -204,13 +225,40 @@ fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>, commits: &AtomicU64, 
             continue;
         }
         seen = now;
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        // Once the WAL is long, keep copying until a pass finds only a short tail of new
+        // frames, so the writer's own final pass (which holds up the queue) stays short.
+        let mut last = 0;
+        loop {
+            match passive_checkpoint(&conn) {
+                Ok(frames) if frames >= RESTART_FRAMES => {
+                    if frames - last <= TAIL_FRAMES {
+                        restart_wanted.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    last = frames;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                    break;
+                }
+            }
         }
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>, commits: &AtomicU64, jobs: &AtomicU64) {
+/// A PASSIVE checkpoint; returns the WAL's length in frames.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+}
+
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    commits: &AtomicU64,
+    jobs: &AtomicU64,
+    restart_wanted: &AtomicBool,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -226,6 +274,25 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, commits: &AtomicU64, jobs: &At
         jobs.fetch_add(n, Ordering::Relaxed);
         for (reply, out) in results {
             reply.send(out);
+        }
+        if restart_wanted.swap(false, Ordering::Relaxed) {
+            let t = Instant::now();
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            }) {
+                Ok((busy, log, done)) => tracing::debug!(
+                    busy,
+                    log,
+                    done,
+                    took_us = t.elapsed().as_micros() as u64,
+                    "WAL tail checkpoint on the writer"
+                ),
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint on the writer failed"),
+            }
         }
     }
     // Fold the WAL back into the main file on a clean shutdown.

@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Pid of the running server, to report its CPU (with `--addr`).
     #[arg(long)]
     pub pid: Option<u32>,
-    /// `BOTYARD_LOG` of the self-started server.
+    /// `BOTYARD_LOG` of the self-started server; its log is shown when this is not `info`.
     #[arg(long, default_value = "info")]
     pub server_log: String,
     /// `--workers` of the self-started server.
@@ -464,10 +464,16 @@ impl ServerProc {
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
         let (tx, rx) = std::sync::mpsc::channel();
+        // The server's own log is shown only when asked for by a non-default `--server-log`
+        // (at `info` it has an access-log line per request).
+        let echo = args.server_log != "info";
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("server: {line}");
+                }
                 if let Some(i) = line.find("listening on http://")
                     && let Some(tx) = tx.take()
                 {
