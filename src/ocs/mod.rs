@@ -34,7 +34,15 @@
 //! committed result without reading it back. The answers are exactly OCS's — only their
 //! timing differs: a client that polls right after the 202 usually reads `complete` in that
 //! one request, as soon as the turn is committed. Unknown, finished or restarted-away tasks
-//! answer at once.
+//! answer at once. A poll presenting exactly the credentials its task's message was accepted
+//! with reads nothing from the store (see `http::ocs::chat::task_poll`).
+//!
+//! # A chat message's path (kept lean: measured by `bench_task_latency_and_incoming_throughput`)
+//! `message`: one pooled read (access), then one writer job that creates the task, stores the
+//! user message and reads the turn's inputs ([`TurnInputs`]); 202. The turn is a spawned task:
+//! the engine turn (its own writer job), then one writer job storing the replies with the
+//! task's result; the task's slot is then notified. No other store round trip or blocking-pool
+//! hop on this path for an unpinned session with no attachments.
 //!
 //! # Connector channels
 //! `trigger_bot` to a platform with a connector channel (Telegram etc.) stores the message
