@@ -2217,6 +2217,15 @@ fn bench_task_latency_and_incoming_throughput() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
+    // The machine is shared: its load before the run qualifies every figure below.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average before the run: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let s = Ocs::start_env(&[("BOTYARD_LOG", "warn")]);
     let bot = s.bot_with(
         &s.org,
