@@ -197,13 +197,18 @@ pub const HISTORY_READ: u32 = 21;
 
 /// `(role, content)` of the last `n` messages of a session, in time order (a flow's
 /// `_metadata.history`: no metadata, tags or files to decode).
+///
+/// Limits are written into the SQL here and below, never bound: the bundled SQLite (3.53)
+/// re-prepares a statement with a bound `LIMIT ?` at every execution (it plans with the
+/// bound value and expires the statement when it is re-bound), which defeats the statement
+/// cache. Each distinct limit is one cached statement.
 fn recent_history_on(c: &Connection, session: &str, n: u32) -> Result<Vec<(String, String)>> {
-    let mut st = c.prepare_cached(
+    let mut st = c.prepare_cached(&format!(
         "SELECT role, content FROM ocs_messages WHERE session_id = ?1
-         ORDER BY created_at DESC, id DESC LIMIT ?2",
-    )?;
+         ORDER BY created_at DESC, id DESC LIMIT {n}"
+    ))?;
     let mut rows: Vec<(String, String)> = st
-        .query_map(params![session, n], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([session], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     rows.reverse();
     Ok(rows)
@@ -1066,17 +1071,15 @@ impl Store {
         limit: Option<u32>,
     ) -> Result<Vec<OcsMessage>> {
         self.read(|c| {
+            // A literal limit (see `recent_history_on`).
+            let limit = limit.map(i64::from).unwrap_or(-1);
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1 AND created_at > ?2
-                 ORDER BY created_at, id LIMIT ?3"
+                 ORDER BY created_at, id LIMIT {limit}"
             ))?;
             let rows = st
                 .query_map(
-                    params![
-                        session,
-                        since_us.unwrap_or(i64::MIN),
-                        limit.map(|l| l as i64).unwrap_or(-1)
-                    ],
+                    params![session, since_us.unwrap_or(i64::MIN)],
                     message_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -1089,10 +1092,10 @@ impl Store {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1
-                 ORDER BY created_at DESC, id DESC LIMIT ?2"
+                 ORDER BY created_at DESC, id DESC LIMIT {n}"
             ))?;
             let mut rows: Vec<OcsMessage> = st
-                .query_map(params![session, n], message_from_row)?
+                .query_map([session], message_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             rows.reverse();
             Ok(rows)
@@ -1333,10 +1336,10 @@ impl Store {
     pub fn ocs_sweep_files(&self, now: i64, batch: u32) -> Result<Vec<i64>> {
         self.write(move |c| {
             let ids: Vec<i64> = c
-                .prepare_cached(
-                    "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2",
-                )?
-                .query_map(params![now, batch], |r| r.get(0))?
+                .prepare_cached(&format!(
+                    "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT {batch}",
+                ))?
+                .query_map([now], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for id in &ids {
                 c.execute("DELETE FROM ocs_files WHERE id = ?1", [id])?;
@@ -1517,9 +1520,9 @@ impl Store {
             let rows: Vec<Schedule> = c
                 .prepare_cached(&format!(
                     "SELECT {SCHED_COLS} FROM ocs_schedules WHERE cancelled_at IS NULL
-                     AND triggered_at IS NULL AND next_trigger_date <= ?1 ORDER BY next_trigger_date LIMIT ?2"
+                     AND triggered_at IS NULL AND next_trigger_date <= ?1 ORDER BY next_trigger_date LIMIT {batch}"
                 ))?
-                .query_map(params![now, batch], schedule_from_row)?
+                .query_map([now], schedule_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             for s in &rows {
                 c.execute("UPDATE ocs_schedules SET triggered_at = ?2 WHERE id = ?1", params![s.id, now])?;
