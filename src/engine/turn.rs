@@ -113,12 +113,13 @@ async fn chat_turn(
     for _ in 0..3 {
         let bot = match live.take() {
             Some(b) => b,
-            None => load_bot(engine, &input.req.channel, &input.code).await?,
+            None => Box::pin(load_bot(engine, &input.req.channel, &input.code)).await?,
         };
+        // Boxed: this future would otherwise hold both phases' states (see http::service).
         let phase = if bot.runs_inline() {
-            inline_turn(engine, bot, input).await?
+            Box::pin(inline_turn(engine, bot, input)).await?
         } else {
-            split_turn(engine, bot, input).await?
+            Box::pin(split_turn(engine, bot, input)).await?
         };
         match phase {
             Phase::Done(done) => {

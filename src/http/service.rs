@@ -78,6 +78,11 @@ pub async fn handle(
 /// The prefixes of the Studio API (spec §0: `/prod/api` is the legacy alias).
 const STUDIO_PREFIXES: [&str; 2] = ["/v1/api", "/prod/api"];
 
+/// Each API family's future is boxed here (and each route's in the families): a future
+/// holds the state of every branch it may take, and futures are moved by value when they
+/// are created and boxed, so unboxed branches made the Studio chat path copy ~95 KB of
+/// future state per request (measured: 33 KB dispatch, 33 KB Studio, 16 KB chat, 8 KB
+/// engine), about 7 µs of `memmove` per turn.
 async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/healthz" {
@@ -88,7 +93,7 @@ async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>)
         let mut resp = if cors::is_preflight(&req) {
             cors::preflight_response()
         } else {
-            studio::handle(&state, &ctx, req, &rest)
+            Box::pin(studio::handle(&state, &ctx, req, &rest))
                 .await
                 .unwrap_or_else(ApiError::into_response)
         };
@@ -97,14 +102,14 @@ async fn dispatch(state: Arc<AppState>, ctx: RequestCtx, req: Request<Incoming>)
     }
     if let Some(rest) = strip_family(path, &["/_"]) {
         let rest = rest.to_string();
-        return super::admin::handle(&state, &ctx, req, &rest).await;
+        return Box::pin(super::admin::handle(&state, &ctx, req, &rest)).await;
     }
     if let Some(rest) = strip_family(path, &["/hooks"]) {
         let rest = rest.to_string();
-        return super::hooks::handle(&state, &ctx, req, &rest).await;
+        return Box::pin(super::hooks::handle(&state, &ctx, req, &rest)).await;
     }
     if ocs::is_ocs_path(path) {
-        return ocs::handle(&state, &ctx, req).await;
+        return Box::pin(ocs::handle(&state, &ctx, req)).await;
     }
     ApiError::route_not_found(path).into_response()
 }

@@ -48,7 +48,7 @@ pub(super) async fn chat(call: Call<'_>) -> ApiResult<Response<Body>> {
         request_id: e.request_id,
         received_at,
     };
-    let resp = call.state.engine.chat(req).await?;
+    let resp = Box::pin(call.state.engine.chat(req)).await?;
     Ok(ok_json(&resp))
 }
 

@@ -107,16 +107,19 @@ pub async fn handle(
         }
     };
     let (parts, body) = req.into_parts();
-    let auth = state
-        .auth
-        .authenticate(&parts.headers, ctx.peer.ip(), route.mode(), now_secs())
-        .await?;
+    let auth = Box::pin(state.auth.authenticate(
+        &parts.headers,
+        ctx.peer.ip(),
+        route.mode(),
+        now_secs(),
+    ))
+    .await?;
     tracing::debug!(org = %auth.org_id, bot = %auth.bot_id, channel = %auth.channel_id, "authenticated");
     // Bodies are read after authentication: an anonymous client cannot make us buffer 1 MiB.
     let body = match parts.method {
         Method::GET | Method::HEAD | Method::DELETE => Map::new(),
         _ => {
-            let bytes = read_body(body, &parts.headers, state.config.body_limit).await?;
+            let bytes = Box::pin(read_body(body, &parts.headers, state.config.body_limit)).await?;
             parse_object(&bytes, matches!(route, Route::Build))?
         }
     };
@@ -129,20 +132,20 @@ pub async fn handle(
         body,
     };
     match route {
-        Route::Chat => chat::chat(call).await,
-        Route::Broadcasts => chat::broadcast(call).await,
-        Route::ConversationsOpen => chat::conversations_open(call).await,
-        Route::GetBot => bot::get_bot(call).await,
-        Route::PutBot => bot::put_bot(call).await,
-        Route::ListFlows => bot::list_flows(call).await,
-        Route::CreateFlow => bot::create_flow(call).await,
-        Route::GetFlow => bot::get_flow(call).await,
-        Route::UpdateFlow => bot::update_flow(call).await,
-        Route::DeleteFlow => bot::delete_flow(call).await,
-        Route::Usage => bot::usage(call).await,
-        Route::Validate => bot::validate(call).await,
-        Route::Build => bot::build(call).await,
-        Route::GetBuild => bot::get_build(call).await,
+        Route::Chat => Box::pin(chat::chat(call)).await,
+        Route::Broadcasts => Box::pin(chat::broadcast(call)).await,
+        Route::ConversationsOpen => Box::pin(chat::conversations_open(call)).await,
+        Route::GetBot => Box::pin(bot::get_bot(call)).await,
+        Route::PutBot => Box::pin(bot::put_bot(call)).await,
+        Route::ListFlows => Box::pin(bot::list_flows(call)).await,
+        Route::CreateFlow => Box::pin(bot::create_flow(call)).await,
+        Route::GetFlow => Box::pin(bot::get_flow(call)).await,
+        Route::UpdateFlow => Box::pin(bot::update_flow(call)).await,
+        Route::DeleteFlow => Box::pin(bot::delete_flow(call)).await,
+        Route::Usage => Box::pin(bot::usage(call)).await,
+        Route::Validate => Box::pin(bot::validate(call)).await,
+        Route::Build => Box::pin(bot::build(call)).await,
+        Route::GetBuild => Box::pin(bot::get_build(call)).await,
     }
 }
 
