@@ -2327,13 +2327,9 @@ fn flows_see_the_session_history() {
 }
 
 /// One participant per (organization, platform, identifier): an OCS chat session adds its
-/// participant and no other. Known to fail today: the engine upserts a participant of its own
-/// for each session's conversations (platform = the engine channel kind `ocs`, identifier =
-/// the session id), one extra row per session (hidden from the OCS participant list, which
-/// skips `ocs` rows). The fix belongs in the engine's turn write (`store::conversations`,
-/// owned elsewhere): give conversations of the `ocs` channel the session's participant.
+/// participant and no other: the conversations of the bot's `ocs` engine channel belong to the
+/// session's participant (the engine used to add one per session, platform `ocs`).
 #[test]
-#[ignore = "known issue: the engine adds an `ocs` participant row per OCS session"]
 fn chat_sessions_add_one_participant() {
     let s = Ocs::start();
     let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();

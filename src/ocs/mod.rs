@@ -69,7 +69,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Kind of the per-bot engine channel OCS sessions run on.
-pub const ENGINE_CHANNEL_KIND: &str = "ocs";
+pub const ENGINE_CHANNEL_KIND: &str = crate::store::OCS_CHANNEL_KIND;
 /// Flow that receives `trigger_bot` prompts and schedules.
 pub const TRIGGER_FLOW: &str = "ocs_trigger";
 /// Default session-token lifetime.

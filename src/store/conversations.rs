@@ -161,18 +161,17 @@ fn upsert_participant(
     now: i64,
 ) -> Result<String> {
     let id = super::ids::new_id();
-    // A new participant comes back from RETURNING; a known one (the insert did nothing) is
-    // read by its identity.
-    let inserted: Option<String> = c
+    // A known participant (the insert did nothing) is read by its identity. (No RETURNING:
+    // SQLite buffers RETURNING rows in a temporary table, a cost on every new user's turn.)
+    let inserted = c
         .prepare_cached(
             "INSERT INTO participants(id, organization_id, platform, identifier, created_at,
                 updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(organization_id, platform, identifier) DO NOTHING RETURNING id",
+             ON CONFLICT(organization_id, platform, identifier) DO NOTHING",
         )?
-        .query_row(params![id, org, platform, identifier, now], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = inserted {
+        .execute(params![id, org, platform, identifier, now])?;
+    if inserted == 1 {
         return Ok(id);
     }
     Ok(c.prepare_cached(
@@ -202,15 +201,34 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
     };
     c.prepare_cached(
         "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?5, updated_at = ?5
-         WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND organization_id = ?4
-         AND status = 'open'",
+         WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND user_id = ?6
+         AND organization_id = ?4 AND status = 'open'",
     )?
-    .execute(params![pid, k.bot_id, k.channel_id, k.organization_id, now])?;
+    .execute(params![
+        pid,
+        k.bot_id,
+        k.channel_id,
+        k.organization_id,
+        now,
+        k.user_id
+    ])?;
     Ok(())
 }
 
+/// The participant of a client whose turn found none: only an OCS session's exists already.
+fn participant_of_new(c: &Connection, k: &ClientKey, platform: &str) -> Result<Option<String>> {
+    if platform == super::OCS_CHANNEL_KIND {
+        participant_of(c, k)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The participant of a client: the organization's participant whose platform is the
-/// channel's kind and whose identifier is the client's user id.
+/// channel's kind and whose identifier is the client's user id — except on a bot's OCS
+/// channel (kind [`super::OCS_CHANNEL_KIND`], the literal `'ocs'` below), whose user ids are OCS session ids:
+/// there it is the session's participant (one participant may hold several sessions, which
+/// is why the open-conversation key also has the user id).
 ///
 /// Per-client rows that a turn writes (the open-conversation index, daily usage) are keyed by
 /// the participant's time-ordered id rather than by the user id: new users then append at
@@ -219,15 +237,19 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
 /// user id.
 fn participant_of(c: &Connection, k: &ClientKey) -> Result<Option<String>> {
     Ok(c.prepare_cached(
-        "SELECT p.id FROM channels ch JOIN participants p
-            ON p.organization_id = ch.organization_id AND p.platform = ch.kind
-            AND p.identifier = ?2
-         WHERE ch.id = ?1 AND ch.organization_id = ?3",
+        "SELECT CASE ch.kind
+            WHEN 'ocs' THEN (SELECT s.participant_id FROM ocs_sessions s
+                WHERE s.id = ?2 AND s.organization_id = ch.organization_id)
+            ELSE (SELECT p.id FROM participants p WHERE p.organization_id = ch.organization_id
+                AND p.platform = ch.kind AND p.identifier = ?2)
+         END
+         FROM channels ch WHERE ch.id = ?1 AND ch.organization_id = ?3",
     )?
     .query_row(params![k.channel_id, k.user_id, k.organization_id], |r| {
-        r.get(0)
+        r.get::<_, Option<String>>(0)
     })
-    .optional()?)
+    .optional()?
+    .flatten())
 }
 
 /// Apply one turn's write set (inside the writer's transaction).
@@ -262,7 +284,10 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             let open = w.status == ConversationStatus::Open;
             let pid = match &w.participant_id {
                 Some(p) => p.clone(),
-                None => upsert_participant(c, org, platform, &k.user_id, now)?,
+                None => match participant_of_new(c, k, platform)? {
+                    Some(p) => p,
+                    None => upsert_participant(c, org, platform, &k.user_id, now)?,
+                },
             };
             if !open {
                 close_client(c, k, Some(&pid), now)?;
@@ -507,10 +532,10 @@ fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversa
 fn open_conversation_of(c: &Connection, k: &ClientKey, pid: &str) -> Result<Option<Conversation>> {
     Ok(c.prepare_cached(&format!(
         "SELECT {CONV_COLS} FROM conversations WHERE participant_id = ?1 AND bot_id = ?2
-         AND channel_id = ?3 AND organization_id = ?4 AND status = 'open'"
+         AND channel_id = ?3 AND user_id = ?5 AND organization_id = ?4 AND status = 'open'"
     ))?
     .query_row(
-        params![pid, k.bot_id, k.channel_id, k.organization_id],
+        params![pid, k.bot_id, k.channel_id, k.organization_id, k.user_id],
         conv_from_row,
     )
     .optional()?)
@@ -775,7 +800,13 @@ fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
         .as_ref()
         .and_then(|c| c.expires_at)
         .is_some_and(|e| e <= now);
-    let memories = load_memories_on(c, k, now)?;
+    // Memories are only written by turns, and a turn's write creates the client's participant
+    // first: no participant, no memories (a new user's turn skips the read).
+    let memories = if participant_id.is_some() {
+        load_memories_on(c, k, now)?
+    } else {
+        Map::new()
+    };
     Ok(TurnState {
         conversation,
         expired,

@@ -99,13 +99,27 @@ mod tests {
              INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
                 participant_id, flow, step, status, last_interaction_at, created_at, updated_at)
                 VALUES ('c1', 'o', 'b', 'ch', 'alice', 'p1', 'F', 's', 'open', 0, 0, 5),
-                       ('c2', 'o', 'b', 'ch', 'ghost', NULL, 'F', 's', 'open', 0, 0, 7);",
+                       ('c2', 'o', 'b', 'ch', 'ghost', NULL, 'F', 's', 'open', 0, 0, 7);
+             -- An OCS session of alice's, whose conversations had an extra participant.
+             INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
+                created_at, updated_at) VALUES ('oc', 'o', 'b', 'ocs', 'O', 'k2', x'00', 0, 0);
+             INSERT INTO ocs_sessions(id, organization_id, bot_id, participant_id, platform,
+                channel_kind, status, created_at, updated_at)
+                VALUES ('sess', 'o', 'b', 'p1', 'api', 'api', 'active', 0, 0);
+             INSERT INTO participants(id, organization_id, platform, identifier, created_at,
+                updated_at) VALUES ('px', 'o', 'ocs', 'sess', 0, 0);
+             INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
+                participant_id, flow, step, status, last_interaction_at, created_at, updated_at)
+                VALUES ('c4', 'o', 'b', 'oc', 'sess', 'px', 'F', 's', 'open', 0, 0, 0);
+             INSERT INTO usage_daily VALUES ('o', 'b', 11, 'oc', 'sess', 5);",
         )
         .unwrap();
         let (_, _, sql) = MIGRATIONS.iter().find(|m| m.0 == 55).unwrap();
         c.execute_batch(sql).unwrap();
         let rows: Vec<(i64, String, i64)> = c
-            .prepare("SELECT day, client, messages FROM usage_daily ORDER BY day, client")
+            .prepare(
+                "SELECT day, client, messages FROM usage_daily ORDER BY day, channel_id, client",
+            )
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
@@ -116,9 +130,26 @@ mod tests {
             vec![
                 (10, "p1".to_string(), 3),
                 (10, "user:ghost".to_string(), 2),
-                (11, "p1".to_string(), 4)
+                (11, "p1".to_string(), 4),
+                (11, "p1".to_string(), 5)
             ]
         );
+        let owner: String = c
+            .query_row(
+                "SELECT participant_id FROM conversations WHERE id = 'c4'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(owner, "p1");
+        let extra: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM participants WHERE platform = 'ocs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(extra, 0);
         let status = |id: &str| -> (String, Option<i64>) {
             c.query_row(
                 "SELECT status, ended_at FROM conversations WHERE id = ?1",

@@ -254,6 +254,10 @@ pub struct ApiKey {
     pub created_at: i64,
 }
 
+/// Kind of a bot's engine channel for Open Chat Studio sessions: its clients' user ids are
+/// OCS session ids, and their participant is the session's (see `conversations`).
+pub const OCS_CHANNEL_KIND: &str = "ocs";
+
 /// The identity of one end user on one channel of one bot (spec §7.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClientKey {
