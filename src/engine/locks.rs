@@ -10,7 +10,10 @@ use tokio::sync::OwnedMutexGuard;
 
 const SHARDS: usize = 32;
 
-type Key = (String, String, String);
+/// `bot \x1f channel \x1f user`: bot and channel are ids without that byte and the user id
+/// comes last, so the key is unambiguous; one allocation per turn, shared by the map entry
+/// and the guard.
+type Key = Arc<str>;
 type Slot = Arc<tokio::sync::Mutex<()>>;
 
 pub struct ClientLocks {
@@ -40,10 +43,10 @@ impl ClientLocks {
     }
 
     pub async fn lock(&self, bot: &str, channel: &str, user: &str) -> ClientGuard<'_> {
-        let key = (bot.to_string(), channel.to_string(), user.to_string());
+        let key: Key = Arc::from(format!("{bot}\u{1f}{channel}\u{1f}{user}"));
         let slot = {
             let mut map = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key.clone()).or_default().clone()
+            map.entry(Arc::clone(&key)).or_default().clone()
         };
         let guard = slot.lock_owned().await;
         ClientGuard {

@@ -35,6 +35,7 @@ pub mod plugins;
 pub mod setup;
 pub mod types;
 pub mod usage;
+mod walvfs;
 mod writer;
 
 pub use migrate::MIGRATIONS;
@@ -192,7 +193,18 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         let secrets = Secrets::load_or_create(data_dir)?;
         let path = data_dir.join(DB_FILE);
-        let mut conn = Connection::open(&path)?;
+        // The writer's WAL appends go through walvfs (one write per commit).
+        let mut conn = match walvfs::register() {
+            Ok(()) => Connection::open_with_flags_and_vfs(
+                &path,
+                rusqlite::OpenFlags::default(),
+                walvfs::NAME,
+            )?,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL write batching unavailable");
+                Connection::open(&path)?
+            }
+        };
         init_connection(&conn, durability, false)?;
         migrate::apply(&mut conn)?;
         let checkpoint_conn = Connection::open(&path)?;
