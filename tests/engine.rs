@@ -476,3 +476,28 @@ async fn broadcasts_are_queued_and_run_once() {
         "reminder A-1"
     );
 }
+
+/// `goto ... in BOT` (csml-language §7.5): a Studio request has no `multibot` list, so the
+/// switch is refused with the reference's message and the conversation closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_switch_is_refused_without_a_multibot_list() {
+    let f = fixture(vec![flow(
+        "Default",
+        "start:\n  say \"before\"\n  goto start in Other\n",
+    )]);
+    let r = f.text("u1", "hi").await;
+    assert!(r.conversation_end);
+    assert_eq!(r.messages.len(), 2, "{:?}", r.messages);
+    assert_eq!(texts(&r)[0], "before");
+    assert_eq!(r.messages[1].payload.content_type, "error");
+    assert_eq!(
+        r.messages[1].payload.content["error"],
+        "Switching to Bot: (Other) is not allowed"
+    );
+    let open = f
+        .engine
+        .store()
+        .open_conversation(&f.client("u1"), now_millis())
+        .unwrap();
+    assert!(open.is_none());
+}

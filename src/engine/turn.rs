@@ -317,6 +317,22 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
     }
 }
 
+/// `goto ... in BOT` (csml-language §7.5) is allowed only towards the bots of a request's
+/// `multibot` list. Studio API requests have no such list (the key decides the bot), so no
+/// switch is ever allowed here: the turn ends with the reference's error message, and the
+/// conversation closes (the interpreter already stopped at the goto).
+fn refuse_bot_switch(result: &mut csml::TurnResult) {
+    if let Some(sb) = result.switch_bot.take() {
+        result.messages.push(csml::Message {
+            content_type: "error".into(),
+            content: serde_json::json!({
+                "error": format!("Switching to Bot: ({}) is not allowed", sb.bot)
+            }),
+        });
+        result.status = csml::TurnStatus::Error;
+    }
+}
+
 /// Select the flow, run the interpreter, build the write set and the response. Blocking
 /// only when the bot's host calls block (see [`LiveBot::may_block`]).
 fn run(
@@ -370,8 +386,9 @@ fn run(
         },
     );
     let started = std::time::Instant::now();
-    let result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
+    let mut result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
     live.record_run(started.elapsed().as_nanos() as u64);
+    refuse_bot_switch(&mut result);
 
     let interaction = result.gotos;
     let closed = result.status != csml::TurnStatus::Hold;
