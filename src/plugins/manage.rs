@@ -283,9 +283,12 @@ pub fn create_connector_channel(
     if let Some(h) = hosts.filter(|h| !h.is_null()) {
         config.insert(ALLOW_HOSTS.into(), h);
     }
-    // The channel row is created without its secrets, then the secrets are sealed to its id:
-    // a plain secret never reaches the file. A failure in between removes the channel.
-    let (channel, _) = store.create_channel(
+    // One transaction: the row and its secrets, sealed to the row's id.
+    let sealed = std::mem::take(&mut update.secrets)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    let (channel, _) = store.create_channel_sealed(
         org,
         bot,
         NewChannel {
@@ -294,16 +297,9 @@ pub fn create_connector_channel(
             webhook_url: None,
             config: Json::Object(config),
         },
+        sealed,
     )?;
-    if update.secrets.iter().all(|(_, v)| v.is_none()) {
-        return Ok(channel);
-    }
-    update.secrets.retain(|(_, v)| v.is_some());
-    store
-        .update_channel_settings(org, &channel.id, update)
-        .inspect_err(|_| {
-            let _ = store.delete_channel(org, &channel.id);
-        })
+    Ok(channel)
 }
 
 /// Edit a connector channel's settings: config values and secrets by name (a blank secret

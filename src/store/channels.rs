@@ -88,6 +88,19 @@ impl Store {
         bot: &str,
         new: NewChannel,
     ) -> Result<(Channel, Credentials)> {
+        self.create_channel_sealed(org, bot, new, Vec::new())
+    }
+
+    /// [`Store::create_channel`] with secrets (name, plain value) sealed into its config,
+    /// bound to the new row's id, in the same transaction: a connector channel never exists
+    /// without its secrets, and a plain secret never reaches the file.
+    pub fn create_channel_sealed(
+        &self,
+        org: &str,
+        bot: &str,
+        new: NewChannel,
+        sealed: Vec<(String, String)>,
+    ) -> Result<(Channel, Credentials)> {
         check_webhook(&new.webhook_url)?;
         let kind = if new.kind.is_empty() {
             super::KIND_API.to_string()
@@ -119,6 +132,12 @@ impl Store {
             } else {
                 Some(random_token(32))
             };
+            let mut config = if new.config.is_null() {
+                serde_json::json!({})
+            } else {
+                new.config
+            };
+            super::plugins::seal_channel_secrets(&secrets, &id, &mut config, sealed);
             c.execute(
                 "INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
                                       webhook_url, token, config, created_at, updated_at)
@@ -133,11 +152,7 @@ impl Store {
                     secrets.encrypt(api_secret.as_bytes(), &id),
                     new.webhook_url,
                     token,
-                    serde_json::to_string(&if new.config.is_null() {
-                        serde_json::json!({})
-                    } else {
-                        new.config
-                    })?,
+                    serde_json::to_string(&config)?,
                     now
                 ],
             )?;

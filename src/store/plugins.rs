@@ -125,6 +125,23 @@ fn apply_update(
     }
 }
 
+/// Seal `(name, plain)` secrets into a channel's config, bound to the channel `id`.
+pub(super) fn seal_channel_secrets(
+    secrets: &Secrets,
+    id: &str,
+    config: &mut Json,
+    sealed: Vec<(String, String)>,
+) {
+    if sealed.is_empty() {
+        return;
+    }
+    let update = SettingsUpdate {
+        config: Map::new(),
+        secrets: sealed.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+    };
+    apply_update(secrets, SecretOwner::Channel(id), config, &update);
+}
+
 /// One failed plugin call, as the admin UI lists them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PluginErrorRow {
