@@ -2457,51 +2457,25 @@ fn pinned_version_drives_later_turns() {
     );
 }
 
-type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, Json)>>>;
-
-/// A fake Telegram Bot API on 127.0.0.1: records `(path, body)` of each call, answers ok.
-fn fake_telegram() -> (String, Calls) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let c2 = calls.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut reader = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.trim_end().split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let answer = r#"{"ok":true,"result":{"message_id":1}}"#;
-            c2.lock()
-                .unwrap()
-                .push((path, serde_json::from_slice(&body).unwrap_or(Json::Null)));
-            let _ = s.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    (url, calls)
+/// A bot with the echo and trigger flows and a Telegram channel whose Bot API is a fake on
+/// 127.0.0.1 (loopback is allowed to plugins by `BOTYARD_OUTBOUND_ALLOW`).
+fn telegram_bot(s: &Ocs) -> (String, common::FakeApi) {
+    let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
+    let api = common::FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
+    let config =
+        json!({"bot_token": "1:x", "api_base": api.url, "allow_hosts": ["127.0.0.1"]}).to_string();
+    common::cli_json(
+        &s.data,
+        &[
+            "channel", "create", "--kind", "telegram", "--bot", &bot, "--name", "tg", "--config",
+            &config,
+        ],
+    );
+    (bot, api)
 }
+
+/// Generous: the connector's first call compiles its WASM (debug build, parallel tests).
+const DELIVERY_WAIT: Duration = Duration::from_secs(30);
 
 /// `trigger_bot` to a participant of a connector channel: the message is stored and delivered
 /// through the channel's plugin (durable outbox), `message_text` verbatim and a prompt's
@@ -2510,27 +2484,8 @@ fn fake_telegram() -> (String, Calls) {
 fn trigger_bot_delivers_on_connector_channels() {
     // The fake platform is on loopback, which plugins may call only when allowed.
     let s = Ocs::start_env(&[("BOTYARD_OUTBOUND_ALLOW", "127.0.0.1")]);
-    let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
-    let (api, calls) = fake_telegram();
-    let config =
-        json!({"bot_token": "1:x", "api_base": api, "allow_hosts": ["127.0.0.1"]}).to_string();
-    common::cli_json(
-        &s.data,
-        &[
-            "channel", "create", "--kind", "telegram", "--bot", &bot, "--name", "tg", "--config",
-            &config,
-        ],
-    );
-    // Generous: the connector's first call compiles its WASM (debug build, parallel tests).
-    let wait = |n: usize| {
-        for _ in 0..3000 {
-            if calls.lock().unwrap().len() >= n {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        calls.lock().unwrap().clone()
-    };
+    let (bot, api) = telegram_bot(&s);
+    let wait = |n: usize| api.wait_for(n, DELIVERY_WAIT);
     let base = json!({"identifier": "4242", "platform": "telegram", "experiment": bot});
     let mut body = base.clone();
     body["message_text"] = json!("Time for your *check-up*");
@@ -2563,26 +2518,8 @@ fn trigger_bot_delivers_on_connector_channels() {
 #[test]
 fn schedules_deliver_on_connector_channels() {
     let s = Ocs::start_env(&[("BOTYARD_OUTBOUND_ALLOW", "127.0.0.1")]);
-    let bot = s.bot_with(&s.org, "Nurse", ECHO_FLOW, Some(TRIGGER_FLOW));
-    let (api, calls) = fake_telegram();
-    let config =
-        json!({"bot_token": "1:x", "api_base": api, "allow_hosts": ["127.0.0.1"]}).to_string();
-    common::cli_json(
-        &s.data,
-        &[
-            "channel", "create", "--kind", "telegram", "--bot", &bot, "--name", "tg", "--config",
-            &config,
-        ],
-    );
-    let wait = |n: usize| {
-        for _ in 0..3000 {
-            if calls.lock().unwrap().len() >= n {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        calls.lock().unwrap().clone()
-    };
+    let (bot, api) = telegram_bot(&s);
+    let wait = |n: usize| api.wait_for(n, DELIVERY_WAIT);
     // The participant's session (a schedule fires through the latest one).
     let r = s.post(
         "/api/trigger_bot",
@@ -2605,7 +2542,7 @@ fn schedules_deliver_on_connector_channels() {
     assert_eq!(got[1].1["text"], "Reminder: Take your pills");
     // Stored in the session too, and neither stored nor delivered twice.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(calls.lock().unwrap().len(), 2);
+    assert_eq!(api.calls().len(), 2);
     let msgs = s.store().ocs_recent_messages(&sid, 10).unwrap();
     let contents: Vec<&str> = msgs.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["Welcome", "Reminder: Take your pills"]);

@@ -6,96 +6,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value as Json, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A fake platform API: records `(path, body)` and answers `answer` (after `failures` 503s).
-struct FakeApi {
-    url: String,
-    calls: Arc<Mutex<Vec<(String, Json)>>>,
-}
-
-impl FakeApi {
-    fn start(answer: &'static str) -> FakeApi {
-        Self::flaky(answer, 0)
-    }
-
-    fn flaky(answer: &'static str, failures: usize) -> FakeApi {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let c2 = Arc::clone(&calls);
-        std::thread::spawn(move || {
-            let mut failures = failures;
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let mut reader = BufReader::new(s.try_clone().unwrap());
-                let mut first = String::new();
-                let _ = reader.read_line(&mut first);
-                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim_end().split_once(':')
-                        && k.eq_ignore_ascii_case("content-length")
-                    {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
-                c2.lock()
-                    .unwrap()
-                    .push((path, serde_json::from_slice(&body).unwrap_or(Json::Null)));
-                if failures > 0 {
-                    failures -= 1;
-                    let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                    continue;
-                }
-                let _ = s.write_all(
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    )
-                    .as_bytes(),
-                );
-            }
-        });
-        FakeApi { url, calls }
-    }
-
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<(String, Json)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.calls.lock().unwrap().clone();
-            if c.len() >= n || Instant::now() >= deadline {
-                return c;
-            }
-            // Short: the latency benchmark measures through this loop.
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
-
-fn set_default_flow(s: &Server, content: &str) {
-    let creds = s.creds();
-    let c = s.client();
-    let bot = c.get("/v1/api/bot", &creds.signed()).json();
-    let default = bot["default_flow"].as_str().unwrap().to_string();
-    c.put(
-        &format!("/v1/api/bot/flows/{default}"),
-        &creds.signed(),
-        &json!({"content": content}),
-    )
-    .expect(200);
-    c.post("/v1/api/bot/build", &creds.signed(), &json!({}))
-        .expect(200);
-}
 
 fn default_org(s: &Server) -> String {
     let orgs = cli_json(&s.data, &["org", "list"]);
@@ -140,9 +52,7 @@ fn plugin_list_shows_the_first_party_plugins() {
 #[test]
 fn app_calls_from_a_flow_and_installations() {
     let s = Server::start();
-    set_default_flow(
-        &s,
-        "start:\n  do r = App(\"echo\", word=\"hi\", n=2)\n  say \"echo {{r.args.word}} {{r.args.n}} {{r.context.step}}\"\n  goto end\n",
+    s.set_default_flow("start:\n  do r = App(\"echo\", word=\"hi\", n=2)\n  say \"echo {{r.args.word}} {{r.args.n}} {{r.context.step}}\"\n  goto end\n",
     );
     let c = s.client();
     let h = s.creds().public();
@@ -153,10 +63,7 @@ fn app_calls_from_a_flow_and_installations() {
     );
 
     // An unknown app: in-band error, the flow goes on with null.
-    set_default_flow(
-        &s,
-        "start:\n  do r = App(\"nope\")\n  say \"after {{r}}\"\n  goto end\n",
-    );
+    s.set_default_flow("start:\n  do r = App(\"nope\")\n  say \"after {{r}}\"\n  goto end\n");
     let r = c.post("/v1/api/chat", &h, &text_event("u2", "go")).json();
     let texts: Vec<String> = r["messages"]
         .as_array()
@@ -190,10 +97,7 @@ fn app_calls_from_a_flow_and_installations() {
     let list = cli_json(&s.data, &["plugin", "list", "--org", &org]);
     assert_eq!(list[0]["name"], "echo");
     assert_eq!(list[0]["first_party"], false);
-    set_default_flow(
-        &s,
-        "start:\n  do r = App(\"echo\")\n  say \"{{r.greeting}}\"\n  goto end\n",
-    );
+    s.set_default_flow("start:\n  do r = App(\"echo\")\n  say \"{{r.greeting}}\"\n  goto end\n");
     let r = c.post("/v1/api/chat", &h, &text_event("u3", "go")).json();
     assert_eq!(
         r["messages"][0]["payload"]["content"]["text"], "bonjour",
@@ -209,7 +113,7 @@ fn app_calls_from_a_flow_and_installations() {
 #[test]
 fn telegram_channel_end_to_end() {
     let s = Server::start();
-    set_default_flow(&s, "start:\n  say \"You said {{event}}\"\n  goto end\n");
+    s.set_default_flow("start:\n  say \"You said {{event}}\"\n  goto end\n");
     let api = FakeApi::start(r#"{"ok":true,"result":{"message_id":9}}"#);
     let bot = s.creds().bot_id;
     let config = json!({"bot_token": "123:abc", "api_base": api.url, "allow_hosts": ["127.0.0.1"], "webhook_secret": "s3cret"}).to_string();
@@ -305,7 +209,7 @@ fn update(id: u64, text: &str) -> Json {
 #[test]
 fn failed_deliveries_are_retried_with_backoff() {
     let s = Server::start();
-    set_default_flow(&s, "start:\n  say \"echo {{event}}\"\n  goto end\n");
+    s.set_default_flow("start:\n  say \"echo {{event}}\"\n  goto end\n");
     let api = FakeApi::flaky(r#"{"ok":true,"result":{"message_id":1}}"#, 2);
     let hook = telegram_channel(&s, &api);
     s.client().post(&hook, &[], &update(1, "one")).expect(200);
@@ -323,7 +227,7 @@ fn failed_deliveries_are_retried_with_backoff() {
 #[test]
 fn stored_events_survive_a_crash_before_delivery() {
     let mut s = Server::start();
-    set_default_flow(&s, "start:\n  say \"echo {{event}}\"\n  goto end\n");
+    s.set_default_flow("start:\n  say \"echo {{event}}\"\n  goto end\n");
     // The platform API is down: the reply stays in the outbox.
     let down = FakeApi::flaky(r#"{"ok":true,"result":{"message_id":1}}"#, usize::MAX);
     let hook = telegram_channel(&s, &down);
@@ -366,7 +270,7 @@ fn stored_events_survive_a_crash_before_delivery() {
 #[ignore = "benchmark: cargo test --release --test plugins -- --ignored --nocapture"]
 fn webhook_to_reply_latency() {
     let s = Server::start();
-    set_default_flow(&s, "start:\n  say \"echo {{event}}\"\n  goto end\n");
+    s.set_default_flow("start:\n  say \"echo {{event}}\"\n  goto end\n");
     let api = FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
     let hook = telegram_channel(&s, &api);
     let c = s.client();
@@ -396,7 +300,7 @@ fn webhook_to_reply_latency() {
 fn app_key_value_data_is_per_organization_on_sqlite() {
     let s = Server::start();
     let flow = "start:\n  do r = App(\"echo\")\n  say \"calls {{r.calls}}\"\n  goto end\n";
-    set_default_flow(&s, flow);
+    s.set_default_flow(flow);
     let (_, b) = s.other_org("second");
     let c = s.client();
     c.put(
@@ -439,7 +343,7 @@ fn stored_settings(data: &std::path::Path) -> Vec<String> {
 #[test]
 fn connector_and_plugin_secrets_are_sealed_at_rest() {
     let mut s = Server::start();
-    set_default_flow(&s, "start:\n  say \"got {{event}}\"\n  goto end\n");
+    s.set_default_flow("start:\n  say \"got {{event}}\"\n  goto end\n");
     let api = FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
     let bot = s.creds().bot_id;
     let org = default_org(&s);

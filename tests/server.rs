@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -232,17 +231,8 @@ fn graceful_shutdown_finishes_in_flight_turns() {
     let flow = format!(
         "start:\n  do r = HTTP(\"{api}\").get().send()\n  say \"answer {{{{r.answer}}}}\"\n  goto end\n"
     );
+    s.set_default_flow(&flow);
     let c = s.client();
-    let bot = c.get("/v1/api/bot", &creds.signed()).json();
-    let default = bot["default_flow"].as_str().unwrap().to_string();
-    c.put(
-        &format!("/v1/api/bot/flows/{default}"),
-        &creds.signed(),
-        &json!({"content": flow}),
-    )
-    .expect(200);
-    c.post("/v1/api/bot/build", &creds.signed(), &json!({}))
-        .expect(200);
 
     let c2 = c.clone();
     let h = creds.public();

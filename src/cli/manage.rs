@@ -140,19 +140,20 @@ pub struct BackupArgs {
     pub file: PathBuf,
 }
 
-type Out = Result<(Json, String), String>;
+/// A command's result: (JSON for `--json`, text otherwise) or an error message.
+pub(super) type Out = Result<(Json, String), String>;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-fn open(cli: &Cli) -> Result<Store, String> {
+pub(super) fn open(cli: &Cli) -> Result<Store, String> {
     Store::open(&cli.data, Durability::Normal)
         .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))
 }
 
 /// Print the result: JSON on stdout with `--json`, else the text; errors on stderr, exit 1.
-fn finish(cli: &Cli, out: Out) -> ExitCode {
+pub(super) fn finish(cli: &Cli, out: Out) -> ExitCode {
     match out {
         Ok((j, text)) => {
             if cli.json {

@@ -7,7 +7,7 @@
 
 use super::Cli;
 use crate::plugins::manage;
-use crate::store::{Durability, Organization, Store};
+use crate::store::{Organization, Store};
 use botyard_plugins::builtin;
 use botyard_plugins::{
     ChannelContext, InMemoryKvStore, Manifest, PluginHost, PluginHostConfig, Webhook,
@@ -88,32 +88,7 @@ pub struct TestArgs {
     pub manifest: Option<PathBuf>,
 }
 
-type Out = Result<(Json, String), String>;
-
-fn finish(cli: &Cli, out: Out) -> ExitCode {
-    match out {
-        Ok((j, text)) => {
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-            } else {
-                println!("{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if cli.json {
-                println!("{}", json!({"error": e}));
-            }
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn open(cli: &Cli) -> Result<Store, String> {
-    Store::open(&cli.data, Durability::Normal)
-        .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))
-}
+use super::manage::{Out, finish, open};
 
 fn org(store: &Store, id_or_name: &str) -> Result<Organization, String> {
     store.find_org(id_or_name).map_err(|e| e.to_string())

@@ -188,14 +188,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// Closes the client's open conversation (found through its participant: `pid`, or looked
 /// up when unknown).
 fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> Result<()> {
-    let looked_up;
     let pid = match pid {
-        Some(p) => p,
+        Some(p) => p.to_string(),
         None => match participant_of(c, k)? {
-            Some(p) => {
-                looked_up = p;
-                looked_up.as_str()
-            }
+            Some(p) => p,
             None => return Ok(()),
         },
     };
@@ -213,15 +209,6 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
         k.user_id
     ])?;
     Ok(())
-}
-
-/// The participant of a client whose turn found none: only an OCS session's exists already.
-fn participant_of_new(c: &Connection, k: &ClientKey, platform: &str) -> Result<Option<String>> {
-    if platform == super::OCS_CHANNEL_KIND {
-        participant_of(c, k)
-    } else {
-        Ok(None)
-    }
 }
 
 /// The participant of a client: the organization's participant whose platform is the
@@ -284,10 +271,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             let open = w.status == ConversationStatus::Open;
             let pid = match &w.participant_id {
                 Some(p) => p.clone(),
-                None => match participant_of_new(c, k, platform)? {
-                    Some(p) => p,
-                    None => upsert_participant(c, org, platform, &k.user_id, now)?,
-                },
+                None => upsert_participant(c, org, platform, &k.user_id, now)?,
             };
             if !open {
                 close_client(c, k, Some(&pid), now)?;

@@ -230,7 +230,7 @@ fn checkpoints(
         let mut last = 0;
         loop {
             match passive_checkpoint(&conn) {
-                Ok(frames) if frames >= RESTART_FRAMES => {
+                Ok(Checkpoint { frames, .. }) if frames >= RESTART_FRAMES => {
                     if frames - last <= TAIL_FRAMES {
                         restart_wanted.store(true, Ordering::Relaxed);
                         break;
@@ -247,9 +247,24 @@ fn checkpoints(
     }
 }
 
-/// A PASSIVE checkpoint; returns the WAL's length in frames.
-fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+/// What `PRAGMA wal_checkpoint` reports.
+struct Checkpoint {
+    /// It could not finish (another checkpoint, or a reader on an older snapshot).
+    busy: bool,
+    /// The WAL's length in frames.
+    frames: i64,
+    /// Frames copied into the database file.
+    copied: i64,
+}
+
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<Checkpoint> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Checkpoint {
+            busy: r.get::<_, i64>(0)? != 0,
+            frames: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
 }
 
 fn run(
@@ -277,17 +292,11 @@ fn run(
         }
         if restart_wanted.swap(false, Ordering::Relaxed) {
             let t = Instant::now();
-            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            }) {
-                Ok((busy, log, done)) => tracing::debug!(
-                    busy,
-                    log,
-                    done,
+            match passive_checkpoint(&conn) {
+                Ok(cp) => tracing::debug!(
+                    busy = cp.busy,
+                    frames = cp.frames,
+                    copied = cp.copied,
                     took_us = t.elapsed().as_micros() as u64,
                     "WAL tail checkpoint on the writer"
                 ),

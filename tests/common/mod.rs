@@ -257,6 +257,22 @@ pub struct Server {
 }
 
 impl Server {
+    /// Replaces the default flow of the setup bot (signed Studio API calls) and builds it.
+    pub fn set_default_flow(&self, content: &str) {
+        let creds = self.creds();
+        let c = self.client();
+        let bot = c.get("/v1/api/bot", &creds.signed()).json();
+        let default = bot["default_flow"].as_str().unwrap().to_string();
+        c.put(
+            &format!("/v1/api/bot/flows/{default}"),
+            &creds.signed(),
+            &json!({"content": content}),
+        )
+        .expect(200);
+        c.post("/v1/api/bot/build", &creds.signed(), &json!({}))
+            .expect(200);
+    }
+
     /// A fresh data dir, set up, served.
     pub fn start() -> Server {
         Self::start_with(&[])
@@ -458,6 +474,89 @@ pub fn text_event(user: &str, text: &str) -> Json {
     json!({"client": {"user_id": user}, "payload": {"content_type": "text", "content": {"text": text}}})
 }
 
+/// Reads one HTTP/1.1 request from `s`: its path and body (by `content-length`).
+pub fn read_request(s: &TcpStream) -> (String, Vec<u8>) {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut first = String::new();
+    let _ = reader.read_line(&mut first);
+    let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.trim_end().split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body);
+    (path, body)
+}
+
+/// A fake platform API on 127.0.0.1 (Telegram, Slack, …): records `(path, body)` of each
+/// call and answers `answer` (after `failures` 503s).
+pub struct FakeApi {
+    pub url: String,
+    pub calls: Arc<Mutex<Vec<(String, Json)>>>,
+}
+
+impl FakeApi {
+    pub fn start(answer: &'static str) -> FakeApi {
+        Self::flaky(answer, 0)
+    }
+
+    pub fn flaky(answer: &'static str, failures: usize) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c2 = Arc::clone(&calls);
+        std::thread::spawn(move || {
+            let mut failures = failures;
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let (path, body) = read_request(&s);
+                c2.lock()
+                    .unwrap()
+                    .push((path, serde_json::from_slice(&body).unwrap_or(Json::Null)));
+                if failures > 0 {
+                    failures -= 1;
+                    let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    continue;
+                }
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        FakeApi { url, calls }
+    }
+
+    pub fn calls(&self) -> Vec<(String, Json)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` calls arrived (or `timeout`).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<(String, Json)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.calls();
+            if c.len() >= n || Instant::now() >= deadline {
+                return c;
+            }
+            // Short: the plugin latency benchmark measures through this loop.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
 /// A fake webhook receiver on 127.0.0.1 recording bodies in arrival order.
 pub struct Receiver {
     pub url: String,
@@ -476,25 +575,7 @@ impl Receiver {
                 let Ok(mut s) = stream else { continue };
                 // One request per connection (the server's outbound client sends
                 // `Connection: close`); handled inline so arrival order is call order.
-                let mut reader = BufReader::new(s.try_clone().unwrap());
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = l.split_once(':')
-                        && k.eq_ignore_ascii_case("content-length")
-                    {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
+                let (_, body) = read_request(&s);
                 std::thread::sleep(delay);
                 let v: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
                 b2.lock().unwrap().push(v);
