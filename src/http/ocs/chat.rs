@@ -591,6 +591,17 @@ fn access_fingerprint(call: &Call) -> String {
     f
 }
 
+/// The `complete` answer of a task from its in-process slot; `None` for anything else, and
+/// for a reply with files (their metadata is read from the store as usual).
+fn complete_from_slot(result: &TaskResult, base: &str) -> Option<Response<Body>> {
+    match result {
+        TaskResult::Complete(m) if m.file_ids.is_empty() => Some(ok(
+            &json!({"message": message_json_with(base, m, &[]), "status": "complete"}),
+        )),
+        _ => None,
+    }
+}
+
 fn task_error(e: &str, status: i64) -> Response<Body> {
     let status = if status == 400 {
         StatusCode::BAD_REQUEST
@@ -633,13 +644,11 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
         match sl.result.get() {
             None => return ok(&json!({"message": null, "status": "processing"})),
             Some(TaskResult::Error(e, status)) => return task_error(e, *status),
-            Some(TaskResult::Complete(m)) if m.file_ids.is_empty() => {
-                return ok(
-                    &json!({"message": message_json_with(&base, m, &[]), "status": "complete"}),
-                );
+            Some(result) => {
+                if let Some(r) = complete_from_slot(result, &base) {
+                    return r;
+                }
             }
-            // A reply with files: read as usual (their metadata is in the store).
-            Some(TaskResult::Complete(_)) => {}
         }
     }
     // One read: access, the task and, when it completed in this session, its first message.
@@ -659,23 +668,21 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
     {
         let _ = tokio::time::timeout(POLL_HOLD, d).await;
         // The result as committed, when the task finished (no read back); else as stored.
-        match slot.as_ref().and_then(|s| s.result.get()) {
-            Some(TaskResult::Complete(m)) if m.file_ids.is_empty() => {
-                return ok(
-                    &json!({"message": message_json_with(&base, m, &[]), "status": "complete"}),
-                );
-            }
-            _ => {
-                let sess = session.clone();
-                found = match call
-                    .blocking(move |s| read_task(s, &tid, &base, &sess))
-                    .await
-                {
-                    Ok(f) => f,
-                    Err(r) => return r,
-                };
-            }
+        if let Some(r) = slot
+            .as_ref()
+            .and_then(|s| s.result.get())
+            .and_then(|result| complete_from_slot(result, &base))
+        {
+            return r;
         }
+        let sess = session.clone();
+        found = match call
+            .blocking(move |s| read_task(s, &tid, &base, &sess))
+            .await
+        {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
     }
     let Some((task, message)) = found else {
         // Unknown or never-issued ids read "processing", as OCS does.
