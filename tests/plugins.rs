@@ -9,6 +9,15 @@ use serde_json::{Value as Json, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A two-worker runtime for the tests that drive the engine and the plugin runtime in process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn default_org(s: &Server) -> String {
     let orgs = cli_json(&s.data, &["org", "list"]);
     let list = orgs
@@ -576,11 +585,7 @@ fn app_round_trip_from_a_csml_turn() {
     use botyard::engine::{ChatRequest, Engine, EngineConfig};
     use botyard::store::{Durability, NewBot, NewChannel, NewFlow};
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
         let org = setup.organization.id.clone();
@@ -743,11 +748,7 @@ fn inbound_events_run_exactly_once() {
     use botyard::engine::{ChatRequest, Engine, EngineConfig, EngineError};
     use botyard::store::{Durability, NewBot, NewFlow, Store};
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (org, channel, event_id) = rt.block_on(async {
         let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
         let org = setup.organization.id.clone();
@@ -851,11 +852,7 @@ fn inbound_events_run_exactly_once() {
     assert_eq!(messages.len(), 2, "one RECEIVE and one SEND: {messages:?}");
 
     // A restarted worker finds nothing to run.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
         plugins.set_engine(Engine::new(store.clone(), EngineConfig::default()));
