@@ -147,7 +147,10 @@ async fn connection(
                 &mut r,
                 format!(
                     "status {status}: {}",
-                    String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
                 ),
             ),
             Err(e) => {
@@ -236,7 +239,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>, String> {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
         .ok_or_else(|| format!("status {status}: response without content-length"))?;
     Ok(Some((status, head_len, len)))
 }

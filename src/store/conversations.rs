@@ -551,15 +551,16 @@ impl TurnTx<'_> {
 }
 
 impl Store {
-    /// Run `f` as a job of the writer (inside its group transaction, in its own savepoint)
-    /// and await the commit. For the conversation engine: `f` may run CPU work (the
-    /// interpreter) between its reads and its write, but must never wait (no I/O, no locks
-    /// held by async code). An `Err` rolls back what `f` wrote.
+    /// Run `f` as a job of the writer (inside its group transaction, without a savepoint:
+    /// see [`Store::write_async_bare`]) and await the commit. For the conversation engine: `f`
+    /// may run CPU work (the interpreter) between its reads and its write, but must never wait
+    /// (no I/O, no locks held by async code). `f` returns `Err` only for storage failures; its
+    /// writes come last ([`TurnTx::apply`]).
     pub async fn turn_on_writer<R: Send + 'static>(
         &self,
         f: impl FnOnce(&TurnTx<'_>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.write_async(move |c| f(&TurnTx { c })).await
+        self.write_async_bare(move |c| f(&TurnTx { c })).await
     }
 
     /// The client's open conversation and its memories, in one read snapshot.
@@ -569,7 +570,7 @@ impl Store {
 
     /// Commit one turn's writes (awaits the group commit; never blocks the runtime).
     pub async fn commit_turn(&self, w: TurnWrite) -> Result<()> {
-        self.write_async(move |c| apply_turn(c, &w)).await
+        self.write_async_bare(move |c| apply_turn(c, &w)).await
     }
 
     /// Blocking form of [`Store::commit_turn`] (tests, CLI).

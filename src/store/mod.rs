@@ -4,7 +4,8 @@
 //! * **one writer connection** on a dedicated thread ([`writer`]) that applies write jobs with
 //!   *group commit*: it takes every job queued while the previous commit ran and commits them
 //!   in one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so a failing job
-//!   never spoils its neighbours), then acknowledges each job. Acknowledged = committed, so a
+//!   never spoils its neighbours; chat turns, which check before they write, run without one),
+//!   then acknowledges each job. Acknowledged = committed, so a
 //!   SIGKILL never loses an acknowledged write;
 //! * **a small r2d2 pool of read connections** (`query_only`) for lookups.
 //!
@@ -268,7 +269,22 @@ impl Store {
     ) -> Result<R> {
         self.inner
             .writer
-            .run_async(f)
+            .run_async(f, false)
+            .await
+            .map_err(|_| Error::Closed)?
+    }
+
+    /// Like [`Store::write_async`] for a hot job that runs without its own savepoint: every
+    /// `Err` it returns must leave nothing written (check, then write). Should it fail after
+    /// writing anyway, the writer rolls back the whole group transaction and the jobs that ran
+    /// before it in the batch fail too (see `writer`): nothing is ever half-written.
+    pub(crate) async fn write_async_bare<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.inner
+            .writer
+            .run_async(f, true)
             .await
             .map_err(|_| Error::Closed)?
     }

@@ -7,6 +7,16 @@
 //! per-turn cost of a commit shrinks. (Also taking jobs that arrive while a batch runs made
 //! batches bigger but cost more CPU per turn in `botyard bench`, so batches stay closed.)
 //!
+//! A savepoint makes SQLite copy every existing page the job then changes into a statement
+//! journal (in 1 KiB heap chunks): for a chat turn that was ~10% of the writer thread. So the
+//! hot jobs (chat turns) run *bare*, without one. A bare job promises that an `Err` it returns
+//! left nothing written (it checks before it writes); the writer verifies that promise with
+//! SQLite's change counter. When a bare job does fail after writing (a storage error, a bug),
+//! there is no savepoint to go back to: the writer rolls back the whole transaction, reports
+//! the jobs of the batch that ran before it as failed (nothing of theirs is committed, nothing
+//! is half-written), and runs the rest of the batch in a new transaction. Bare jobs must not
+//! run DDL, which the change counter does not see.
+//!
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a second
 //! thread with its own connection: the writer connection has `wal_autocheckpoint` off, so a
 //! commit never stalls behind a checkpoint's disk flushes. The checkpointer runs a PASSIVE
@@ -67,6 +77,8 @@ impl Reply {
 struct Job {
     work: Work,
     reply: Reply,
+    /// Run without a savepoint (see the module doc).
+    bare: bool,
 }
 
 pub(super) struct Writer {
@@ -143,6 +155,7 @@ impl Writer {
             .send(Job {
                 work: boxed(f),
                 reply: Reply::Blocking(tx),
+                bare: false,
             })
             .is_err()
         {
@@ -151,16 +164,19 @@ impl Writer {
         unpack(rx.recv().ok())
     }
 
-    /// Queue `f` and await its commit.
+    /// Queue `f` and await its commit. `bare`: run it without a savepoint (see the module
+    /// doc for what that asks of `f`).
     pub(super) async fn run_async<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        bare: bool,
     ) -> Result<Result<R>, ()> {
         let (tx, rx) = oneshot::channel();
         if self
             .send(Job {
                 work: boxed(f),
                 reply: Reply::Async(tx),
+                bare,
             })
             .is_err()
         {
@@ -309,26 +325,59 @@ fn run(
 }
 
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)> {
-    let mut results = Vec::with_capacity(batch.len());
-    if let Err(e) = begin(conn) {
-        let msg = e.to_string();
-        for job in batch.drain(..) {
-            results.push((
-                job.reply,
-                Err(Error::Other(format!("cannot start a transaction: {msg}"))),
-            ));
+    let mut results: Vec<(Reply, Output)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.drain(..).peekable();
+    // One transaction, or more when a bare job spoils one (the rest go on in a new one).
+    while jobs.peek().is_some() {
+        if let Err(e) = begin(conn) {
+            let msg = e.to_string();
+            for job in jobs.by_ref() {
+                results.push((
+                    job.reply,
+                    Err(Error::Other(format!("cannot start a transaction: {msg}"))),
+                ));
+            }
+            return results;
         }
-        return results;
-    }
-    for job in batch.drain(..) {
-        let out = run_job(conn, job.work);
-        results.push((job.reply, out));
-    }
-    if let Err(e) = exec_cached(conn, "COMMIT") {
-        let msg = e.to_string();
-        let _ = conn.execute_batch("ROLLBACK");
-        for (_, out) in results.iter_mut() {
-            *out = Err(Error::Other(format!("commit failed: {msg}")));
+        let start = results.len();
+        let mut spoiled = None;
+        for job in jobs.by_ref() {
+            let before = conn.total_changes();
+            let out = if job.bare {
+                run_bare(conn, job.work)
+            } else {
+                run_job(conn, job.work)
+            };
+            // A transaction SQLite rolled back by itself (some I/O errors do) is lost whatever
+            // kind of job saw it.
+            let wrote = job.bare && out.is_err() && conn.total_changes() != before;
+            if wrote || conn.is_autocommit() {
+                spoiled = out.as_ref().err().map(|e| e.to_string());
+            }
+            results.push((job.reply, out));
+            if spoiled.is_some() {
+                break;
+            }
+        }
+        if let Some(msg) = spoiled {
+            let _ = exec_cached(conn, "ROLLBACK");
+            tracing::warn!(error = %msg, "a write job failed after writing: its group transaction was rolled back");
+            let last = results.len() - 1;
+            for (_, out) in &mut results[start..last] {
+                if out.is_ok() {
+                    *out = Err(Error::Other(format!(
+                        "rolled back with another write that failed: {msg}"
+                    )));
+                }
+            }
+            continue;
+        }
+        if let Err(e) = exec_cached(conn, "COMMIT") {
+            let msg = e.to_string();
+            let _ = conn.execute_batch("ROLLBACK");
+            for (_, out) in &mut results[start..] {
+                *out = Err(Error::Other(format!("commit failed: {msg}")));
+            }
         }
     }
     results
@@ -358,12 +407,16 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
+fn run_bare(conn: &Connection, work: Work) -> Output {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())))
+}
+
 fn run_job(conn: &Connection, work: Work) -> Output {
     if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
         return Err(e.into());
     }
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
-        .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())));
+    let out = run_bare(conn, work);
     let end = if out.is_ok() {
         exec_cached(conn, "RELEASE job")
     } else {
@@ -372,5 +425,105 @@ fn run_job(conn: &Connection, work: Work) -> Output {
     match end {
         Ok(()) => out,
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(
+        writer: &Writer,
+        bare: bool,
+        f: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
+    ) -> mpsc::Receiver<Output> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        writer
+            .send(Job {
+                work: boxed(f),
+                reply: Reply::Blocking(tx),
+                bare,
+            })
+            .unwrap();
+        rx
+    }
+
+    fn insert(c: &Connection, x: i64) -> Result<()> {
+        c.execute("INSERT INTO t(x) VALUES (?1)", [x])?;
+        Ok(())
+    }
+
+    fn fail() -> Result<()> {
+        Err(Error::Invalid("no".into()))
+    }
+
+    /// A savepoint job's failure stays its own; a bare job's failure before writing stays its
+    /// own; a bare job's failure after writing rolls back the jobs before it in its batch, and
+    /// the jobs after it commit in a new transaction.
+    #[test]
+    fn bare_jobs_fail_alone_unless_they_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x INTEGER PRIMARY KEY);")
+            .unwrap();
+        let writer = Writer::start(conn, None).unwrap();
+        // Hold the writer inside a job so the next ones queue up and form one batch.
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let gate = job(&writer, false, move |_| {
+            started_tx.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        started.recv().unwrap();
+        let results = vec![
+            job(&writer, false, |c| insert(c, 1)),
+            job(&writer, true, |c| insert(c, 2)),
+            job(&writer, false, |c| insert(c, 3).and_then(|()| fail())),
+            job(&writer, true, |_| fail()),
+            job(&writer, true, |c| insert(c, 5).and_then(|()| fail())),
+            job(&writer, true, |c| insert(c, 6)),
+            job(&writer, false, |c| insert(c, 7)),
+        ];
+        release.send(()).unwrap();
+        assert!(gate.recv().unwrap().is_ok());
+        let outcome: Vec<Option<String>> = results
+            .into_iter()
+            .map(|rx| rx.recv().unwrap().err().map(|e| e.to_string()))
+            .collect();
+        let (c1, j1) = writer.stats();
+        drop(writer);
+        assert!(
+            outcome[0]
+                .as_deref()
+                .unwrap()
+                .starts_with("rolled back with another write")
+        );
+        assert!(
+            outcome[1]
+                .as_deref()
+                .unwrap()
+                .starts_with("rolled back with another write")
+        );
+        assert_eq!(outcome[2].as_deref(), Some("no"));
+        assert_eq!(outcome[3].as_deref(), Some("no"));
+        assert_eq!(outcome[4].as_deref(), Some("no"));
+        assert_eq!(outcome[5], None);
+        assert_eq!(outcome[6], None);
+        assert_eq!(
+            (c1, j1),
+            (2, 8),
+            "the gate's batch, then one batch of seven"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, vec![6, 7]);
     }
 }
