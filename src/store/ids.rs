@@ -59,15 +59,17 @@ pub fn new_id() -> String {
     b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    // Written in place: several ids are made on every chat turn.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(DIGITS[(byte >> 4) as usize]);
+        out.push(DIGITS[(byte & 15) as usize]);
+    }
+    String::from_utf8(out).expect("hex digits and dashes are ASCII")
 }
 
 /// A random token of `len` characters from `[0-9A-Za-z]` (about 5.95 bits each).
@@ -172,8 +174,18 @@ mod tests {
         let a = new_id();
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_id();
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "7");
+        for id in [&a, &b] {
+            let lens: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(lens, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c == b'-' || matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            );
+            assert_eq!(&id[14..15], "7", "{id}");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        }
+        let ms = i64::from_str_radix(&format!("{}{}", &a[0..8], &a[9..13]), 16).unwrap();
+        assert!((now_millis() - ms).abs() < 5_000);
         assert!(a < b);
         assert_eq!(random_token(40).len(), 40);
         assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
