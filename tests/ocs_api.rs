@@ -2349,6 +2349,15 @@ fn chat_sessions_add_one_participant() {
     let after = rows();
     assert_eq!(after.len(), before + 1, "{after:?}");
     assert!(after.iter().all(|(p, _)| p != "ocs"), "{after:?}");
+    // The bot's OCS engine channel has no connector: its replies are answered through the
+    // API, never queued for delivery (which used to fail into plugin_errors on every turn).
+    std::thread::sleep(Duration::from_millis(300));
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count("outbox"), 0);
+    assert_eq!(count("plugin_errors"), 0);
 }
 
 /// Our extension: the version pinned at chat start (or by a `/v{N}/` route) runs the session's

@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 /// Channel kind of the admin UI's try-it chat: its turns run the bot's working flows even
 /// when a build is live (everything else about the turn is the same).
-pub const TRY_IT_KIND: &str = "admin";
+pub const TRY_IT_KIND: &str = crate::store::ADMIN_CHANNEL_KIND;
 
 /// Version string reported as `engine_version` of builds.
 pub const ENGINE_VERSION: &str = concat!("botyard-", env!("CARGO_PKG_VERSION"), " (CSML 1.11)");

@@ -24,7 +24,7 @@
 use super::PluginRuntime;
 use crate::engine::{ChatRequest, ChatResponse, EngineError, TurnSink};
 use crate::store::ids::now_millis;
-use crate::store::{Channel, KIND_API};
+use crate::store::{Channel, is_builtin_kind};
 use botyard_plugins::{BotMessage, ChannelContext, GuestError, HttpReply, PluginError, Webhook};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
@@ -60,7 +60,7 @@ impl PluginRuntime {
         let store = self.store.clone();
         let t = token.to_string();
         let channel = match tokio::task::spawn_blocking(move || store.channel_by_token(&t)).await {
-            Ok(Ok(Some(c))) if c.kind != KIND_API => c,
+            Ok(Ok(Some(c))) if !is_builtin_kind(&c.kind) => c,
             Ok(Ok(_)) => return HookAnswer::NotFound,
             Ok(Err(e)) => return HookAnswer::Unavailable(e.to_string()),
             Err(e) => return HookAnswer::Unavailable(e.to_string()),
@@ -423,7 +423,10 @@ impl TurnSink for PluginSink {
         if let Some(next) = &self.next {
             next.turn_committed(channel, response);
         }
-        if channel.kind == KIND_API || channel.token.is_none() || response.messages.is_empty() {
+        // Built-in channels (the OCS engine channel has a token too) have no connector: their
+        // replies are answered in the response, never queued for delivery.
+        if is_builtin_kind(&channel.kind) || channel.token.is_none() || response.messages.is_empty()
+        {
             return;
         }
         // The turn of a stored inbound event queued its replies in its own commit.

@@ -244,7 +244,7 @@ pub fn create_connector_channel(
     name: &str,
     settings: &Map<String, Json>,
 ) -> Result<Channel, store::Error> {
-    if kind == store::KIND_API || kind == crate::engine::TRY_IT_KIND {
+    if store::is_builtin_kind(kind) {
         return Err(invalid(format!("`{kind}` is not a connector kind")));
     }
     let (manifest, _) = connector_manifest(store, org, kind)?;

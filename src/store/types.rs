@@ -191,6 +191,15 @@ pub struct BotVersion {
 /// Channel kind of the Studio API channel.
 pub const KIND_API: &str = "api";
 
+/// Channel kind of a bot's admin "try it" channel.
+pub const ADMIN_CHANNEL_KIND: &str = "admin";
+
+/// Whether channels of `kind` are served by botyard itself (Studio API, the OCS engine
+/// channel, the admin "try it" channel) rather than by a connector plugin of that name.
+pub fn is_builtin_kind(kind: &str) -> bool {
+    matches!(kind, KIND_API | OCS_CHANNEL_KIND | ADMIN_CHANNEL_KIND)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Channel {
     pub id: String,
