@@ -165,9 +165,9 @@ fn upsert_participant(
     platform: &str,
     identifier: &str,
     now: i64,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     let id = super::ids::new_id();
-    // A known participant (the insert did nothing) is read by its identity. (No RETURNING:
+    // Also says whether the row is new. A known participant (the insert did nothing) is read by its identity. (No RETURNING:
     // SQLite buffers RETURNING rows in a temporary table, a cost on every new user's turn.)
     let inserted = c
         .prepare_cached(
@@ -178,12 +178,15 @@ fn upsert_participant(
         )?
         .execute(params![id, org, platform, identifier, now])?;
     if inserted == 1 {
-        return Ok(id);
+        return Ok((id, true));
     }
-    Ok(c.prepare_cached(
-        "SELECT id FROM participants WHERE organization_id = ?1 AND platform = ?2 AND identifier = ?3",
-    )?
-    .query_row(params![org, platform, identifier], |r| r.get(0))?)
+    let id = c
+        .prepare_cached(
+            "SELECT id FROM participants WHERE organization_id = ?1 AND platform = ?2
+             AND identifier = ?3",
+        )?
+        .query_row(params![org, platform, identifier], |r| r.get(0))?;
+    Ok((id, false))
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -275,11 +278,12 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             // refuses it only when one is still open, and then it is closed and the insert
             // retried — one statement instead of two on the usual path.
             let open = w.status == ConversationStatus::Open;
-            let pid = match &w.participant_id {
-                Some(p) => p.clone(),
+            let (pid, new_participant) = match &w.participant_id {
+                Some(p) => (p.clone(), false),
                 None => upsert_participant(c, org, platform, &k.user_id, now)?,
             };
-            if !open {
+            // A participant created just now has no conversation to close.
+            if !open && !new_participant {
                 close_client(c, k, Some(&pid), now)?;
             }
             participant = Some(pid);
