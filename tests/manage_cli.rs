@@ -1,6 +1,6 @@
 //! The management commands through the real binary: setup contract and idempotence, org, bot
 //! (create/list/export/import), channel (create/list/rotate), apikey (create/list/revoke),
-//! backup — each with `--json`.
+//! backup — each with `--json`; and `bench` on a tiny budget.
 
 use serde_json::Value as Json;
 use std::path::Path;
@@ -245,5 +245,46 @@ fn bot_export_import_roundtrip() {
     assert_eq!(
         std::fs::read_to_string(again.join("flows/Default.csml")).unwrap(),
         flow
+    );
+}
+
+/// `botyard bench` end to end on a tiny budget: it starts its own server on loopback, drives
+/// real chat turns through its load generator, and reports the documented JSON shape with
+/// every run (`--runs`) and no errors. (Figures are not checked: a test never times.)
+#[test]
+fn bench_reports_every_run_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bench");
+    let r = ok(
+        &data,
+        &[
+            "bench",
+            "--duration",
+            "300ms",
+            "--runs",
+            "3",
+            "--loop-duration",
+            "300ms",
+            "--conversations",
+            "0",
+            "--connections",
+            "4",
+        ],
+    );
+    let runs = r["hello_runs"].as_array().expect("hello_runs");
+    assert_eq!(runs.len(), 3, "{r}");
+    for m in [&r["hello"], &r["loop_bot"], &r["http_baseline_healthz"]] {
+        assert_eq!(m["errors"], 0, "{r}");
+        assert!(m["turns"].as_u64().unwrap() > 0, "{r}");
+    }
+    let median = r["hello"]["turns_per_second"].as_f64().unwrap();
+    assert!(
+        runs.iter()
+            .any(|x| x["turns_per_second"].as_f64() == Some(median)),
+        "{r}"
+    );
+    assert!(
+        r["cold_start"]["to_first_chat_ms"].as_f64().unwrap() > 0.0,
+        "{r}"
     );
 }
