@@ -2358,6 +2358,15 @@ fn chat_sessions_add_one_participant() {
     };
     assert_eq!(count("outbox"), 0);
     assert_eq!(count("plugin_errors"), 0);
+    // The flow saw `_metadata.history`; the stored conversations keep no copy of it.
+    let with_history: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM conversations WHERE json_type(metadata, '$.history') IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(with_history, 0);
 }
 
 /// Our extension: the version pinned at chat start (or by a `/v{N}/` route) runs the session's

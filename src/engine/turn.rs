@@ -362,7 +362,16 @@ fn run(
         "_channel".into(),
         serde_json::json!({"type": ch.kind, "name": ch.name, "id": ch.id}),
     );
-    let create_metadata = Json::Object(metadata.clone());
+    // Stored with a new conversation only. An OCS turn's `history` (up to 20 earlier messages
+    // of the session, read from its transcript) is left out of the stored copy: it would
+    // store the transcript again with every conversation.
+    let create_metadata = start.create.then(|| {
+        let mut m = metadata.clone();
+        if ch.kind == crate::store::OCS_CHANNEL_KIND {
+            m.remove("history");
+        }
+        Json::Object(m)
+    });
     let ctx = csml::Context {
         flow: start.flow.clone(),
         step: start.step.clone(),
@@ -427,7 +436,7 @@ fn run(
                 id: start.conversation_id.clone(),
                 flow: result.flow.clone(),
                 step: result.step.clone(),
-                metadata: create_metadata,
+                metadata: create_metadata.unwrap_or_default(),
                 version_id: live.version_id.clone(),
                 platform: ch.kind.clone(),
             }
