@@ -349,10 +349,13 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)>
                 run_job(conn, job.work)
             };
             // A transaction SQLite rolled back by itself (some I/O errors do) is lost whatever
-            // kind of job saw it.
+            // kind of job saw it, and whatever that job returned.
             let wrote = job.bare && out.is_err() && conn.total_changes() != before;
             if wrote || conn.is_autocommit() {
-                spoiled = out.as_ref().err().map(|e| e.to_string());
+                spoiled = Some(match &out {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the database rolled back the transaction".to_string(),
+                });
             }
             results.push((job.reply, out));
             if spoiled.is_some() {
@@ -362,8 +365,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Vec<(Reply, Output)>
         if let Some(msg) = spoiled {
             let _ = exec_cached(conn, "ROLLBACK");
             tracing::warn!(error = %msg, "a write job failed after writing: its group transaction was rolled back");
-            let last = results.len() - 1;
-            for (_, out) in &mut results[start..last] {
+            for (_, out) in &mut results[start..] {
                 if out.is_ok() {
                     *out = Err(Error::Other(format!(
                         "rolled back with another write that failed: {msg}"
