@@ -423,10 +423,8 @@ impl TurnSink for PluginSink {
         if let Some(next) = &self.next {
             next.turn_committed(channel, response);
         }
-        // Built-in channels (the OCS engine channel has a token too) have no connector: their
-        // replies are answered in the response, never queued for delivery.
-        if is_builtin_kind(&channel.kind) || channel.token.is_none() || response.messages.is_empty()
-        {
+        // Only connector channels have a webhook token; the others answer in the response.
+        if channel.token.is_none() || response.messages.is_empty() {
             return;
         }
         // The turn of a stored inbound event queued its replies in its own commit.

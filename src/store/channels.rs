@@ -127,7 +127,8 @@ impl Store {
             let id = new_id();
             let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
             let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
-            let token = if kind == super::KIND_API {
+            // A webhook token only for a connector channel (see `is_builtin_kind`).
+            let token = if super::is_builtin_kind(&kind) {
                 None
             } else {
                 Some(random_token(32))

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0055_participant_keys",
         include_str!("migrations/0055_participant_keys.sql"),
     ),
+    (
+        56,
+        "0056_builtin_channel_tokens",
+        include_str!("migrations/0056_builtin_channel_tokens.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -61,7 +61,7 @@ fn channel_json(c: &Channel, origin: &str, manifests: &Manifests) -> Json {
             "settings".into(),
             manage::settings_view(manifests.get(&c.kind), &c.config),
         );
-        // Internal kinds (try-it, OCS) have tokens too, but no connector.
+        // A connector channel whose plugin is installed: its webhook URL.
         if let Some(t) = c.token.as_ref().filter(|_| manifests.contains_key(&c.kind)) {
             o.insert("connector".into(), json!(true));
             o.insert("hook_url".into(), json!(format!("{origin}/hooks/{t}")));
