@@ -143,16 +143,16 @@ async fn connection(
                 r.latencies_us
                     .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
-            Ok((status, body)) => note(
-                &mut r,
-                format!(
+            Ok((status, body)) => {
+                let msg = format!(
                     "status {status}: {}",
-                    String::from_utf8_lossy(&body)
+                    String::from_utf8_lossy(body)
                         .chars()
                         .take(200)
                         .collect::<String>()
-                ),
-            ),
+                );
+                note(&mut r, msg)
+            }
             Err(e) => {
                 stream = None;
                 note(&mut r, e);
@@ -186,8 +186,8 @@ struct RawConn {
 }
 
 impl RawConn {
-    /// Send `req`, read one response: its status and body.
-    async fn exchange(&mut self, req: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    /// Send `req`, read one response: its status and body (in the connection's buffer).
+    async fn exchange(&mut self, req: &[u8]) -> Result<(u16, &[u8]), String> {
         use tokio::io::AsyncWriteExt;
         self.stream
             .write_all(req)
@@ -202,7 +202,7 @@ impl RawConn {
                 if self.buf.len() > head_len + body_len {
                     return Err("more bytes than the response announced".into());
                 }
-                return Ok((status, self.buf[head_len..].to_vec()));
+                return Ok((status, &self.buf[head_len..]));
             }
             self.read_more().await?;
         }

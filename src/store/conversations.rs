@@ -167,8 +167,9 @@ fn upsert_participant(
     now: i64,
 ) -> Result<(String, bool)> {
     let id = super::ids::new_id();
-    // Also says whether the row is new. A known participant (the insert did nothing) is read by its identity. (No RETURNING:
-    // SQLite buffers RETURNING rows in a temporary table, a cost on every new user's turn.)
+    // Also says whether the row is new. A known participant (the insert did nothing) is read
+    // by its identity. (No RETURNING: SQLite buffers RETURNING rows in a temporary table, a
+    // cost on every new user's turn.)
     let inserted = c
         .prepare_cached(
             "INSERT INTO participants(id, organization_id, platform, identifier, created_at,
@@ -222,8 +223,8 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
 
 /// The participant of a client: the organization's participant whose platform is the
 /// channel's kind and whose identifier is the client's user id — except on a bot's OCS
-/// channel (kind [`super::OCS_CHANNEL_KIND`], the literal `'ocs'` below), whose user ids are OCS session ids:
-/// there it is the session's participant (one participant may hold several sessions, which
+/// channel (kind [`super::OCS_CHANNEL_KIND`], the literal `'ocs'` below), whose user ids are
+/// OCS session ids: there it is the session's participant (one participant may hold several sessions, which
 /// is why the open-conversation key also has the user id).
 ///
 /// Per-client rows that a turn writes (the open-conversation index, daily usage) are keyed by

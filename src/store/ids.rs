@@ -60,14 +60,12 @@ pub fn new_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
     // Written in place: several ids are made on every chat turn.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push(b'-');
         }
-        out.push(DIGITS[(byte >> 4) as usize]);
-        out.push(DIGITS[(byte & 15) as usize]);
+        out.extend_from_slice(&hex_pair(*byte));
     }
     String::from_utf8(out).expect("hex digits and dashes are ASCII")
 }
@@ -90,13 +88,19 @@ pub fn random_token(len: usize) -> String {
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+        let [hi, lo] = hex_pair(*b);
+        s.push(hi as char);
+        s.push(lo as char);
     }
     s
+}
+
+/// The two lowercase hex digits of `b`.
+fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]
 }
 
 /// Decode hex (either case); `None` when malformed.
