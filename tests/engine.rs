@@ -82,6 +82,7 @@ impl Fixture {
                 user_id: user.into(),
                 payload,
                 metadata: json!({"plan": "pro"}),
+                turn_metadata: Default::default(),
                 request_id: None,
                 received_at: now_millis(),
             })
@@ -281,6 +282,7 @@ async fn flow_trigger_close_flows_and_metadata() {
             user_id: "u".into(),
             payload: json!({"content_type": "text", "content": {}}),
             metadata: Json::Null,
+            turn_metadata: Default::default(),
             request_id: None,
             received_at: now_millis(),
         })

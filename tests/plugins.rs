@@ -639,6 +639,7 @@ fn app_round_trip_from_a_csml_turn() {
                         user_id: format!("u{i}"),
                         payload: json!({"content_type": "text", "content": {"text": "go"}}),
                         metadata: Json::Null,
+                        turn_metadata: Default::default(),
                         request_id: None,
                         received_at: 0,
                     })
@@ -804,6 +805,7 @@ fn inbound_events_run_exactly_once() {
             user_id: "42".into(),
             payload: json!({"content_type": "text", "content": {"text": "hello"}}),
             metadata: Json::Null,
+            turn_metadata: Default::default(),
             request_id: Some(format!("in-{}", row.id)),
             received_at: 0,
         };

@@ -140,6 +140,7 @@ async fn run_one(engine: &Engine, b: &crate::store::QueuedBroadcast) -> Result<(
             .to_string(),
         payload: r["payload"].clone(),
         metadata: r["metadata"].clone(),
+        turn_metadata: Default::default(),
         request_id: r["request_id"].as_str().map(str::to_string),
         received_at: now_millis(),
     };

@@ -109,6 +109,13 @@ impl From<store::Error> for EngineError {
     }
 }
 
+/// Writes of the caller that belong to a turn's own commit: called inside the turn's writer
+/// job, right after the turn's write set, with the response the turn is about to return. An
+/// `Err` fails the turn and nothing of it is written. It runs at most once, and only in the
+/// job that commits the turn.
+pub type AfterTurn =
+    Box<dyn FnOnce(&store::conversations::TurnTx<'_>, &ChatResponse) -> store::Result<()> + Send>;
+
 /// One end-user event for a channel (the body of `POST /chat`, with identity from the key).
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -121,6 +128,9 @@ pub struct ChatRequest {
     pub payload: Json,
     /// `metadata` (object or null; anything else is a 400).
     pub metadata: Json,
+    /// Entries added to the interpreter's `_metadata` for this turn only, never stored with
+    /// the conversation (an OCS turn's `history`: the session transcript again).
+    pub turn_metadata: serde_json::Map<String, Json>,
     /// Echoed; a UUID is generated when absent.
     pub request_id: Option<String>,
     /// Arrival time (Unix ms), reported as `received_at`.
@@ -252,13 +262,15 @@ impl Engine {
         turn::chat(self, req, None).await
     }
 
-    /// [`Engine::chat`] running `code` whatever serves the channel (OCS version pinning).
+    /// [`Engine::chat`] running `code` whatever serves the channel (OCS version pinning);
+    /// `after` joins the turn's commit (see [`AfterTurn`]).
     pub async fn chat_code(
         &self,
         req: ChatRequest,
         code: BotCode,
+        after: Option<AfterTurn>,
     ) -> Result<ChatResponse, EngineError> {
-        turn::chat_code(self, req, None, code).await
+        turn::chat_code(self, req, None, code, after).await
     }
 
     /// Run a connector channel's stored inbound event `event` (its turn as [`Engine::chat`]):

@@ -5,24 +5,26 @@
 use super::cache::{LiveBot, is_current};
 use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
-use super::{BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage};
+use super::{
+    AfterTurn, BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage,
+};
 use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnTx, TurnWrite};
 use crate::store::ids::{iso_millis, new_id, now_millis};
 use crate::store::{ClientKey, ConversationStatus, Direction};
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 
-/// Check the request fields the engine owns.
-fn check_request(req: &ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
+/// Check the request fields the engine owns; the metadata is moved out of `req`.
+fn check_request(req: &mut ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
     if req.user_id.trim().is_empty() {
         return Err(EngineError::BadRequest(
             "missing field: client.user_id".into(),
         ));
     }
     let incoming = parse_payload(&req.payload)?;
-    let metadata = match &req.metadata {
+    let metadata = match std::mem::take(&mut req.metadata) {
         Json::Null => Map::new(),
-        Json::Object(m) => m.clone(),
+        Json::Object(m) => m,
         _ => return Err(EngineError::BadRequest("metadata must be an object".into())),
     };
     Ok((incoming, metadata))
@@ -38,6 +40,7 @@ struct TurnInput {
     code: BotCode,
     /// A connector's inbound event this turn runs (see [`chat_inbound`]).
     inbound: Option<String>,
+    after: Option<AfterTurn>,
 }
 
 type Done = (ChatResponse, crate::store::Channel);
@@ -66,17 +69,18 @@ pub(super) async fn chat(
     } else {
         BotCode::Live
     };
-    chat_code(engine, req, broadcast, code).await
+    chat_code(engine, req, broadcast, code, None).await
 }
 
-/// [`chat`] running the given code of the bot.
+/// [`chat`] running the given code of the bot, with the caller's writes in its commit.
 pub(super) async fn chat_code(
     engine: &Engine,
     req: ChatRequest,
     broadcast: Option<String>,
     code: BotCode,
+    after: Option<AfterTurn>,
 ) -> Result<ChatResponse, EngineError> {
-    chat_turn(engine, req, broadcast, code, None).await
+    chat_turn(engine, req, broadcast, code, None, after).await
 }
 
 /// [`chat`] for a connector's stored inbound event: marked done in the turn's commit.
@@ -85,17 +89,18 @@ pub(super) async fn chat_inbound(
     req: ChatRequest,
     event: String,
 ) -> Result<ChatResponse, EngineError> {
-    chat_turn(engine, req, None, BotCode::Live, Some(event)).await
+    chat_turn(engine, req, None, BotCode::Live, Some(event), None).await
 }
 
 async fn chat_turn(
     engine: &Engine,
-    req: ChatRequest,
+    mut req: ChatRequest,
     broadcast: Option<String>,
     code: BotCode,
     inbound: Option<String>,
+    after: Option<AfterTurn>,
 ) -> Result<ChatResponse, EngineError> {
-    let (incoming, metadata) = check_request(&req)?;
+    let (incoming, metadata) = check_request(&mut req)?;
     let inner = &engine.inner;
     let _guard = inner
         .locks
@@ -109,6 +114,7 @@ async fn chat_turn(
         broadcast,
         code,
         inbound,
+        after,
     };
     for _ in 0..3 {
         let bot = match live.take() {
@@ -199,8 +205,11 @@ async fn inline_turn(
                 return Ok(Ok(Phase::Stale(Box::new(input))));
             };
             match run(&e2, &bot, client, state, input, now) {
-                Ok((write, done)) => {
+                Ok((write, done, after)) => {
                     tx.apply(&write)?;
+                    if let Some(after) = after {
+                        after(tx, &done.0)?;
+                    }
                     Ok(Ok(Phase::Done(Box::new(done))))
                 }
                 // Nothing was written: the job's savepoint is released empty.
@@ -233,11 +242,21 @@ async fn split_turn(
         Err(input) => return Ok(Phase::Stale(Box::new(input))),
     };
     let e2 = engine.clone();
-    let (write, done) =
+    let (write, done, after) =
         tokio::task::spawn_blocking(move || run(&e2, &bot, client, state, input, now))
             .await
             .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
-    engine.inner.store.commit_turn(write).await?;
+    let done = engine
+        .inner
+        .store
+        .turn_on_writer(move |tx| {
+            tx.apply(&write)?;
+            if let Some(after) = after {
+                after(tx, &done.0)?;
+            }
+            Ok(done)
+        })
+        .await?;
     Ok(Phase::Done(Box::new(done)))
 }
 
@@ -333,8 +352,9 @@ fn refuse_bot_switch(result: &mut csml::TurnResult) {
     }
 }
 
-/// Select the flow, run the interpreter, build the write set and the response. Blocking
-/// only when the bot's host calls block (see [`LiveBot::may_block`]).
+/// Select the flow, run the interpreter, build the write set and the response (and hand back
+/// the caller's [`AfterTurn`]). Blocking only when the bot's host calls block (see
+/// [`LiveBot::may_block`]).
 fn run(
     engine: &Engine,
     live: &LiveBot,
@@ -342,7 +362,7 @@ fn run(
     state: TurnState,
     input: TurnInput,
     now: i64,
-) -> Result<(TurnWrite, Done), EngineError> {
+) -> Result<(TurnWrite, Done, Option<AfterTurn>), EngineError> {
     let inner = &engine.inner;
     let TurnInput {
         req,
@@ -351,6 +371,7 @@ fn run(
         broadcast,
         code: _,
         inbound,
+        after,
     } = input;
     let is_broadcast = broadcast.is_some();
     let ch = req.channel;
@@ -362,16 +383,9 @@ fn run(
         "_channel".into(),
         serde_json::json!({"type": ch.kind, "name": ch.name, "id": ch.id}),
     );
-    // Stored with a new conversation only. An OCS turn's `history` (up to 20 earlier messages
-    // of the session, read from its transcript) is left out of the stored copy: it would
-    // store the transcript again with every conversation.
-    let create_metadata = start.create.then(|| {
-        let mut m = metadata.clone();
-        if ch.kind == crate::store::OCS_CHANNEL_KIND {
-            m.remove("history");
-        }
-        Json::Object(m)
-    });
+    // Stored with a new conversation only, without the request's turn-only entries.
+    let create_metadata = start.create.then(|| Json::Object(metadata.clone()));
+    metadata.extend(req.turn_metadata);
     let ctx = csml::Context {
         flow: start.flow.clone(),
         step: start.step.clone(),
@@ -505,5 +519,5 @@ fn run(
         conversation_id: start.conversation_id,
         organization_id: client.organization_id,
     };
-    Ok((write, (response, ch)))
+    Ok((write, (response, ch), after))
 }

@@ -471,17 +471,17 @@ impl Ocs {
         Ok(tag)
     }
 
-    /// Run one event of a session on the engine (the code of its pinned version, see
-    /// [`pinned_code`]); returns the rendered replies (already
-    /// applying the flow's write-back).
-    pub async fn run_event(
+    /// Everything a session's turn needs before it runs: the engine request (with the OCS
+    /// `_metadata`), the code of its pinned version (see [`pinned_code`]) and the version tag
+    /// of its replies.
+    async fn prepare_event(
         &self,
         session: &OcsSession,
         payload: Json,
         extra_meta: Map<String, Json>,
         current_is_stored: bool,
         inputs: Option<TurnInputs>,
-    ) -> Result<TurnOutcome, EngineError> {
+    ) -> Result<PreparedTurn, EngineError> {
         let org = session.organization_id.clone();
         let channel = self.engine_channel(&org, &session.bot_id).await?;
         let (o, sid, pid, bid) = (
@@ -511,6 +511,7 @@ impl Ocs {
                     .await?
             }
         };
+        let tag = self.version_tag_for(&org, &session.bot_id, live).await?;
         let TurnInputs {
             state,
             participant_data: pdata,
@@ -545,66 +546,104 @@ impl Ocs {
             "chatbot".into(),
             json!({"id": session.bot_id, "version": session.version_number}),
         );
-        meta.insert("history".into(), Json::Array(history));
         meta.extend(extra_meta);
-        let resp = self
-            .engine
-            .chat_code(
-                ChatRequest {
-                    channel,
-                    user_id: session.id.clone(),
-                    payload,
-                    metadata: Json::Object(meta),
-                    request_id: None,
-                    received_at: crate::store::ids::now_millis(),
-                },
-                code,
-            )
+        // The history is the session's transcript again: seen by the flow, never stored with
+        // the conversation.
+        let mut turn_meta = Map::new();
+        turn_meta.insert("history".into(), Json::Array(history));
+        Ok(PreparedTurn {
+            req: ChatRequest {
+                channel,
+                user_id: session.id.clone(),
+                payload,
+                metadata: Json::Object(meta),
+                turn_metadata: turn_meta,
+                request_id: None,
+                received_at: crate::store::ids::now_millis(),
+            },
+            code,
+            tag,
+        })
+    }
+
+    /// Run one event of a session on the engine; returns the rendered replies (the flow's
+    /// write-back already applied) and the assistant messages to store.
+    pub async fn run_event(
+        &self,
+        session: &OcsSession,
+        payload: Json,
+        extra_meta: Map<String, Json>,
+        current_is_stored: bool,
+        inputs: Option<TurnInputs>,
+    ) -> Result<TurnOutcome, EngineError> {
+        let PreparedTurn { req, code, tag } = self
+            .prepare_event(session, payload, extra_meta, current_is_stored, inputs)
             .await?;
-        let outputs: Vec<csml::Message> = resp.messages.into_iter().map(|m| m.payload).collect();
-        let (rendered, wb) = render::render_all(&outputs);
+        let resp = self.engine.chat_code(req, code, None).await?;
+        let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
         if !wb.is_empty() {
             let (o, sid, pid, bid) = (
-                org.clone(),
+                session.organization_id.clone(),
                 session.id.clone(),
                 session.participant.id.clone(),
                 session.bot_id.clone(),
             );
             self.engine
-                .blocking(move |s| {
-                    if !wb.session_state.is_empty() {
-                        s.ocs_set_session_state(&o, &sid, Json::Object(wb.session_state), true)?;
-                    }
-                    if !wb.participant_data.is_empty() {
-                        s.ocs_merge_participant_data(
-                            &o,
-                            &pid,
-                            &bid,
-                            Json::Object(wb.participant_data),
-                        )?;
-                    }
-                    if let Some(n) = wb.participant_name {
-                        s.ocs_set_participant_name(&o, &pid, &n)?;
-                    }
-                    Ok(())
-                })
+                .blocking(move |s| s.ocs_write_back(&o, &sid, &pid, &bid, wb))
                 .await?;
         }
-        let tag = self.version_tag_for(&org, &session.bot_id, live).await?;
-        let messages = rendered
-            .iter()
-            .map(|r| NewOcsMessage {
-                role: "assistant".into(),
-                content: r.content.clone(),
-                metadata: r.metadata.clone(),
-                tags: vec![Tag {
-                    name: tag.clone(),
-                    category: "experiment_version".into(),
-                }],
-                file_ids: vec![],
-            })
-            .collect();
+        let messages = assistant_messages(&rendered, &tag);
         Ok(TurnOutcome { rendered, messages })
+    }
+
+    /// An async chat task's text turn whose write-back, replies and result are stored in the
+    /// turn's own commit. Returns the task's first stored reply.
+    async fn run_task_turn(
+        &self,
+        session: &OcsSession,
+        task: &str,
+        text: &str,
+        attachments: Json,
+        inputs: Option<TurnInputs>,
+    ) -> Result<crate::store::ocs::OcsMessage, EngineError> {
+        let PreparedTurn { req, code, tag } = self
+            .prepare_event(
+                session,
+                text_payload(text, attachments),
+                Map::new(),
+                true,
+                inputs,
+            )
+            .await?;
+        let first = Arc::new(OnceLock::new());
+        let out = Arc::clone(&first);
+        let (org, sid, pid, bid, task) = (
+            session.organization_id.clone(),
+            session.id.clone(),
+            session.participant.id.clone(),
+            session.bot_id.clone(),
+            task.to_string(),
+        );
+        let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
+            let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
+            let mut msgs = assistant_messages(&rendered, &tag);
+            if msgs.is_empty() {
+                // A silent turn completes with an empty assistant message, as OCS does for
+                // silent pipelines, so the widget's poll loop ends.
+                msgs.push(assistant_message(String::new(), json!({}), &tag));
+            }
+            let stored = tx.ocs_finish_turn(&org, &sid, &pid, &bid, wb, &task, &msgs)?;
+            if let Some(m) = stored.into_iter().next() {
+                let _ = out.set(m);
+            }
+            Ok(())
+        });
+        self.engine.chat_code(req, code, Some(after)).await?;
+        // Set by the hook of the turn that just committed (it always stores one message).
+        first
+            .get()
+            .cloned()
+            .ok_or_else(|| EngineError::Internal("the turn stored no reply".into()))
     }
 
     /// A text turn. `current_is_stored`: the caller stored the user's message already (it is
@@ -617,14 +656,9 @@ impl Ocs {
         current_is_stored: bool,
         inputs: Option<TurnInputs>,
     ) -> Result<TurnOutcome, EngineError> {
-        let mut content = Map::new();
-        content.insert("text".into(), json!(text));
-        if attachments.as_array().is_some_and(|a| !a.is_empty()) {
-            content.insert("attachments".into(), attachments);
-        }
         self.run_event(
             session,
-            json!({"content_type": "text", "content": content}),
+            text_payload(text, attachments),
             Map::new(),
             current_is_stored,
             inputs,
@@ -884,58 +918,69 @@ impl Ocs {
             .map(|f| json!({"id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size}))
             .collect();
         let result = self
-            .run_text(&session, &text, Json::Array(attachments), true, inputs)
+            .run_task_turn(&session, &task.id, &text, Json::Array(attachments), inputs)
             .await;
-        let (msgs, error) = match result {
-            Ok(mut out) => {
-                if out.messages.is_empty() {
-                    // A silent turn completes with an empty assistant message, as OCS does for
-                    // silent pipelines, so the widget's poll loop ends.
-                    let tag = self
-                        .version_tag(&org, &session.bot_id)
-                        .await
-                        .unwrap_or_default();
-                    out.messages.push(NewOcsMessage {
-                        role: "assistant".into(),
-                        content: String::new(),
-                        metadata: json!({}),
-                        tags: vec![Tag {
-                            name: tag,
-                            category: "experiment_version".into(),
-                        }],
-                        file_ids: vec![],
-                    });
-                }
-                (out.messages, None)
-            }
-            Err(EngineError::BadRequest(m)) => (vec![], Some((m, 400))),
+        let error = match result {
+            Ok(first) => return Some(TaskResult::Complete(first)),
+            Err(EngineError::BadRequest(m)) => (m, 400),
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
                 (
-                    vec![],
-                    Some((
-                        "Sorry something went wrong. Please try again later.".to_string(),
-                        500,
-                    )),
+                    "Sorry something went wrong. Please try again later.".to_string(),
+                    500,
                 )
             }
         };
         match self
             .store
-            .ocs_finish_task(&org, &task.id, &session.id, msgs, error.clone())
+            .ocs_finish_task(&org, &task.id, &session.id, vec![], Some(error.clone()))
             .await
         {
-            Ok(stored) => match (error, stored.into_iter().next()) {
-                (Some((e, status)), _) => Some(TaskResult::Error(e, status)),
-                (None, Some(m)) => Some(TaskResult::Complete(m)),
-                (None, None) => None,
-            },
+            Ok(_) => Some(TaskResult::Error(error.0, error.1)),
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "could not store OCS task result");
                 None
             }
         }
     }
+}
+
+/// What [`Ocs::prepare_event`] readies.
+struct PreparedTurn {
+    req: ChatRequest,
+    code: BotCode,
+    tag: String,
+}
+
+/// The engine payload of a text message (with its attachments, if any).
+fn text_payload(text: &str, attachments: Json) -> Json {
+    let mut content = Map::new();
+    content.insert("text".into(), json!(text));
+    if attachments.as_array().is_some_and(|a| !a.is_empty()) {
+        content.insert("attachments".into(), attachments);
+    }
+    json!({"content_type": "text", "content": content})
+}
+
+fn assistant_message(content: String, metadata: Json, tag: &str) -> NewOcsMessage {
+    NewOcsMessage {
+        role: "assistant".into(),
+        content,
+        metadata,
+        tags: vec![Tag {
+            name: tag.to_string(),
+            category: "experiment_version".into(),
+        }],
+        file_ids: vec![],
+    }
+}
+
+/// The assistant messages of rendered replies, tagged with the version that wrote them.
+fn assistant_messages(rendered: &[Rendered], tag: &str) -> Vec<NewOcsMessage> {
+    rendered
+        .iter()
+        .map(|r| assistant_message(r.content.clone(), r.metadata.clone(), tag))
+        .collect()
 }
 
 /// The bot's active connector channel (one with a plugin behind it) for an OCS platform

@@ -15,21 +15,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-/// What a flow asked to change (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WriteBack {
-    pub session_state: Map<String, Json>,
-    pub participant_data: Map<String, Json>,
-    pub participant_name: Option<String>,
-}
-
-impl WriteBack {
-    pub fn is_empty(&self) -> bool {
-        self.session_state.is_empty()
-            && self.participant_data.is_empty()
-            && self.participant_name.is_none()
-    }
-}
+pub use crate::store::ocs::WriteBack;
 
 /// One rendered assistant message.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +39,9 @@ impl Rendered {
 }
 
 /// Render a turn's outputs; returns the messages and the merged write-back.
-pub fn render_all(outputs: &[csml::Message]) -> (Vec<Rendered>, WriteBack) {
+pub fn render_all<'a>(
+    outputs: impl IntoIterator<Item = &'a csml::Message>,
+) -> (Vec<Rendered>, WriteBack) {
     let mut out = Vec::new();
     let mut wb = WriteBack::default();
     for m in outputs {

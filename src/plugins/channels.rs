@@ -246,6 +246,7 @@ impl PluginRuntime {
             user_id: text("conversation"),
             payload: json!({"content_type": text("content_type"), "content": ev.get("content").cloned().unwrap_or(json!({}))}),
             metadata: Json::Object(metadata),
+            turn_metadata: Default::default(),
             request_id: Some(format!("{INBOUND_REQUEST_PREFIX}{}", row.id)),
             received_at: now_millis(),
         };

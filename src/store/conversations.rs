@@ -500,7 +500,7 @@ fn open_conversation_of(c: &Connection, k: &ClientKey, pid: &str) -> Result<Opti
 /// here see every earlier job of the same batch and use the writer connection's page cache,
 /// which stays warm (a read connection's cache is dropped on every commit of the writer).
 pub struct TurnTx<'c> {
-    c: &'c Connection,
+    pub(super) c: &'c Connection,
 }
 
 impl TurnTx<'_> {
@@ -538,12 +538,8 @@ impl Store {
         self.read(|c| load_turn_state_on(c, client, now))
     }
 
-    /// Commit one turn's writes (awaits the group commit; never blocks the runtime).
-    pub async fn commit_turn(&self, w: TurnWrite) -> Result<()> {
-        self.write_async_bare(move |c| apply_turn(c, &w)).await
-    }
-
-    /// Blocking form of [`Store::commit_turn`] (tests, CLI).
+    /// Commit one turn's writes, blocking (tests, CLI; the engine commits through
+    /// [`Store::turn_on_writer`]).
     pub fn commit_turn_blocking(&self, w: TurnWrite) -> Result<()> {
         self.write(move |c| apply_turn(c, &w))
     }

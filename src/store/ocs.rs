@@ -1203,6 +1203,25 @@ impl Store {
         .await
     }
 
+    /// Apply a flow's write-back outside a turn's commit (synchronous endpoints), in one
+    /// transaction.
+    pub fn ocs_write_back(
+        &self,
+        org: &str,
+        session: &str,
+        participant: &str,
+        bot: &str,
+        wb: WriteBack,
+    ) -> Result<()> {
+        let (org, session, participant, bot) = (
+            org.to_string(),
+            session.to_string(),
+            participant.to_string(),
+            bot.to_string(),
+        );
+        self.write(move |c| write_back_on(c, &org, &session, &participant, &bot, wb))
+    }
+
     /// Store the turn's assistant messages and complete the task, in one transaction.
     pub async fn ocs_finish_task(
         &self,
@@ -1213,27 +1232,8 @@ impl Store {
         error: Option<(String, i64)>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
-        self.write_async(move |c| {
-            let stored = append_messages_on(c, &org, &session, &msgs)?;
-            let (status, err, err_status) = match &error {
-                Some((e, s)) => ("error", Some(e.as_str()), Some(*s)),
-                None => ("complete", None, None),
-            };
-            c.prepare_cached(
-                "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
-                    updated_at = ?6 WHERE id = ?1",
-            )?
-            .execute(params![
-                task,
-                status,
-                stored.first().map(|m| m.id),
-                err,
-                err_status,
-                now_millis()
-            ])?;
-            Ok(stored)
-        })
-        .await
+        self.write_async(move |c| finish_task_on(c, &org, &task, &session, &msgs, error))
+            .await
     }
 
     pub fn ocs_task(&self, id: &str) -> Result<Option<OcsTask>> {
@@ -1541,17 +1541,6 @@ impl Store {
         })
     }
 
-    pub fn ocs_set_participant_name(&self, org: &str, id: &str, name: &str) -> Result<()> {
-        let (org, id, name) = (org.to_string(), id.to_string(), name.to_string());
-        self.write(move |c| {
-            c.execute(
-                "UPDATE participants SET name = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
-                params![id, org, name, now_millis()],
-            )?;
-            Ok(())
-        })
-    }
-
     /// Test/bench helper: move a session's creation time (token expiry runs from it).
     pub fn ocs_backdate_session(&self, org: &str, id: &str, created_at: i64) -> Result<()> {
         let (org, id) = (org.to_string(), id.to_string());
@@ -1562,6 +1551,106 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+}
+
+/// What a flow asked to change through `_ocs_update` (see `ocs::render`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBack {
+    pub session_state: Map<String, Json>,
+    pub participant_data: Map<String, Json>,
+    pub participant_name: Option<String>,
+}
+
+impl WriteBack {
+    pub fn is_empty(&self) -> bool {
+        self.session_state.is_empty()
+            && self.participant_data.is_empty()
+            && self.participant_name.is_none()
+    }
+}
+
+fn write_back_on(
+    c: &Connection,
+    org: &str,
+    session: &str,
+    participant: &str,
+    bot: &str,
+    wb: WriteBack,
+) -> Result<()> {
+    let now = now_millis();
+    if !wb.session_state.is_empty() {
+        set_state_on(c, org, session, Json::Object(wb.session_state), true)?;
+    }
+    if !wb.participant_data.is_empty() {
+        let patch = Json::Object(wb.participant_data);
+        merge_participant_data_on(c, org, participant, bot, &patch, now)?;
+    }
+    if let Some(name) = wb.participant_name {
+        set_participant_name_on(c, org, participant, &name, now)?;
+    }
+    Ok(())
+}
+
+fn set_participant_name_on(
+    c: &Connection,
+    org: &str,
+    id: &str,
+    name: &str,
+    now: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE participants SET name = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
+    )?
+    .execute(params![id, org, name, now])?;
+    Ok(())
+}
+
+/// Store a task's assistant messages and its result (`error`: message and HTTP status).
+fn finish_task_on(
+    c: &Connection,
+    org: &str,
+    task: &str,
+    session: &str,
+    msgs: &[NewOcsMessage],
+    error: Option<(String, i64)>,
+) -> Result<Vec<OcsMessage>> {
+    let stored = append_messages_on(c, org, session, msgs)?;
+    let (status, err, err_status) = match &error {
+        Some((e, s)) => ("error", Some(e.as_str()), Some(*s)),
+        None => ("complete", None, None),
+    };
+    c.prepare_cached(
+        "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
+            updated_at = ?6 WHERE id = ?1",
+    )?
+    .execute(params![
+        task,
+        status,
+        stored.first().map(|m| m.id),
+        err,
+        err_status,
+        now_millis()
+    ])?;
+    Ok(stored)
+}
+
+impl super::conversations::TurnTx<'_> {
+    /// An async chat task's end inside its turn's commit: the flow's write-back, the
+    /// assistant messages and the task's result (`complete`). Returns the stored messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ocs_finish_turn(
+        &self,
+        org: &str,
+        session: &str,
+        participant: &str,
+        bot: &str,
+        wb: WriteBack,
+        task: &str,
+        msgs: &[NewOcsMessage],
+    ) -> Result<Vec<OcsMessage>> {
+        write_back_on(self.c, org, session, participant, bot, wb)?;
+        finish_task_on(self.c, org, task, session, msgs, None)
     }
 }
 

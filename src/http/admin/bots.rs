@@ -329,6 +329,7 @@ pub(super) async fn try_it(call: Call<'_>) -> ApiResult<Response<Body>> {
         user_id: try_user(&call)?,
         payload: Json::Object(payload),
         metadata: json!({"admin_try_it": true}),
+        turn_metadata: Default::default(),
         request_id: None,
         received_at: crate::store::ids::now_millis(),
     };

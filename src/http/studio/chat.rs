@@ -45,6 +45,7 @@ pub(super) async fn chat(call: Call<'_>) -> ApiResult<Response<Body>> {
         user_id: e.user_id,
         payload: e.payload,
         metadata: e.metadata,
+        turn_metadata: Default::default(),
         request_id: e.request_id,
         received_at,
     };
