@@ -2185,6 +2185,21 @@ fn bench_server_side(s: &Ocs, sessions: &[String]) -> Vec<i64> {
     out
 }
 
+/// The server process's CPU time so far (user + system, all threads; Linux only).
+fn server_cpu(s: &Ocs) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default();
+    // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 fn bench_report(label: &str, s: &Ocs, lat: &[Duration], polls: f64, sessions: &[String]) {
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -2206,7 +2221,7 @@ fn bench_report(label: &str, s: &Ocs, lat: &[Duration], polls: f64, sessions: &[
 }
 
 /// Release build only (figures are meaningless in debug). Environment: `OCS_BENCH_SESSIONS`
-/// (default 32), `OCS_BENCH_TURNS` per session (default 50), `OCS_BENCH_THINK_MS` (mean think
+/// (default 32), `OCS_BENCH_TURNS` per session (default 150), `OCS_BENCH_THINK_MS` (mean think
 /// time of the paced phase, default 50).
 #[test]
 #[ignore = "benchmark: cargo test --release --test ocs_api bench -- --ignored --nocapture"]
@@ -2236,13 +2251,19 @@ fn bench_task_latency_and_incoming_throughput() {
     s.set_public(&bot, true);
     let addr = s.addr;
     let n = env("OCS_BENCH_SESSIONS", 32) as usize;
-    let per = env("OCS_BENCH_TURNS", 50) as usize;
+    let per = env("OCS_BENCH_TURNS", 150) as usize;
     let think = Duration::from_millis(env("OCS_BENCH_THINK_MS", 50));
     // Warm-up: the bot compiled and cached, connections and statements ready.
     let _ = bench_phase(&s, &bot, 4, 10, None);
     let (lat, polls, ids) = bench_phase(&s, &bot, 1, per * 4, None);
     bench_report("1 session", &s, &lat, polls, &ids);
+    let cpu0 = server_cpu(&s);
     let (lat, polls, ids) = bench_phase(&s, &bot, n, per, Some(think));
+    let cpu = server_cpu(&s) - cpu0;
+    println!(
+        "{n} sessions, think {think:?} ±50%: server CPU {:.0} µs per turn",
+        cpu.as_secs_f64() * 1e6 / lat.len() as f64
+    );
     bench_report(
         &format!("{n} sessions, think {think:?} ±50%"),
         &s,
@@ -2250,18 +2271,19 @@ fn bench_task_latency_and_incoming_throughput() {
         polls,
         &ids,
     );
-    let t0 = std::time::Instant::now();
+    let (t0, cpu0) = (std::time::Instant::now(), server_cpu(&s));
     let (lat, polls, ids) = bench_phase(&s, &bot, n, per, None);
-    let el = t0.elapsed();
+    let (el, cpu) = (t0.elapsed(), server_cpu(&s) - cpu0);
     bench_report(&format!("{n} sessions back to back"), &s, &lat, polls, &ids);
     println!(
-        "{n} sessions back to back: {:.0} chat turns/s",
-        lat.len() as f64 / el.as_secs_f64()
+        "{n} sessions back to back: {:.0} chat turns/s, server CPU {:.0} µs per turn",
+        lat.len() as f64 / el.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / lat.len() as f64
     );
 
     // incoming_message: one API key per client (each key continues its own session).
     let n_threads = 32;
-    let per = 60;
+    let per = 150;
     let keys: Vec<String> = (0..n_threads)
         .map(|i| {
             if i == 0 {
@@ -2271,7 +2293,7 @@ fn bench_task_latency_and_incoming_throughput() {
             }
         })
         .collect();
-    let t0 = std::time::Instant::now();
+    let (t0, cpu0) = (std::time::Instant::now(), server_cpu(&s));
     let hs: Vec<_> = keys
         .into_iter()
         .map(|key| {
@@ -2293,12 +2315,13 @@ fn bench_task_latency_and_incoming_throughput() {
     for h in hs {
         h.join().unwrap();
     }
-    let el = t0.elapsed();
+    let (el, cpu) = (t0.elapsed(), server_cpu(&s) - cpu0);
     println!(
-        "incoming_message: {:.0} turns/s ({} turns in {:?}, 32 keep-alive clients)",
+        "incoming_message: {:.0} turns/s ({} turns in {:?}, 32 keep-alive clients), server CPU {:.0} µs per turn",
         (n_threads * per) as f64 / el.as_secs_f64(),
         n_threads * per,
-        el
+        el,
+        cpu.as_secs_f64() * 1e6 / (n_threads * per) as f64
     );
 }
 

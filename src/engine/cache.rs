@@ -49,9 +49,16 @@ impl LiveBot {
     }
 
     /// Record how long the interpreter took (an exponential moving average, weight 1/8).
+    /// A sample counts at most 4× the average: wall time includes the thread being preempted,
+    /// and one preempted turn must not move a fast bot off the writer. A bot that really got
+    /// slower still crosses [`INLINE_MAX_NS`] within a few turns (×1.375 per turn at most).
     pub fn record_run(&self, ns: u64) {
         let old = self.run_ns.load(Ordering::Relaxed);
-        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        let new = if old == 0 {
+            ns
+        } else {
+            old - old / 8 + ns.min(old.saturating_mul(4)) / 8
+        };
         self.run_ns.store(new.max(1), Ordering::Relaxed);
     }
 

@@ -142,13 +142,16 @@ impl<'a> Evaluator<'a> {
         bot: &'a BotInner,
         host: &'a mut dyn Host,
         opts: &'a TurnOptions,
-        ctx: &Context,
+        ctx: &mut Context,
         event: Event,
         flow: usize,
     ) -> Self {
+        // The context's memories and metadata are moved in, not cloned: a channel's metadata
+        // can be large (an OCS turn's history), and this runs on the store's writer thread.
         let mut memories = Locals::default();
-        for (k, v) in &ctx.memories {
-            memories.insert(k.clone(), bot.load_memory(v));
+        for (k, v) in std::mem::take(&mut ctx.memories) {
+            let v = bot.load_memory(&v);
+            memories.insert(k, v);
         }
         Evaluator {
             bot,
@@ -167,7 +170,7 @@ impl<'a> Evaluator<'a> {
             memories,
             event,
             event_obj: None,
-            metadata: ctx.metadata.clone(),
+            metadata: std::mem::take(&mut ctx.metadata),
             messages: Vec::new(),
             memory_writes: Vec::new(),
             forgets: Vec::new(),

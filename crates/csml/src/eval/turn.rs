@@ -9,7 +9,7 @@ use crate::bot::{BotInner, StepRef};
 
 pub(crate) fn run(
     bot: &BotInner,
-    ctx: Context,
+    mut ctx: Context,
     event: Event,
     host: &mut dyn Host,
     opts: &TurnOptions,
@@ -29,7 +29,7 @@ pub(crate) fn run(
         };
     }
     let start_flow = bot.flow_loose(&ctx.flow);
-    let mut ev = Evaluator::new(bot, host, opts, &ctx, event, start_flow.unwrap_or(0));
+    let mut ev = Evaluator::new(bot, host, opts, &mut ctx, event, start_flow.unwrap_or(0));
     let mut hold_in = ctx.hold;
     let mut status = TurnStatus::End;
     let mut hold_out = None;
