@@ -35,7 +35,9 @@
 //! timing differs: a client that polls right after the 202 usually reads `complete` in that
 //! one request, as soon as the turn is committed. Unknown, finished or restarted-away tasks
 //! answer at once. A poll presenting exactly the credentials its task's message was accepted
-//! with reads nothing from the store (see `http::ocs::chat::task_poll`).
+//! with reads nothing from the store (see `http::ocs::chat::task_poll`). A finished task's
+//! committed result stays in memory for that poll until it is read once, or for
+//! [`FINISHED_KEEP`] at most (a fast turn is usually done before its first poll arrives).
 //!
 //! # A chat message's path (kept lean: measured by `bench_task_latency_and_incoming_throughput`)
 //! `message`: one pooled read (access), then one writer job that creates the task, stores the
@@ -88,8 +90,9 @@ pub struct Ocs {
     /// revoke or role change, possibly by the CLI), which is polled every second.
     keys: std::sync::RwLock<HashMap<String, OcsKey>>,
     key_epoch: std::sync::atomic::AtomicI64,
-    /// Tasks accepted by this process and not finished yet, each with the notifier a held
-    /// task poll waits on (see [`Ocs::task_waiter`]).
+    /// Tasks accepted by this process, each with the notifier a held task poll waits on (see
+    /// [`Ocs::task_waiter`]); finished ones until their result is taken or [`FINISHED_KEEP`]
+    /// has passed.
     inflight: Mutex<HashMap<String, Arc<TaskSlot>>>,
     /// Connector delivery (due schedules to Telegram etc.); set once by the HTTP layer.
     plugins: OnceLock<Arc<PluginRuntime>>,
@@ -118,7 +121,12 @@ pub struct TaskSlot {
     /// moments ago and needs no store read.
     pub access: String,
     pub session_id: String,
+    /// When the task finished (set with `result`).
+    pub finished: OnceLock<std::time::Instant>,
 }
+
+/// How long a finished task's result is kept for its first poll.
+pub const FINISHED_KEEP: Duration = Duration::from_secs(30);
 
 /// A finished task as committed: its first assistant message, or its error and HTTP status.
 #[derive(Debug, Clone)]
@@ -161,15 +169,31 @@ impl Ocs {
         }
     }
 
-    /// The slot of a task this process accepted and has not finished: its `done` is notified
-    /// (all waiters) right after the task's result is committed. `None` for a task that is
-    /// finished, unknown or not ours — its stored status is final as read.
+    /// The slot of a task this process accepted: its `done` is notified (all waiters) right
+    /// after the task's result is committed, and `result` then holds it. `None` for a task
+    /// that is unknown, not ours, or finished a while ago — its stored status is final as read.
     pub fn task_waiter(&self, task: &str) -> Option<Arc<TaskSlot>> {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(task)
             .cloned()
+    }
+
+    /// Forget a finished task's slot once its result was answered from it.
+    pub fn task_result_taken(&self, task: &str) {
+        let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(task).is_some_and(|s| s.finished.get().is_some()) {
+            m.remove(task);
+        }
+    }
+
+    /// Drop finished slots nobody polled within [`FINISHED_KEEP`].
+    fn sweep_finished(&self) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| s.finished.get().is_none_or(|t| t.elapsed() < FINISHED_KEEP));
     }
 
     fn task_accepted(&self, task: &str, session: &str, access: String) {
@@ -187,14 +211,19 @@ impl Ocs {
     }
 
     fn task_finished(&self, task: &str, result: Option<TaskResult>) {
-        let slot = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(task);
+        let slot = {
+            let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                // Kept for the task's first poll.
+                Some(_) => m.get(task).cloned(),
+                // Nothing new was committed: polls read the store.
+                None => m.remove(task),
+            }
+        };
         if let Some(slot) = slot {
             if let Some(r) = result {
                 let _ = slot.result.set(r);
+                let _ = slot.finished.set(std::time::Instant::now());
             }
             slot.done.notify_waiters();
         }
@@ -240,6 +269,7 @@ impl Ocs {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
                 this.check_key_epoch().await;
+                this.sweep_finished();
                 if n.is_multiple_of(sweep_every) {
                     this.sweep_files().await;
                 }

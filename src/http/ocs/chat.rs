@@ -643,9 +643,13 @@ pub(crate) async fn task_poll(call: &mut Call) -> Response<Body> {
         }
         match sl.result.get() {
             None => return ok(&json!({"message": null, "status": "processing"})),
-            Some(TaskResult::Error(e, status)) => return task_error(e, *status),
+            Some(TaskResult::Error(e, status)) => {
+                call.ocs.task_result_taken(&tid);
+                return task_error(e, *status);
+            }
             Some(result) => {
                 if let Some(r) = complete_from_slot(result, &base) {
+                    call.ocs.task_result_taken(&tid);
                     return r;
                 }
             }

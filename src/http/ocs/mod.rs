@@ -162,15 +162,14 @@ pub(crate) fn is_uuid(s: &str) -> bool {
         })
 }
 
-fn match_pattern(pattern: &str, path: &str) -> Option<Params> {
-    let ps: Vec<&str> = pattern.split('/').collect();
-    let xs: Vec<&str> = path.split('/').collect();
-    if ps.len() != xs.len() {
+/// `xs`: the path's segments (split once per request, not once per route).
+fn match_pattern(pattern: &str, xs: &[&str]) -> Option<Params> {
+    if pattern.split('/').count() != xs.len() {
         return None;
     }
     let mut p = Params::default();
-    for (a, b) in ps.iter().zip(&xs) {
-        match *a {
+    for (a, b) in pattern.split('/').zip(xs) {
+        match a {
             ":id" if !b.is_empty() => p.id = super::router::percent_decode(b)?,
             ":uuid" if is_uuid(b) => p.id = b.to_ascii_lowercase(),
             ":int" if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
@@ -202,9 +201,10 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<(Route, Params), Opti
         }
         None => path,
     };
+    let xs: Vec<&str> = path.split('/').collect();
     let mut allowed = Vec::new();
     for (pattern, m, r) in ROUTES {
-        if let Some(p) = match_pattern(pattern, path) {
+        if let Some(p) = match_pattern(pattern, &xs) {
             if m == method || (*method == Method::HEAD && *m == Method::GET) {
                 return Ok((*r, p));
             }
