@@ -22,6 +22,8 @@ pub struct LoadSpec {
     pub method: Method,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// Extra headers of connection `i`: entry `i % len` (empty: none).
+    pub conn_headers: Vec<Vec<(String, String)>>,
     pub body: BodyFn,
     /// Stop after this many requests in total (0 = only the duration counts).
     pub max_requests: u64,
@@ -105,7 +107,7 @@ async fn connection(
             r.error_samples.push(e);
         }
     };
-    let head = request_head(&spec);
+    let head = request_head(&spec, conn);
     let mut req = Vec::with_capacity(head.len() + 512);
     while Instant::now() < deadline {
         if spec.max_requests > 0
@@ -114,16 +116,10 @@ async fn connection(
             break;
         }
         if stream.is_none() {
-            match tokio::net::TcpStream::connect(spec.addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    stream = Some(RawConn {
-                        stream: s,
-                        buf: Vec::with_capacity(4096),
-                    });
-                }
+            match RawConn::connect(spec.addr).await {
+                Ok(c) => stream = Some(c),
                 Err(e) => {
-                    note(&mut r, format!("connect: {e}"));
+                    note(&mut r, e);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -162,14 +158,155 @@ async fn connection(
     r
 }
 
-/// The request line and fixed headers of every request of a run (the body and its length
-/// vary per request).
-fn request_head(spec: &LoadSpec) -> Vec<u8> {
+/// An Open Chat Studio chat session of the async-chat load: its id and session token.
+#[derive(Clone)]
+pub struct ChatSession {
+    pub id: String,
+    pub token: String,
+}
+
+/// The OCS async chat load: one keep-alive connection per session, each sending a message
+/// (`POST /api/chat/{id}/message/`, 202 with a task id), then polling its task (right after
+/// the 202, then every 3 ms, as a widget polling eagerly would) until `complete`, and again.
+/// A turn's latency is message sent → `complete` read; `ok` counts completed turns. Also
+/// returns the number of polls sent.
+pub fn run_ocs_chat(
+    addr: SocketAddr,
+    sessions: Vec<ChatSession>,
+    duration: Duration,
+) -> (LoadResult, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("load generator runtime");
+    rt.block_on(async move {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let tasks: Vec<_> = sessions
+            .into_iter()
+            .map(|s| tokio::spawn(ocs_session(addr, s, deadline)))
+            .collect();
+        let (mut total, mut polls) = (LoadResult::default(), 0);
+        for t in tasks {
+            if let Ok((r, p)) = t.await {
+                polls += p;
+                total.ok += r.ok;
+                total.errors += r.errors;
+                total.latencies_us.extend(r.latencies_us);
+                for e in r.error_samples {
+                    if total.error_samples.len() < 5 {
+                        total.error_samples.push(e);
+                    }
+                }
+            }
+        }
+        total.elapsed = started.elapsed();
+        total.latencies_us.sort_unstable();
+        (total, polls)
+    })
+}
+
+async fn ocs_session(addr: SocketAddr, s: ChatSession, deadline: Instant) -> (LoadResult, u64) {
+    let (mut r, mut polls) = (LoadResult::default(), 0u64);
+    let mut conn = match RawConn::connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.errors += 1;
+            r.error_samples.push(e);
+            return (r, polls);
+        }
+    };
+    let body = br#"{"message":"hi"}"#;
+    let message = format!(
+        "POST /api/chat/{}/message/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        s.id,
+        s.token,
+        body.len(),
+        String::from_utf8_lossy(body)
+    )
+    .into_bytes();
+    let mut poll = Vec::with_capacity(256);
+    while Instant::now() < deadline {
+        let t0 = Instant::now();
+        let task = match conn.exchange(&message).await {
+            Ok((202, b)) => match task_id(b) {
+                Some(t) => t,
+                None => {
+                    r.errors += 1;
+                    r.error_samples.push("202 without a task_id".into());
+                    return (r, polls);
+                }
+            },
+            Ok((st, b)) => {
+                r.errors += 1;
+                r.error_samples
+                    .push(format!("message: status {st}: {}", String::from_utf8_lossy(b)));
+                return (r, polls);
+            }
+            Err(e) => {
+                r.errors += 1;
+                r.error_samples.push(e);
+                return (r, polls);
+            }
+        };
+        poll.clear();
+        poll.extend_from_slice(
+            format!(
+                "GET /api/chat/{}/{task}/poll/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\r\n",
+                s.id, s.token
+            )
+            .as_bytes(),
+        );
+        loop {
+            polls += 1;
+            match conn.exchange(&poll).await {
+                Ok((200, b)) if contains(b, br#""status":"complete""#) => break,
+                Ok((200, b)) if contains(b, br#""status":"processing""#) => {
+                    tokio::time::sleep(Duration::from_millis(3)).await
+                }
+                Ok((st, b)) => {
+                    r.errors += 1;
+                    r.error_samples
+                        .push(format!("poll: status {st}: {}", String::from_utf8_lossy(b)));
+                    return (r, polls);
+                }
+                Err(e) => {
+                    r.errors += 1;
+                    r.error_samples.push(e);
+                    return (r, polls);
+                }
+            }
+        }
+        r.ok += 1;
+        r.latencies_us
+            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+    (r, polls)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The `task_id` of a 202 answer to a chat message.
+fn task_id(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(v.get("task_id")?.as_str()?.to_string())
+}
+
+/// The request line and fixed headers of every request of a connection (the body and its
+/// length vary per request).
+fn request_head(spec: &LoadSpec, conn: usize) -> Vec<u8> {
     let mut h = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
         spec.method, spec.path, spec.addr
     );
-    for (k, v) in &spec.headers {
+    let own = match spec.conn_headers.len() {
+        0 => &[][..],
+        n => &spec.conn_headers[conn % n][..],
+    };
+    for (k, v) in spec.headers.iter().chain(own) {
         h.push_str(&format!("{k}: {v}\r\n"));
     }
     h.into_bytes()
@@ -186,6 +323,17 @@ struct RawConn {
 }
 
 impl RawConn {
+    async fn connect(addr: SocketAddr) -> Result<RawConn, String> {
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = s.set_nodelay(true);
+        Ok(RawConn {
+            stream: s,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
     /// Send `req`, read one response: its status and body (in the connection's buffer).
     async fn exchange(&mut self, req: &[u8]) -> Result<(u16, &[u8]), String> {
         use tokio::io::AsyncWriteExt;

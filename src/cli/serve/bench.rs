@@ -10,8 +10,13 @@
 //!    `--runs N` repeats it and reports the median run, then a `/healthz` run as the bare HTTP
 //!    stack's baseline on the same machine at the same moment;
 //! 3. **RSS** after topping the store up to `--conversations` conversations;
-//! 4. **loop bot**: the default flow is replaced (signed Studio API calls, then a build) by a
-//!    step that loops over 100 items and remembers 3 values; same figures as hello.
+//! 4. **Open Chat Studio** (`--ocs-sessions`, 0 skips): the default flow is replaced (signed
+//!    Studio API calls, then a build) by a hello flow; then `--ocs-sessions` chat sessions on
+//!    their own connections each send a message and poll its task until `complete` (right
+//!    after the 202, then every 3 ms), back to back: message → complete latency, turns/s and
+//!    polls per turn; then `incoming_message` with one API key per connection;
+//! 5. **loop bot**: the default flow is replaced by a step that loops over 100 items and
+//!    remembers 3 values; same figures as hello.
 //!
 //! `--addr URL --api-key K` measures a running server instead (hello only; CPU when `--pid`).
 //! The load generator runs on one thread of this process, on the same machine as the server.
@@ -63,6 +68,13 @@ pub struct BenchArgs {
     /// `BOTYARD_LOG` of the self-started server; its log is shown when this is not `info`.
     #[arg(long, default_value = "info")]
     pub server_log: String,
+    /// Open Chat Studio sessions of the OCS runs (async chat and `incoming_message`, each
+    /// session on its own connection, sending back to back); 0 skips them.
+    #[arg(long, default_value_t = 32)]
+    pub ocs_sessions: usize,
+    /// Length of each OCS run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub ocs_duration: Duration,
     /// `--workers` of the self-started server.
     #[arg(long)]
     pub server_workers: Option<usize>,
@@ -88,6 +100,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(v * mult))
 }
+
+/// The hello bot of the OCS runs (issue 4: "a hello bot"): one answer, no hold.
+const HELLO_FLOW: &str = "start:\n  say \"hello from OCS\"\n  goto end\n";
 
 /// A turn that loops over 100 items and remembers 3 values (issue 3's second bench bot).
 const LOOP_FLOW: &str = r#"start:
@@ -256,10 +271,17 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
         });
     }
 
-    // 4. The loop bot: replace the default flow, build, measure.
+    // 4. Open Chat Studio on a hello flow (in place of the demo flow).
+    let (mut ocs_chat, mut ocs_incoming) = (Json::Null, Json::Null);
+    if args.ocs_sessions > 0 {
+        install_flow(&rt, server.addr, &key, &secret, HELLO_FLOW, "hello from OCS")?;
+        (ocs_chat, ocs_incoming) = ocs_runs(&rt, &exe, &dir, &server, &creds, args)?;
+    }
+
+    // 5. The loop bot: replace the default flow, build, measure.
     let mut looped = Json::Null;
     if !args.skip_loop {
-        install_loop_flow(&rt, server.addr, &key, &secret)?;
+        install_flow(&rt, server.addr, &key, &secret, LOOP_FLOW, "total 4950")?;
         looped = measure(
             chat_spec(
                 server.addr,
@@ -284,8 +306,97 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
         "http_baseline_healthz": baseline,
         "memory": rss,
         "loop_bot": looped,
+        "ocs_chat": ocs_chat,
+        "ocs_incoming_message": ocs_incoming,
         "graceful_stop_ms": stopped.map(|d| round2(d.as_secs_f64() * 1000.0)),
     }))
+}
+
+/// The OCS runs on the demo bot (public web chat): `ocs_sessions` chat sessions each sending a
+/// message and polling its task until `complete`, back to back (latency: message sent →
+/// `complete` read); then `incoming_message` with one API key per connection (each key
+/// continues its own session).
+fn ocs_runs(
+    rt: &tokio::runtime::Runtime,
+    exe: &Path,
+    dir: &Path,
+    server: &ServerProc,
+    creds: &Json,
+    args: &BenchArgs,
+) -> anyhow::Result<(Json, Json)> {
+    let bot = creds["bot"]["id"].as_str().unwrap_or_default();
+    let start = |_| -> anyhow::Result<loadgen::ChatSession> {
+        let body = serde_json::to_vec(&json!({"chatbot_id": bot}))?;
+        let (st, b) = rt
+            .block_on(loadgen::request_once(
+                server.addr,
+                Method::POST,
+                "/api/chat/start/",
+                &[],
+                body,
+            ))
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            st == 201 || st == 200,
+            "chat start: {st} {}",
+            String::from_utf8_lossy(&b)
+        );
+        let v: Json = serde_json::from_slice(&b)?;
+        Ok(loadgen::ChatSession {
+            id: v["session_id"].as_str().unwrap_or_default().to_string(),
+            token: v["session_token"].as_str().unwrap_or_default().to_string(),
+        })
+    };
+    let n = args.ocs_sessions;
+    // Warm-up on sessions of its own (not counted).
+    let warm = (0..4).map(start).collect::<anyhow::Result<Vec<_>>>()?;
+    loadgen::run_ocs_chat(server.addr, warm, Duration::from_millis(300));
+    let sessions = (0..n).map(start).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut polls = 0;
+    let mut chat = measure_with(Some(server.pid()), || {
+        let (r, p) = loadgen::run_ocs_chat(server.addr, sessions, args.ocs_duration);
+        polls = p;
+        r
+    });
+    let turns = chat["turns"].as_u64().unwrap_or(0).max(1);
+    chat["sessions"] = json!(n);
+    chat["polls_per_turn"] = json!(round2(polls as f64 / turns as f64));
+
+    let mut keys = vec![creds["ocs"]["api_key"].as_str().unwrap_or_default().to_string()];
+    for i in 1..n {
+        let out = Command::new(exe)
+            .args(["apikey", "create", "--json", "--name"])
+            .arg(format!("bench {i}"))
+            .arg("--data")
+            .arg(dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "apikey create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Json = serde_json::from_slice(&out.stdout)?;
+        keys.push(v["api_key"].as_str().unwrap_or_default().to_string());
+    }
+    let spec = LoadSpec {
+        addr: server.addr,
+        connections: n,
+        duration: args.ocs_duration,
+        method: Method::POST,
+        path: format!("/channels/api/{bot}/incoming_message"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        conn_headers: keys.into_iter().map(|k| vec![("x-api-key".into(), k)]).collect(),
+        body: Arc::new(|_, _| br#"{"message":"hi"}"#.to_vec()),
+        max_requests: 0,
+    };
+    // Warm-up: each key's first call creates its session.
+    loadgen::run(LoadSpec {
+        duration: Duration::from_millis(300),
+        ..spec.clone()
+    });
+    let mut incoming = measure(spec, Some(server.pid()));
+    incoming["sessions"] = json!(n);
+    Ok((chat, incoming))
 }
 
 fn key_header(key: &str) -> Vec<(String, String)> {
@@ -317,6 +428,7 @@ fn chat_spec(
             ("x-api-key".into(), key.into()),
             ("content-type".into(), "application/json".into()),
         ],
+        conn_headers: vec![],
         body: {
             let run = run.to_string();
             Arc::new(move |conn, seq| chat_body(&run, conn, seq))
@@ -346,6 +458,7 @@ fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> Loa
         method: Method::GET,
         path: "/healthz".into(),
         headers: vec![],
+        conn_headers: vec![],
         body: Arc::new(|_, _| Vec::new()),
         max_requests: 0,
     }
@@ -354,10 +467,15 @@ fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> Loa
 /// One timed run with the server's CPU before and after, in total and per thread name
 /// (`botyard` = async workers and the blocking pool, `botyard-db-writ…` = the store's writer).
 fn measure(spec: LoadSpec, pid: Option<u32>) -> Json {
+    measure_with(pid, || loadgen::run(spec))
+}
+
+/// [`measure`] of any load run by `load`.
+fn measure_with(pid: Option<u32>, load: impl FnOnce() -> LoadResult) -> Json {
     let cpu0 = pid.and_then(cpu_seconds);
     let threads0 = pid.map(thread_cpu).unwrap_or_default();
     let me0 = cpu_seconds(std::process::id());
-    let r = loadgen::run(spec);
+    let r = load();
     let me1 = cpu_seconds(std::process::id());
     let cpu1 = pid.and_then(cpu_seconds);
     let threads1 = pid.map(thread_cpu).unwrap_or_default();
@@ -388,11 +506,15 @@ fn measure(spec: LoadSpec, pid: Option<u32>) -> Json {
     })
 }
 
-fn install_loop_flow(
+/// Replace the demo bot's default flow with `flow` (signed Studio API calls, then a build) and
+/// check that a first chat's answer contains `expect`.
+fn install_flow(
     rt: &tokio::runtime::Runtime,
     addr: SocketAddr,
     key: &str,
     secret: &str,
+    flow_text: &str,
+    expect: &str,
 ) -> anyhow::Result<()> {
     let signed = || {
         let k = format!("{key}|{}", crate::store::ids::now_millis() / 1000);
@@ -418,7 +540,7 @@ fn install_loop_flow(
     );
     let bot: Json = serde_json::from_slice(&body)?;
     let flow = bot["default_flow"].as_str().unwrap_or_default().to_string();
-    let put = serde_json::to_vec(&json!({"content": LOOP_FLOW}))?;
+    let put = serde_json::to_vec(&json!({"content": flow_text}))?;
     let (st, body) = rt
         .block_on(loadgen::request_once(
             addr,
@@ -450,12 +572,12 @@ fn install_loop_flow(
             Method::POST,
             "/v1/api/chat",
             &key_header(key),
-            chat_body("loopcheck", 0, 0),
+            chat_body(&format!("check-{}", crate::store::ids::now_millis()), 0, 0),
         ))
         .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
-        st == 200 && String::from_utf8_lossy(&body).contains("total 4950"),
-        "loop bot answered {st}: {}",
+        st == 200 && String::from_utf8_lossy(&body).contains(expect),
+        "the new flow answered {st}: {}",
         String::from_utf8_lossy(&body)
     );
     Ok(())
@@ -650,6 +772,8 @@ fn print_human(r: &Json) {
         ("hello (median run)", "hello"),
         ("GET /healthz baseline", "http_baseline_healthz"),
         ("loop bot", "loop_bot"),
+        ("OCS chat, message → task complete", "ocs_chat"),
+        ("OCS incoming_message", "ocs_incoming_message"),
     ] {
         let m = &r[key];
         if m.is_null() {
@@ -658,7 +782,7 @@ fn print_human(r: &Json) {
         println!(
             "  {name}: {} turns/s over {} connections ({} turns, {} errors), p50 {} ms, p99 {} ms, server CPU {} µs/turn",
             m["turns_per_second"],
-            r["connections"],
+            m.get("sessions").unwrap_or(&r["connections"]),
             m["turns"],
             m["errors"],
             m["p50_ms"],
@@ -676,6 +800,9 @@ fn print_human(r: &Json) {
                 parts.join(", "),
                 m["client_cpu_seconds"]
             );
+        }
+        if let Some(p) = m.get("polls_per_turn") {
+            println!("    task polls per turn: {p}");
         }
         if let Some(samples) = m["error_samples"].as_array().filter(|s| !s.is_empty()) {
             println!("    first errors: {samples:?}");
