@@ -503,3 +503,67 @@ async fn bot_switch_is_refused_without_a_multibot_list() {
         .unwrap();
     assert!(open.is_none());
 }
+
+/// A caller's lazily read `_metadata` entries (`TurnHooks::metadata`, an OCS turn's history)
+/// are read in the turn's job and seen by a flow that names `_metadata`; for a bot whose flows
+/// never name it, the read is skipped altogether.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_turn_metadata_is_read_only_for_flows_that_can_see_it() {
+    use botyard::engine::{BotCode, TurnHooks, TurnMetadata};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let reads = Arc::new(AtomicUsize::new(0));
+    let hooks = |reads: &Arc<AtomicUsize>| {
+        let reads = Arc::clone(reads);
+        let f: TurnMetadata = Box::new(move |tx| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            // A real read inside the turn's job.
+            let (live, _) = tx
+                .bot_code_key("no-such-org", "no-such-bot")
+                .unwrap_or_default();
+            let mut m = serde_json::Map::new();
+            m.insert("extra".into(), json!({"n": 7, "live": live}));
+            Ok(m)
+        });
+        TurnHooks {
+            after: None,
+            metadata: Some(f),
+        }
+    };
+    let turn = |f: &Fixture, user: &str| ChatRequest {
+        channel: f.channel.clone(),
+        user_id: user.into(),
+        payload: json!({"content_type": "text", "content": {"text": "hi"}}),
+        metadata: Json::Null,
+        turn_metadata: Default::default(),
+        request_id: None,
+        received_at: now_millis(),
+    };
+
+    let sees = fixture(vec![flow(
+        "Default",
+        "start:\n  say \"extra={{_metadata.extra.n}}\"\n  goto end\n",
+    )]);
+    let r = sees
+        .engine
+        .chat_code(turn(&sees, "a"), BotCode::Live, hooks(&reads))
+        .await
+        .unwrap();
+    assert_eq!(texts(&r), vec!["extra=7"]);
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+
+    let blind = fixture(vec![flow(
+        "Default",
+        "start:\n  say \"hello\"\n  goto end\n",
+    )]);
+    let r = blind
+        .engine
+        .chat_code(turn(&blind, "b"), BotCode::Live, hooks(&reads))
+        .await
+        .unwrap();
+    assert_eq!(texts(&r), vec!["hello"]);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        1,
+        "a blind bot skips the read"
+    );
+}

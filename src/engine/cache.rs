@@ -34,6 +34,10 @@ pub struct LiveBot {
     /// The source names `HTTP`, `App` or `SMTP` somewhere (a conservative word scan): its
     /// turns may wait on the network, so they never run on the store's writer thread.
     pub may_block: bool,
+    /// The source contains `_metadata` somewhere (a conservative text scan: in a string or a
+    /// comment counts too). A bot without it can never see its turns' `_metadata`, so what
+    /// only `_metadata` shows need not be gathered (see `engine::TurnMetadata`).
+    pub reads_metadata: bool,
     /// Moving average of the interpreter's time per turn, in nanoseconds.
     run_ns: AtomicU64,
 }
@@ -253,6 +257,9 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
     let may_block = flows
         .iter()
         .any(|(_, content)| names_blocking_builtin(content));
+    let reads_metadata = flows
+        .iter()
+        .any(|(_, content)| content.contains("_metadata"));
     Ok(LiveBot {
         version_id: version.map(|v| v.id),
         rev: bot.rev,
@@ -261,6 +268,7 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
         default_flow,
         settings: bot.settings,
         may_block,
+        reads_metadata,
         run_ns: AtomicU64::new(0),
     })
 }

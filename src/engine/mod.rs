@@ -116,6 +116,23 @@ impl From<store::Error> for EngineError {
 pub type AfterTurn =
     Box<dyn FnOnce(&store::conversations::TurnTx<'_>, &ChatResponse) -> store::Result<()> + Send>;
 
+/// Entries of a turn's `_metadata` that cost a read to gather and that only a flow reading
+/// `_metadata` can see (an OCS turn's `history`): called inside the turn's writer job, after
+/// its state is read and before the interpreter runs, at most once, and only when the bot's
+/// flows name `_metadata` (see `LiveBot::reads_metadata`). Added like
+/// [`ChatRequest::turn_metadata`]: seen by the flow, never stored.
+pub type TurnMetadata = Box<
+    dyn FnOnce(&store::conversations::TurnTx<'_>) -> store::Result<serde_json::Map<String, Json>>
+        + Send,
+>;
+
+/// The caller's parts of a turn's writer job (see [`Engine::chat_code`]).
+#[derive(Default)]
+pub struct TurnHooks {
+    pub after: Option<AfterTurn>,
+    pub metadata: Option<TurnMetadata>,
+}
+
 /// One end-user event for a channel (the body of `POST /chat`, with identity from the key).
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -263,14 +280,15 @@ impl Engine {
     }
 
     /// [`Engine::chat`] running `code` whatever serves the channel (OCS version pinning);
-    /// `after` joins the turn's commit (see [`AfterTurn`]).
+    /// `hooks.after` joins the turn's commit (see [`AfterTurn`]); `hooks.metadata` is read in
+    /// it when the flow may see it (see [`TurnMetadata`]).
     pub async fn chat_code(
         &self,
         req: ChatRequest,
         code: BotCode,
-        after: Option<AfterTurn>,
+        hooks: TurnHooks,
     ) -> Result<ChatResponse, EngineError> {
-        turn::chat_code(self, req, None, code, after).await
+        turn::chat_code(self, req, None, code, hooks).await
     }
 
     /// Run a connector channel's stored inbound event `event` (its turn as [`Engine::chat`]):

@@ -7,6 +7,7 @@ use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
 use super::{
     AfterTurn, BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage,
+    TurnHooks, TurnMetadata,
 };
 use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnTx, TurnWrite};
 use crate::store::ids::{iso_millis, new_id, now_millis};
@@ -41,6 +42,20 @@ struct TurnInput {
     /// A connector's inbound event this turn runs (see [`chat_inbound`]).
     inbound: Option<String>,
     after: Option<AfterTurn>,
+    lazy_metadata: Option<TurnMetadata>,
+}
+
+impl TurnInput {
+    /// Inside the turn's writer job, once its state is read: the caller's lazily read
+    /// `_metadata` entries, when this bot's flows can see them.
+    fn gather_metadata(&mut self, tx: &TurnTx<'_>, bot: &LiveBot) -> crate::store::Result<()> {
+        if let Some(f) = self.lazy_metadata.take()
+            && bot.reads_metadata
+        {
+            self.req.turn_metadata.extend(f(tx)?);
+        }
+        Ok(())
+    }
 }
 
 type Done = (ChatResponse, crate::store::Channel);
@@ -69,7 +84,7 @@ pub(super) async fn chat(
     } else {
         BotCode::Live
     };
-    chat_code(engine, req, broadcast, code, None).await
+    chat_code(engine, req, broadcast, code, TurnHooks::default()).await
 }
 
 /// [`chat`] running the given code of the bot, with the caller's writes in its commit.
@@ -78,9 +93,9 @@ pub(super) async fn chat_code(
     req: ChatRequest,
     broadcast: Option<String>,
     code: BotCode,
-    after: Option<AfterTurn>,
+    hooks: TurnHooks,
 ) -> Result<ChatResponse, EngineError> {
-    chat_turn(engine, req, broadcast, code, None, after).await
+    chat_turn(engine, req, broadcast, code, None, hooks).await
 }
 
 /// [`chat`] for a connector's stored inbound event: marked done in the turn's commit.
@@ -89,7 +104,15 @@ pub(super) async fn chat_inbound(
     req: ChatRequest,
     event: String,
 ) -> Result<ChatResponse, EngineError> {
-    chat_turn(engine, req, None, BotCode::Live, Some(event), None).await
+    chat_turn(
+        engine,
+        req,
+        None,
+        BotCode::Live,
+        Some(event),
+        TurnHooks::default(),
+    )
+    .await
 }
 
 async fn chat_turn(
@@ -98,7 +121,7 @@ async fn chat_turn(
     broadcast: Option<String>,
     code: BotCode,
     inbound: Option<String>,
-    after: Option<AfterTurn>,
+    hooks: TurnHooks,
 ) -> Result<ChatResponse, EngineError> {
     let (incoming, metadata) = check_request(&mut req)?;
     let inner = &engine.inner;
@@ -114,7 +137,8 @@ async fn chat_turn(
         broadcast,
         code,
         inbound,
-        after,
+        after: hooks.after,
+        lazy_metadata: hooks.metadata,
     };
     for _ in 0..3 {
         let bot = match live.take() {
@@ -204,6 +228,8 @@ async fn inline_turn(
             let Some(state) = read_state(tx, &bot, &client, &input.code, now)? else {
                 return Ok(Ok(Phase::Stale(Box::new(input))));
             };
+            let mut input = input;
+            input.gather_metadata(tx, &bot)?;
             match run(&e2, &bot, client, state, input, now) {
                 Ok((write, done, after)) => {
                     tx.apply(&write)?;
@@ -232,7 +258,11 @@ async fn split_turn(
             let now = now_millis();
             let client = client_of(&input.req);
             Ok(match read_state(tx, &b2, &client, &input.code, now)? {
-                Some(state) => Ok((state, input, client, now)),
+                Some(state) => {
+                    let mut input = input;
+                    input.gather_metadata(tx, &b2)?;
+                    Ok((state, input, client, now))
+                }
                 None => Err(input),
             })
         })
@@ -372,6 +402,7 @@ fn run(
         code: _,
         inbound,
         after,
+        lazy_metadata: _,
     } = input;
     let is_broadcast = broadcast.is_some();
     let ch = req.channel;

@@ -240,8 +240,10 @@ async fn ocs_session(addr: SocketAddr, s: ChatSession, deadline: Instant) -> (Lo
             },
             Ok((st, b)) => {
                 r.errors += 1;
-                r.error_samples
-                    .push(format!("message: status {st}: {}", String::from_utf8_lossy(b)));
+                r.error_samples.push(format!(
+                    "message: status {st}: {}",
+                    String::from_utf8_lossy(b)
+                ));
                 return (r, polls);
             }
             Err(e) => {

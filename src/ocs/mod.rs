@@ -14,7 +14,8 @@
 //! `participant_data` (this chatbot's), `participant {identifier, name, platform,
 //! remote_id}`, `channel` (the session platform), `chatbot {id, version}`, and `history`
 //! (earlier messages of the session as `{role, content}`, at most the last 20, without the
-//! message being answered). A `trigger_bot`
+//! message being answered; read in the turn's own writer job, and only for a bot whose flows
+//! name `_metadata` — no other flow can see it). A `trigger_bot`
 //! `prompt_text` or a due schedule arrives as a `flow_trigger` event to the flow named
 //! `ocs_trigger` with `event.ocs_trigger = {prompt, source: "api"|"schedule", schedule_id?}`;
 //! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
@@ -59,7 +60,7 @@ pub mod render;
 pub mod time;
 pub mod token;
 
-use crate::engine::{BotCode, ChatRequest, Engine, EngineError};
+use crate::engine::{BotCode, ChatRequest, Engine, EngineError, TurnHooks, TurnMetadata};
 use crate::plugins::PluginRuntime;
 use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag, TurnInputs};
 use crate::store::{Channel, NewChannel, Store};
@@ -545,19 +546,28 @@ impl Ocs {
         let TurnInputs {
             state,
             participant_data: pdata,
-            mut history,
             ..
         } = inputs;
-        // The user message of a text turn is stored before the turn: it is the event, not history.
-        if current_is_stored && history.last().is_some_and(|(role, _)| role == "user") {
-            history.pop();
-        }
-        let skip = history.len().saturating_sub(20);
-        let history: Vec<Json> = history
-            .into_iter()
-            .skip(skip)
-            .map(|(role, content)| json!({"role": role, "content": content}))
-            .collect();
+        // The history is the session's transcript again: seen by the flow, never stored with
+        // the conversation; read in the turn's job, and only when the flow can see it.
+        let history_of = session.id.clone();
+        let history: TurnMetadata = Box::new(move |tx| {
+            let mut history = tx.ocs_recent_history(&history_of)?;
+            // The user message of a text turn is stored before the turn: it is the event,
+            // not history.
+            if current_is_stored && history.last().is_some_and(|(role, _)| role == "user") {
+                history.pop();
+            }
+            let skip = history.len().saturating_sub(20);
+            let history: Vec<Json> = history
+                .into_iter()
+                .skip(skip)
+                .map(|(role, content)| json!({"role": role, "content": content}))
+                .collect();
+            let mut m = Map::new();
+            m.insert("history".into(), Json::Array(history));
+            Ok(m)
+        });
         let mut meta = Map::new();
         meta.insert("session_id".into(), json!(session.id));
         meta.insert(
@@ -577,22 +587,19 @@ impl Ocs {
             json!({"id": session.bot_id, "version": session.version_number}),
         );
         meta.extend(extra_meta);
-        // The history is the session's transcript again: seen by the flow, never stored with
-        // the conversation.
-        let mut turn_meta = Map::new();
-        turn_meta.insert("history".into(), Json::Array(history));
         Ok(PreparedTurn {
             req: ChatRequest {
                 channel,
                 user_id: session.id.clone(),
                 payload,
                 metadata: Json::Object(meta),
-                turn_metadata: turn_meta,
+                turn_metadata: Map::new(),
                 request_id: None,
                 received_at: crate::store::ids::now_millis(),
             },
             code,
             tag,
+            history,
         })
     }
 
@@ -606,10 +613,19 @@ impl Ocs {
         current_is_stored: bool,
         inputs: Option<TurnInputs>,
     ) -> Result<TurnOutcome, EngineError> {
-        let PreparedTurn { req, code, tag } = self
+        let PreparedTurn {
+            req,
+            code,
+            tag,
+            history,
+        } = self
             .prepare_event(session, payload, extra_meta, current_is_stored, inputs)
             .await?;
-        let resp = self.engine.chat_code(req, code, None).await?;
+        let hooks = TurnHooks {
+            after: None,
+            metadata: Some(history),
+        };
+        let resp = self.engine.chat_code(req, code, hooks).await?;
         let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
         if !wb.is_empty() {
             let (o, sid, pid, bid) = (
@@ -636,7 +652,12 @@ impl Ocs {
         attachments: Json,
         inputs: Option<TurnInputs>,
     ) -> Result<crate::store::ocs::OcsMessage, EngineError> {
-        let PreparedTurn { req, code, tag } = self
+        let PreparedTurn {
+            req,
+            code,
+            tag,
+            history,
+        } = self
             .prepare_event(
                 session,
                 text_payload(text, attachments),
@@ -668,7 +689,11 @@ impl Ocs {
             }
             Ok(())
         });
-        self.engine.chat_code(req, code, Some(after)).await?;
+        let hooks = TurnHooks {
+            after: Some(after),
+            metadata: Some(history),
+        };
+        self.engine.chat_code(req, code, hooks).await?;
         // Set by the hook of the turn that just committed (it always stores one message).
         first
             .get()
@@ -980,6 +1005,8 @@ struct PreparedTurn {
     req: ChatRequest,
     code: BotCode,
     tag: String,
+    /// `_metadata.history`, read in the turn's job (see [`TurnMetadata`]).
+    history: TurnMetadata,
 }
 
 /// The engine payload of a text message (with its attachments, if any).

@@ -179,15 +179,15 @@ pub struct ParticipantDataOp {
 }
 
 /// What a chat turn's `_metadata` needs from the store, read in the job that starts the task
-/// (the task's own writer job: consistent with it, and no separate read hop).
+/// (the task's own writer job: consistent with it, and no separate read hop). The history is
+/// read in the turn's own job, and only for a flow that can see it
+/// ([`TurnTx::ocs_recent_history`]).
 #[derive(Debug, Clone)]
 pub struct TurnInputs {
     /// The session's state (with the turn's `remote_context` already merged).
     pub state: Json,
     /// The participant's data for this chatbot.
     pub participant_data: Json,
-    /// `(role, content)` of the session's last [`HISTORY_READ`] messages, in time order.
-    pub history: Vec<(String, String)>,
     /// The bot's live build id.
     pub live: Option<String>,
 }
@@ -234,7 +234,6 @@ fn turn_inputs_on(
     Ok(TurnInputs {
         state,
         participant_data,
-        history: recent_history_on(c, session, HISTORY_READ)?,
         live: super::bots::bot_code_key_on(c, org, bot)?.0,
     })
 }
@@ -1636,6 +1635,11 @@ fn finish_task_on(
 }
 
 impl super::conversations::TurnTx<'_> {
+    /// `(role, content)` of the session's last [`HISTORY_READ`] messages, in time order.
+    pub fn ocs_recent_history(&self, session: &str) -> Result<Vec<(String, String)>> {
+        recent_history_on(self.c, session, HISTORY_READ)
+    }
+
     /// An async chat task's end inside its turn's commit: the flow's write-back, the
     /// assistant messages and the task's result (`complete`). Returns the stored messages.
     #[allow(clippy::too_many_arguments)]

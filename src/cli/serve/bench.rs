@@ -274,7 +274,14 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
     // 4. Open Chat Studio on a hello flow (in place of the demo flow).
     let (mut ocs_chat, mut ocs_incoming) = (Json::Null, Json::Null);
     if args.ocs_sessions > 0 {
-        install_flow(&rt, server.addr, &key, &secret, HELLO_FLOW, "hello from OCS")?;
+        install_flow(
+            &rt,
+            server.addr,
+            &key,
+            &secret,
+            HELLO_FLOW,
+            "hello from OCS",
+        )?;
         (ocs_chat, ocs_incoming) = ocs_runs(&rt, &exe, &dir, &server, &creds, args)?;
     }
 
@@ -362,7 +369,12 @@ fn ocs_runs(
     chat["sessions"] = json!(n);
     chat["polls_per_turn"] = json!(round2(polls as f64 / turns as f64));
 
-    let mut keys = vec![creds["ocs"]["api_key"].as_str().unwrap_or_default().to_string()];
+    let mut keys = vec![
+        creds["ocs"]["api_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ];
     for i in 1..n {
         let out = Command::new(exe)
             .args(["apikey", "create", "--json", "--name"])
@@ -385,7 +397,10 @@ fn ocs_runs(
         method: Method::POST,
         path: format!("/channels/api/{bot}/incoming_message"),
         headers: vec![("content-type".into(), "application/json".into())],
-        conn_headers: keys.into_iter().map(|k| vec![("x-api-key".into(), k)]).collect(),
+        conn_headers: keys
+            .into_iter()
+            .map(|k| vec![("x-api-key".into(), k)])
+            .collect(),
         body: Arc::new(|_, _| br#"{"message":"hi"}"#.to_vec()),
         max_requests: 0,
     };
