@@ -205,10 +205,14 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
             None => return Ok(()),
         },
     };
+    // Found through the open-conversation index, updated by primary key: an UPDATE whose
+    // WHERE runs on an index of a column it changes (`status`, in the partial index's WHERE)
+    // collects the rows in an ephemeral table first, built and freed at every call.
     c.prepare_cached(
         "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?5, updated_at = ?5
-         WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND user_id = ?6
-         AND organization_id = ?4 AND status = 'open'",
+         WHERE id = (SELECT id FROM conversations
+             WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND user_id = ?6
+             AND organization_id = ?4 AND status = 'open')",
     )?
     .execute(params![
         pid,

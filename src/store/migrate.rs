@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0056_builtin_channel_tokens",
         include_str!("migrations/0056_builtin_channel_tokens.sql"),
     ),
+    (
+        60,
+        "0060_check_lists",
+        include_str!("migrations/0060_check_lists.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
@@ -173,5 +178,96 @@ mod tests {
             [],
         );
         assert!(dup.is_err());
+    }
+
+    /// 0060 rebuilds ocs_messages and ocs_tasks with their CHECK lists as comparisons: rows
+    /// and ids are kept, the checks still refuse what they refused, the indexes are back, and
+    /// a row written afterwards needs no ephemeral table.
+    #[test]
+    fn check_lists_migration_keeps_rows_and_checks() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for (v, _, sql) in MIGRATIONS.iter().filter(|m| m.0 < 60) {
+            c.execute_batch(sql).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        c.execute_batch(
+            "INSERT INTO organizations(id, name, created_at, updated_at) VALUES ('o', 'O', 0, 0);
+             INSERT INTO bots(id, organization_id, name, created_at, updated_at)
+                VALUES ('b', 'o', 'B', 0, 0);
+             INSERT INTO participants(id, organization_id, platform, identifier, created_at,
+                updated_at) VALUES ('p1', 'o', 'api', 'alice', 0, 0);
+             INSERT INTO ocs_sessions(id, organization_id, bot_id, participant_id, platform,
+                channel_kind, status, created_at, updated_at)
+                VALUES ('s', 'o', 'b', 'p1', 'api', 'api', 'active', 0, 0);
+             INSERT INTO ocs_messages(id, organization_id, session_id, role, content, created_at)
+                VALUES (41, 'o', 's', 'user', 'hi', 1), (42, 'o', 's', 'assistant', 'hello', 2);
+             INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, message_id,
+                created_at, updated_at) VALUES ('t', 'o', 's', 'complete', '{}', 42, 1, 2);",
+        )
+        .unwrap();
+        let (_, _, sql) = MIGRATIONS.iter().find(|m| m.0 == 60).unwrap();
+        c.execute_batch(sql).unwrap();
+        let msgs: Vec<(i64, String)> = c
+            .prepare("SELECT id, role FROM ocs_messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(msgs, vec![(41, "user".into()), (42, "assistant".into())]);
+        let task: (String, i64) = c
+            .query_row(
+                "SELECT status, message_id FROM ocs_tasks WHERE id = 't'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(task, ("complete".into(), 42));
+        assert!(
+            c.execute(
+                "INSERT INTO ocs_messages(organization_id, session_id, role, content, created_at)
+                 VALUES ('o', 's', 'robot', 'x', 3)",
+                [],
+            )
+            .is_err()
+        );
+        assert!(
+            c.execute("UPDATE ocs_tasks SET status = 'lost' WHERE id = 't'", [])
+                .is_err()
+        );
+        // Still a child of its session.
+        c.execute("DELETE FROM ocs_sessions WHERE id = 's'", [])
+            .unwrap();
+        let left: i64 = c
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM ocs_messages) + (SELECT COUNT(*) FROM ocs_tasks)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let indexes: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'
+                 AND name IN ('ocs_messages_session', 'ocs_tasks_pending')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
+        let ephemeral = |sql: &str| -> bool {
+            c.prepare(&format!("EXPLAIN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(1))
+                .unwrap()
+                .any(|op| op.unwrap() == "OpenEphemeral")
+        };
+        assert!(!ephemeral(
+            "INSERT INTO ocs_messages(organization_id, session_id, role, content, created_at)
+             VALUES ('o', 's', 'user', 'x', 3)"
+        ));
+        assert!(!ephemeral(
+            "UPDATE ocs_tasks SET status = 'complete', updated_at = 3 WHERE id = 't'"
+        ));
     }
 }
