@@ -44,6 +44,18 @@ impl LoadResult {
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+    /// Add one connection's counts and latencies (the first few error samples are kept).
+    fn absorb(&mut self, r: LoadResult) {
+        self.ok += r.ok;
+        self.errors += r.errors;
+        self.latencies_us.extend(r.latencies_us);
+        for e in r.error_samples {
+            if self.error_samples.len() < 5 {
+                self.error_samples.push(e);
+            }
+        }
+    }
+
     pub fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
@@ -77,14 +89,7 @@ async fn run_async(spec: LoadSpec) -> LoadResult {
     let mut total = LoadResult::default();
     for t in tasks {
         if let Ok(r) = t.await {
-            total.ok += r.ok;
-            total.errors += r.errors;
-            total.latencies_us.extend(r.latencies_us);
-            for s in r.error_samples {
-                if total.error_samples.len() < 5 {
-                    total.error_samples.push(s);
-                }
-            }
+            total.absorb(r);
         }
     }
     total.elapsed = started.elapsed();
@@ -190,14 +195,7 @@ pub fn run_ocs_chat(
         for t in tasks {
             if let Ok((r, p)) = t.await {
                 polls += p;
-                total.ok += r.ok;
-                total.errors += r.errors;
-                total.latencies_us.extend(r.latencies_us);
-                for e in r.error_samples {
-                    if total.error_samples.len() < 5 {
-                        total.error_samples.push(e);
-                    }
-                }
+                total.absorb(r);
             }
         }
         total.elapsed = started.elapsed();
