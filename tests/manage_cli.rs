@@ -269,14 +269,30 @@ fn bench_reports_every_run_without_errors() {
             "0",
             "--connections",
             "4",
+            "--ocs-sessions",
+            "3",
+            "--ocs-duration",
+            "300ms",
         ],
     );
     let runs = r["hello_runs"].as_array().expect("hello_runs");
     assert_eq!(runs.len(), 3, "{r}");
-    for m in [&r["hello"], &r["loop_bot"], &r["http_baseline_healthz"]] {
+    for m in [
+        &r["hello"],
+        &r["loop_bot"],
+        &r["http_baseline_healthz"],
+        &r["ocs_chat"],
+        &r["ocs_incoming_message"],
+    ] {
         assert_eq!(m["errors"], 0, "{r}");
         assert!(m["turns"].as_u64().unwrap() > 0, "{r}");
     }
+    // Every completed OCS chat turn read its task at least once.
+    assert!(
+        r["ocs_chat"]["polls_per_turn"].as_f64().unwrap() >= 1.0,
+        "{r}"
+    );
+    assert_eq!(r["ocs_chat"]["sessions"], 3, "{r}");
     let median = r["hello"]["turns_per_second"].as_f64().unwrap();
     assert!(
         runs.iter()
