@@ -348,6 +348,10 @@ fn session_from_row(r: &Row) -> rusqlite::Result<OcsSession> {
     })
 }
 
+/// [`session_select`] of one session by id, built once: every chat request reads it.
+static SESSION_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{} WHERE s.id = ?1", session_select()));
+
 fn session_select() -> String {
     format!(
         "SELECT {SESSION_COLS}, {PART_COLS} FROM ocs_sessions s JOIN participants p \
@@ -893,11 +897,9 @@ impl Store {
     /// A session looked up by id alone (the chat API: the session decides the organization).
     pub fn ocs_session_any_org(&self, id: &str) -> Result<Option<OcsSession>> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached(&format!("{} WHERE s.id = ?1", session_select()))?
-                    .query_row([id], session_from_row)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(&SESSION_BY_ID)?
+                .query_row([id], session_from_row)
+                .optional()?)
         })
     }
 
