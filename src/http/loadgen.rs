@@ -67,34 +67,49 @@ impl LoadResult {
 
 /// Runs the load; blocks the calling thread.
 pub fn run(spec: LoadSpec) -> LoadResult {
+    let budget = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (r, _) = run_connections(spec.duration, |deadline| {
+        (0..spec.connections)
+            .map(|conn| {
+                let (spec, budget) = (spec.clone(), Arc::clone(&budget));
+                async move { (connection(conn, spec, deadline, budget).await, 0) }
+            })
+            .collect()
+    });
+    r
+}
+
+/// One future per connection (built by `start` from the run's deadline) on a single-threaded
+/// runtime, blocking the calling thread; their results merged, with the sum of the counts they
+/// return beside them (OCS task polls; 0 for plain loads).
+fn run_connections<F>(
+    duration: Duration,
+    start: impl FnOnce(Instant) -> Vec<F>,
+) -> (LoadResult, u64)
+where
+    F: std::future::Future<Output = (LoadResult, u64)> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("load generator runtime");
-    rt.block_on(run_async(spec))
-}
-
-async fn run_async(spec: LoadSpec) -> LoadResult {
-    let started = Instant::now();
-    let deadline = started + spec.duration;
-    let budget = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for conn in 0..spec.connections {
-        let spec = spec.clone();
-        let budget = Arc::clone(&budget);
-        tasks.push(tokio::spawn(async move {
-            connection(conn, spec, deadline, budget).await
-        }));
-    }
-    let mut total = LoadResult::default();
-    for t in tasks {
-        if let Ok(r) = t.await {
-            total.absorb(r);
+    rt.block_on(async move {
+        let started = Instant::now();
+        let tasks: Vec<_> = start(started + duration)
+            .into_iter()
+            .map(tokio::spawn)
+            .collect();
+        let (mut total, mut count) = (LoadResult::default(), 0);
+        for t in tasks {
+            if let Ok((r, n)) = t.await {
+                count += n;
+                total.absorb(r);
+            }
         }
-    }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
-    total
+        total.elapsed = started.elapsed();
+        total.latencies_us.sort_unstable();
+        (total, count)
+    })
 }
 
 async fn connection(
@@ -173,108 +188,73 @@ pub struct ChatSession {
 /// The OCS async chat load: one keep-alive connection per session, each sending a message
 /// (`POST /api/chat/{id}/message/`, 202 with a task id), then polling its task (right after
 /// the 202, then every 3 ms, as a widget polling eagerly would) until `complete`, and again.
-/// A turn's latency is message sent → `complete` read; `ok` counts completed turns. Also
-/// returns the number of polls sent.
+/// A turn's latency is message sent → `complete` read; `ok` counts completed turns. A session
+/// stops at its first error. Also returns the number of polls sent.
 pub fn run_ocs_chat(
     addr: SocketAddr,
     sessions: Vec<ChatSession>,
     duration: Duration,
 ) -> (LoadResult, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("load generator runtime");
-    rt.block_on(async move {
-        let started = Instant::now();
-        let deadline = started + duration;
-        let tasks: Vec<_> = sessions
+    run_connections(duration, |deadline| {
+        sessions
             .into_iter()
-            .map(|s| tokio::spawn(ocs_session(addr, s, deadline)))
-            .collect();
-        let (mut total, mut polls) = (LoadResult::default(), 0);
-        for t in tasks {
-            if let Ok((r, p)) = t.await {
-                polls += p;
-                total.absorb(r);
-            }
-        }
-        total.elapsed = started.elapsed();
-        total.latencies_us.sort_unstable();
-        (total, polls)
+            .map(|s| ocs_session(addr, s, deadline))
+            .collect()
     })
 }
 
 async fn ocs_session(addr: SocketAddr, s: ChatSession, deadline: Instant) -> (LoadResult, u64) {
     let (mut r, mut polls) = (LoadResult::default(), 0u64);
-    let mut conn = match RawConn::connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            r.errors += 1;
-            r.error_samples.push(e);
-            return (r, polls);
-        }
-    };
-    let body = br#"{"message":"hi"}"#;
+    if let Err(e) = ocs_turns(addr, &s, deadline, &mut r, &mut polls).await {
+        r.errors += 1;
+        r.error_samples.push(e);
+    }
+    (r, polls)
+}
+
+/// A session's turns until the deadline, recorded in `r` and `polls`; the first error ends them.
+async fn ocs_turns(
+    addr: SocketAddr,
+    s: &ChatSession,
+    deadline: Instant,
+    r: &mut LoadResult,
+    polls: &mut u64,
+) -> Result<(), String> {
+    let mut conn = RawConn::connect(addr).await?;
+    let body = r#"{"message":"hi"}"#;
     let message = format!(
         "POST /api/chat/{}/message/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         s.id,
         s.token,
         body.len(),
-        String::from_utf8_lossy(body)
     )
     .into_bytes();
-    let mut poll = Vec::with_capacity(256);
     while Instant::now() < deadline {
         let t0 = Instant::now();
-        let task = match conn.exchange(&message).await {
-            Ok((202, b)) => match task_id(b) {
-                Some(t) => t,
-                None => {
-                    r.errors += 1;
-                    r.error_samples.push("202 without a task_id".into());
-                    return (r, polls);
-                }
-            },
-            Ok((st, b)) => {
-                r.errors += 1;
-                r.error_samples.push(format!(
+        let task = match conn.exchange(&message).await? {
+            (202, b) => task_id(b).ok_or("202 without a task_id")?,
+            (st, b) => {
+                return Err(format!(
                     "message: status {st}: {}",
                     String::from_utf8_lossy(b)
                 ));
-                return (r, polls);
-            }
-            Err(e) => {
-                r.errors += 1;
-                r.error_samples.push(e);
-                return (r, polls);
             }
         };
-        poll.clear();
-        poll.extend_from_slice(
-            format!(
-                "GET /api/chat/{}/{task}/poll/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\r\n",
-                s.id, s.token
-            )
-            .as_bytes(),
-        );
+        let poll = format!(
+            "GET /api/chat/{}/{task}/poll/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\r\n",
+            s.id, s.token
+        )
+        .into_bytes();
         loop {
-            polls += 1;
-            match conn.exchange(&poll).await {
-                Ok((200, b)) if contains(b, br#""status":"complete""#) => break,
-                Ok((200, b)) if contains(b, br#""status":"processing""#) => {
+            *polls += 1;
+            match conn.exchange(&poll).await? {
+                (200, b) if contains(b, br#""status":"complete""#) => break,
+                (200, b) if contains(b, br#""status":"processing""#) => {
                     tokio::time::sleep(Duration::from_millis(3)).await
                 }
-                Ok((st, b)) => {
-                    r.errors += 1;
-                    r.error_samples
-                        .push(format!("poll: status {st}: {}", String::from_utf8_lossy(b)));
-                    return (r, polls);
-                }
-                Err(e) => {
-                    r.errors += 1;
-                    r.error_samples.push(e);
-                    return (r, polls);
+                (st, b) => {
+                    return Err(format!("poll: status {st}: {}", String::from_utf8_lossy(b)));
                 }
             }
         }
@@ -282,7 +262,7 @@ async fn ocs_session(addr: SocketAddr, s: ChatSession, deadline: Instant) -> (Lo
         r.latencies_us
             .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
     }
-    (r, polls)
+    Ok(())
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

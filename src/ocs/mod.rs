@@ -599,7 +599,10 @@ impl Ocs {
             },
             code,
             tag,
-            history,
+            hooks: TurnHooks {
+                after: None,
+                metadata: Some(history),
+            },
         })
     }
 
@@ -617,14 +620,10 @@ impl Ocs {
             req,
             code,
             tag,
-            history,
+            hooks,
         } = self
             .prepare_event(session, payload, extra_meta, current_is_stored, inputs)
             .await?;
-        let hooks = TurnHooks {
-            after: None,
-            metadata: Some(history),
-        };
         let resp = self.engine.chat_code(req, code, hooks).await?;
         let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
         if !wb.is_empty() {
@@ -656,7 +655,7 @@ impl Ocs {
             req,
             code,
             tag,
-            history,
+            mut hooks,
         } = self
             .prepare_event(
                 session,
@@ -689,10 +688,7 @@ impl Ocs {
             }
             Ok(())
         });
-        let hooks = TurnHooks {
-            after: Some(after),
-            metadata: Some(history),
-        };
+        hooks.after = Some(after);
         self.engine.chat_code(req, code, hooks).await?;
         // Set by the hook of the turn that just committed (it always stores one message).
         first
@@ -1005,8 +1001,9 @@ struct PreparedTurn {
     req: ChatRequest,
     code: BotCode,
     tag: String,
-    /// `_metadata.history`, read in the turn's job (see [`TurnMetadata`]).
-    history: TurnMetadata,
+    /// `metadata`: `_metadata.history`, read in the turn's job (see [`TurnMetadata`]); the
+    /// caller may add its `after`.
+    hooks: TurnHooks,
 }
 
 /// The engine payload of a text message (with its attachments, if any).
