@@ -2662,3 +2662,117 @@ fn apikey_create_with_a_role() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A chat message's answers keep their order whichever way it is accepted (a plain message to
+/// an idle session is decided in the writer job that creates its task): the rate limit, then
+/// access, then the body, then the session's state; a refused message stores nothing.
+#[test]
+fn message_access_comes_before_body_and_session_state() {
+    let s = Ocs::start();
+    let c = s.client();
+    let (sid, tok) = s.start_chat();
+    let h = token_header(&tok);
+    let path = format!("/api/chat/{sid}/message/");
+    let raw =
+        |headers: &[(String, String)], body: &[u8]| c.request("POST", &path, headers, Some(body));
+    // Denied first, whatever the body.
+    let r = raw(&[], b"{not json");
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (403, json!("session_token_required"))
+    );
+    let r = c.post(&path, &token_header(&format!("{tok}x")), &json!({}));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (403, json!("session_token_invalid"))
+    );
+    // Then the body.
+    assert_eq!(raw(&h, b"{not json").status, 400);
+    assert_eq!(
+        c.post(&path, &h, &json!({"message": 7})).json(),
+        json!({"message": ["Not a valid string."]})
+    );
+    // An unknown session is a 403 on the message endpoint too.
+    let ghost = "00000000-0000-4000-8000-000000000000";
+    let r = c.post(
+        &format!("/api/chat/{ghost}/message/"),
+        &h,
+        &json!({"message": "hi"}),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (403, json!({"detail": "Session does not exist"}))
+    );
+    // A message accepted, then the session ends: the next one is refused and stores nothing.
+    let t = s.chat_turn(&sid, &tok, "hello");
+    assert_eq!(t["status"], "complete", "{t}");
+    let before = c.get(&format!("/api/chat/{sid}/poll/"), &h).json()["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "UPDATE ocs_sessions SET status = 'complete' WHERE id = ?1",
+        [&sid],
+    )
+    .unwrap();
+    let r = c.post(&path, &h, &json!({"message": "again"}));
+    assert_eq!(
+        (r.status, r.json()),
+        (400, json!({"error": "Session has ended"}))
+    );
+    // Denial still comes before the session's state.
+    let r = c.post(&path, &[], &json!({"message": "again"}));
+    assert_eq!(r.status, 403);
+    let after = c.get(&format!("/api/chat/{sid}/poll/"), &h).json();
+    assert_eq!(after["messages"].as_array().unwrap().len(), before);
+    assert_eq!(after["session_status"], "ended");
+    let tasks: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM ocs_tasks WHERE session_id = ?1",
+            [&sid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tasks, 1, "only the accepted message has a task");
+}
+
+/// Messages sent without waiting for their tasks run one at a time, in order, whether each
+/// starts at once or queues behind the session's running task.
+#[test]
+fn messages_sent_back_to_back_run_in_order() {
+    let s = Ocs::start();
+    let flow = "start:\n  say \"echo {{event}}\"\n  goto end\n";
+    let bot = s.bot_with(&s.org, "Echo", flow, None);
+    s.set_public(&bot, true);
+    let (sid, tok) = s.start_chat_for(&bot);
+    let h = token_header(&tok);
+    let c = s.client();
+    let tasks: Vec<String> = (0..6)
+        .map(|i| {
+            let r = c.post(
+                &format!("/api/chat/{sid}/message/"),
+                &h,
+                &json!({"message": format!("m{i}")}),
+            );
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["task_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for (i, task) in tasks.iter().enumerate() {
+        let done = wait_task(&c, &sid, task, &h);
+        assert_eq!(done["message"]["content"], format!("echo m{i}"), "{done}");
+    }
+    let all = c.get(&format!("/api/chat/{sid}/poll/"), &h).json();
+    let got: Vec<String> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..6)
+        .flat_map(|i| [format!("m{i}"), format!("echo m{i}")])
+        .collect();
+    assert_eq!(got, want);
+}

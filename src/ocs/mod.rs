@@ -62,7 +62,7 @@ pub mod token;
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError, TurnHooks, TurnMetadata};
 use crate::plugins::PluginRuntime;
-use crate::store::ocs::{NewOcsMessage, OcsKey, OcsSession, OcsTask, Tag, TurnInputs};
+use crate::store::ocs::{NewOcsMessage, NewTask, OcsKey, OcsSession, OcsTask, Tag, TurnInputs};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
 use serde_json::{Map, Value as Json, json};
@@ -765,17 +765,7 @@ impl Ocs {
     ) -> Result<String, crate::store::Error> {
         let sid = session.id.clone();
         let org = session.organization_id.clone();
-        let idle = {
-            let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-            if q.contains_key(&sid) {
-                false
-            } else {
-                // An empty entry reserves the session: later messages queue behind this one.
-                q.insert(sid.clone(), VecDeque::new());
-                true
-            }
-        };
-        if !idle {
+        if !self.reserve(&sid) {
             let id = self
                 .store
                 .ocs_create_task(&org, &sid, request.clone())
@@ -799,47 +789,69 @@ impl Ocs {
             });
             return Ok(id);
         }
-        let (text, ids, context) = parse_request(&request);
-        let user = NewOcsMessage {
-            role: "user".into(),
-            content: text,
-            metadata: json!({}),
-            tags: vec![],
-            file_ids: ids.clone(),
-        };
         match self
             .store
-            .ocs_create_started_task(&org, session, request.clone(), user, ids, context)
+            .ocs_create_started_task(session, new_task(request.clone()))
             .await
         {
             Ok((id, inputs)) => {
-                self.task_accepted(&id, &sid, access);
-                let task = OcsTask {
-                    id: id.clone(),
-                    organization_id: org,
-                    session_id: sid.clone(),
-                    status: "running".into(),
-                    request,
-                    message_id: None,
-                    error: None,
-                    error_status: None,
-                };
-                self.drain(
-                    sid,
-                    Some(Job {
-                        task,
-                        session: Some(session.clone()),
-                        started: true,
-                        inputs: Some(inputs),
-                    }),
-                );
+                self.start_reserved(session, &id, request, inputs, access);
                 Ok(id)
             }
             Err(e) => {
-                self.drain(sid, None);
+                self.release(sid);
                 Err(e)
             }
         }
+    }
+
+    /// Reserve an idle session for a task that starts at once: later messages queue behind
+    /// it. `false` when the session has a task queued or running.
+    pub fn reserve(&self, session: &str) -> bool {
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if q.contains_key(session) {
+            return false;
+        }
+        // An empty entry reserves the session.
+        q.insert(session.to_string(), VecDeque::new());
+        true
+    }
+
+    /// Give back a [`Ocs::reserve`]d session that got no task (running what queued meanwhile).
+    pub fn release(self: &Arc<Self>, session: String) {
+        self.drain(session, None);
+    }
+
+    /// Run the turn of task `id`, created started (its user message stored, `inputs` read)
+    /// on a [`Ocs::reserve`]d session, then the session's queue.
+    pub fn start_reserved(
+        self: &Arc<Self>,
+        session: &OcsSession,
+        id: &str,
+        request: Json,
+        inputs: TurnInputs,
+        access: String,
+    ) {
+        self.task_accepted(id, &session.id, access);
+        let task = OcsTask {
+            id: id.to_string(),
+            organization_id: session.organization_id.clone(),
+            session_id: session.id.clone(),
+            status: "running".into(),
+            request,
+            message_id: None,
+            error: None,
+            error_status: None,
+        };
+        self.drain(
+            session.id.clone(),
+            Some(Job {
+                task,
+                session: Some(session.clone()),
+                started: true,
+                inputs: Some(inputs),
+            }),
+        );
     }
 
     /// Queue a task on its session's queue (tasks of one session run in order).
@@ -918,7 +930,7 @@ impl Ocs {
                 .await;
             return None;
         };
-        let (text, ids, context) = parse_request(&task.request);
+        let (text, ids, _) = parse_request(&task.request);
         if !started {
             if task.status == "running" {
                 // A previous process died mid-turn: whether its turn committed is unknown, so
@@ -935,16 +947,9 @@ impl Ocs {
                     .await;
                 return None;
             }
-            let user = NewOcsMessage {
-                role: "user".into(),
-                content: text.clone(),
-                metadata: json!({}),
-                tags: vec![],
-                file_ids: ids.clone(),
-            };
             match self
                 .store
-                .ocs_start_task(&org, &task.id, &session, user, ids.clone(), context)
+                .ocs_start_task(&task.id, &session, new_task(task.request.clone()))
                 .await
             {
                 Ok(i) => inputs = Some(i),
@@ -1055,6 +1060,24 @@ pub fn connector_channel(
 }
 
 /// `(message, attachment_ids, context)` of a chat task's request.
+/// The task of a chat message's stored request: its user message, attachments and
+/// `context`.
+pub fn new_task(request: Json) -> NewTask {
+    let (text, ids, context) = parse_request(&request);
+    NewTask {
+        user: NewOcsMessage {
+            role: "user".into(),
+            content: text,
+            metadata: json!({}),
+            tags: vec![],
+            file_ids: ids.clone(),
+        },
+        attach: ids,
+        context,
+        request,
+    }
+}
+
 fn parse_request(request: &Json) -> (String, Vec<i64>, Option<Json>) {
     let text = request
         .get("message")

@@ -99,7 +99,7 @@ fn with_auto_command(name: &str, commands: &[String]) -> Vec<String> {
     out
 }
 
-fn load_bot(c: &Connection, org: &str, bot: &str) -> Result<Bot> {
+pub(super) fn load_bot(c: &Connection, org: &str, bot: &str) -> Result<Bot> {
     c.prepare_cached(&format!(
         "SELECT {BOT_COLS} FROM bots WHERE id = ?1 AND organization_id = ?2"
     ))?

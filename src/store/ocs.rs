@@ -785,23 +785,11 @@ impl Store {
 
     /// A widget channel by embed key (unscoped: the key decides the organization).
     pub fn ocs_widget_by_key(&self, key: &str) -> Result<Option<WidgetChannel>> {
-        self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE embed_key = ?1"
-            ))?
-            .query_row([key], widget_from_row)
-            .optional()?)
-        })
+        self.read(|c| widget_by_key_on(c, key))
     }
 
     pub fn ocs_widget(&self, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
-        self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1 AND organization_id = ?2"
-            ))?
-            .query_row([id, org], widget_from_row)
-            .optional()?)
-        })
+        self.read(|c| widget_on(c, org, id))
     }
 
     pub fn ocs_widgets_of_bot(&self, org: &str, bot: &str) -> Result<Vec<WidgetChannel>> {
@@ -896,11 +884,37 @@ impl Store {
 
     /// A session looked up by id alone (the chat API: the session decides the organization).
     pub fn ocs_session_any_org(&self, id: &str) -> Result<Option<OcsSession>> {
-        self.read(|c| {
-            Ok(c.prepare_cached(&SESSION_BY_ID)?
-                .query_row([id], session_from_row)
-                .optional()?)
+        self.read(|c| session_any_org_on(c, id))
+    }
+
+    /// The rows a chat request's access decision reads (read pool).
+    pub fn ocs_chat_access_rows(
+        &self,
+        session: &str,
+        embed: Option<&str>,
+    ) -> Result<ChatAccessRows> {
+        self.read(|c| chat_access_rows_on(c, session, embed))
+    }
+
+    /// A chat message's access and, when `decide` accepts the rows, the task that starts its
+    /// turn at once (as [`Store::ocs_create_started_task`]), in one writer job: the rows are
+    /// read on the writer's warm connection, consistent with the task, and the message costs
+    /// no separate read. `decide` runs on the writer thread and must only compute.
+    pub async fn ocs_access_and_start_task<D: Send + 'static>(
+        &self,
+        session: String,
+        embed: Option<String>,
+        decide: impl FnOnce(&ChatAccessRows) -> (D, Option<NewTask>) + Send + 'static,
+    ) -> Result<(D, Option<(String, TurnInputs)>)> {
+        self.write_async_bare(move |c| {
+            let rows = chat_access_rows_on(c, &session, embed.as_deref())?;
+            let (d, task) = decide(&rows);
+            let (Some(task), Some(sess)) = (task, rows.session.as_ref()) else {
+                return Ok((d, None));
+            };
+            Ok((d, Some(start_task_on(c, sess, task)?)))
         })
+        .await
     }
 
     /// The participant's latest session with this bot whose status is not in `exclude`.
@@ -1144,62 +1158,49 @@ impl Store {
 
     /// Create a task that starts at once: the task row (running), the user's message,
     /// `remote_context` and the attachments' expiry, in one transaction. Returns the task id
-    /// and the turn's inputs (read in the same job, after the writes).
-    #[allow(clippy::too_many_arguments)]
+    /// and the turn's inputs (as they are after the writes).
+    ///
+    /// A bare job (no savepoint, whose statement journal copies every page the job changes):
+    /// [`TaskStart::run_on`] reads everything first, and the task row is the first write, so
+    /// the expected failures (a session deleted meanwhile fails that insert's foreign key, a
+    /// bot deleted meanwhile fails the reads) leave nothing written.
     pub async fn ocs_create_started_task(
         &self,
-        org: &str,
         session: &OcsSession,
-        request: Json,
-        user: NewOcsMessage,
-        attach: Vec<i64>,
-        context: Option<Json>,
+        task: NewTask,
     ) -> Result<(String, TurnInputs)> {
-        let (org, participant, bot) = (
-            org.to_string(),
-            session.participant.id.clone(),
-            session.bot_id.clone(),
-        );
-        let session = session.id.clone();
-        self.write_async(move |c| {
-            let id = new_id();
-            let now = now_millis();
-            c.prepare_cached(
-                "INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, created_at,
-                                       updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
-            )?
-            .execute(params![id, org, session, request.to_string(), now])?;
-            start_on(c, &org, &session, &user, &attach, context)?;
-            Ok((id, turn_inputs_on(c, &org, &session, &participant, &bot)?))
-        })
-        .await
+        let session = session.clone();
+        self.write_async_bare(move |c| start_task_on(c, &session, task))
+            .await
     }
 
     /// Mark a task running and store the user's message (+ `remote_context` into the state)
-    /// in one transaction; returns the turn's inputs (read in the same job, after the writes).
+    /// in one transaction; returns the turn's inputs (as they are after the writes).
     pub async fn ocs_start_task(
         &self,
-        org: &str,
         task: &str,
         session: &OcsSession,
-        user: NewOcsMessage,
-        attach: Vec<i64>,
-        context: Option<Json>,
+        new: NewTask,
     ) -> Result<TurnInputs> {
-        let (org, task, participant, bot) = (
-            org.to_string(),
-            task.to_string(),
-            session.participant.id.clone(),
-            session.bot_id.clone(),
+        let start = TaskStart::new(
+            &session.organization_id,
+            session,
+            new.user,
+            new.attach,
+            new.context,
         );
-        let session = session.id.clone();
+        let task = task.to_string();
+        // With its savepoint: a session deleted while the task was queued fails the message
+        // insert after the task's update.
         self.write_async(move |c| {
-            c.prepare_cached(
-                "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![task, now_millis()])?;
-            start_on(c, &org, &session, &user, &attach, context)?;
-            turn_inputs_on(c, &org, &session, &participant, &bot)
+            let ((), inputs) = start.run_on(c, |c, _, _| {
+                c.prepare_cached(
+                    "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![task, now_millis()])?;
+                Ok(())
+            })?;
+            Ok(inputs)
         })
         .await
     }
@@ -1661,31 +1662,194 @@ impl super::conversations::TurnTx<'_> {
 }
 
 /// The start of a chat turn: `remote_context`, attachments kept, the user's message stored.
-fn start_on(
+/// Create a task that starts at once (status `running`) with its user message; the task id
+/// and the turn's inputs. Bare-job safe (see [`TaskStart::run_on`]): a session deleted
+/// meanwhile fails the task row's foreign key, the first write.
+fn start_task_on(
     c: &Connection,
-    org: &str,
-    session: &str,
-    user: &NewOcsMessage,
-    attach: &[i64],
-    context: Option<Json>,
-) -> Result<OcsMessage> {
-    if let Some(ctx) = context {
-        set_state_on(
-            c,
-            org,
-            session,
-            serde_json::json!({"remote_context": ctx}),
-            true,
-        )?;
-    }
-    for f in attach {
-        c.prepare_cached(
-            "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
+    session: &OcsSession,
+    task: NewTask,
+) -> Result<(String, TurnInputs)> {
+    let NewTask {
+        request,
+        user,
+        attach,
+        context,
+    } = task;
+    TaskStart::new(&session.organization_id, session, user, attach, context).run_on(
+        c,
+        |c, org, sid| {
+            let id = new_id();
+            let now = now_millis();
+            c.prepare_cached(
+            "INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, created_at,
+                                   updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
         )?
-        .execute(params![f, org])?;
+        .execute(params![id, org, sid, request.to_string(), now])?;
+            Ok(id)
+        },
+    )
+}
+
+/// A chat message's task, as [`Store::ocs_access_and_start_task`] creates it.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The task's stored request (what a queued task's turn is run from).
+    pub request: Json,
+    pub user: NewOcsMessage,
+    pub attach: Vec<i64>,
+    pub context: Option<Json>,
+}
+
+/// What a chat request's access decision reads (ocs-api §3.7).
+#[derive(Debug, Clone, Default)]
+pub struct ChatAccessRows {
+    pub session: Option<OcsSession>,
+    /// The widget channel of the request's embed key (when it sent one).
+    pub key_widget: Option<WidgetChannel>,
+    /// The widget channel the session was started on.
+    pub own_widget: Option<WidgetChannel>,
+    /// The chatbot's web chat is public; read only when neither a session token nor an embed
+    /// key governs the session (else `false`).
+    pub public: bool,
+}
+
+impl ChatAccessRows {
+    /// The session needs a session token (its own flag, or its widget's auth level).
+    pub fn by_token(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.session_token_required)
+            || self.own_widget.as_ref().is_some_and(|w| w.auth_level >= 2)
     }
-    let mut m = append_messages_on(c, org, session, std::slice::from_ref(user))?;
-    Ok(m.remove(0))
+
+    /// The session's widget needs its embed key (auth level 1, or deleted).
+    pub fn by_key(&self) -> bool {
+        self.own_widget
+            .as_ref()
+            .is_some_and(|w| w.auth_level == 1 || w.deleted)
+    }
+}
+
+fn chat_access_rows_on(
+    c: &Connection,
+    session: &str,
+    embed: Option<&str>,
+) -> Result<ChatAccessRows> {
+    let mut rows = ChatAccessRows {
+        key_widget: match embed {
+            Some(k) => widget_by_key_on(c, k)?,
+            None => None,
+        },
+        ..Default::default()
+    };
+    let Some(sess) = session_any_org_on(c, session)? else {
+        return Ok(rows);
+    };
+    if let Some(id) = &sess.widget_channel_id {
+        rows.own_widget = widget_on(c, &sess.organization_id, id)?;
+    }
+    rows.session = Some(sess);
+    if !rows.by_token() && !rows.by_key() {
+        let sess = rows.session.as_ref().expect("set above");
+        rows.public = super::bots::load_bot(c, &sess.organization_id, &sess.bot_id)?
+            .settings
+            .web_chat_public;
+    }
+    Ok(rows)
+}
+
+fn session_any_org_on(c: &Connection, id: &str) -> Result<Option<OcsSession>> {
+    Ok(c.prepare_cached(&SESSION_BY_ID)?
+        .query_row([id], session_from_row)
+        .optional()?)
+}
+
+fn widget_by_key_on(c: &Connection, key: &str) -> Result<Option<WidgetChannel>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE embed_key = ?1"
+    ))?
+    .query_row([key], widget_from_row)
+    .optional()?)
+}
+
+fn widget_on(c: &Connection, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1 AND organization_id = ?2"
+    ))?
+    .query_row([id, org], widget_from_row)
+    .optional()?)
+}
+
+/// What starting a task's turn writes: the user's message, `remote_context` into the
+/// session's state, and the attachments kept (no expiry).
+struct TaskStart {
+    org: String,
+    session: String,
+    participant: String,
+    bot: String,
+    user: NewOcsMessage,
+    attach: Vec<i64>,
+    context: Option<Json>,
+}
+
+impl TaskStart {
+    fn new(
+        org: &str,
+        session: &OcsSession,
+        user: NewOcsMessage,
+        attach: Vec<i64>,
+        context: Option<Json>,
+    ) -> TaskStart {
+        TaskStart {
+            org: org.to_string(),
+            session: session.id.clone(),
+            participant: session.participant.id.clone(),
+            bot: session.bot_id.clone(),
+            user,
+            attach,
+            context,
+        }
+    }
+
+    /// Read the turn's inputs, run `mark_task` (the task row's write, the first write), then
+    /// write the rest. The inputs returned are as they are after the writes: the state with
+    /// `remote_context` merged the way [`set_state_on`] merges.
+    fn run_on<R>(
+        self,
+        c: &Connection,
+        mark_task: impl FnOnce(&Connection, &str, &str) -> Result<R>,
+    ) -> Result<(R, TurnInputs)> {
+        let (org, session) = (self.org.as_str(), self.session.as_str());
+        let mut inputs = turn_inputs_on(c, org, session, &self.participant, &self.bot)?;
+        let r = mark_task(c, org, session)?;
+        if let Some(ctx) = self.context {
+            let mut state = match std::mem::take(&mut inputs.state) {
+                Json::Object(m) => m,
+                _ => Map::new(),
+            };
+            state.insert("remote_context".into(), ctx);
+            inputs.state = Json::Object(state);
+            c.prepare_cached(
+                "UPDATE ocs_sessions SET state = ?3, updated_at = ?4
+                 WHERE id = ?1 AND organization_id = ?2",
+            )?
+            .execute(params![
+                session,
+                org,
+                inputs.state.to_string(),
+                now_millis()
+            ])?;
+        }
+        for f in &self.attach {
+            c.prepare_cached(
+                "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
+            )?
+            .execute(params![f, org])?;
+        }
+        append_messages_on(c, org, session, std::slice::from_ref(&self.user))?;
+        Ok((r, inputs))
+    }
 }
 
 fn set_state_on(

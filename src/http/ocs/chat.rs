@@ -8,7 +8,9 @@ use crate::http::response::Body;
 use crate::ocs::ratelimit::Scope;
 use crate::ocs::{TOKEN_LIFETIME_SECS, TaskResult, files};
 use crate::store::Store;
-use crate::store::ocs::{NewOcsFile, NewSession, OcsSession, OcsTask, WidgetChannel};
+use crate::store::ocs::{
+    ChatAccessRows, NewOcsFile, NewSession, OcsSession, OcsTask, WidgetChannel,
+};
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{Value as Json, json};
@@ -49,7 +51,12 @@ fn origin_host(call: &Call) -> Option<String> {
 
 /// Does the request's origin match the channel's `allowed_domains`?
 fn origin_ok(call: &Call, w: &WidgetChannel) -> bool {
-    let Some(host) = origin_host(call) else {
+    origin_allowed(origin_host(call).as_deref(), w)
+}
+
+/// Does `host` (of the request's origin, see [`origin_host`]) match `allowed_domains`?
+fn origin_allowed(host: Option<&str>, w: &WidgetChannel) -> bool {
+    let Some(host) = host else {
         return false;
     };
     w.allowed_domains.iter().any(|d| {
@@ -353,105 +360,226 @@ async fn access_with<R: Send + 'static>(
     call: &mut Call,
     extra: impl FnOnce(&Store, &OcsSession) -> crate::store::Result<R> + Send + 'static,
 ) -> Result<(OcsSession, bool, R), Response<Body>> {
-    let sid = call.params.id.clone();
-    chat_rate(call, &format!("session:{sid}"))?;
-    let embed = call.header("x-embed-key").map(str::to_string);
-    let member_key = key_of(&call.ocs, &call.headers).await;
-    let e2 = embed.clone();
-    let (session, widget, own_widget, public, extra) = call
+    let ask = AccessAsk::of(call).await?;
+    access_read(call, &ask, extra).await
+}
+
+/// The access reads (read pool) and `extra`, then [`AccessAsk::decide`].
+async fn access_read<R: Send + 'static>(
+    call: &Call,
+    ask: &AccessAsk,
+    extra: impl FnOnce(&Store, &OcsSession) -> crate::store::Result<R> + Send + 'static,
+) -> Result<(OcsSession, bool, R), Response<Body>> {
+    let (sid, embed) = (call.params.id.clone(), ask.embed.clone());
+    let (rows, extra) = call
         .blocking(move |s| {
-            let key_widget = match &e2 {
-                Some(k) => s.ocs_widget_by_key(k)?,
+            let rows = s.ocs_chat_access_rows(&sid, embed.as_deref())?;
+            let extra = match &rows.session {
+                Some(sess) => Some(extra(s, sess)?),
                 None => None,
             };
-            let Some(sess) = s.ocs_session_any_org(&sid)? else {
-                return Ok((None, key_widget, None, false, None));
-            };
-            let own = match &sess.widget_channel_id {
-                Some(id) => s.ocs_widget(&sess.organization_id, id)?,
-                None => None,
-            };
-            let by_token =
-                sess.session_token_required || own.as_ref().is_some_and(|w| w.auth_level >= 2);
-            let by_key = own.as_ref().is_some_and(|w| w.auth_level == 1 || w.deleted);
-            let public = if by_token || by_key {
-                false
-            } else {
-                s.get_bot(&sess.organization_id, &sess.bot_id)?
-                    .settings
-                    .web_chat_public
-            };
-            let r = extra(s, &sess)?;
-            Ok((Some(sess), key_widget, own, public, Some(r)))
+            Ok((rows, extra))
         })
         .await?;
-    let (Some(session), Some(extra)) = (session, extra) else {
+    let (session, member) = ask.decide(&rows)?;
+    let Some(extra) = extra else {
         return Err(detail(StatusCode::FORBIDDEN, "Session does not exist"));
     };
-    if embed.is_some() {
-        let Some(w) = widget
-            .as_ref()
-            .filter(|w| w.bot_id == session.bot_id && !w.deleted)
-        else {
-            return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
-        };
-        if !origin_ok(call, w) {
-            return Err(detail(
-                StatusCode::FORBIDDEN,
-                "Origin not allowed for this chatbot",
-            ));
-        }
+    Ok((session, member, extra))
+}
+
+/// What a session-bound chat request presents for its access decision, taken from the
+/// request up front so that the decision can run wherever the rows are read (the read pool,
+/// or the writer job of [`message_at_once`]).
+struct AccessAsk {
+    ocs: std::sync::Arc<crate::ocs::Ocs>,
+    embed: Option<String>,
+    /// Host of the request's origin ([`origin_host`]).
+    origin: Option<String>,
+    token: Option<String>,
+    /// Organization of the caller's API key, if it presented a valid one.
+    member_org: Option<String>,
+}
+
+impl AccessAsk {
+    /// The rate limit first (a limited caller learns nothing more), then the caller's key.
+    async fn of(call: &mut Call) -> Result<AccessAsk, Response<Body>> {
+        chat_rate(call, &format!("session:{}", call.params.id))?;
+        let member_org = key_of(&call.ocs, &call.headers)
+            .await
+            .map(|k| k.organization_id);
+        Ok(AccessAsk {
+            ocs: call.ocs.clone(),
+            embed: call.header("x-embed-key").map(str::to_string),
+            origin: origin_host(call),
+            token: call.header("x-session-token").map(str::to_string),
+            member_org,
+        })
     }
-    let member = member_key.is_some_and(|k| k.organization_id == session.organization_id);
-    if session.session_token_required || own_widget.as_ref().is_some_and(|w| w.auth_level >= 2) {
-        let Some(token) = call.header("x-session-token") else {
-            return Err(token_err(
-                "session_token_required",
-                "Session token required",
-            ));
+
+    /// The session and whether the caller is a team member, or the denial (every one a
+    /// 403, in the contract's order).
+    fn decide(&self, rows: &ChatAccessRows) -> Result<(OcsSession, bool), Response<Body>> {
+        let Some(session) = &rows.session else {
+            return Err(detail(StatusCode::FORBIDDEN, "Session does not exist"));
         };
-        if !call.ocs.token.verify(&session.id, token) {
-            return Err(token_err("session_token_invalid", "Invalid session token"));
+        if self.embed.is_some() {
+            let Some(w) = rows
+                .key_widget
+                .as_ref()
+                .filter(|w| w.bot_id == session.bot_id && !w.deleted)
+            else {
+                return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
+            };
+            if !origin_allowed(self.origin.as_deref(), w) {
+                return Err(detail(
+                    StatusCode::FORBIDDEN,
+                    "Origin not allowed for this chatbot",
+                ));
+            }
         }
-        let lifetime = own_widget
-            .as_ref()
-            .and_then(|w| w.session_token_lifetime)
-            .unwrap_or(TOKEN_LIFETIME_SECS);
-        if now_ms() > session.created_at + lifetime * 1000 {
-            return Err(token_err("session_expired", "Session has expired"));
+        let member = self.member_org.as_ref() == Some(&session.organization_id);
+        if rows.by_token() {
+            let Some(token) = &self.token else {
+                return Err(token_err(
+                    "session_token_required",
+                    "Session token required",
+                ));
+            };
+            if !self.ocs.token.verify(&session.id, token) {
+                return Err(token_err("session_token_invalid", "Invalid session token"));
+            }
+            let lifetime = rows
+                .own_widget
+                .as_ref()
+                .and_then(|w| w.session_token_lifetime)
+                .unwrap_or(TOKEN_LIFETIME_SECS);
+            if now_ms() > session.created_at + lifetime * 1000 {
+                return Err(token_err("session_expired", "Session has expired"));
+            }
+            return Ok((session.clone(), member));
         }
-        return Ok((session, member, extra));
-    }
-    match &own_widget {
-        Some(w) if w.auth_level == 1 || w.deleted => {
-            let ok = widget.as_ref().is_some_and(|k| k.id == w.id && !w.deleted);
+        if rows.by_key() {
+            let ok = match (&rows.key_widget, &rows.own_widget) {
+                (Some(k), Some(w)) => k.id == w.id && !w.deleted,
+                _ => false,
+            };
             if !ok {
                 return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
             }
-        }
-        _ => {
-            if let Some(k) = &widget
+        } else {
+            if let Some(k) = &rows.key_widget
                 && Some(&k.id) != session.widget_channel_id.as_ref()
             {
                 return Err(detail(StatusCode::FORBIDDEN, "Invalid widget embed key"));
             }
-            if !public && !member {
+            if !rows.public && !member {
                 return Err(detail(
                     StatusCode::FORBIDDEN,
                     "You do not have access to this chatbot",
                 ));
             }
         }
+        Ok((session.clone(), member))
     }
-    Ok((session, member, extra))
+}
+
+/// The stored request of a chat message: its text, attachments, `context` and version.
+fn message_request(text: &str, ids: &[i64], body: &Json) -> Json {
+    json!({"message": text, "attachment_ids": ids,
+           "context": body.get("context").cloned().unwrap_or(Json::Null),
+           "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)})
+}
+
+/// The request of the common message, `None` for any other: a non-blank text, no version
+/// pin, no attachments.
+fn plain_message(body: &Json) -> Option<Json> {
+    let text = body
+        .get("message")?
+        .as_str()
+        .filter(|t| !t.trim().is_empty())?;
+    let unpinned = body
+        .get("version_number")
+        .is_none_or(|v| v.is_null() || *v == json!(0));
+    let no_files = match body.get("attachment_ids") {
+        None | Some(Json::Null) => true,
+        Some(Json::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    (unpinned && no_files).then(|| message_request(text, &[], body))
+}
+
+/// The common message ([`plain_message`]) to a session with nothing queued (reserved by
+/// the caller, see [`crate::ocs::Ocs::reserve`]): its access decision, its task and its user
+/// message in one writer job ([`Store::ocs_access_and_start_task`]), with [`message`]'s
+/// answers in [`message`]'s order. A busy session's message queues the usual way.
+async fn message_at_once(call: &Call, ask: AccessAsk, request: Json) -> Response<Body> {
+    let sid = call.params.id.clone();
+    let task = crate::ocs::new_task(request.clone());
+    let r = call
+        .ocs
+        .store
+        .ocs_access_and_start_task(sid.clone(), ask.embed.clone(), move |rows| {
+            match ask.decide(rows) {
+                Ok((s, _)) if s.status == "complete" => (
+                    Err(error(StatusCode::BAD_REQUEST, "Session has ended")),
+                    None,
+                ),
+                Ok((s, _)) => (Ok(s), Some(task)),
+                Err(r) => (Err(r), None),
+            }
+        })
+        .await;
+    let (session, id, inputs) = match r {
+        Ok((Ok(session), Some((id, inputs)))) => (session, id, inputs),
+        Ok((Err(resp), _)) => {
+            call.ocs.release(sid);
+            return resp;
+        }
+        Ok((Ok(_), None)) => {
+            call.ocs.release(sid);
+            return super::internal("an accepted message got no task");
+        }
+        Err(e) => {
+            call.ocs.release(sid);
+            return super::internal(e);
+        }
+    };
+    let access = access_fingerprint(call);
+    call.ocs
+        .start_reserved(&session, &id, request, inputs, access);
+    accepted(call, &id)
+}
+
+/// The `202` of an accepted message.
+fn accepted(call: &Call, task: &str) -> Response<Body> {
+    let mut resp = json_resp(
+        StatusCode::ACCEPTED,
+        &json!({"task_id": task, "status": "processing"}),
+    );
+    if widget_deprecated(call, false) {
+        deprecation_headers(&mut resp);
+    }
+    resp
 }
 
 pub(crate) async fn message(call: &mut Call) -> Response<Body> {
-    let (session, member) = match access(call).await {
+    let ask = match AccessAsk::of(call).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    // Read before access is decided; its errors still come after a denial.
+    let body = call.json().await;
+    if let Some(request) = body.as_ref().ok().and_then(plain_message)
+        && call.ocs.reserve(&call.params.id)
+    {
+        return message_at_once(call, ask, request).await;
+    }
+    let (session, member, ()) = match access_read(call, &ask, |_, _| Ok(())).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match call.json().await {
+    let body = match body {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -524,21 +652,12 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
             return error(StatusCode::BAD_REQUEST, "One or more file IDs are invalid");
         }
     }
-    let request = json!({"message": text, "attachment_ids": ids, "context": body.get("context").cloned().unwrap_or(Json::Null),
-                         "version_number": body.get("version_number").cloned().unwrap_or(Json::Null)});
+    let request = message_request(&text, &ids, &body);
     let access = access_fingerprint(call);
-    let task = match call.ocs.enqueue_message(&session, request, access).await {
-        Ok(t) => t,
-        Err(e) => return super::internal(e),
-    };
-    let mut resp = json_resp(
-        StatusCode::ACCEPTED,
-        &json!({"task_id": task, "status": "processing"}),
-    );
-    if widget_deprecated(call, false) {
-        deprecation_headers(&mut resp);
+    match call.ocs.enqueue_message(&session, request, access).await {
+        Ok(task) => accepted(call, &task),
+        Err(e) => super::internal(e),
     }
-    resp
 }
 
 /// Longest time a task poll holds a `processing` answer of a task this process is running
