@@ -40,7 +40,7 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
                 id: conv.into(),
                 flow: "Default".into(),
                 step: "start".into(),
-                metadata: json!({"k": 1}),
+                metadata: json!({"k": 1}).to_string(),
                 version_id: None,
                 platform: "api".into(),
             }

@@ -415,7 +415,10 @@ fn run(
         serde_json::json!({"type": ch.kind, "name": ch.name, "id": ch.id}),
     );
     // Stored with a new conversation only, without the request's turn-only entries.
-    let create_metadata = start.create.then(|| Json::Object(metadata.clone()));
+    // Serialized at once: only its text is stored (no copy of the whole map).
+    let create_metadata = start
+        .create
+        .then(|| serde_json::to_string(&metadata).expect("a JSON map always serializes"));
     metadata.extend(req.turn_metadata);
     let ctx = csml::Context {
         flow: start.flow.clone(),

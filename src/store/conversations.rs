@@ -101,7 +101,8 @@ pub enum ConversationWrite {
         id: String,
         flow: String,
         step: String,
-        metadata: Json,
+        /// The conversation's `_metadata`, as JSON text.
+        metadata: String,
         version_id: Option<String>,
         /// Channel kind: the participant's platform.
         platform: String,
@@ -293,7 +294,6 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             }
             participant = Some(pid);
             let participant = participant.as_deref();
-            let metadata = json_text(metadata);
             let insert = || -> rusqlite::Result<usize> {
                 c.prepare_cached(
                     "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
