@@ -2776,3 +2776,51 @@ fn messages_sent_back_to_back_run_in_order() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// `incoming_message` stores the user's message and every reply in the turn's own commit,
+/// in order; a turn that fails still stores the user's message (and answers 500).
+#[test]
+fn incoming_message_stores_the_exchange_and_keeps_failed_messages() {
+    let s = Ocs::start();
+    let flow = "start:\n  say \"one {{event}}\"\n  say \"two\"\n  goto end\n";
+    let bot = s.bot_with(&s.org, "Twice", flow, None);
+    let r = s.post(
+        &format!("/channels/api/{bot}/incoming_message"),
+        &json!({"message": "hi"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["response"], "one hi\n\ntwo");
+    let sessions = s.get(&format!("/api/sessions/?experiment={bot}")).json();
+    let sid = sessions["results"][0]["id"].as_str().unwrap().to_string();
+    let got: Vec<(String, String)> = s.get(&format!("/api/sessions/{sid}/")).json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_string(),
+                m["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("user", "hi"),
+        ("assistant", "one hi"),
+        ("assistant", "two"),
+    ]
+    .map(|(r, c)| (r.to_string(), c.to_string()));
+    assert_eq!(got, want);
+
+    let broken = s.bot_with(&s.org, "Broken", "start:\n  say (\n", None);
+    let r = s.post(
+        &format!("/channels/api/{broken}/incoming_message"),
+        &json!({"message": "still here"}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    let sessions = s.get(&format!("/api/sessions/?experiment={broken}")).json();
+    let sid = sessions["results"][0]["id"].as_str().unwrap().to_string();
+    let msgs = s.get(&format!("/api/sessions/{sid}/")).json()["messages"].clone();
+    assert_eq!(msgs.as_array().unwrap().len(), 1, "{msgs}");
+    assert_eq!(msgs[0]["role"], "user");
+    assert_eq!(msgs[0]["content"], "still here");
+}

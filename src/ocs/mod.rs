@@ -697,24 +697,76 @@ impl Ocs {
             .ok_or_else(|| EngineError::Internal("the turn stored no reply".into()))
     }
 
-    /// A text turn. `current_is_stored`: the caller stored the user's message already (it is
-    /// then left out of `_metadata.history`).
-    pub async fn run_text(
+    /// A synchronous text turn (`incoming_message`, the OpenAI endpoint): the flow's
+    /// write-back, the user's message and the replies are stored in the turn's own commit, so
+    /// nobody observes the turn half way and it costs no commit of its own. A turn that fails
+    /// stores the user's message alone. Returns the rendered replies.
+    pub async fn run_sync_text(
         &self,
         session: &OcsSession,
         text: &str,
-        attachments: Json,
-        current_is_stored: bool,
         inputs: Option<TurnInputs>,
-    ) -> Result<TurnOutcome, EngineError> {
-        self.run_event(
-            session,
-            text_payload(text, attachments),
-            Map::new(),
-            current_is_stored,
-            inputs,
-        )
-        .await
+    ) -> Result<Vec<Rendered>, EngineError> {
+        let user = NewOcsMessage {
+            role: "user".into(),
+            content: text.to_string(),
+            metadata: json!({}),
+            tags: vec![],
+            file_ids: vec![],
+        };
+        let out = Arc::new(Mutex::new(None));
+        let result = match self
+            .prepare_event(
+                session,
+                text_payload(text, Json::Null),
+                Map::new(),
+                false,
+                inputs,
+            )
+            .await
+        {
+            Ok(PreparedTurn {
+                req,
+                code,
+                tag,
+                mut hooks,
+            }) => {
+                let (org, sid, pid, bid) = (
+                    session.organization_id.clone(),
+                    session.id.clone(),
+                    session.participant.id.clone(),
+                    session.bot_id.clone(),
+                );
+                let (u, o) = (user.clone(), Arc::clone(&out));
+                let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
+                    let (rendered, wb) =
+                        render::render_all(resp.messages.iter().map(|m| &m.payload));
+                    let mut msgs = vec![u];
+                    msgs.extend(assistant_messages(&rendered, &tag));
+                    tx.ocs_finish_sync_turn(&org, &sid, &pid, &bid, wb, &msgs)?;
+                    *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
+                    Ok(())
+                });
+                hooks.after = Some(after);
+                self.engine.chat_code(req, code, hooks).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if let Err(se) = self
+                .store
+                .ocs_append_messages_async(&session.organization_id, &session.id, vec![user])
+                .await
+            {
+                tracing::error!(error = %se, session = %session.id, "could not store the user message");
+            }
+            return Err(e);
+        }
+        // Set by the hook of the turn that just committed.
+        out.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| EngineError::Internal("the turn stored no replies".into()))
     }
 
     /// A `trigger_bot` prompt or a due schedule: routed to the `ocs_trigger` flow; its replies

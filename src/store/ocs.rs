@@ -1659,9 +1659,24 @@ impl super::conversations::TurnTx<'_> {
         write_back_on(self.c, org, session, participant, bot, wb)?;
         finish_task_on(self.c, org, task, session, msgs, None)
     }
+
+    /// A synchronous turn's end inside its commit: the flow's write-back, then the user's
+    /// message and the replies (`msgs`, in order).
+    pub fn ocs_finish_sync_turn(
+        &self,
+        org: &str,
+        session: &str,
+        participant: &str,
+        bot: &str,
+        wb: WriteBack,
+        msgs: &[NewOcsMessage],
+    ) -> Result<()> {
+        write_back_on(self.c, org, session, participant, bot, wb)?;
+        append_messages_on(self.c, org, session, msgs)?;
+        Ok(())
+    }
 }
 
-/// The start of a chat turn: `remote_context`, attachments kept, the user's message stored.
 /// Create a task that starts at once (status `running`) with its user message; the task id
 /// and the turn's inputs. Bare-job safe (see [`TaskStart::run_on`]): a session deleted
 /// meanwhile fails the task row's foreign key, the first write.

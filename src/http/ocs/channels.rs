@@ -393,37 +393,16 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
     }
 }
 
-/// Store the user message, run the turn, store the replies; the rendered replies.
+/// Run a synchronous text turn (its messages stored in its own commit, see
+/// [`crate::ocs::Ocs::run_sync_text`]); the rendered replies.
 async fn run_sync(
     call: &Call,
     session: &OcsSession,
     text: &str,
     inputs: Option<TurnInputs>,
 ) -> Result<Vec<render::Rendered>, Response<Body>> {
-    let user = NewOcsMessage {
-        role: "user".into(),
-        content: text.to_string(),
-        metadata: json!({}),
-        tags: vec![],
-        file_ids: vec![],
-    };
-    // Nobody can observe a synchronous turn half way: the user's message and the replies are
-    // stored together after the turn, in one commit.
-    let result = call
-        .ocs
-        .run_text(session, text, Json::Null, false, inputs)
-        .await;
-    let mut msgs = vec![user];
-    if let Ok(out) = &result {
-        msgs.extend(out.messages.iter().cloned());
-    }
-    call.ocs
-        .store
-        .ocs_append_messages_async(&session.organization_id, &session.id, msgs)
-        .await
-        .map_err(internal)?;
-    match result {
-        Ok(out) => Ok(out.rendered),
+    match call.ocs.run_sync_text(session, text, inputs).await {
+        Ok(rendered) => Ok(rendered),
         Err(crate::engine::EngineError::BadRequest(m)) => Err(error(StatusCode::BAD_REQUEST, &m)),
         Err(e) => Err(internal(e)),
     }
