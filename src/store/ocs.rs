@@ -1161,7 +1161,7 @@ impl Store {
     /// and the turn's inputs (as they are after the writes).
     ///
     /// A bare job (no savepoint, whose statement journal copies every page the job changes):
-    /// [`TaskStart::run_on`] reads everything first, and the task row is the first write, so
+    /// [`start_turn_on`] reads everything first, and the task row is the first write, so
     /// the expected failures (a session deleted meanwhile fails that insert's foreign key, a
     /// bot deleted meanwhile fails the reads) leave nothing written.
     pub async fn ocs_create_started_task(
@@ -1182,18 +1182,11 @@ impl Store {
         session: &OcsSession,
         new: NewTask,
     ) -> Result<TurnInputs> {
-        let start = TaskStart::new(
-            &session.organization_id,
-            session,
-            new.user,
-            new.attach,
-            new.context,
-        );
-        let task = task.to_string();
+        let (task, session) = (task.to_string(), session.clone());
         // With its savepoint: a session deleted while the task was queued fails the message
         // insert after the task's update.
         self.write_async(move |c| {
-            let ((), inputs) = start.run_on(c, |c, _, _| {
+            let ((), inputs) = start_turn_on(c, &session, &new, |c, _, _| {
                 c.prepare_cached(
                     "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
                 )?
@@ -1678,32 +1671,23 @@ impl super::conversations::TurnTx<'_> {
 }
 
 /// Create a task that starts at once (status `running`) with its user message; the task id
-/// and the turn's inputs. Bare-job safe (see [`TaskStart::run_on`]): a session deleted
+/// and the turn's inputs. Bare-job safe (see [`start_turn_on`]): a session deleted
 /// meanwhile fails the task row's foreign key, the first write.
 fn start_task_on(
     c: &Connection,
     session: &OcsSession,
     task: NewTask,
 ) -> Result<(String, TurnInputs)> {
-    let NewTask {
-        request,
-        user,
-        attach,
-        context,
-    } = task;
-    TaskStart::new(&session.organization_id, session, user, attach, context).run_on(
-        c,
-        |c, org, sid| {
-            let id = new_id();
-            let now = now_millis();
-            c.prepare_cached(
+    start_turn_on(c, session, &task, |c, org, sid| {
+        let id = new_id();
+        let now = now_millis();
+        c.prepare_cached(
             "INSERT INTO ocs_tasks(id, organization_id, session_id, status, request, created_at,
                                    updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
         )?
-        .execute(params![id, org, sid, request.to_string(), now])?;
-            Ok(id)
-        },
-    )
+        .execute(params![id, org, sid, task.request.to_string(), now])?;
+        Ok(id)
+    })
 }
 
 /// A chat message's task, as [`Store::ocs_access_and_start_task`] creates it.
@@ -1796,75 +1780,40 @@ fn widget_on(c: &Connection, org: &str, id: &str) -> Result<Option<WidgetChannel
     .optional()?)
 }
 
-/// What starting a task's turn writes: the user's message, `remote_context` into the
-/// session's state, and the attachments kept (no expiry).
-struct TaskStart {
-    org: String,
-    session: String,
-    participant: String,
-    bot: String,
-    user: NewOcsMessage,
-    attach: Vec<i64>,
-    context: Option<Json>,
-}
-
-impl TaskStart {
-    fn new(
-        org: &str,
-        session: &OcsSession,
-        user: NewOcsMessage,
-        attach: Vec<i64>,
-        context: Option<Json>,
-    ) -> TaskStart {
-        TaskStart {
-            org: org.to_string(),
-            session: session.id.clone(),
-            participant: session.participant.id.clone(),
-            bot: session.bot_id.clone(),
-            user,
-            attach,
-            context,
-        }
+/// Start a task's turn: read the turn's inputs, run `mark_task` (the task row's write, the
+/// first write), then write the rest of `task`: `remote_context` into the session's state,
+/// the attachments kept (no expiry), the user's message. The inputs returned are as they are
+/// after the writes: the state with `remote_context` merged the way [`set_state_on`] merges.
+fn start_turn_on<R>(
+    c: &Connection,
+    session: &OcsSession,
+    task: &NewTask,
+    mark_task: impl FnOnce(&Connection, &str, &str) -> Result<R>,
+) -> Result<(R, TurnInputs)> {
+    let (org, sid) = (session.organization_id.as_str(), session.id.as_str());
+    let mut inputs = turn_inputs_on(c, org, sid, &session.participant.id, &session.bot_id)?;
+    let r = mark_task(c, org, sid)?;
+    if let Some(ctx) = &task.context {
+        let mut state = match std::mem::take(&mut inputs.state) {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        state.insert("remote_context".into(), ctx.clone());
+        inputs.state = Json::Object(state);
+        c.prepare_cached(
+            "UPDATE ocs_sessions SET state = ?3, updated_at = ?4
+             WHERE id = ?1 AND organization_id = ?2",
+        )?
+        .execute(params![sid, org, inputs.state.to_string(), now_millis()])?;
     }
-
-    /// Read the turn's inputs, run `mark_task` (the task row's write, the first write), then
-    /// write the rest. The inputs returned are as they are after the writes: the state with
-    /// `remote_context` merged the way [`set_state_on`] merges.
-    fn run_on<R>(
-        self,
-        c: &Connection,
-        mark_task: impl FnOnce(&Connection, &str, &str) -> Result<R>,
-    ) -> Result<(R, TurnInputs)> {
-        let (org, session) = (self.org.as_str(), self.session.as_str());
-        let mut inputs = turn_inputs_on(c, org, session, &self.participant, &self.bot)?;
-        let r = mark_task(c, org, session)?;
-        if let Some(ctx) = self.context {
-            let mut state = match std::mem::take(&mut inputs.state) {
-                Json::Object(m) => m,
-                _ => Map::new(),
-            };
-            state.insert("remote_context".into(), ctx);
-            inputs.state = Json::Object(state);
-            c.prepare_cached(
-                "UPDATE ocs_sessions SET state = ?3, updated_at = ?4
-                 WHERE id = ?1 AND organization_id = ?2",
-            )?
-            .execute(params![
-                session,
-                org,
-                inputs.state.to_string(),
-                now_millis()
-            ])?;
-        }
-        for f in &self.attach {
-            c.prepare_cached(
-                "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
-            )?
-            .execute(params![f, org])?;
-        }
-        append_messages_on(c, org, session, std::slice::from_ref(&self.user))?;
-        Ok((r, inputs))
+    for f in &task.attach {
+        c.prepare_cached(
+            "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
+        )?
+        .execute(params![f, org])?;
     }
+    append_messages_on(c, org, sid, std::slice::from_ref(&task.user))?;
+    Ok((r, inputs))
 }
 
 fn set_state_on(
