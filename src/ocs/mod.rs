@@ -41,11 +41,14 @@
 //! [`FINISHED_KEEP`] at most (a fast turn is usually done before its first poll arrives).
 //!
 //! # A chat message's path (kept lean: measured by `bench_task_latency_and_incoming_throughput`)
-//! `message`: one pooled read (access), then one writer job that creates the task, stores the
-//! user message and reads the turn's inputs ([`TurnInputs`]); 202. The turn is a spawned task:
-//! the engine turn (its own writer job), then one writer job storing the replies with the
-//! task's result; the task's slot is then notified. No other store round trip or blocking-pool
-//! hop on this path for an unpinned session with no attachments.
+//! `message` (a text to an idle session, unpinned, no attachments): one writer job reads the
+//! access rows, decides access, creates the task, stores the user message and reads the
+//! turn's inputs ([`TurnInputs`]); 202. The turn is a spawned task: the engine turn, whose
+//! writer job also stores the replies and the task's result; the task's slot is then
+//! notified. No other store round trip or blocking-pool hop on this path. Other messages read
+//! access from the pool first and may queue behind the session's running task.
+//! Synchronous turns (`incoming_message`, the OpenAI endpoint, triggers) likewise store their
+//! messages in the turn's own commit ([`Ocs::run_event`]).
 //!
 //! # Connector channels
 //! `trigger_bot` to a platform with a connector channel (Telegram etc.) stores the message
@@ -134,13 +137,6 @@ pub const FINISHED_KEEP: Duration = Duration::from_secs(30);
 pub enum TaskResult {
     Complete(crate::store::ocs::OcsMessage),
     Error(String, i64),
-}
-
-/// The outcome of one turn, ready to store.
-#[derive(Debug, Clone, Default)]
-pub struct TurnOutcome {
-    pub rendered: Vec<Rendered>,
-    pub messages: Vec<NewOcsMessage>,
 }
 
 impl Ocs {
@@ -606,39 +602,49 @@ impl Ocs {
         })
     }
 
-    /// Run one event of a session on the engine; returns the rendered replies (the flow's
-    /// write-back already applied) and the assistant messages to store.
-    pub async fn run_event(
+    /// Run one event of a session on the engine. The flow's write-back, then `before` (a
+    /// text turn's user message) and the replies are stored in the turn's own commit, so
+    /// nobody observes the turn half way and it costs no commit of its own. Returns the
+    /// rendered replies.
+    async fn run_event(
         &self,
         session: &OcsSession,
         payload: Json,
         extra_meta: Map<String, Json>,
-        current_is_stored: bool,
+        before: Vec<NewOcsMessage>,
         inputs: Option<TurnInputs>,
-    ) -> Result<TurnOutcome, EngineError> {
+    ) -> Result<Vec<Rendered>, EngineError> {
         let PreparedTurn {
             req,
             code,
             tag,
-            hooks,
+            mut hooks,
         } = self
-            .prepare_event(session, payload, extra_meta, current_is_stored, inputs)
+            .prepare_event(session, payload, extra_meta, false, inputs)
             .await?;
-        let resp = self.engine.chat_code(req, code, hooks).await?;
-        let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
-        if !wb.is_empty() {
-            let (o, sid, pid, bid) = (
-                session.organization_id.clone(),
-                session.id.clone(),
-                session.participant.id.clone(),
-                session.bot_id.clone(),
-            );
-            self.engine
-                .blocking(move |s| s.ocs_write_back(&o, &sid, &pid, &bid, wb))
-                .await?;
-        }
-        let messages = assistant_messages(&rendered, &tag);
-        Ok(TurnOutcome { rendered, messages })
+        let out = Arc::new(Mutex::new(None));
+        let (org, sid, pid, bid, o) = (
+            session.organization_id.clone(),
+            session.id.clone(),
+            session.participant.id.clone(),
+            session.bot_id.clone(),
+            Arc::clone(&out),
+        );
+        let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
+            let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
+            let mut msgs = before;
+            msgs.extend(assistant_messages(&rendered, &tag));
+            tx.ocs_finish_sync_turn(&org, &sid, &pid, &bid, wb, &msgs)?;
+            *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
+            Ok(())
+        });
+        hooks.after = Some(after);
+        self.engine.chat_code(req, code, hooks).await?;
+        // Set by the hook of the turn that just committed.
+        out.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| EngineError::Internal("the turn stored no replies".into()))
     }
 
     /// An async chat task's text turn whose write-back, replies and result are stored in the
@@ -697,76 +703,29 @@ impl Ocs {
             .ok_or_else(|| EngineError::Internal("the turn stored no reply".into()))
     }
 
-    /// A synchronous text turn (`incoming_message`, the OpenAI endpoint): the flow's
-    /// write-back, the user's message and the replies are stored in the turn's own commit, so
-    /// nobody observes the turn half way and it costs no commit of its own. A turn that fails
-    /// stores the user's message alone. Returns the rendered replies.
+    /// A synchronous text turn (`incoming_message`, the OpenAI endpoint), stored as
+    /// [`Ocs::run_event`] stores it; a turn that fails stores the user's message alone.
+    /// Returns the rendered replies.
     pub async fn run_sync_text(
         &self,
         session: &OcsSession,
         text: &str,
         inputs: Option<TurnInputs>,
     ) -> Result<Vec<Rendered>, EngineError> {
-        let user = NewOcsMessage {
-            role: "user".into(),
-            content: text.to_string(),
-            metadata: json!({}),
-            tags: vec![],
-            file_ids: vec![],
-        };
-        let out = Arc::new(Mutex::new(None));
-        let result = match self
-            .prepare_event(
-                session,
-                text_payload(text, Json::Null),
-                Map::new(),
-                false,
-                inputs,
-            )
-            .await
-        {
-            Ok(PreparedTurn {
-                req,
-                code,
-                tag,
-                mut hooks,
-            }) => {
-                let (org, sid, pid, bid) = (
-                    session.organization_id.clone(),
-                    session.id.clone(),
-                    session.participant.id.clone(),
-                    session.bot_id.clone(),
-                );
-                let (u, o) = (user.clone(), Arc::clone(&out));
-                let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
-                    let (rendered, wb) =
-                        render::render_all(resp.messages.iter().map(|m| &m.payload));
-                    let mut msgs = vec![u];
-                    msgs.extend(assistant_messages(&rendered, &tag));
-                    tx.ocs_finish_sync_turn(&org, &sid, &pid, &bid, wb, &msgs)?;
-                    *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
-                    Ok(())
-                });
-                hooks.after = Some(after);
-                self.engine.chat_code(req, code, hooks).await.map(|_| ())
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            if let Err(se) = self
+        let user = user_message(text.to_string(), vec![]);
+        let payload = text_payload(text, Json::Null);
+        let result = self
+            .run_event(session, payload, Map::new(), vec![user.clone()], inputs)
+            .await;
+        if result.is_err()
+            && let Err(e) = self
                 .store
                 .ocs_append_messages_async(&session.organization_id, &session.id, vec![user])
                 .await
-            {
-                tracing::error!(error = %se, session = %session.id, "could not store the user message");
-            }
-            return Err(e);
+        {
+            tracing::error!(error = %e, session = %session.id, "could not store the user message");
         }
-        // Set by the hook of the turn that just committed.
-        out.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| EngineError::Internal("the turn stored no replies".into()))
+        result
     }
 
     /// A `trigger_bot` prompt or a due schedule: routed to the `ocs_trigger` flow; its replies
@@ -787,20 +746,14 @@ impl Ocs {
         }
         let mut extra = Map::new();
         extra.insert("ocs_trigger".into(), trigger.clone());
-        let out = self
-            .run_event(
-                session,
-                json!({"content_type": "flow_trigger", "content": {"flow_id": TRIGGER_FLOW, "ocs_trigger": trigger}}),
-                extra,
-                false,
-                None,
-            )
-            .await?;
-        let (o, sid) = (session.organization_id.clone(), session.id.clone());
-        self.engine
-            .blocking(move |s| s.ocs_append_messages(&o, &sid, out.messages))
-            .await?;
-        Ok(out.rendered)
+        self.run_event(
+            session,
+            json!({"content_type": "flow_trigger", "content": {"flow_id": TRIGGER_FLOW, "ocs_trigger": trigger}}),
+            extra,
+            vec![],
+            None,
+        )
+        .await
     }
 
     /// Accept a chat message for `session`: durably create its task and queue it. When the
@@ -1117,16 +1070,21 @@ pub fn connector_channel(
 pub fn new_task(request: Json) -> NewTask {
     let (text, ids, context) = parse_request(&request);
     NewTask {
-        user: NewOcsMessage {
-            role: "user".into(),
-            content: text,
-            metadata: json!({}),
-            tags: vec![],
-            file_ids: ids.clone(),
-        },
+        user: user_message(text, ids.clone()),
         attach: ids,
         context,
         request,
+    }
+}
+
+/// A user's message as stored in the session's transcript.
+fn user_message(text: String, file_ids: Vec<i64>) -> NewOcsMessage {
+    NewOcsMessage {
+        role: "user".into(),
+        content: text,
+        metadata: json!({}),
+        tags: vec![],
+        file_ids,
     }
 }
 

@@ -1749,9 +1749,11 @@ fn chat_access_rows_on(
         rows.own_widget = widget_on(c, &sess.organization_id, id)?;
     }
     rows.session = Some(sess);
-    if !rows.by_token() && !rows.by_key() {
-        let sess = rows.session.as_ref().expect("set above");
-        rows.public = super::bots::load_bot(c, &sess.organization_id, &sess.bot_id)?
+    if !rows.by_token()
+        && !rows.by_key()
+        && let Some(s) = &rows.session
+    {
+        rows.public = super::bots::load_bot(c, &s.organization_id, &s.bot_id)?
             .settings
             .web_chat_public;
     }
@@ -1783,7 +1785,7 @@ fn widget_on(c: &Connection, org: &str, id: &str) -> Result<Option<WidgetChannel
 /// Start a task's turn: read the turn's inputs, run `mark_task` (the task row's write, the
 /// first write), then write the rest of `task`: `remote_context` into the session's state,
 /// the attachments kept (no expiry), the user's message. The inputs returned are as they are
-/// after the writes: the state with `remote_context` merged the way [`set_state_on`] merges.
+/// after the writes: the state with `remote_context` merged ([`merged_state`]).
 fn start_turn_on<R>(
     c: &Connection,
     session: &OcsSession,
@@ -1794,12 +1796,9 @@ fn start_turn_on<R>(
     let mut inputs = turn_inputs_on(c, org, sid, &session.participant.id, &session.bot_id)?;
     let r = mark_task(c, org, sid)?;
     if let Some(ctx) = &task.context {
-        let mut state = match std::mem::take(&mut inputs.state) {
-            Json::Object(m) => m,
-            _ => Map::new(),
-        };
-        state.insert("remote_context".into(), ctx.clone());
-        inputs.state = Json::Object(state);
+        let mut patch = Map::new();
+        patch.insert("remote_context".into(), ctx.clone());
+        inputs.state = merged_state(std::mem::take(&mut inputs.state), patch);
         c.prepare_cached(
             "UPDATE ocs_sessions SET state = ?3, updated_at = ?4
              WHERE id = ?1 AND organization_id = ?2",
@@ -1816,6 +1815,16 @@ fn start_turn_on<R>(
     Ok((r, inputs))
 }
 
+/// A session state with `patch`'s keys set (a state that is not an object counts as empty).
+fn merged_state(state: Json, patch: Map<String, Json>) -> Json {
+    let mut cur = match state {
+        Json::Object(m) => m,
+        _ => Map::new(),
+    };
+    cur.extend(patch);
+    Json::Object(cur)
+}
+
 fn set_state_on(
     c: &Connection,
     org: &str,
@@ -1826,19 +1835,10 @@ fn set_state_on(
     let Some(s) = load_session_on(c, org, id)? else {
         return Ok(None);
     };
-    let new = if merge {
-        let mut cur = match s.state {
-            Json::Object(m) => m,
-            _ => Map::new(),
-        };
-        if let Json::Object(p) = state {
-            for (k, v) in p {
-                cur.insert(k, v);
-            }
-        }
-        Json::Object(cur)
-    } else {
-        state
+    let new = match (merge, state) {
+        (true, Json::Object(patch)) => merged_state(s.state, patch),
+        (true, _) => merged_state(s.state, Map::new()),
+        (false, state) => state,
     };
     c.prepare_cached("UPDATE ocs_sessions SET state = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id, new.to_string(), now_millis()])?;

@@ -530,25 +530,22 @@ async fn message_at_once(call: &Call, ask: AccessAsk, request: Json) -> Response
             }
         })
         .await;
-    let (session, id, inputs) = match r {
-        Ok((Ok(session), Some((id, inputs)))) => (session, id, inputs),
-        Ok((Err(resp), _)) => {
-            call.ocs.release(sid);
-            return resp;
+    match r {
+        Ok((Ok(session), Some((id, inputs)))) => {
+            let access = access_fingerprint(call);
+            call.ocs
+                .start_reserved(&session, &id, request, inputs, access);
+            accepted(call, &id)
         }
-        Ok((Ok(_), None)) => {
+        refused => {
             call.ocs.release(sid);
-            return super::internal("an accepted message got no task");
+            match refused {
+                Ok((Err(resp), _)) => resp,
+                Ok((Ok(_), _)) => super::internal("an accepted message got no task"),
+                Err(e) => super::internal(e),
+            }
         }
-        Err(e) => {
-            call.ocs.release(sid);
-            return super::internal(e);
-        }
-    };
-    let access = access_fingerprint(call);
-    call.ocs
-        .start_reserved(&session, &id, request, inputs, access);
-    accepted(call, &id)
+    }
 }
 
 /// The `202` of an accepted message.
