@@ -504,9 +504,9 @@ async fn bot_switch_is_refused_without_a_multibot_list() {
     assert!(open.is_none());
 }
 
-/// A caller's lazily read `_metadata` entries (`TurnHooks::metadata`, an OCS turn's history)
-/// are read in the turn's job and seen by a flow that names `_metadata`; for a bot whose flows
-/// never name it, the read is skipped altogether.
+/// A caller's lazily read `_metadata` entries (`TurnHooks::history`, an OCS turn's history)
+/// are read with the turn's state and seen by a flow that names `_metadata`; for a bot whose
+/// flows never name it, neither the read nor the hook runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_turn_metadata_is_read_only_for_flows_that_can_see_it() {
     use botyard::engine::{BotCode, TurnHooks, TurnMetadata};
@@ -514,19 +514,16 @@ async fn lazy_turn_metadata_is_read_only_for_flows_that_can_see_it() {
     let reads = Arc::new(AtomicUsize::new(0));
     let hooks = |reads: &Arc<AtomicUsize>| {
         let reads = Arc::clone(reads);
-        let f: TurnMetadata = Box::new(move |tx| {
+        let f: TurnMetadata = Box::new(move |history| {
             reads.fetch_add(1, Ordering::SeqCst);
-            // A real read inside the turn's job.
-            let (live, _) = tx
-                .bot_code_key("no-such-org", "no-such-bot")
-                .unwrap_or_default();
+            // A session nobody wrote to: the read found no history.
             let mut m = serde_json::Map::new();
-            m.insert("extra".into(), json!({"n": 7, "live": live}));
-            Ok(m)
+            m.insert("extra".into(), json!({"n": 7, "seen": history.len()}));
+            m
         });
         TurnHooks {
             after: None,
-            metadata: Some(f),
+            history: Some(("no-such-session".into(), f)),
         }
     };
     let turn = |f: &Fixture, user: &str| ChatRequest {
@@ -547,7 +544,8 @@ async fn lazy_turn_metadata_is_read_only_for_flows_that_can_see_it() {
         .engine
         .chat_code(turn(&sees, "a"), BotCode::Live, hooks(&reads))
         .await
-        .unwrap();
+        .unwrap()
+        .response;
     assert_eq!(texts(&r), vec!["extra=7"]);
     assert_eq!(reads.load(Ordering::SeqCst), 1);
 
@@ -559,7 +557,8 @@ async fn lazy_turn_metadata_is_read_only_for_flows_that_can_see_it() {
         .engine
         .chat_code(turn(&blind, "b"), BotCode::Live, hooks(&reads))
         .await
-        .unwrap();
+        .unwrap()
+        .response;
     assert_eq!(texts(&r), vec!["hello"]);
     assert_eq!(
         reads.load(Ordering::SeqCst),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod limits;
 mod logs;
 
 #[derive(Debug, Args)]
@@ -43,6 +44,8 @@ pub struct ServeArgs {
     /// Worker threads of the async runtime (default: one per core).
     #[arg(long, env = "BOTYARD_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub turns: limits::TurnArgs,
 }
 
 pub use bench::BenchArgs;
@@ -117,6 +120,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
                 runtime: plugins.clone(),
                 next: Some(Arc::new(StudioWebhookSink(Arc::clone(&webhooks)))),
             })),
+            limits: args.turns.limits(),
         },
     );
     plugins.set_engine(engine.clone());

@@ -10,7 +10,6 @@
 use super::{BotCode, EngineError};
 use crate::store::{BotSettings, Store};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Flow facts the engine needs for selection, in flow order.
@@ -31,41 +30,13 @@ pub struct LiveBot {
     /// Name of the default flow.
     pub default_flow: String,
     pub settings: BotSettings,
-    /// The source names `HTTP`, `App` or `SMTP` somewhere (a conservative word scan): its
-    /// turns may wait on the network, so they never run on the store's writer thread.
-    pub may_block: bool,
     /// The source contains `_metadata` somewhere (a conservative text scan: in a string or a
     /// comment counts too). A bot without it can never see its turns' `_metadata`, so what
     /// only `_metadata` shows need not be gathered (see `engine::TurnMetadata`).
     pub reads_metadata: bool,
-    /// Moving average of the interpreter's time per turn, in nanoseconds.
-    run_ns: AtomicU64,
 }
 
-/// Average interpreter time above which a bot's turns run on the blocking pool instead of the
-/// writer thread: a heavy bot must not delay every other tenant's commits.
-const INLINE_MAX_NS: u64 = 100_000;
-
 impl LiveBot {
-    /// Whether a turn may run inside the writer's transaction (see `turn`).
-    pub fn runs_inline(&self) -> bool {
-        !self.may_block && self.run_ns.load(Ordering::Relaxed) < INLINE_MAX_NS
-    }
-
-    /// Record how long the interpreter took (an exponential moving average, weight 1/8).
-    /// A sample counts at most 4× the average: wall time includes the thread being preempted,
-    /// and one preempted turn must not move a fast bot off the writer. A bot that really got
-    /// slower still crosses [`INLINE_MAX_NS`] within a few turns (×1.375 per turn at most).
-    pub fn record_run(&self, ns: u64) {
-        let old = self.run_ns.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            ns
-        } else {
-            old - old / 8 + ns.min(old.saturating_mul(4)) / 8
-        };
-        self.run_ns.store(new.max(1), Ordering::Relaxed);
-    }
-
     /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
     pub fn find_flow(&self, id_or_name: &str) -> Option<&FlowMeta> {
         self.flows.iter().find(|f| f.id == id_or_name).or_else(|| {
@@ -254,9 +225,6 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
             errors: v.errors,
         }
     })?;
-    let may_block = flows
-        .iter()
-        .any(|(_, content)| names_blocking_builtin(content));
     let reads_metadata = flows
         .iter()
         .any(|(_, content)| content.contains("_metadata"));
@@ -267,37 +235,6 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
         flows: flows.into_iter().map(|(f, _)| f).collect(),
         default_flow,
         settings: bot.settings,
-        may_block,
         reads_metadata,
-        run_ns: AtomicU64::new(0),
     })
-}
-
-/// Whether a flow's text contains the word `HTTP`, `App` or `SMTP` (any case) — the builtins
-/// whose calls wait on the network. Over-approximates (a word in a string counts too), which
-/// only costs the bot the slower blocking-pool path.
-fn names_blocking_builtin(src: &str) -> bool {
-    src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|w| {
-            w.eq_ignore_ascii_case("http")
-                || w.eq_ignore_ascii_case("app")
-                || w.eq_ignore_ascii_case("smtp")
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::names_blocking_builtin;
-
-    #[test]
-    fn blocking_builtins_are_spotted() {
-        assert!(names_blocking_builtin(
-            "start:\n do r = HTTP(\"x\").get().send()"
-        ));
-        assert!(names_blocking_builtin("do x = App(\"fn\", a=1)"));
-        assert!(names_blocking_builtin("do SMTP(\"h\")"));
-        assert!(!names_blocking_builtin(
-            "start:\n say \"happy apples\"\n goto end"
-        ));
-    }
 }

@@ -8,8 +8,10 @@
 //! * Build one [`Engine`] per process: `Engine::new(store, EngineConfig { .. })`. It is cheap to
 //!   clone (an `Arc`).
 //! * Every `pub async fn` is safe to `.await` from request handlers: none blocks the async
-//!   runtime. SQLite reads and the interpreter run on `spawn_blocking` threads; writes go to the
-//!   store's writer thread and are awaited. An `Ok` from [`Engine::chat`] means the turn is
+//!   runtime. A turn reads its state through the store (a job of its writer, SQL only), runs
+//!   the interpreter on a blocking thread under its deadline and quotas, holding a slot of
+//!   its organization's fair share of the workers (`fair`), then commits its write set
+//!   (plain data) through the store's writer. The writer never runs a bot. An `Ok` from [`Engine::chat`] means the turn is
 //!   committed (durable).
 //! * Turns of one client `(bot, channel, user_id)` run one at a time, in arrival order; turns of
 //!   different clients run in parallel.
@@ -22,7 +24,8 @@
 //!   wrapped here; call them inside [`Engine::blocking`].
 //!
 //! Module map: `event` (request payload → interpreter event), `cache` (compiled bots per
-//! version), `locks` (per-client turn locks), `turn` (one turn: selection, run, write set),
+//! version), `locks` (per-client turn locks), `fair` (each organization's share of the
+//! interpreter's workers, turn limits), `turn` (one turn: selection, run, write set),
 //! `host` (the `csml::Host` of a turn and the [`AppRouter`] seam), `bot_ops` (bot, flows,
 //! validate, build, usage, conversations/open), `background` (broadcasts, sweep).
 
@@ -30,12 +33,14 @@ mod background;
 mod bot_ops;
 mod cache;
 pub mod event;
+mod fair;
 mod host;
 mod locks;
 mod turn;
 
 pub use background::BackgroundHandle;
 pub use bot_ops::{OpenConversation, ValidateFlow, ValidateRequest};
+pub use fair::TurnLimits;
 pub use host::{AppContext, AppRouter, NoApps};
 
 use crate::store::{self, Channel, Store};
@@ -65,6 +70,12 @@ pub enum EngineError {
         message: String,
         errors: Vec<csml::Diagnostic>,
     },
+    /// The organization's share of the interpreter's workers stayed full for the whole
+    /// queue wait (see `fair`): 503 with `Retry-After`.
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Anything else (500); the message is for logs, not for clients.
     Internal(String),
 }
@@ -75,6 +86,7 @@ impl EngineError {
             EngineError::BadRequest(_) | EngineError::Invalid { .. } => 400,
             EngineError::NotFound(_) => 404,
             EngineError::Conflict(_) => 409,
+            EngineError::Busy { .. } => 503,
             EngineError::Internal(_) => 500,
         }
     }
@@ -85,7 +97,7 @@ impl EngineError {
             | EngineError::NotFound(m)
             | EngineError::Conflict(m)
             | EngineError::Internal(m) => m,
-            EngineError::Invalid { message, .. } => message,
+            EngineError::Invalid { message, .. } | EngineError::Busy { message, .. } => message,
         }
     }
 }
@@ -109,28 +121,32 @@ impl From<store::Error> for EngineError {
     }
 }
 
-/// Writes of the caller that belong to a turn's own commit: called inside the turn's writer
-/// job, right after the turn's write set, with the response the turn is about to return. An
-/// `Err` fails the turn and nothing of it is written. It runs at most once, and only in the
-/// job that commits the turn.
-pub type AfterTurn =
-    Box<dyn FnOnce(&store::conversations::TurnTx<'_>, &ChatResponse) -> store::Result<()> + Send>;
+/// The caller's rows that commit with a turn, built from the response the turn is about to
+/// return. Runs after the interpreter, on the turn's worker (never on the store's writer), at
+/// most once; the rows are plain data applied in the turn's own transaction.
+pub type AfterTurn = Box<dyn FnOnce(&ChatResponse) -> store::ocs::OcsTurnEnd + Send>;
 
-/// Entries of a turn's `_metadata` that cost a read to gather and that only a flow reading
-/// `_metadata` can see (an OCS turn's `history`): called inside the turn's writer job, after
-/// its state is read and before the interpreter runs, at most once, and only when the bot's
-/// flows name `_metadata` (see `LiveBot::reads_metadata`). Added like
-/// [`ChatRequest::turn_metadata`]: seen by the flow, never stored.
-pub type TurnMetadata = Box<
-    dyn FnOnce(&store::conversations::TurnTx<'_>) -> store::Result<serde_json::Map<String, Json>>
-        + Send,
->;
+/// Entries of a turn's `_metadata` built from an OCS session's recent transcript (its
+/// `history`), which the turn's read fetches only when the bot's flows name `_metadata`
+/// (see `LiveBot::reads_metadata`). Runs before the interpreter, on the turn's worker. Added
+/// like [`ChatRequest::turn_metadata`]: seen by the flow, never stored.
+pub type TurnMetadata =
+    Box<dyn FnOnce(Vec<(String, String)>) -> serde_json::Map<String, Json> + Send>;
 
-/// The caller's parts of a turn's writer job (see [`Engine::chat_code`]).
+/// The caller's parts of a turn (see [`Engine::chat_code`]).
 #[derive(Default)]
 pub struct TurnHooks {
     pub after: Option<AfterTurn>,
-    pub metadata: Option<TurnMetadata>,
+    /// The OCS session whose history the flow may see, and how it becomes `_metadata`.
+    pub history: Option<(String, TurnMetadata)>,
+}
+
+/// A committed turn and the caller's rows stored with it.
+#[derive(Debug, Clone)]
+pub struct TurnDone {
+    pub response: ChatResponse,
+    /// The OCS messages stored by [`TurnHooks::after`]'s rows.
+    pub ocs_stored: Vec<store::ocs::OcsMessage>,
 }
 
 /// One end-user event for a channel (the body of `POST /chat`, with identity from the key).
@@ -229,6 +245,8 @@ pub struct EngineConfig {
     pub outbound: Option<Arc<crate::outbound::Outbound>>,
     /// Receives every committed turn.
     pub sink: Option<Arc<dyn TurnSink>>,
+    /// Deadlines, quotas and the fair share of the interpreter's workers.
+    pub limits: TurnLimits,
 }
 
 /// The conversation engine. Cheap to clone.
@@ -242,14 +260,17 @@ struct Inner {
     config: EngineConfig,
     bots: cache::BotCache,
     locks: locks::ClientLocks,
+    fair: fair::FairShare,
     broadcast_wakeup: tokio::sync::Notify,
 }
 
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
+        let fair = fair::FairShare::new(&config.limits);
         Engine {
             inner: Arc::new(Inner {
                 store,
+                fair,
                 config,
                 bots: cache::BotCache::default(),
                 locks: locks::ClientLocks::default(),
@@ -280,14 +301,14 @@ impl Engine {
     }
 
     /// [`Engine::chat`] running `code` whatever serves the channel (OCS version pinning);
-    /// `hooks.after` joins the turn's commit (see [`AfterTurn`]); `hooks.metadata` is read in
-    /// it when the flow may see it (see [`TurnMetadata`]).
+    /// `hooks.after`'s rows join the turn's commit (see [`AfterTurn`]); `hooks.history` is
+    /// read with the turn's state when the flow may see it (see [`TurnMetadata`]).
     pub async fn chat_code(
         &self,
         req: ChatRequest,
         code: BotCode,
         hooks: TurnHooks,
-    ) -> Result<ChatResponse, EngineError> {
+    ) -> Result<TurnDone, EngineError> {
         turn::chat_code(self, req, None, code, hooks).await
     }
 

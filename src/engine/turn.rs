@@ -1,15 +1,18 @@
-//! One turn (csml-language §7.2, studio-api §2.1): lock the client, pick the flow, load the
-//! context, run the interpreter on a blocking thread, commit the write set through the group
-//! writer, report to the sink.
+//! One turn (csml-language §7.2, studio-api §2.1): lock the client, read its state through the
+//! store, pick the flow, run the interpreter on a blocking thread (deadline, quotas, the
+//! organization's fair share), commit the plain-data write set through the store, report to
+//! the sink.
 
 use super::cache::{LiveBot, is_current};
 use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
 use super::{
     AfterTurn, BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage,
-    TurnHooks, TurnMetadata,
+    TurnDone, TurnHooks,
 };
-use crate::store::conversations::{ConversationWrite, NewMessage, TurnState, TurnTx, TurnWrite};
+use crate::store::conversations::{
+    ConversationWrite, NewMessage, TurnCommit, TurnRead, TurnState, TurnWrite,
+};
 use crate::store::ids::{iso_millis, new_id, now_millis};
 use crate::store::{ClientKey, ConversationStatus, Direction};
 use serde_json::{Map, Value as Json};
@@ -31,49 +34,25 @@ fn check_request(req: &mut ChatRequest) -> Result<(Incoming, Map<String, Json>),
     Ok((incoming, metadata))
 }
 
-/// What a turn carries into its writer job; handed back when the compiled bot turned out to
-/// be stale, so the turn can be retried after a reload.
+/// What a turn carries from its request to its commit.
 struct TurnInput {
     req: ChatRequest,
     incoming: Incoming,
     metadata: Map<String, Json>,
     broadcast: Option<String>,
-    code: BotCode,
     /// A connector's inbound event this turn runs (see [`chat_inbound`]).
     inbound: Option<String>,
     after: Option<AfterTurn>,
-    lazy_metadata: Option<TurnMetadata>,
-}
-
-impl TurnInput {
-    /// Inside the turn's writer job, once its state is read: the caller's lazily read
-    /// `_metadata` entries, when this bot's flows can see them.
-    fn gather_metadata(&mut self, tx: &TurnTx<'_>, bot: &LiveBot) -> crate::store::Result<()> {
-        if let Some(f) = self.lazy_metadata.take()
-            && bot.reads_metadata
-        {
-            self.req.turn_metadata.extend(f(tx)?);
-        }
-        Ok(())
-    }
-}
-
-type Done = (ChatResponse, crate::store::Channel);
-
-enum Phase {
-    Done(Box<Done>),
-    /// The bot's code changed since it was compiled: reload and retry.
-    Stale(Box<TurnInput>),
 }
 
 /// Run a chat turn. `broadcast`: the queued broadcast this turn executes (marked done in the
 /// same commit) — broadcasts default `close_flows` to true.
 ///
-/// A turn of a bot that makes no network calls and whose interpreter runs fast is one job
-/// of the store's writer: check that the compiled bot is current, read the conversation and
-/// memories, run the interpreter, apply the write set — all inside the group transaction, so
-/// no blocking-pool hop, no read connection (whose page cache every commit empties), and one
-/// round trip. Other bots read on the writer, run on the blocking pool, then commit.
+/// A turn is three steps under its client's lock: read (the conversation, memories and the
+/// key of the bot's code, one job of the store's writer, SQL only), run (the interpreter on a
+/// blocking thread, under the bot's deadline and the turn quotas, holding a slot of the
+/// organization's fair share), commit (the plain-data write set, one job of the writer). The
+/// writer never runs a bot: a slow or hostile flow delays only its own organization.
 pub(super) async fn chat(
     engine: &Engine,
     req: ChatRequest,
@@ -84,17 +63,21 @@ pub(super) async fn chat(
     } else {
         BotCode::Live
     };
-    chat_code(engine, req, broadcast, code, TurnHooks::default()).await
+    Ok(
+        chat_turn(engine, req, broadcast, code, None, TurnHooks::default())
+            .await?
+            .response,
+    )
 }
 
-/// [`chat`] running the given code of the bot, with the caller's writes in its commit.
+/// [`chat`] running the given code of the bot, with the caller's rows in its commit.
 pub(super) async fn chat_code(
     engine: &Engine,
     req: ChatRequest,
     broadcast: Option<String>,
     code: BotCode,
     hooks: TurnHooks,
-) -> Result<ChatResponse, EngineError> {
+) -> Result<TurnDone, EngineError> {
     chat_turn(engine, req, broadcast, code, None, hooks).await
 }
 
@@ -104,7 +87,7 @@ pub(super) async fn chat_inbound(
     req: ChatRequest,
     event: String,
 ) -> Result<ChatResponse, EngineError> {
-    chat_turn(
+    Ok(chat_turn(
         engine,
         req,
         None,
@@ -112,7 +95,8 @@ pub(super) async fn chat_inbound(
         Some(event),
         TurnHooks::default(),
     )
-    .await
+    .await?
+    .response)
 }
 
 async fn chat_turn(
@@ -122,49 +106,78 @@ async fn chat_turn(
     code: BotCode,
     inbound: Option<String>,
     hooks: TurnHooks,
-) -> Result<ChatResponse, EngineError> {
+) -> Result<TurnDone, EngineError> {
     let (incoming, metadata) = check_request(&mut req)?;
     let inner = &engine.inner;
     let _guard = inner
         .locks
         .lock(&req.channel.bot_id, &req.channel.id, &req.user_id)
         .await;
+    let TurnHooks { after, history } = hooks;
+    let (history_of, history_meta) = match history {
+        Some((session, f)) => (Some(session), Some(f)),
+        None => (None, None),
+    };
     let mut live = inner.bots.peek(&req.channel.bot_id, &code);
-    let mut input = TurnInput {
+    let client = client_of(&req);
+    let mut rows = None;
+    // The compiled bot must be the code that serves the channel at the time of the read; a
+    // change in between (rare) means a reload and a new read.
+    for _ in 0..3 {
+        let bot = match live.take() {
+            Some(b) => b,
+            None => Box::pin(load_bot(engine, &req.channel, &code)).await?,
+        };
+        let now = now_millis();
+        let read = inner
+            .store
+            .read_turn(TurnRead {
+                client: client.clone(),
+                now,
+                ocs_history_of: history_of.clone().filter(|_| bot.reads_metadata),
+            })
+            .await?;
+        let (version, rev) = read.code_key.clone();
+        if is_current(&bot, &code, version, rev) {
+            rows = Some((bot, read, now));
+            break;
+        }
+    }
+    let Some((bot, read, now)) = rows else {
+        return Err(EngineError::Internal(
+            "the bot kept changing while the turn was starting".into(),
+        ));
+    };
+    if let Some(f) = history_meta
+        && bot.reads_metadata
+    {
+        req.turn_metadata.extend(f(read.ocs_history));
+    }
+    let input = TurnInput {
         req,
         incoming,
         metadata,
         broadcast,
-        code,
         inbound,
-        after: hooks.after,
-        lazy_metadata: hooks.metadata,
+        after,
     };
-    for _ in 0..3 {
-        let bot = match live.take() {
-            Some(b) => b,
-            None => Box::pin(load_bot(engine, &input.req.channel, &input.code)).await?,
-        };
-        // Boxed: this future would otherwise hold both phases' states (see http::service).
-        let phase = if bot.runs_inline() {
-            Box::pin(inline_turn(engine, bot, input)).await?
-        } else {
-            Box::pin(split_turn(engine, bot, input)).await?
-        };
-        match phase {
-            Phase::Done(done) => {
-                let (response, channel) = *done;
-                if let Some(sink) = &inner.config.sink {
-                    sink.turn_committed(&channel, &response);
-                }
-                return Ok(response);
-            }
-            Phase::Stale(back) => input = *back,
-        }
+    let slot = inner.fair.acquire(&client.organization_id).await?;
+    let e2 = engine.clone();
+    let state = read.state;
+    let (commit, done) =
+        tokio::task::spawn_blocking(move || run(&e2, &bot, client, state, input, now))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
+    drop(slot);
+    let ocs_stored = inner.store.commit_turn(commit).await?;
+    let (response, channel) = done;
+    if let Some(sink) = &inner.config.sink {
+        sink.turn_committed(&channel, &response);
     }
-    Err(EngineError::Internal(
-        "the bot kept changing while the turn was starting".into(),
-    ))
+    Ok(TurnDone {
+        response,
+        ocs_stored,
+    })
 }
 
 /// The current compiled bot (blocking pool: it may read and compile).
@@ -198,97 +211,7 @@ fn client_of(req: &ChatRequest) -> ClientKey {
     }
 }
 
-/// Inside a writer job: `None` when `bot` is not the code that serves the channel any more.
-fn read_state(
-    tx: &TurnTx<'_>,
-    bot: &LiveBot,
-    client: &ClientKey,
-    code: &BotCode,
-    now: i64,
-) -> crate::store::Result<Option<TurnState>> {
-    let (version, rev) = tx.bot_code_key(&client.organization_id, &client.bot_id)?;
-    if !is_current(bot, code, version, rev) {
-        return Ok(None);
-    }
-    Ok(Some(tx.turn_state(client, now)?))
-}
-
-async fn inline_turn(
-    engine: &Engine,
-    bot: Arc<LiveBot>,
-    input: TurnInput,
-) -> Result<Phase, EngineError> {
-    let e2 = engine.clone();
-    engine
-        .inner
-        .store
-        .turn_on_writer(move |tx| {
-            let now = now_millis();
-            let client = client_of(&input.req);
-            let Some(state) = read_state(tx, &bot, &client, &input.code, now)? else {
-                return Ok(Ok(Phase::Stale(Box::new(input))));
-            };
-            let mut input = input;
-            input.gather_metadata(tx, &bot)?;
-            match run(&e2, &bot, client, state, input, now) {
-                Ok((write, done, after)) => {
-                    tx.apply(&write)?;
-                    if let Some(after) = after {
-                        after(tx, &done.0)?;
-                    }
-                    Ok(Ok(Phase::Done(Box::new(done))))
-                }
-                // Nothing was written: the job's savepoint is released empty.
-                Err(e) => Ok(Err(e)),
-            }
-        })
-        .await?
-}
-
-async fn split_turn(
-    engine: &Engine,
-    bot: Arc<LiveBot>,
-    input: TurnInput,
-) -> Result<Phase, EngineError> {
-    let b2 = Arc::clone(&bot);
-    let (state, input, client, now) = match engine
-        .inner
-        .store
-        .turn_on_writer(move |tx| {
-            let now = now_millis();
-            let client = client_of(&input.req);
-            Ok(match read_state(tx, &b2, &client, &input.code, now)? {
-                Some(state) => {
-                    let mut input = input;
-                    input.gather_metadata(tx, &b2)?;
-                    Ok((state, input, client, now))
-                }
-                None => Err(input),
-            })
-        })
-        .await?
-    {
-        Ok(read) => read,
-        Err(input) => return Ok(Phase::Stale(Box::new(input))),
-    };
-    let e2 = engine.clone();
-    let (write, done, after) =
-        tokio::task::spawn_blocking(move || run(&e2, &bot, client, state, input, now))
-            .await
-            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
-    let done = engine
-        .inner
-        .store
-        .turn_on_writer(move |tx| {
-            tx.apply(&write)?;
-            if let Some(after) = after {
-                after(tx, &done.0)?;
-            }
-            Ok(done)
-        })
-        .await?;
-    Ok(Phase::Done(Box::new(done)))
-}
+type Done = (ChatResponse, crate::store::Channel);
 
 /// Where the turn starts.
 struct Start {
@@ -382,9 +305,10 @@ fn refuse_bot_switch(result: &mut csml::TurnResult) {
     }
 }
 
-/// Select the flow, run the interpreter, build the write set and the response (and hand back
-/// the caller's [`AfterTurn`]). Blocking only when the bot's host calls block (see
-/// [`LiveBot::may_block`]).
+/// Select the flow, run the interpreter under the bot's deadline and the turn quotas, build
+/// the write set and the response, and the caller's rows ([`AfterTurn`]): everything the
+/// commit needs, as plain data. Runs on a blocking thread (host calls may wait on the
+/// network).
 fn run(
     engine: &Engine,
     live: &LiveBot,
@@ -392,17 +316,15 @@ fn run(
     state: TurnState,
     input: TurnInput,
     now: i64,
-) -> Result<(TurnWrite, Done, Option<AfterTurn>), EngineError> {
+) -> Result<(TurnCommit, Done), EngineError> {
     let inner = &engine.inner;
     let TurnInput {
         req,
         incoming,
         mut metadata,
         broadcast,
-        code: _,
         inbound,
         after,
-        lazy_metadata: _,
     } = input;
     let is_broadcast = broadcast.is_some();
     let ch = req.channel;
@@ -442,9 +364,7 @@ fn run(
             user_id: client.user_id.clone(),
         },
     );
-    let started = std::time::Instant::now();
     let mut result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
-    live.record_run(started.elapsed().as_nanos() as u64);
     refuse_bot_switch(&mut result);
 
     let interaction = result.gotos;
@@ -553,5 +473,6 @@ fn run(
         conversation_id: start.conversation_id,
         organization_id: client.organization_id,
     };
-    Ok((write, (response, ch), after))
+    let ocs = after.map(|f| f(&response));
+    Ok((TurnCommit { write, ocs }, (response, ch)))
 }

@@ -65,7 +65,9 @@ pub mod token;
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError, TurnHooks, TurnMetadata};
 use crate::plugins::PluginRuntime;
-use crate::store::ocs::{NewOcsMessage, NewTask, OcsKey, OcsSession, OcsTask, Tag, TurnInputs};
+use crate::store::ocs::{
+    NewOcsMessage, NewTask, OcsKey, OcsSession, OcsTask, OcsTurnEnd, Tag, TurnInputs,
+};
 use crate::store::{Channel, NewChannel, Store};
 use render::Rendered;
 use serde_json::{Map, Value as Json, json};
@@ -546,9 +548,7 @@ impl Ocs {
         } = inputs;
         // The history is the session's transcript again: seen by the flow, never stored with
         // the conversation; read in the turn's job, and only when the flow can see it.
-        let history_of = session.id.clone();
-        let history: TurnMetadata = Box::new(move |tx| {
-            let mut history = tx.ocs_recent_history(&history_of)?;
+        let history: TurnMetadata = Box::new(move |mut history| {
             // The user message of a text turn is stored before the turn: it is the event,
             // not history.
             if current_is_stored && history.last().is_some_and(|(role, _)| role == "user") {
@@ -562,7 +562,7 @@ impl Ocs {
                 .collect();
             let mut m = Map::new();
             m.insert("history".into(), Json::Array(history));
-            Ok(m)
+            m
         });
         let mut meta = Map::new();
         meta.insert("session_id".into(), json!(session.id));
@@ -597,7 +597,7 @@ impl Ocs {
             tag,
             hooks: TurnHooks {
                 after: None,
-                metadata: Some(history),
+                history: Some((session.id.clone(), history)),
             },
         })
     }
@@ -630,13 +630,20 @@ impl Ocs {
             session.bot_id.clone(),
             Arc::clone(&out),
         );
-        let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
+        let after: crate::engine::AfterTurn = Box::new(move |resp| {
             let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
             let mut msgs = before;
             msgs.extend(assistant_messages(&rendered, &tag));
-            tx.ocs_finish_sync_turn(&org, &sid, &pid, &bid, wb, &msgs)?;
             *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
-            Ok(())
+            OcsTurnEnd {
+                organization_id: org,
+                session_id: sid,
+                participant_id: pid,
+                bot_id: bid,
+                write_back: wb,
+                messages: msgs,
+                task: None,
+            }
         });
         hooks.after = Some(after);
         self.engine.chat_code(req, code, hooks).await?;
@@ -671,8 +678,6 @@ impl Ocs {
                 inputs,
             )
             .await?;
-        let first = Arc::new(OnceLock::new());
-        let out = Arc::clone(&first);
         let (org, sid, pid, bid, task) = (
             session.organization_id.clone(),
             session.id.clone(),
@@ -680,7 +685,7 @@ impl Ocs {
             session.bot_id.clone(),
             task.to_string(),
         );
-        let after: crate::engine::AfterTurn = Box::new(move |tx, resp| {
+        let after: crate::engine::AfterTurn = Box::new(move |resp| {
             let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
             let mut msgs = assistant_messages(&rendered, &tag);
             if msgs.is_empty() {
@@ -688,18 +693,22 @@ impl Ocs {
                 // silent pipelines, so the widget's poll loop ends.
                 msgs.push(assistant_message(String::new(), json!({}), &tag));
             }
-            let stored = tx.ocs_finish_turn(&org, &sid, &pid, &bid, wb, &task, &msgs)?;
-            if let Some(m) = stored.into_iter().next() {
-                let _ = out.set(m);
+            OcsTurnEnd {
+                organization_id: org,
+                session_id: sid,
+                participant_id: pid,
+                bot_id: bid,
+                write_back: wb,
+                messages: msgs,
+                task: Some(task),
             }
-            Ok(())
         });
         hooks.after = Some(after);
-        self.engine.chat_code(req, code, hooks).await?;
-        // Set by the hook of the turn that just committed (it always stores one message).
-        first
-            .get()
-            .cloned()
+        let done = self.engine.chat_code(req, code, hooks).await?;
+        // The turn's commit stored at least one message (see above).
+        done.ocs_stored
+            .into_iter()
+            .next()
             .ok_or_else(|| EngineError::Internal("the turn stored no reply".into()))
     }
 

@@ -499,42 +499,69 @@ fn open_conversation_of(c: &Connection, k: &ClientKey, pid: &str) -> Result<Opti
     .optional()?)
 }
 
-/// A turn's view of the database from inside the writer's group transaction (see
-/// [`Store::turn_on_writer`]): the reads a turn needs and the write set it applies. Reads
-/// here see every earlier job of the same batch and use the writer connection's page cache,
-/// which stays warm (a read connection's cache is dropped on every commit of the writer).
-pub struct TurnTx<'c> {
-    pub(super) c: &'c Connection,
+/// What a turn reads before it runs ([`Store::read_turn`]): plain data.
+#[derive(Debug, Clone)]
+pub struct TurnRead {
+    pub client: ClientKey,
+    pub now: i64,
+    /// An OCS session whose recent transcript the turn's `_metadata.history` shows (read
+    /// only when the bot's flows can see `_metadata`).
+    pub ocs_history_of: Option<String>,
 }
 
-impl TurnTx<'_> {
-    /// `(live_version_id, rev)` of a bot (`NotFound` when it is not in `org`).
-    pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
-        super::bots::bot_code_key_on(self.c, org, bot)
-    }
+/// What a turn reads, with the key of the bot's code at the time of the read (so the engine
+/// can tell a stale compiled bot) and, when asked, an OCS session's recent history.
+#[derive(Debug, Clone, Default)]
+pub struct TurnRows {
+    pub state: TurnState,
+    /// `(live_version_id, rev)` of the bot.
+    pub code_key: (Option<String>, i64),
+    /// `(role, content)` of the session's last messages, in time order.
+    pub ocs_history: Vec<(String, String)>,
+}
 
-    /// The client's open conversation and memories.
-    pub fn turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
-        turn_state_on(self.c, client, now)
-    }
-
-    /// Apply a turn's write set.
-    pub fn apply(&self, w: &TurnWrite) -> Result<()> {
-        apply_turn(self.c, w)
-    }
+/// Everything one turn commits, in one transaction: the conversation's write set and, for an
+/// OCS turn, its transcript, write-back and task result ([`super::ocs::OcsTurnEnd`]).
+#[derive(Debug, Clone)]
+pub struct TurnCommit {
+    pub write: TurnWrite,
+    pub ocs: Option<super::ocs::OcsTurnEnd>,
 }
 
 impl Store {
-    /// Run `f` as a job of the writer (inside its group transaction, without a savepoint:
-    /// see [`Store::write_async_bare`]) and await the commit. For the conversation engine: `f`
-    /// may run CPU work (the interpreter) between its reads and its write, but must never wait
-    /// (no I/O, no locks held by async code). `f` returns `Err` only for storage failures; its
-    /// writes come last ([`TurnTx::apply`]).
-    pub async fn turn_on_writer<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&TurnTx<'_>) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write_async_bare(move |c| f(&TurnTx { c })).await
+    /// A turn's reads, as a job of the writer: SQL only, on the writer's warm connection
+    /// (a read connection's page cache is dropped on every commit), consistent with the
+    /// writes committed before it. The engine runs the interpreter elsewhere, then commits
+    /// with [`Store::commit_turn`].
+    pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
+        self.write_async_bare(move |c| {
+            let k = &read.client;
+            let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
+            let state = turn_state_on(c, k, read.now)?;
+            let ocs_history = match &read.ocs_history_of {
+                Some(session) => super::ocs::recent_history_of(c, session)?,
+                None => Vec::new(),
+            };
+            Ok(TurnRows {
+                state,
+                code_key,
+                ocs_history,
+            })
+        })
+        .await
+    }
+
+    /// Commit one turn (a bare writer job: every check comes before the first write, see
+    /// [`Store::write_async_bare`]). Returns the OCS messages it stored (empty otherwise).
+    pub async fn commit_turn(&self, commit: TurnCommit) -> Result<Vec<super::ocs::OcsMessage>> {
+        self.write_async_bare(move |c| {
+            apply_turn(c, &commit.write)?;
+            match commit.ocs {
+                Some(end) => super::ocs::finish_ocs_turn_on(c, end),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
     }
 
     /// The client's open conversation and its memories, in one read snapshot.
@@ -543,7 +570,7 @@ impl Store {
     }
 
     /// Commit one turn's writes, blocking (tests, CLI; the engine commits through
-    /// [`Store::turn_on_writer`]).
+    /// [`Store::commit_turn`]).
     pub fn commit_turn_blocking(&self, w: TurnWrite) -> Result<()> {
         self.write(move |c| apply_turn(c, &w))
     }

@@ -180,8 +180,8 @@ pub struct ParticipantDataOp {
 
 /// What a chat turn's `_metadata` needs from the store, read in the job that starts the task
 /// (the task's own writer job: consistent with it, and no separate read hop). The history is
-/// read in the turn's own job, and only for a flow that can see it
-/// ([`TurnTx::ocs_recent_history`]).
+/// read with the turn's state, and only for a flow that can see it
+/// ([`super::conversations::TurnRead::ocs_history_of`]).
 #[derive(Debug, Clone)]
 pub struct TurnInputs {
     /// The session's state (with the turn's `remote_context` already merged).
@@ -896,25 +896,16 @@ impl Store {
         self.read(|c| chat_access_rows_on(c, session, embed))
     }
 
-    /// A chat message's access and, when `decide` accepts the rows, the task that starts its
-    /// turn at once (as [`Store::ocs_create_started_task`]), in one writer job: the rows are
-    /// read on the writer's warm connection, consistent with the task, and the message costs
-    /// no separate read. `decide` runs on the writer thread and must only compute.
-    pub async fn ocs_access_and_start_task<D: Send + 'static>(
+    /// [`Store::ocs_chat_access_rows`] read as a job of the writer (SQL only): on its warm
+    /// connection and consistent with every write acknowledged before (the chat message's
+    /// hot path; the decision itself is made by the caller, `ocs`).
+    pub async fn ocs_chat_access_rows_now(
         &self,
         session: String,
         embed: Option<String>,
-        decide: impl FnOnce(&ChatAccessRows) -> (D, Option<NewTask>) + Send + 'static,
-    ) -> Result<(D, Option<(String, TurnInputs)>)> {
-        self.write_async_bare(move |c| {
-            let rows = chat_access_rows_on(c, &session, embed.as_deref())?;
-            let (d, task) = decide(&rows);
-            let (Some(task), Some(sess)) = (task, rows.session.as_ref()) else {
-                return Ok((d, None));
-            };
-            Ok((d, Some(start_task_on(c, sess, task)?)))
-        })
-        .await
+    ) -> Result<ChatAccessRows> {
+        self.write_async_bare(move |c| chat_access_rows_on(c, &session, embed.as_deref()))
+            .await
     }
 
     /// The participant's latest session with this bot whose status is not in `exclude`.
@@ -1630,44 +1621,41 @@ fn finish_task_on(
     Ok(stored)
 }
 
-impl super::conversations::TurnTx<'_> {
-    /// `(role, content)` of the session's last [`HISTORY_READ`] messages, in time order.
-    pub fn ocs_recent_history(&self, session: &str) -> Result<Vec<(String, String)>> {
-        recent_history_on(self.c, session, HISTORY_READ)
-    }
+/// An OCS turn's rows, committed with the turn ([`Store::commit_turn`]): the flow's
+/// write-back, then the messages (a synchronous turn: the user's message and the replies;
+/// an async task: the replies), and, for a task, its result (`complete`).
+#[derive(Debug, Clone)]
+pub struct OcsTurnEnd {
+    pub organization_id: String,
+    pub session_id: String,
+    pub participant_id: String,
+    pub bot_id: String,
+    pub write_back: WriteBack,
+    pub messages: Vec<NewOcsMessage>,
+    /// The async chat task this turn completes.
+    pub task: Option<String>,
+}
 
-    /// An async chat task's end inside its turn's commit: the flow's write-back, the
-    /// assistant messages and the task's result (`complete`). Returns the stored messages.
-    #[allow(clippy::too_many_arguments)]
-    pub fn ocs_finish_turn(
-        &self,
-        org: &str,
-        session: &str,
-        participant: &str,
-        bot: &str,
-        wb: WriteBack,
-        task: &str,
-        msgs: &[NewOcsMessage],
-    ) -> Result<Vec<OcsMessage>> {
-        write_back_on(self.c, org, session, participant, bot, wb)?;
-        finish_task_on(self.c, org, task, session, msgs, None)
+/// Apply an [`OcsTurnEnd`] inside a turn's commit; returns the stored messages.
+pub(super) fn finish_ocs_turn_on(c: &Connection, end: OcsTurnEnd) -> Result<Vec<OcsMessage>> {
+    let (org, sid) = (end.organization_id.as_str(), end.session_id.as_str());
+    write_back_on(
+        c,
+        org,
+        sid,
+        &end.participant_id,
+        &end.bot_id,
+        end.write_back,
+    )?;
+    match &end.task {
+        Some(task) => finish_task_on(c, org, task, sid, &end.messages, None),
+        None => append_messages_on(c, org, sid, &end.messages),
     }
+}
 
-    /// A synchronous turn's end inside its commit: the flow's write-back, then the user's
-    /// message and the replies (`msgs`, in order).
-    pub fn ocs_finish_sync_turn(
-        &self,
-        org: &str,
-        session: &str,
-        participant: &str,
-        bot: &str,
-        wb: WriteBack,
-        msgs: &[NewOcsMessage],
-    ) -> Result<()> {
-        write_back_on(self.c, org, session, participant, bot, wb)?;
-        append_messages_on(self.c, org, session, msgs)?;
-        Ok(())
-    }
+/// `(role, content)` of a session's last [`HISTORY_READ`] messages, in time order.
+pub(super) fn recent_history_of(c: &Connection, session: &str) -> Result<Vec<(String, String)>> {
+    recent_history_on(c, session, HISTORY_READ)
 }
 
 /// Create a task that starts at once (status `running`) with its user message; the task id
@@ -1690,7 +1678,7 @@ fn start_task_on(
     })
 }
 
-/// A chat message's task, as [`Store::ocs_access_and_start_task`] creates it.
+/// A chat message's task, as [`Store::ocs_create_started_task`] creates it.
 #[derive(Debug, Clone)]
 pub struct NewTask {
     /// The task's stored request (what a queued task's turn is run from).

@@ -70,6 +70,10 @@ pub struct BotSettings {
     /// Step limit per turn (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_limit: Option<u32>,
+    /// Wall-clock deadline of a turn in milliseconds (default: the server's, 5 s; capped by
+    /// the server's maximum, 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_timeout_ms: Option<u32>,
     #[serde(flatten)]
     pub extra: Map<String, Json>,
 }

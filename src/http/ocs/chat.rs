@@ -389,8 +389,8 @@ async fn access_read<R: Send + 'static>(
 }
 
 /// What a session-bound chat request presents for its access decision, taken from the
-/// request up front so that the decision can run wherever the rows are read (the read pool,
-/// or the writer job of [`message_at_once`]).
+/// request up front so that the decision can be made on rows read from the read pool or, for
+/// [`message_at_once`], by a job of the store's writer.
 struct AccessAsk {
     ocs: std::sync::Arc<crate::ocs::Ocs>,
     embed: Option<String>,
@@ -510,40 +510,47 @@ fn plain_message(body: &Json) -> Option<Json> {
 }
 
 /// The common message ([`plain_message`]) to a session with nothing queued (reserved by
-/// the caller, see [`crate::ocs::Ocs::reserve`]): its access decision, its task and its user
-/// message in one writer job ([`Store::ocs_access_and_start_task`]), with [`message`]'s
-/// answers in [`message`]'s order. A busy session's message queues the usual way.
+/// the caller, see [`crate::ocs::Ocs::reserve`]): its access rows are read as a job of the
+/// store's writer (SQL only, warm pages), the decision is made here, and the task with its
+/// user message is created in one more writer job, with [`message`]'s answers in
+/// [`message`]'s order. A busy session's message queues the usual way.
 async fn message_at_once(call: &Call, ask: AccessAsk, request: Json) -> Response<Body> {
     let sid = call.params.id.clone();
-    let task = crate::ocs::new_task(request.clone());
-    let r = call
+    let decided = match call
         .ocs
         .store
-        .ocs_access_and_start_task(sid.clone(), ask.embed.clone(), move |rows| {
-            match ask.decide(rows) {
-                Ok((s, _)) if s.status == "complete" => (
-                    Err(error(StatusCode::BAD_REQUEST, "Session has ended")),
-                    None,
-                ),
-                Ok((s, _)) => (Ok(s), Some(task)),
-                Err(r) => (Err(r), None),
+        .ocs_chat_access_rows_now(sid.clone(), ask.embed.clone())
+        .await
+    {
+        Ok(rows) => match ask.decide(&rows) {
+            Ok((s, _)) if s.status == "complete" => {
+                Err(error(StatusCode::BAD_REQUEST, "Session has ended"))
             }
-        })
-        .await;
-    match r {
-        Ok((Ok(session), Some((id, inputs)))) => {
+            Ok((s, _)) => Ok(s),
+            Err(r) => Err(r),
+        },
+        Err(e) => Err(super::internal(e)),
+    };
+    let started = match decided {
+        Ok(session) => call
+            .ocs
+            .store
+            .ocs_create_started_task(&session, crate::ocs::new_task(request.clone()))
+            .await
+            .map(|(id, inputs)| (session, id, inputs))
+            .map_err(super::internal),
+        Err(r) => Err(r),
+    };
+    match started {
+        Ok((session, id, inputs)) => {
             let access = access_fingerprint(call);
             call.ocs
                 .start_reserved(&session, &id, request, inputs, access);
             accepted(call, &id)
         }
-        refused => {
+        Err(resp) => {
             call.ocs.release(sid);
-            match refused {
-                Ok((Err(resp), _)) => resp,
-                Ok((Ok(_), _)) => super::internal("an accepted message got no task"),
-                Err(e) => super::internal(e),
-            }
+            resp
         }
     }
 }
