@@ -128,7 +128,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
-        peer: IpAddr,
+        client_ip: IpAddr,
         mode: Mode,
         now_secs: i64,
     ) -> Result<StudioAuth, ApiError> {
@@ -137,18 +137,18 @@ impl Authenticator {
             .get("x-api-key")
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         let Some(key_value) = key_value else {
-            self.charge_ip(peer)?;
+            self.charge_ip(client_ip)?;
             return Err(fail(AuthFailure::MissingKey));
         };
         let parsed = match signature::parse_key_header(key_value) {
             Ok(p) => p,
             Err(f) => {
-                self.charge_ip(peer)?;
+                self.charge_ip(client_ip)?;
                 return Err(fail(f));
             }
         };
         let Some(channel) = self.lookup(parsed.key()).await? else {
-            self.charge_ip(peer)?;
+            self.charge_ip(client_ip)?;
             return Err(fail(AuthFailure::UnknownKey));
         };
         // Charged as soon as the key is known, before the signature is checked, so a flood
@@ -175,9 +175,10 @@ impl Authenticator {
         })
     }
 
-    fn charge_ip(&self, peer: IpAddr) -> Result<(), ApiError> {
+    /// Charges the client's address (an IPv6 client per /64, see `admin::throttle::ip_key`).
+    fn charge_ip(&self, client_ip: IpAddr) -> Result<(), ApiError> {
         self.ip_limiter
-            .check(&peer.to_string())
+            .check(&crate::admin::throttle::ip_key(client_ip))
             .map_err(|w| self.throttled(w))
     }
 
