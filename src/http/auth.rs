@@ -1,7 +1,9 @@
 //! Studio API authentication (spec §1): resolve the `X-Api-Key` to its channel, charge the
 //! rate limiter, verify the signature and its window. The result, [`StudioAuth`], carries the
 //! tenant (organization), bot and channel every handler is scoped to: identity comes from the
-//! key, never from the body.
+//! key, never from the body. Only Studio API channels' keys resolve: a connector channel's key
+//! is refused exactly like an unknown one (see `Store::channel_auth_by_key`). Per-address
+//! limits use the request's client address (`RequestCtx::client_ip`).
 //!
 //! Key lookups are cached in memory (they are on every chat turn). The cache is dropped
 //! whenever the store's auth epoch moves (a rotate/revoke/delete, possibly by another process
