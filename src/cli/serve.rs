@@ -46,6 +46,36 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub turns: limits::TurnArgs,
+    // ---- client addresses and password hashing (login throttling, issue 14 item 7) ----
+    /// A reverse proxy (address or network, repeatable) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` give the client's address and scheme. From any other peer those
+    /// headers are ignored: the TCP peer is the client. Default: none.
+    #[arg(
+        long = "trusted-proxy",
+        env = "BOTYARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Password hashes and checks (argon2id, ~19 MiB each) run at once, at most
+    /// (default: half the cores, at least 1).
+    #[arg(long, env = "BOTYARD_ARGON2_THREADS")]
+    pub argon2_threads: Option<usize>,
+    /// Password checks that may wait for a free thread; beyond it a login is answered 503
+    /// with `Retry-After` at once.
+    #[arg(long, env = "BOTYARD_ARGON2_QUEUE", default_value_t = 8)]
+    pub argon2_queue: usize,
+}
+
+/// `--trusted-proxy` values, parsed.
+fn trusted_proxies(args: &ServeArgs) -> anyhow::Result<Vec<Cidr>> {
+    args.trusted_proxies
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| {
+            a.parse::<Cidr>()
+                .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))
+        })
+        .collect()
 }
 
 pub use bench::BenchArgs;
@@ -84,6 +114,12 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
         );
     }
+    let trusted_proxies = trusted_proxies(args)?;
+    let passwords = crate::secrets::PasswordPool::new(
+        args.argon2_threads
+            .unwrap_or_else(crate::secrets::PasswordPool::default_threads),
+        args.argon2_queue,
+    )?;
     let addr: SocketAddr = tokio::net::lookup_host(&args.addr)
         .await
         .map_err(|e| anyhow::anyhow!("--addr {}: {e}", args.addr))?
@@ -131,12 +167,14 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
             body_limit: args.body_limit,
             rate_per_key: args.rate_limit,
             signature_window: args.signature_window,
+            trusted_proxies,
         },
         engine: engine.clone(),
         auth,
         outbound,
         webhooks: Arc::clone(&webhooks),
         plugins: Some(plugins.clone()),
+        passwords,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

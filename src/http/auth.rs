@@ -1,7 +1,9 @@
 //! Studio API authentication (spec §1): resolve the `X-Api-Key` to its channel, charge the
 //! rate limiter, verify the signature and its window. The result, [`StudioAuth`], carries the
 //! tenant (organization), bot and channel every handler is scoped to: identity comes from the
-//! key, never from the body.
+//! key, never from the body. Only Studio API channels' keys resolve: a connector channel's key
+//! is refused exactly like an unknown one (see `Store::channel_auth_by_key`). Per-address
+//! limits use the request's client address (`RequestCtx::client_ip`).
 //!
 //! Key lookups are cached in memory (they are on every chat turn). The cache is dropped
 //! whenever the store's auth epoch moves (a rotate/revoke/delete, possibly by another process
@@ -128,7 +130,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
-        peer: IpAddr,
+        client_ip: IpAddr,
         mode: Mode,
         now_secs: i64,
     ) -> Result<StudioAuth, ApiError> {
@@ -137,18 +139,18 @@ impl Authenticator {
             .get("x-api-key")
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         let Some(key_value) = key_value else {
-            self.charge_ip(peer)?;
+            self.charge_ip(client_ip)?;
             return Err(fail(AuthFailure::MissingKey));
         };
         let parsed = match signature::parse_key_header(key_value) {
             Ok(p) => p,
             Err(f) => {
-                self.charge_ip(peer)?;
+                self.charge_ip(client_ip)?;
                 return Err(fail(f));
             }
         };
         let Some(channel) = self.lookup(parsed.key()).await? else {
-            self.charge_ip(peer)?;
+            self.charge_ip(client_ip)?;
             return Err(fail(AuthFailure::UnknownKey));
         };
         // Charged as soon as the key is known, before the signature is checked, so a flood
@@ -175,9 +177,10 @@ impl Authenticator {
         })
     }
 
-    fn charge_ip(&self, peer: IpAddr) -> Result<(), ApiError> {
+    /// Charges the client's address (an IPv6 client per /64, see `admin::throttle::ip_key`).
+    fn charge_ip(&self, client_ip: IpAddr) -> Result<(), ApiError> {
         self.ip_limiter
-            .check(&peer.to_string())
+            .check(&crate::admin::throttle::ip_key(client_ip))
             .map_err(|w| self.throttled(w))
     }
 

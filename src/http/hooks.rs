@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// `rest` is the path after `/hooks`.
 pub async fn handle(
     state: &Arc<AppState>,
-    _ctx: &RequestCtx,
+    ctx: &RequestCtx,
     req: Request<Incoming>,
     rest: &str,
 ) -> Response<Body> {
@@ -45,11 +45,8 @@ pub async fn handle(
         .get(hyper::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let scheme = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
+    // The scheme of the public base URL: `https` only on a trusted proxy's word.
+    let scheme = if ctx.https { "https" } else { "http" };
     let webhook = Webhook {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),

@@ -43,6 +43,9 @@ pub struct HttpConfig {
     pub rate_per_key: u32,
     /// Accepted clock distance of signed requests, in seconds.
     pub signature_window: i64,
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed (see
+    /// [`request::client_of`]); empty = none.
+    pub trusted_proxies: Vec<crate::outbound::Cidr>,
 }
 
 impl Default for HttpConfig {
@@ -51,6 +54,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             rate_per_key: 50,
             signature_window: signature::DEFAULT_WINDOW_SECS,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct AppState {
     pub webhooks: Arc<WebhookDispatcher>,
     /// WASM plugins: connector webhooks (`/hooks/{token}`); `None` = no connector channels.
     pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
+    /// Every argon2 hash and check of the server (logins, new accounts, setup).
+    pub passwords: crate::secrets::PasswordPool,
 }
 
 impl From<EngineError> for ApiError {

@@ -1,13 +1,14 @@
 //! What a handler gets to know about a request beyond its head: the per-request context
-//! (request id, peer, start time), the body read under a size cap, and JSON field accessors
-//! whose errors name the offending field (`missing field: client.user_id`).
+//! (request id, peer, client address and scheme, start time), the body read under a size cap,
+//! and JSON field accessors whose errors name the offending field (`missing field:
+//! client.user_id`).
 
 use super::error::{ApiError, ApiResult};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_LENGTH, HeaderMap};
 use serde_json::{Map, Value as Json};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// Per-request facts shared by every layer (logging, auth, handlers).
@@ -15,8 +16,69 @@ use std::time::Instant;
 pub struct RequestCtx {
     /// Echoed as `X-Request-Id` and present on every log line of the request.
     pub id: String,
+    /// The TCP peer (a proxy, when there is one).
     pub peer: SocketAddr,
+    /// The client's address: the peer's, or what a trusted proxy reports (see
+    /// [`client_of`]). Everything that keys on "who is asking" uses this, never `peer`.
+    pub client_ip: IpAddr,
+    /// The client reached us over HTTPS (only a trusted proxy can say so).
+    pub https: bool,
     pub started: Instant,
+}
+
+/// Hops of `X-Forwarded-For` looked at, at most (the rest is ignored).
+const MAX_FORWARDED_HOPS: usize = 32;
+
+/// The client address and scheme of a request from `peer`.
+///
+/// `X-Forwarded-For` and `X-Forwarded-Proto` are anyone's to write, so they are believed only
+/// when the TCP peer is in `trusted` (`--trusted-proxy`). Then the client is the rightmost
+/// address of `X-Forwarded-For` that is not itself a trusted proxy (entries left of it were
+/// written by the client and prove nothing); an unparsable entry stops the walk at the last
+/// trusted hop. The scheme is the rightmost `X-Forwarded-Proto` value, the one our proxy set.
+pub fn client_of(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[crate::outbound::Cidr],
+) -> (IpAddr, bool) {
+    let peer = peer.to_canonical();
+    if !trusted.iter().any(|c| c.contains(peer)) {
+        return (peer, false);
+    }
+    let https = headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        let Some(ip) = parse_hop(hop.trim()) else {
+            break;
+        };
+        client = ip;
+        if !trusted.iter().any(|c| c.contains(ip)) {
+            break;
+        }
+    }
+    (client, https)
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    hop.parse::<SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 (early, from
@@ -194,6 +256,40 @@ mod tests {
             Some(vec!["a".into(), "b".into()])
         );
         assert!(m.opt_string_array("d").is_err());
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let trusted: Vec<crate::outbound::Cidr> =
+            vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
+        h.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        let untrusted: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(client_of(untrusted, &h, &trusted), (untrusted, false));
+        // From a trusted proxy: the rightmost address that is not a trusted proxy.
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_of(proxy, &h, &trusted),
+            ("1.2.3.4".parse().unwrap(), true)
+        );
+        // No header: the peer. Garbage: the last trusted hop.
+        assert_eq!(
+            client_of(proxy, &HeaderMap::new(), &trusted),
+            (proxy, false)
+        );
+        let mut g = HeaderMap::new();
+        g.insert(
+            "x-forwarded-for",
+            "1.2.3.4, junk, 10.0.0.9:80".parse().unwrap(),
+        );
+        assert_eq!(
+            client_of(proxy, &g, &trusted).0,
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
+        // No trusted proxies configured: headers are ignored even from loopback.
+        assert_eq!(client_of(proxy, &h, &[]), (proxy, false));
     }
 
     #[test]

@@ -31,9 +31,13 @@ pub async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let (client_ip, https) =
+        super::request::client_of(peer.ip(), req.headers(), &state.config.trusted_proxies);
     let ctx = RequestCtx {
         id: request_id(req.headers()),
         peer,
+        client_ip,
+        https,
         started: Instant::now(),
     };
     let span = tracing::info_span!("req", id = %ctx.id);
@@ -68,6 +72,9 @@ pub async fn handle(
             status = resp.status().as_u16(),
             micros = ctx.started.elapsed().as_micros() as u64,
             peer = %ctx.peer,
+            // Only behind a trusted proxy, where it differs from the peer.
+            client = (ctx.client_ip != ctx.peer.ip().to_canonical())
+                .then(|| tracing::field::display(ctx.client_ip)),
         );
         Ok(resp)
     }

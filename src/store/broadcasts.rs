@@ -19,12 +19,19 @@ impl Store {
         self.write_async(move |c| {
             let id = new_id();
             let now = now_millis();
-            c.execute(
+            // The channel (and its bot) may be gone while a server's key cache still knows
+            // them: a plain 404, not a foreign-key failure.
+            let n = c.execute(
                 "INSERT INTO broadcasts(id, organization_id, bot_id, channel_id, request, status,
                                         created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6
+                 WHERE EXISTS(SELECT 1 FROM channels WHERE id = ?4 AND organization_id = ?2
+                              AND bot_id = ?3)",
                 params![id, org, bot, channel, request.to_string(), now],
             )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("bot `{bot}` not found")));
+            }
             Ok(id)
         })
         .await

@@ -268,25 +268,36 @@ impl Store {
     }
 
     /// Resolve a Studio API key to its channel and decrypted secret. The one lookup that is
-    /// not scoped by an organization: the key is what determines the organization. Inactive
-    /// channels resolve to `None`.
+    /// not scoped by an organization: the key is what determines the organization. Only
+    /// Studio API channels (kind [`super::KIND_API`]) resolve: every channel row has a key
+    /// pair, but a connector's (Telegram, Slack...) or the try-it channel's key authorizes
+    /// nothing on the Studio API, else whoever sees it could skip the platform's webhook
+    /// signature and post as the bot anywhere. Inactive channels resolve to `None` too.
     pub fn channel_auth_by_key(&self, api_key: &str) -> Result<Option<ChannelAuth>> {
         let secrets = self.secrets();
         self.read(|c| {
             let row = c
                 .prepare_cached(&format!(
-                    "SELECT {CHANNEL_COLS}, secret_enc FROM channels WHERE api_key = ?1 AND status = 'active'"
+                    "SELECT {CHANNEL_COLS}, secret_enc FROM channels
+                     WHERE api_key = ?1 AND status = 'active' AND kind = ?2"
                 ))?
-                .query_row([api_key], |r| Ok((channel_from_row(r)?, r.get::<_, Vec<u8>>(13)?)))
+                .query_row([api_key, super::KIND_API], |r| {
+                    Ok((channel_from_row(r)?, r.get::<_, Vec<u8>>(13)?))
+                })
                 .optional()?;
-            let Some((channel, blob)) = row else { return Ok(None) };
+            let Some((channel, blob)) = row else {
+                return Ok(None);
+            };
             let secret = secrets.decrypt(&blob, &channel.id).ok_or_else(|| {
                 Error::Other(format!(
                     "the secret of channel {} cannot be decrypted with this data dir's key",
                     channel.id
                 ))
             })?;
-            Ok(Some(ChannelAuth { channel, secret: String::from_utf8_lossy(&secret).into_owned() }))
+            Ok(Some(ChannelAuth {
+                channel,
+                secret: String::from_utf8_lossy(&secret).into_owned(),
+            }))
         })
     }
 

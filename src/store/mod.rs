@@ -109,13 +109,26 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A unique key taken is a conflict; a foreign key failing is a row that is gone: every foreign
+/// key cascades on delete, so it only fails when a write refers to a bot, channel,
+/// organization... deleted meanwhile (e.g. a broadcast queued with a just-deleted bot's key
+/// still in a server's auth cache). That is the caller's 404, not our 500.
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e
             && f.code == rusqlite::ErrorCode::ConstraintViolation
-            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
         {
-            return Error::Conflict(msg.clone().unwrap_or_else(|| "already exists".into()));
+            match f.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+                    return Error::Conflict(msg.clone().unwrap_or_else(|| "already exists".into()));
+                }
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return Error::NotFound(
+                        "something this refers to no longer exists (deleted meanwhile)".into(),
+                    );
+                }
+                _ => {}
+            }
         }
         Error::Sqlite(e)
     }

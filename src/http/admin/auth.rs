@@ -33,9 +33,7 @@ pub(super) async fn setup(call: Call<'_>) -> ApiResult<Response<Body>> {
             "this setup link is not valid (used, expired, or from an earlier start)",
         ));
     }
-    let hash = tokio::task::spawn_blocking(move || crate::secrets::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = call.state.passwords.hash(password).await.map_err(busy)?;
     let user = call
         .store(move |s| s.create_owner_of_all(&email, &hash, true))
         .await?;
@@ -44,46 +42,55 @@ pub(super) async fn setup(call: Call<'_>) -> ApiResult<Response<Body>> {
     start_session(&call, &user, StatusCode::CREATED).await
 }
 
-/// `POST /login {email, password}`.
+/// `POST /login {email, password}`. The attempt is reserved with the throttle before the
+/// password is checked (see `crate::admin::throttle`), and checked on the bounded pool.
 pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
     let email = call.body.req_str("email")?.trim().to_string();
     let password = call.body.req_str("password")?.to_string();
     if password.len() > admin::MAX_PASSWORD {
         return Err(ApiError::bad_request("password too long"));
     }
-    let ip = call.ctx.peer.ip().to_string();
     let throttle = &admin::global().throttle;
-    if let Err(secs) = throttle.check(&ip, &email, now_millis()) {
-        return Err(ApiError::too_many_requests(
-            format!("too many failed logins: try again in {secs} s"),
-            secs,
-        ));
-    }
+    let attempt = throttle
+        .begin(call.ctx.client_ip, &email, now_millis())
+        .map_err(|secs| {
+            ApiError::too_many_requests(
+                format!("too many failed logins: try again in {secs} s"),
+                secs,
+            )
+        })?;
     let e2 = email.clone();
     let user = call.store(move |s| s.find_user_by_email(&e2)).await?;
-    // Unknown e-mails still cost one argon2 verification, so timing does not reveal accounts.
-    let phc = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
-    let ok = tokio::task::spawn_blocking(move || crate::secrets::verify_password(&password, &phc))
-        .await
-        .map_err(ApiError::internal)?;
+    // Unknown e-mails still cost one argon2 computation, so timing does not reveal accounts.
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = match call.state.passwords.verify(password, phc).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            throttle.release(&attempt);
+            return Err(busy(e));
+        }
+    };
     match user {
         Some(u) if ok => {
-            throttle.success(&email);
+            throttle.succeeded(&attempt, now_millis());
             start_session(&call, &u, StatusCode::OK).await
         }
         _ => {
-            throttle.failure(&ip, &email, now_millis());
-            tracing::info!(email = %email, peer = %call.ctx.peer, "failed admin login");
+            tracing::info!(email = %email, client = %call.ctx.client_ip, "failed admin login");
             Err(ApiError::unauthorized("wrong e-mail or password"))
         }
     }
 }
 
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::secrets::hash_password("not a real password"));
+/// The password pool is full: 503 with `Retry-After`, the caller may retry in a second.
+pub(super) fn busy(e: crate::secrets::PoolBusy) -> ApiError {
+    let mut err = ApiError::service_unavailable(e.to_string());
+    err.headers.push((
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from(1),
+    ));
+    err
+}
 
 async fn start_session(
     call: &Call<'_>,
@@ -98,7 +105,7 @@ async fn start_session(
         .get(hyper::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(200).collect());
-    let ip = Some(call.ctx.peer.ip().to_string());
+    let ip = Some(call.ctx.client_ip.to_string());
     call.store(move |st| st.create_admin_session(row, ip, ua))
         .await?;
     let doc = session_doc(call, user, &s.row.csrf).await?;

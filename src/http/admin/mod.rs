@@ -249,12 +249,10 @@ impl Call<'_> {
     pub fn query(&self, name: &str) -> Option<String> {
         super::router::query_param(self.query.as_deref(), name).filter(|v| !v.is_empty())
     }
-    /// Behind an HTTPS proxy the cookies get `Secure`.
+    /// Behind an HTTPS proxy the cookies get `Secure` (a trusted proxy's word only: see
+    /// `RequestCtx::https`).
     pub fn secure(&self) -> bool {
-        self.headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            == Some("https")
+        self.ctx.https
     }
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers

@@ -71,9 +71,12 @@ pub(super) async fn add_member(call: Call<'_>) -> ApiResult<Response<Body>> {
                 ))
             })?;
             admin::check_password(&pw).map_err(ApiError::bad_request)?;
-            let hash = tokio::task::spawn_blocking(move || crate::secrets::hash_password(&pw))
+            let hash = call
+                .state
+                .passwords
+                .hash(pw)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(super::auth::busy)?;
             call.store(move |s| s.create_user(&email, &hash)).await?.id
         }
     };

@@ -403,7 +403,12 @@ async fn run_sync(
 ) -> Result<Vec<render::Rendered>, Response<Body>> {
     match call.ocs.run_sync_text(session, text, inputs).await {
         Ok(rendered) => Ok(rendered),
-        Err(crate::engine::EngineError::BadRequest(m)) => Err(error(StatusCode::BAD_REQUEST, &m)),
+        // The caller's or the bot's fault (a bot whose flows do not compile is a 409, as on
+        // the Studio API): said as such, in this endpoint's `{"error": ...}` shape.
+        Err(e) if (400..500).contains(&e.status()) => Err(error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.message(),
+        )),
         Err(e) => Err(internal(e)),
     }
 }

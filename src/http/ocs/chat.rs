@@ -205,7 +205,7 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
     let rate_key = widget
         .as_ref()
         .map(|w| format!("channel:{}", w.id))
-        .unwrap_or_else(|| format!("ip:{}", call.ctx.peer.ip()));
+        .unwrap_or_else(|| format!("ip:{}", call.ctx.client_ip));
     if let Err(r) = chat_rate(call, &rate_key) {
         return r;
     }

@@ -471,7 +471,7 @@ async fn authenticate(
     let Some(key) = key_of(ocs, &call.headers).await else {
         let v = ocs.limiter.hit(
             Scope::Credentials,
-            &call.ctx.peer.ip().to_string(),
+            &call.ctx.client_ip.to_string(),
             None,
             now_secs(),
         );

@@ -109,7 +109,7 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let auth = Box::pin(state.auth.authenticate(
         &parts.headers,
-        ctx.peer.ip(),
+        ctx.client_ip,
         route.mode(),
         now_secs(),
     ))
