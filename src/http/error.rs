@@ -73,12 +73,13 @@ impl ApiError {
         )
     }
     pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, message);
-        e.headers.push((
-            hyper::header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs.max(1)),
-        ));
-        e
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(retry_after_secs)
+    }
+    /// Adds `Retry-After` (seconds, at least 1).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.headers
+            .push((hyper::header::RETRY_AFTER, HeaderValue::from(secs.max(1))));
+        self
     }
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)

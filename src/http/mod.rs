@@ -76,6 +76,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Internal(m) => ApiError::internal(m),
+            EngineError::Busy {
+                message,
+                retry_after_secs,
+            } => ApiError::service_unavailable(message).with_retry_after(retry_after_secs),
             EngineError::Invalid { message, errors } => ApiError::bad_request(message)
                 .with_extra("errors", studio::dto::diagnostics(&errors)),
             other => ApiError::new(

@@ -992,7 +992,9 @@ impl Ocs {
             .await;
         let error = match result {
             Ok(first) => return Some(TaskResult::Complete(first)),
-            Err(EngineError::BadRequest(m)) => (m, 400),
+            // The caller's or the bot's fault, or the organization's share of the workers
+            // stayed full: said as such (a 4xx, or 503).
+            Err(e) if e.status() != 500 => (e.message().to_string(), e.status() as i64),
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
                 (
@@ -1020,7 +1022,7 @@ struct PreparedTurn {
     req: ChatRequest,
     code: BotCode,
     tag: String,
-    /// `metadata`: `_metadata.history`, read in the turn's job (see [`TurnMetadata`]); the
+    /// `history`: `_metadata.history`, read with the turn's state (see [`TurnMetadata`]); the
     /// caller may add its `after`.
     hooks: TurnHooks,
 }

@@ -4,7 +4,7 @@
 //! format when asked `"stream": true`, and always returns a zero-count `usage`.
 
 use super::api::{PLATFORMS, history, team_json, versions_of};
-use super::{Call, Caller, detail, error, field_error, internal, is_uuid, json_resp, ok};
+use super::{Call, Caller, detail, field_error, internal, is_uuid, json_resp, ok};
 use crate::http::response::Body;
 use crate::ocs::render;
 use crate::store::Bot;
@@ -401,16 +401,10 @@ async fn run_sync(
     text: &str,
     inputs: Option<TurnInputs>,
 ) -> Result<Vec<render::Rendered>, Response<Body>> {
-    match call.ocs.run_sync_text(session, text, inputs).await {
-        Ok(rendered) => Ok(rendered),
-        // The caller's or the bot's fault (a bot whose flows do not compile is a 409, as on
-        // the Studio API): said as such, in this endpoint's `{"error": ...}` shape.
-        Err(e) if (400..500).contains(&e.status()) => Err(error(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            e.message(),
-        )),
-        Err(e) => Err(internal(e)),
-    }
+    call.ocs
+        .run_sync_text(session, text, inputs)
+        .await
+        .map_err(super::engine_error)
 }
 
 // ---- OpenAI --------------------------------------------------------------------------------------

@@ -336,6 +336,30 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Response<Body> {
     )
 }
 
+/// An engine failure in this family's `{"error": ...}` shape: the caller's or the bot's fault
+/// (a bot whose flows do not compile is a 409, as on the Studio API) said as such; an
+/// organization past its share of the workers is a 503 with `Retry-After`; the rest is ours.
+pub(crate) fn engine_error(e: crate::engine::EngineError) -> Response<Body> {
+    match e {
+        crate::engine::EngineError::Busy {
+            message,
+            retry_after_secs,
+        } => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &message);
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(retry_after_secs.max(1)),
+            );
+            r
+        }
+        e if (400..500).contains(&e.status()) => error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.message(),
+        ),
+        e => internal(e),
+    }
+}
+
 pub(crate) fn forbidden() -> Response<Body> {
     detail(
         StatusCode::FORBIDDEN,
