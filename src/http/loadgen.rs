@@ -27,6 +27,9 @@ pub struct LoadSpec {
     pub body: BodyFn,
     /// Stop after this many requests in total (0 = only the duration counts).
     pub max_requests: u64,
+    /// Local address the connections come from (e.g. `127.0.0.2`, so that a client is told
+    /// apart from another one on loopback); `None`: the system's choice.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -136,7 +139,7 @@ async fn connection(
             break;
         }
         if stream.is_none() {
-            match RawConn::connect(spec.addr).await {
+            match RawConn::connect(spec.addr, spec.bind).await {
                 Ok(c) => stream = Some(c),
                 Err(e) => {
                     note(&mut r, e);
@@ -220,7 +223,7 @@ async fn ocs_turns(
     r: &mut LoadResult,
     polls: &mut u64,
 ) -> Result<(), String> {
-    let mut conn = RawConn::connect(addr).await?;
+    let mut conn = RawConn::connect(addr, None).await?;
     let body = r#"{"message":"hi"}"#;
     let message = format!(
         "POST /api/chat/{}/message/ HTTP/1.1\r\nhost: {addr}\r\nx-session-token: {}\r\n\
@@ -303,10 +306,22 @@ struct RawConn {
 }
 
 impl RawConn {
-    async fn connect(addr: SocketAddr) -> Result<RawConn, String> {
-        let s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+    async fn connect(addr: SocketAddr, bind: Option<std::net::IpAddr>) -> Result<RawConn, String> {
+        let s = match bind {
+            None => tokio::net::TcpStream::connect(addr).await,
+            Some(ip) => {
+                let sock = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(|e| format!("socket: {e}"))?;
+                sock.bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| format!("bind {ip}: {e}"))?;
+                sock.connect(addr).await
+            }
+        }
+        .map_err(|e| format!("connect: {e}"))?;
         let _ = s.set_nodelay(true);
         Ok(RawConn {
             stream: s,

@@ -403,6 +403,7 @@ fn ocs_runs(
             .collect(),
         body: Arc::new(|_, _| br#"{"message":"hi"}"#.to_vec()),
         max_requests: 0,
+        bind: None,
     };
     // Warm-up: each key's first call creates its session.
     loadgen::run(LoadSpec {
@@ -449,6 +450,7 @@ fn chat_spec(
             Arc::new(move |conn, seq| chat_body(&run, conn, seq))
         },
         max_requests: max,
+        bind: None,
     }
 }
 
@@ -476,6 +478,7 @@ fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> Loa
         conn_headers: vec![],
         body: Arc::new(|_, _| Vec::new()),
         max_requests: 0,
+        bind: None,
     }
 }
 
