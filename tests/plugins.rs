@@ -836,7 +836,14 @@ fn inbound_events_run_exactly_once() {
         Some(("pending".to_string(), 0)),
         "the reply is queued by the same commit"
     );
-    let due = store.due_outbox(i64::MAX, 10).unwrap();
+    let due = store
+        .claim_outbox(botyard::store::plugins::OutboxClaim {
+            now: 4_000_000_000_000,
+            lease_ms: 1000,
+            per_org: 4,
+            limit: 10,
+        })
+        .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].conversation, "42");
     assert_eq!(due[0].messages[0]["content"]["text"], "once hello");
