@@ -169,8 +169,19 @@ fn outbox_claims_take_conversation_heads_within_each_organizations_cap() {
         .unwrap();
     assert_eq!(ids(&claim(later, 100)), set(&["x2"]));
 
-    // A sender that died leaves its claims; when their lease ends they are taken again.
+    // A sender renews the leases of its deliveries still running...
+    store
+        .renew_outbox(vec!["c3".into(), "x2".into(), "y1".into()], later + 120_000)
+        .unwrap();
+    assert_eq!(
+        store.outbox_status("y1").unwrap().unwrap().0,
+        "sent",
+        "a finished row stays finished"
+    );
+    // ... and one that died leaves its claims: when their leases end they are taken again.
     let expired = later + 60_001;
+    assert_eq!(ids(&claim(expired, 100)), set(&["c4", "c5", "y2"]));
+    let expired = later + 120_001;
     assert_eq!(
         ids(&claim(expired, 100)),
         set(&["x2", "c3", "c4", "c5", "y2"])

@@ -30,10 +30,11 @@
 //! event pending (it runs at restart, nothing of it was written); after it, the event is done
 //! and its replies are queued. An event another worker already committed refuses the turn.
 //!
-//! At least once: a delivery is claimed under a lease longer than a delivery can take
-//! ([`PluginRuntime::delivery_lease`]). A process that dies mid-delivery leaves the row
-//! claimed until the lease ends; then a sender delivers it again. The platform may see such a
-//! reply twice, never none.
+//! At least once: a delivery is claimed under a short lease ([`LEASE`]) that the sender
+//! renews every [`RENEW_EVERY`] while the delivery runs. A process that dies mid-delivery
+//! leaves the row claimed until the lease ends (seconds, so a restarted server resumes
+//! promptly); then a sender delivers it again. The platform may see such a reply twice, never
+//! none.
 
 use super::PluginRuntime;
 use crate::engine::{ChatRequest, ChatResponse, EngineError, TurnSink};
@@ -60,8 +61,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// Added to the host's `deliver_timeout` to bound a whole delivery: the connector's
 /// resolution (a first load compiles the component) and its wait for a call slot.
 const DELIVERY_SLACK: Duration = Duration::from_secs(3);
-/// Added to the delivery bound for a claim's lease: time to record the outcome.
-const LEASE_SLACK: Duration = Duration::from_secs(3);
+/// How long a claimed outbox row stays the sender's without a renewal.
+const LEASE: Duration = Duration::from_secs(5);
+/// How often the sender renews the leases of its deliveries in flight.
+const RENEW_EVERY: Duration = Duration::from_millis(1500);
 
 /// How much connector work runs at once. The defaults leave an organization's other plugin
 /// calls room within the host's per-organization slots (`org_concurrency`, 8).
@@ -428,17 +431,14 @@ impl PluginRuntime {
         self.host.config().deliver_timeout + self.host.config().slot_wait + DELIVERY_SLACK
     }
 
-    /// How long a claimed outbox row stays this sender's: longer than any delivery.
-    fn delivery_lease(&self) -> Duration {
-        self.delivery_bound() + LEASE_SLACK
-    }
-
     /// The outbox sender: claims due rows whenever it has free slots and delivers each in
     /// its own task, until dropped (see the module doc).
     async fn run_outbox_sender(self: Arc<Self>) {
         let limits = self.limits;
         let mut running: JoinSet<()> = JoinSet::new();
         let mut tasks: HashMap<TaskId, String> = HashMap::new();
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(done) = running.try_join_next_with_id() {
                 tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
@@ -462,8 +462,25 @@ impl PluginRuntime {
                     tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
                 }
                 _ = self.outbox_wake.notified() => {}
+                _ = renew.tick() => {
+                    if !tasks.is_empty() {
+                        self.renew_leases(tasks.values().cloned().collect()).await;
+                    }
+                }
                 _ = tokio::time::sleep(POLL) => {}
             }
+        }
+    }
+
+    async fn renew_leases(&self, ids: Vec<String>) {
+        let store = self.store.clone();
+        let until = now_millis() + LEASE.as_millis() as i64;
+        match tokio::task::spawn_blocking(move || store.renew_outbox(ids, until)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", "renewing outbox claims: {e}")
+            }
+            Err(_) => {}
         }
     }
 
@@ -471,7 +488,7 @@ impl PluginRuntime {
         let store = self.store.clone();
         let claim = OutboxClaim {
             now: now_millis(),
-            lease_ms: self.delivery_lease().as_millis() as i64,
+            lease_ms: LEASE.as_millis() as i64,
             per_org: self.limits.deliveries_per_org,
             limit,
         };
@@ -483,20 +500,6 @@ impl PluginRuntime {
             }
             Err(_) => Vec::new(),
         }
-    }
-
-    /// Deliver all the outbox rows due now, concurrently within the limits, and wait for
-    /// them (tests; the sender does the same continuously). Returns how many were attempted.
-    pub async fn run_outbox_batch(self: &Arc<Self>) -> usize {
-        let rows = self.claim_outbox(self.limits.deliveries).await;
-        let n = rows.len();
-        let mut running = JoinSet::new();
-        for row in rows {
-            let rt = self.clone();
-            running.spawn(async move { rt.deliver_claimed(row).await });
-        }
-        running.join_all().await;
-        n
     }
 
     /// Deliver one claimed row and record the outcome.
@@ -522,7 +525,7 @@ impl PluginRuntime {
         let id = row.id.clone();
         match tokio::task::spawn_blocking(move || store.finish_outbox(&id, outcome)).await {
             Ok(Ok(())) => {}
-            // The row stays claimed; another attempt follows when its lease ends.
+            // The row stays claimed; another attempt follows once its lease ends.
             Ok(Err(e)) => {
                 tracing::error!(target: "botyard::plugins", outbox = %row.id, "recording a delivery: {e}")
             }

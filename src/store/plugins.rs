@@ -12,9 +12,10 @@
 //!   `pending`/`sending`; its later rows are `queued` and the head's end promotes the next
 //!   one, so replies go out in order and a claim reads heads only. A claim takes due heads
 //!   per organization up to a cap of rows in flight (`sending` with a live lease, whichever
-//!   sender holds them), oldest first, and leases them: a sender that dies mid-delivery
-//!   leaves rows that another sender takes again when the lease ends (at-least-once). The
-//!   PostgreSQL backend claims the same rows with `FOR UPDATE SKIP LOCKED`.
+//!   sender holds them), oldest first, and leases them; [`Store::renew_outbox`] extends the
+//!   leases of deliveries still running. A sender that dies mid-delivery leaves rows that
+//!   another sender takes again when the lease ends (at-least-once). The PostgreSQL backend
+//!   claims the same rows with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Secrets at rest: the values of the secrets a plugin's manifest declares (in `plugins.config`
 //! and in a connector channel's `channels.config`) are stored as `{"sealed": "<hex>"}`, the
@@ -226,7 +227,8 @@ pub struct OutboxRow {
 pub struct OutboxClaim {
     /// Unix milliseconds: rows due at or before it are due.
     pub now: i64,
-    /// How long the claimed rows stay the caller's (ms); longer than a delivery can take.
+    /// How long the claimed rows stay the caller's (ms) unless renewed
+    /// ([`Store::renew_outbox`]).
     pub lease_ms: i64,
     /// Rows in flight per organization, counting every sender's live claims.
     pub per_org: usize,
@@ -926,6 +928,20 @@ impl Store {
                 })?);
             }
             Ok(out)
+        })
+    }
+
+    /// Extend the leases of claimed rows whose delivery still runs, to `until` (Unix ms).
+    /// Rows finished meanwhile are left as they are.
+    pub fn renew_outbox(&self, ids: Vec<String>, until: i64) -> Result<()> {
+        self.write(move |c| {
+            let mut st = c.prepare_cached(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'sending'",
+            )?;
+            for id in &ids {
+                st.execute(params![id, until])?;
+            }
+            Ok(())
         })
     }
 
