@@ -1,9 +1,10 @@
 //! Outbound HTTP: what a bot's `HTTP(url).send()` and the channel webhooks go through.
 //!
 //! Policy first. A bot author controls the URL, so every call resolves the host name and then
-//! checks **every resolved address** against [`OutboundPolicy`]: loopback, private (RFC 1918,
-//! CGNAT, IPv6 ULA), link-local, unspecified, multicast and reserved addresses are refused
-//! unless an operator listed them in `allow` (tests allow `127.0.0.1`). Checking after
+//! checks **every resolved address** against [`OutboundPolicy`], which applies the address
+//! policy plugins get too (`botyard-netpolicy`, where the ranges are listed): only public
+//! unicast passes (IPv4 hidden in IPv6 is judged by its IPv4 part) unless an operator listed
+//! the address in `allow` (tests allow `127.0.0.1`). Checking after
 //! resolution and connecting to the very address that was checked closes the DNS-rebinding
 //! gap. Redirects are not followed (a redirect to an internal address would bypass the check).
 //!
@@ -21,166 +22,13 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde_json::Value as Json;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Where the address of an outbound call falls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddrClass {
-    Public,
-    Loopback,
-    /// RFC 1918, CGNAT 100.64/10, IPv6 unique-local fc00::/7, site-local fec0::/10.
-    Private,
-    /// 169.254/16, fe80::/10.
-    LinkLocal,
-    /// 0.0.0.0/8, `::`.
-    Unspecified,
-    Multicast,
-    /// 240/4, broadcast, and other ranges that never name a public host.
-    Reserved,
-}
-
-/// Classifies an address; IPv4 embedded in IPv6 (mapped `::ffff:a.b.c.d`, NAT64
-/// `64:ff9b::/96`, 6to4 `2002::/16`) is classified by its IPv4 part, since that is where the
-/// packets end up.
-pub fn classify(ip: IpAddr) -> AddrClass {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => classify_v6(v6),
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> AddrClass {
-    let o = ip.octets();
-    if o[0] == 0 {
-        AddrClass::Unspecified
-    } else if o[0] == 127 {
-        AddrClass::Loopback
-    } else if o[0] == 10
-        || (o[0] == 172 && (16..32).contains(&o[1]))
-        || (o[0] == 192 && o[1] == 168)
-        || (o[0] == 100 && (64..128).contains(&o[1]))
-    {
-        AddrClass::Private
-    } else if o[0] == 169 && o[1] == 254 {
-        AddrClass::LinkLocal
-    } else if (224..240).contains(&o[0]) {
-        AddrClass::Multicast
-    } else if o[0] >= 240
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || (o[0] == 198 && (o[1] & 0xfe) == 18)
-    {
-        // 240/4 (incl. broadcast), IETF protocol assignments 192.0.0/24, benchmarking 198.18/15.
-        AddrClass::Reserved
-    } else {
-        AddrClass::Public
-    }
-}
-
-fn classify_v6(ip: Ipv6Addr) -> AddrClass {
-    let s = ip.segments();
-    if ip.is_unspecified() {
-        return AddrClass::Unspecified;
-    }
-    if ip.is_loopback() {
-        return AddrClass::Loopback;
-    }
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return classify_v4(v4);
-    }
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return classify_v4(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
-    }
-    if s[0] == 0x2002 {
-        return classify_v4(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
-    }
-    if s[0..6] == [0, 0, 0, 0, 0, 0] {
-        // Deprecated IPv4-compatible addresses (::a.b.c.d).
-        return AddrClass::Reserved;
-    }
-    match s[0] {
-        x if x & 0xfe00 == 0xfc00 => AddrClass::Private,
-        x if x & 0xffc0 == 0xfe80 => AddrClass::LinkLocal,
-        x if x & 0xffc0 == 0xfec0 => AddrClass::Private,
-        x if x & 0xff00 == 0xff00 => AddrClass::Multicast,
-        0x0100 if s[1..4] == [0, 0, 0] => AddrClass::Reserved, // discard-only 100::/64
-        _ => AddrClass::Public,
-    }
-}
-
-/// An address or network an operator explicitly allows (`127.0.0.1`, `10.0.0.0/8`, `::1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.net, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => return false,
-            },
-            _ => ip,
-        };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let net: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IP address"))?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: bad prefix length"))?,
-        };
-        Ok(Cidr { net, prefix })
-    }
-}
+/// An address or network an operator explicitly allows (`127.0.0.1`, `10.0.0.0/8`, `::1`):
+/// the shared policy's network type, under the name this module's callers know.
+pub use botyard_netpolicy::IpNet as Cidr;
 
 /// Limits and address policy of outbound calls.
 #[derive(Debug, Clone)]
@@ -205,8 +53,9 @@ impl Default for OutboundPolicy {
 }
 
 impl OutboundPolicy {
+    /// The one address policy of bots and plugins (`botyard-netpolicy`).
     pub fn permits(&self, ip: IpAddr) -> bool {
-        classify(ip) == AddrClass::Public || self.allow.iter().any(|c| c.contains(ip))
+        botyard_netpolicy::permits(ip, &self.allow)
     }
 }
 
@@ -612,47 +461,41 @@ impl csml::Host for BotHost {
 mod tests {
     use super::*;
 
-    fn c(s: &str) -> AddrClass {
-        classify(s.parse().unwrap())
-    }
-
+    /// Bots are held to the one shared policy: every class it refuses is refused here,
+    /// including the IPv6 forms that embed a private IPv4 address.
     #[test]
-    fn ipv4_classes() {
-        assert_eq!(c("8.8.8.8"), AddrClass::Public);
-        assert_eq!(c("93.184.216.34"), AddrClass::Public);
-        assert_eq!(c("127.0.0.1"), AddrClass::Loopback);
-        assert_eq!(c("127.255.1.2"), AddrClass::Loopback);
-        assert_eq!(c("10.1.2.3"), AddrClass::Private);
-        assert_eq!(c("172.16.0.1"), AddrClass::Private);
-        assert_eq!(c("172.31.255.255"), AddrClass::Private);
-        assert_eq!(c("172.32.0.1"), AddrClass::Public);
-        assert_eq!(c("192.168.1.1"), AddrClass::Private);
-        assert_eq!(c("100.64.0.1"), AddrClass::Private);
-        assert_eq!(c("100.128.0.1"), AddrClass::Public);
-        assert_eq!(c("169.254.169.254"), AddrClass::LinkLocal);
-        assert_eq!(c("0.0.0.0"), AddrClass::Unspecified);
-        assert_eq!(c("0.1.2.3"), AddrClass::Unspecified);
-        assert_eq!(c("224.0.0.1"), AddrClass::Multicast);
-        assert_eq!(c("255.255.255.255"), AddrClass::Reserved);
-        assert_eq!(c("240.0.0.1"), AddrClass::Reserved);
-    }
-
-    #[test]
-    fn ipv6_classes() {
-        assert_eq!(c("2606:4700::1111"), AddrClass::Public);
-        assert_eq!(c("::1"), AddrClass::Loopback);
-        assert_eq!(c("::"), AddrClass::Unspecified);
-        assert_eq!(c("fe80::1"), AddrClass::LinkLocal);
-        assert_eq!(c("fd00::1"), AddrClass::Private);
-        assert_eq!(c("fc00::1"), AddrClass::Private);
-        assert_eq!(c("ff02::1"), AddrClass::Multicast);
-        // IPv4 hidden in IPv6 is judged by its IPv4 part.
-        assert_eq!(c("::ffff:127.0.0.1"), AddrClass::Loopback);
-        assert_eq!(c("::ffff:10.0.0.1"), AddrClass::Private);
-        assert_eq!(c("::ffff:8.8.8.8"), AddrClass::Public);
-        assert_eq!(c("64:ff9b::a9fe:a9fe"), AddrClass::LinkLocal);
-        assert_eq!(c("2002:7f00:1::"), AddrClass::Loopback);
-        assert_eq!(c("::127.0.0.1"), AddrClass::Reserved);
+    fn uses_the_shared_address_policy() {
+        let p = OutboundPolicy::default();
+        for ip in [
+            "8.8.8.8",
+            "2606:4700::1111",
+            "2002:808:808::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "100.64.0.1",
+            "169.254.169.254",
+            "192.0.2.1",
+            "255.255.255.255",
+            "::1",
+            "fd00::1",
+            "fec0::1",
+            "::ffff:10.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a00:1::1",
+            "2001::1",
+            "2001:db8::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                p.permits(ip),
+                botyard_netpolicy::classify(ip) == botyard_netpolicy::AddrClass::Public,
+                "{ip}"
+            );
+        }
+        assert!(!p.permits("2002:a00:1::1".parse().unwrap()));
+        assert!(!p.permits("::127.0.0.1".parse().unwrap()));
+        assert!(p.permits("2002:808:808::1".parse().unwrap()));
     }
 
     #[test]

@@ -836,7 +836,14 @@ fn inbound_events_run_exactly_once() {
         Some(("pending".to_string(), 0)),
         "the reply is queued by the same commit"
     );
-    let due = store.due_outbox(i64::MAX, 10).unwrap();
+    let due = store
+        .claim_outbox(botyard::store::plugins::OutboxClaim {
+            now: 4_000_000_000_000,
+            lease_ms: 1000,
+            per_org: 4,
+            limit: 10,
+        })
+        .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].conversation, "42");
     assert_eq!(due[0].messages[0]["content"]["text"], "once hello");
@@ -859,5 +866,116 @@ fn inbound_events_run_exactly_once() {
         let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
         plugins.set_engine(Engine::new(store.clone(), EngineConfig::default()));
         assert_eq!(plugins.run_inbound_batch().await, 0);
+    });
+}
+
+/// The inbound worker's selection, with a runtime limited to one turn per organization: a
+/// conversation's events run one at a time in order, an organization's other conversations
+/// wait for its slot, another organization's events do not.
+#[test]
+fn inbound_events_run_in_order_per_conversation_within_the_org_cap() {
+    use botyard::engine::{Engine, EngineConfig};
+    use botyard::plugins::channels::ChannelLimits;
+    use botyard::store::{Durability, NewBot, NewFlow};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let a = setup.organization.id.clone();
+        let b = store.create_org("second", false).unwrap().id;
+        let limits = ChannelLimits {
+            inbound_per_org: 1,
+            ..Default::default()
+        };
+        let plugins =
+            botyard::plugins::PluginRuntime::with_limits(store.clone(), dir.path(), vec![], limits);
+        let engine = Engine::new(
+            store.clone(),
+            EngineConfig {
+                apps: Some(plugins.clone()),
+                ..Default::default()
+            },
+        );
+        plugins.set_engine(engine.clone());
+        let mut channels = Vec::new();
+        for org in [&a, &b] {
+            let (bot, _) = store
+                .create_bot(
+                    org,
+                    NewBot {
+                        name: "ordered".into(),
+                        flows: vec![NewFlow {
+                            name: "Default".into(),
+                            content: "start:\n  say \"got {{event}}\"\n  goto end\n".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            engine.build(org, &bot.id).await.unwrap();
+            let settings = json!({"bot_token": "1:x", "api_base": "http://127.0.0.1:9"});
+            channels.push(
+                botyard::plugins::manage::create_connector_channel(
+                    &store,
+                    org,
+                    &bot.id,
+                    "telegram",
+                    "tg",
+                    settings.as_object().unwrap(),
+                )
+                .unwrap(),
+            );
+        }
+        let mut ids = Vec::new();
+        for (org, ch, external, conversation) in [
+            (&a, &channels[0], "e1", "1"),
+            (&a, &channels[0], "e2", "1"),
+            (&a, &channels[0], "e3", "2"),
+            (&b, &channels[1], "e4", "9"),
+        ] {
+            let event = json!({"event_id": external, "conversation": conversation,
+                               "user_id": conversation, "content_type": "text",
+                               "content": {"text": external}});
+            store
+                .enqueue_inbound(org, &ch.id, external, &event)
+                .unwrap();
+            let row = store
+                .pending_inbound(10)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.external_id == external)
+                .unwrap();
+            ids.push(row.id);
+        }
+        let done = |i: usize| store.inbound_status(&ids[i]).unwrap().unwrap().0 == "done";
+        // e1 (A's slot) and e4 (B's own); e2 waits behind e1, e3 for A's slot.
+        assert_eq!(plugins.run_inbound_batch().await, 2);
+        assert!(done(0) && done(3) && !done(1) && !done(2));
+        assert_eq!(plugins.run_inbound_batch().await, 1);
+        assert!(done(1) && !done(2), "conversation 1's second event next");
+        assert_eq!(plugins.run_inbound_batch().await, 1);
+        assert!(done(2));
+        assert_eq!(plugins.run_inbound_batch().await, 0);
+        // Each turn queued its reply; conversation 1's second reply waits behind its first.
+        let claimed = store
+            .claim_outbox(botyard::store::plugins::OutboxClaim {
+                now: 4_000_000_000_000,
+                lease_ms: 1000,
+                per_org: 4,
+                limit: 10,
+            })
+            .unwrap();
+        let mut texts: Vec<String> = claimed
+            .iter()
+            .map(|r| {
+                r.messages[0]["content"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        texts.sort();
+        assert_eq!(texts, ["got e1", "got e3", "got e4"]);
     });
 }

@@ -6,29 +6,47 @@
 //!    of a stored event is acknowledged and dropped.
 //! 2. The inbound worker runs each stored event as a turn (user id = the event's
 //!    conversation, so replies go back where the message came from; the platform user id is
-//!    in the metadata as `platform_user_id`), in arrival order, with the turn's request id
-//!    derived from the event's row.
+//!    in the metadata as `platform_user_id`), with the turn's request id derived from the
+//!    event's row. A conversation's events run one at a time in arrival order; different
+//!    conversations and organizations run concurrently, at most
+//!    [`ChannelLimits::inbound_per_org`] per organization and [`ChannelLimits::inbound`] in
+//!    all, so one organization's slow turns never hold up another's events.
 //! 3. Every committed turn of a connector channel (events, broadcasts) is queued in `outbox`
 //!    under an id derived from the turn's request id, so queueing twice is a no-op.
-//! 4. The outbox sender delivers through the connector; retryable failures (platform 5xx,
-//!    rate limits, timeouts) back off exponentially (1 s doubling to 5 min, or the platform's
-//!    retry-after), later replies of the same conversation wait behind them; other failures
-//!    and the 10th attempt mark the row failed with the error.
+//! 4. The outbox sender claims due rows from the store (`Store::claim_outbox`: the heads of
+//!    conversations, at most [`ChannelLimits::deliveries_per_org`] in flight per organization
+//!    whichever process holds them) and delivers them concurrently, at most
+//!    [`ChannelLimits::deliveries`] at once. A conversation's replies go out in order: a later
+//!    one waits behind an earlier one, including its retries and backoff. Retryable failures
+//!    (platform 5xx, rate limits, timeouts) back off exponentially (1 s doubling to 5 min, or
+//!    the platform's retry-after); other failures and the 10th attempt mark the row failed
+//!    with the error and let the conversation's next reply go. Every delivery is bounded (the
+//!    host's `deliver_timeout` plus [`DELIVERY_SLACK`]), so a hanging platform holds at most
+//!    its organization's slots, for that long, and never another organization's replies.
 //!
 //! Exactly once: an event's turn is run with [`crate::engine::Engine::chat_inbound`], whose
 //! commit also marks the event done and queues its replies in the outbox (one SQLite
 //! transaction, `store::plugins::inbound_turn_done`). A crash before that commit leaves the
 //! event pending (it runs at restart, nothing of it was written); after it, the event is done
 //! and its replies are queued. An event another worker already committed refuses the turn.
+//!
+//! At least once: a delivery is claimed under a short lease ([`LEASE`]) that the sender
+//! renews every [`RENEW_EVERY`] while the delivery runs. A process that dies mid-delivery
+//! leaves the row claimed until the lease ends (seconds, so a restarted server resumes
+//! promptly); then a sender delivers it again. The platform may see such a reply twice, never
+//! none.
 
 use super::PluginRuntime;
 use crate::engine::{ChatRequest, ChatResponse, EngineError, TurnSink};
 use crate::store::ids::now_millis;
+use crate::store::plugins::{InboundRow, OutboxClaim, OutboxOutcome, OutboxRow};
 use crate::store::{Channel, is_builtin_kind};
 use botyard_plugins::{BotMessage, ChannelContext, GuestError, HttpReply, PluginError, Webhook};
 use serde_json::{Value as Json, json};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::{Id as TaskId, JoinSet};
 
 /// Inbound attempts before an event is marked failed.
 const INBOUND_ATTEMPTS: i64 = 5;
@@ -37,8 +55,42 @@ const OUTBOX_ATTEMPTS: i64 = 10;
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// Request ids of the turns of stored inbound events: this prefix and the event's id.
 const INBOUND_REQUEST_PREFIX: &str = "in-";
-/// How often the workers look for work queued by another process.
+/// How often the workers look for work queued by another process (and for retries that
+/// came due).
 const POLL: Duration = Duration::from_secs(1);
+/// Added to the host's `deliver_timeout` to bound a whole delivery: the connector's
+/// resolution (a first load compiles the component) and its wait for a call slot.
+const DELIVERY_SLACK: Duration = Duration::from_secs(3);
+/// How long a claimed outbox row stays the sender's without a renewal.
+const LEASE: Duration = Duration::from_secs(5);
+/// How often the sender renews the leases of its deliveries in flight.
+const RENEW_EVERY: Duration = Duration::from_millis(1500);
+
+/// How much connector work runs at once. The defaults leave an organization's other plugin
+/// calls room within the host's per-organization slots (`org_concurrency`, 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Deliveries in flight per organization, counted over every sender that shares the
+    /// database (default 4). An organization whose platform hangs holds at most these.
+    pub deliveries_per_org: usize,
+    /// Deliveries in flight in this process (default 32).
+    pub deliveries: usize,
+    /// Inbound events (turns) running at once per organization in this process (default 4).
+    pub inbound_per_org: usize,
+    /// Inbound events running at once in this process (default 16).
+    pub inbound: usize,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        ChannelLimits {
+            deliveries_per_org: 4,
+            deliveries: 32,
+            inbound_per_org: 4,
+            inbound: 16,
+        }
+    }
+}
 
 /// The answer to a platform's webhook call.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +182,8 @@ impl PluginRuntime {
         }
     }
 
-    /// Start the inbound worker and the outbox sender; they stop when the handle drops.
+    /// Start the inbound worker and the outbox sender; they stop when the handle drops
+    /// (with the deliveries and turns they run).
     pub fn start_workers(self: &Arc<Self>) -> WorkersHandle {
         let a = self.clone();
         let b = self.clone();
@@ -138,21 +191,9 @@ impl PluginRuntime {
             tasks: vec![
                 tokio::spawn(async move {
                     a.seal_plain_secrets().await;
-                    loop {
-                        let n = a.run_inbound_batch().await;
-                        if n == 0 {
-                            let _ = tokio::time::timeout(POLL, a.inbound_wake.notified()).await;
-                        }
-                    }
+                    a.run_inbound_worker().await;
                 }),
-                tokio::spawn(async move {
-                    loop {
-                        let n = b.run_outbox_batch().await;
-                        if n == 0 {
-                            let _ = tokio::time::timeout(POLL, b.outbox_wake.notified()).await;
-                        }
-                    }
-                }),
+                tokio::spawn(async move { b.run_outbox_sender().await }),
             ],
         }
     }
@@ -184,48 +225,131 @@ impl PluginRuntime {
         }
     }
 
-    /// Run pending inbound events (the worker's loop body; tests call it). Returns how many
-    /// were handled.
-    pub async fn run_inbound_batch(&self) -> usize {
+    /// The inbound worker: runs pending events as they come (see the module doc), each in
+    /// its own task, until dropped.
+    async fn run_inbound_worker(self: Arc<Self>) {
+        let limits = self.limits;
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut tasks: HashMap<TaskId, InboundRow> = HashMap::new();
+        loop {
+            while let Some(done) = running.try_join_next_with_id() {
+                tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
+            }
+            if let Some(engine) = self.engine().cloned()
+                && running.len() < limits.inbound
+            {
+                let in_flight: Vec<&InboundRow> = tasks.values().collect();
+                for row in self.next_inbound(&in_flight, limits).await {
+                    let (rt, engine) = (self.clone(), engine.clone());
+                    let handle = running.spawn({
+                        let row = row.clone();
+                        async move { rt.handle_inbound(&engine, &row).await }
+                    });
+                    tasks.insert(handle.id(), row);
+                }
+            }
+            tokio::select! {
+                Some(done) = running.join_next_with_id() => {
+                    tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
+                }
+                _ = self.inbound_wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Run the pending events that may start now, concurrently, and wait for them (tests;
+    /// the worker runs the same selection continuously). Returns how many ran.
+    pub async fn run_inbound_batch(self: &Arc<Self>) -> usize {
         let Some(engine) = self.engine().cloned() else {
             return 0;
         };
-        let store = self.store.clone();
-        let pending = match tokio::task::spawn_blocking(move || store.pending_inbound(32)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(target: "botyard::plugins", "reading inbound events: {e}");
-                return 0;
-            }
-            Err(_) => return 0,
-        };
-        let n = pending.len();
-        for row in pending {
-            let Err(e) = self.run_inbound(&engine, &row).await else {
-                // Marked done by the turn's own commit.
-                self.outbox_wake.notify_one();
-                continue;
-            };
-            let give_up = match &e {
-                EngineError::BadRequest(_) | EngineError::NotFound(_) => true,
-                _ => row.attempts + 1 >= INBOUND_ATTEMPTS,
-            };
-            tracing::warn!(target: "botyard::plugins", event = %row.id, channel = %row.channel_id, "inbound event failed: {e}");
-            let store = self.store.clone();
-            let id = row.id.clone();
-            let outcome = Err(e.to_string());
-            // Leaves an event another worker committed meanwhile as it is.
-            let _ =
-                tokio::task::spawn_blocking(move || store.finish_inbound(&id, outcome, give_up))
-                    .await;
+        let rows = self.next_inbound(&[], self.limits).await;
+        let n = rows.len();
+        let mut running = JoinSet::new();
+        for row in rows {
+            let (rt, engine) = (self.clone(), engine.clone());
+            running.spawn(async move { rt.handle_inbound(&engine, &row).await });
         }
+        running.join_all().await;
         n
+    }
+
+    /// The pending events that may start next, given the ones running: per conversation
+    /// only its oldest pending event and only when none of it runs; per organization up to
+    /// `inbound_per_org` running; `inbound` in all; oldest first.
+    async fn next_inbound(
+        &self,
+        running: &[&InboundRow],
+        limits: ChannelLimits,
+    ) -> Vec<InboundRow> {
+        let store = self.store.clone();
+        // One organization's window also holds events of its conversations that wait.
+        let window = limits.inbound_per_org * 4 + 16;
+        let mut pending =
+            match tokio::task::spawn_blocking(move || store.pending_inbound(window)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::error!(target: "botyard::plugins", "reading inbound events: {e}");
+                    return Vec::new();
+                }
+                Err(_) => return Vec::new(),
+            };
+        // Per organization the rows are oldest first; across organizations, oldest first too,
+        // stably, so each organization's order is kept.
+        pending.sort_by_key(|r| r.created_at);
+        let mut busy: HashSet<(String, String)> = running.iter().map(|r| inbound_key(r)).collect();
+        let running_ids: HashSet<&str> = running.iter().map(|r| r.id.as_str()).collect();
+        let mut per_org: HashMap<String, usize> = HashMap::new();
+        for r in running {
+            *per_org.entry(r.organization_id.clone()).or_default() += 1;
+        }
+        let mut free = limits.inbound.saturating_sub(running.len());
+        let mut out = Vec::new();
+        for row in pending {
+            if free == 0 {
+                break;
+            }
+            // The conversation's first pending event blocks its later ones, whether it
+            // starts now or not.
+            if running_ids.contains(row.id.as_str()) || !busy.insert(inbound_key(&row)) {
+                continue;
+            }
+            let n = per_org.entry(row.organization_id.clone()).or_default();
+            if *n >= limits.inbound_per_org {
+                continue;
+            }
+            *n += 1;
+            free -= 1;
+            out.push(row);
+        }
+        out
+    }
+
+    /// Run one event's turn; a failure is recorded (the turn's own commit records success).
+    async fn handle_inbound(&self, engine: &crate::engine::Engine, row: &InboundRow) {
+        let Err(e) = self.run_inbound(engine, row).await else {
+            // Marked done by the turn's own commit, which queued its replies.
+            self.outbox_wake.notify_one();
+            return;
+        };
+        let give_up = match &e {
+            EngineError::BadRequest(_) | EngineError::NotFound(_) => true,
+            _ => row.attempts + 1 >= INBOUND_ATTEMPTS,
+        };
+        tracing::warn!(target: "botyard::plugins", event = %row.id, channel = %row.channel_id, "inbound event failed: {e}");
+        let store = self.store.clone();
+        let id = row.id.clone();
+        let outcome = Err(e.to_string());
+        // Leaves an event another worker committed meanwhile as it is.
+        let _ =
+            tokio::task::spawn_blocking(move || store.finish_inbound(&id, outcome, give_up)).await;
     }
 
     async fn run_inbound(
         &self,
         engine: &crate::engine::Engine,
-        row: &crate::store::plugins::InboundRow,
+        row: &InboundRow,
     ) -> Result<(), EngineError> {
         let (org, ch) = (row.organization_id.clone(), row.channel_id.clone());
         let channel = engine.blocking(move |s| s.get_channel(&org, &ch)).await?;
@@ -302,52 +426,115 @@ impl PluginRuntime {
         Ok(())
     }
 
-    /// Deliver due outbox rows (the sender's loop body; tests call it). Returns how many
-    /// were attempted.
-    pub async fn run_outbox_batch(&self) -> usize {
-        let store = self.store.clone();
-        let due =
-            match tokio::task::spawn_blocking(move || store.due_outbox(now_millis(), 32)).await {
-                Ok(Ok(d)) => d,
-                _ => return 0,
-            };
-        let n = due.len();
-        let mut blocked: Vec<(String, String)> = Vec::new();
-        for row in due {
-            let key = (row.channel_id.clone(), row.conversation.clone());
-            if blocked.contains(&key) {
-                continue;
+    /// The longest a delivery may take, resolution of the connector included.
+    fn delivery_bound(&self) -> Duration {
+        self.host.config().deliver_timeout + self.host.config().slot_wait + DELIVERY_SLACK
+    }
+
+    /// The outbox sender: claims due rows whenever it has free slots and delivers each in
+    /// its own task, until dropped (see the module doc).
+    async fn run_outbox_sender(self: Arc<Self>) {
+        let limits = self.limits;
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut tasks: HashMap<TaskId, String> = HashMap::new();
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while let Some(done) = running.try_join_next_with_id() {
+                tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
             }
-            let outcome = self.deliver(&row).await;
-            let attempts = row.attempts + 1;
-            let result = match outcome {
-                Ok(ids) => Ok(ids),
-                Err((e, retry_after)) if retry_after.is_some() && attempts < OUTBOX_ATTEMPTS => {
-                    blocked.push(key);
-                    let backoff = (1000i64 << (attempts - 1).clamp(0, 20)).min(MAX_BACKOFF_MS);
-                    let wait = retry_after
-                        .map(|s| (s as i64 * 1000).max(backoff))
-                        .unwrap_or(backoff);
-                    tracing::warn!(target: "botyard::plugins", outbox = %row.id, attempts, "delivery failed, retrying in {wait} ms: {e}");
-                    Err((e, Some(now_millis() + wait)))
+            let free = limits.deliveries.saturating_sub(running.len());
+            if free > 0 {
+                for row in self.claim_outbox(free).await {
+                    // Ours already (its outcome not recorded before its lease ended): the
+                    // claim only renewed the lease.
+                    if tasks.values().any(|id| *id == row.id) {
+                        continue;
+                    }
+                    let rt = self.clone();
+                    let id = row.id.clone();
+                    let handle = running.spawn(async move { rt.deliver_claimed(row).await });
+                    tasks.insert(handle.id(), id);
                 }
-                Err((e, _)) => {
-                    tracing::error!(target: "botyard::plugins", outbox = %row.id, attempts, "delivery failed for good: {e}");
-                    Err((e, None))
+            }
+            tokio::select! {
+                Some(done) = running.join_next_with_id() => {
+                    tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
                 }
-            };
-            let store = self.store.clone();
-            let id = row.id.clone();
-            let _ = tokio::task::spawn_blocking(move || store.finish_outbox(&id, result)).await;
+                _ = self.outbox_wake.notified() => {}
+                _ = renew.tick() => {
+                    if !tasks.is_empty() {
+                        self.renew_leases(tasks.values().cloned().collect()).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
-        n
+    }
+
+    async fn renew_leases(&self, ids: Vec<String>) {
+        let store = self.store.clone();
+        let until = now_millis() + LEASE.as_millis() as i64;
+        match tokio::task::spawn_blocking(move || store.renew_outbox(ids, until)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", "renewing outbox claims: {e}")
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn claim_outbox(&self, limit: usize) -> Vec<OutboxRow> {
+        let store = self.store.clone();
+        let claim = OutboxClaim {
+            now: now_millis(),
+            lease_ms: LEASE.as_millis() as i64,
+            per_org: self.limits.deliveries_per_org,
+            limit,
+        };
+        match tokio::task::spawn_blocking(move || store.claim_outbox(claim)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", "claiming outbox rows: {e}");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Deliver one claimed row and record the outcome.
+    async fn deliver_claimed(&self, row: OutboxRow) {
+        let attempts = row.attempts + 1;
+        let outcome = match self.deliver(&row).await {
+            Ok(ids) => OutboxOutcome::Sent(ids),
+            Err((e, Some(retry_after))) if attempts < OUTBOX_ATTEMPTS => {
+                let backoff = (1000i64 << (attempts - 1).clamp(0, 20)).min(MAX_BACKOFF_MS);
+                let wait = (retry_after as i64 * 1000).max(backoff);
+                tracing::warn!(target: "botyard::plugins", outbox = %row.id, attempts, "delivery failed, retrying in {wait} ms: {e}");
+                OutboxOutcome::Retry {
+                    error: e,
+                    at: now_millis() + wait,
+                }
+            }
+            Err((e, _)) => {
+                tracing::error!(target: "botyard::plugins", outbox = %row.id, attempts, "delivery failed for good: {e}");
+                OutboxOutcome::Failed(e)
+            }
+        };
+        let store = self.store.clone();
+        let id = row.id.clone();
+        match tokio::task::spawn_blocking(move || store.finish_outbox(&id, outcome)).await {
+            Ok(Ok(())) => {}
+            // The row stays claimed; another attempt follows once its lease ends.
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", outbox = %row.id, "recording a delivery: {e}")
+            }
+            Err(_) => {}
+        }
     }
 
     /// `Err((message, Some(retry_after_secs)))` for retryable failures.
-    async fn deliver(
-        &self,
-        row: &crate::store::plugins::OutboxRow,
-    ) -> Result<Vec<String>, (String, Option<u32>)> {
+    async fn deliver(&self, row: &OutboxRow) -> Result<Vec<String>, (String, Option<u32>)> {
         let store = self.store.clone();
         let (org, ch) = (row.organization_id.clone(), row.channel_id.clone());
         let channel = match tokio::task::spawn_blocking(move || store.get_channel(&org, &ch)).await
@@ -356,7 +543,14 @@ impl PluginRuntime {
             Ok(Err(e)) => return Err((e.to_string(), None)),
             Err(e) => return Err((e.to_string(), Some(1))),
         };
-        let result = self.deliver_on(&channel, row).await;
+        let bound = self.delivery_bound();
+        let result = match tokio::time::timeout(bound, self.deliver_on(&channel, row)).await {
+            Ok(r) => r,
+            Err(_) => Err((
+                format!("delivery took longer than {} ms", bound.as_millis()),
+                Some(0),
+            )),
+        };
         if let Err((e, _)) = &result {
             self.note_error(
                 &channel.organization_id,
@@ -372,7 +566,7 @@ impl PluginRuntime {
     async fn deliver_on(
         &self,
         channel: &Channel,
-        row: &crate::store::plugins::OutboxRow,
+        row: &OutboxRow,
     ) -> Result<Vec<String>, (String, Option<u32>)> {
         let resolved = self.resolve_channel(channel).await.map_err(|e| (e, None))?;
         let messages: Vec<BotMessage> =
@@ -397,6 +591,16 @@ impl PluginRuntime {
             Err(e) => Err((e.to_string(), None)),
         }
     }
+}
+
+/// The key that orders inbound events: the channel and the platform's conversation.
+fn inbound_key(row: &InboundRow) -> (String, String) {
+    let conversation = row
+        .event
+        .get("conversation")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    (row.channel_id.clone(), conversation.to_string())
 }
 
 /// Stops the workers when dropped.

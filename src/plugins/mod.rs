@@ -8,7 +8,8 @@
 //! - [`apps`]: `App()` from CSML turns ([`crate::engine::AppRouter`]).
 //! - [`channels`]: webhook ingress (store each event, deduplicated, before acknowledging), the
 //!   inbound worker that runs turns from that queue, the turn sink that fills the outbox, and
-//!   the outbox sender (retries with backoff).
+//!   the outbox sender (retries with backoff); both ordered per conversation and concurrent
+//!   across conversations and organizations, with a per-organization cap.
 //! - [`kv`]: [`botyard_plugins::KvStore`] over the store.
 //! - [`manage`]: the management rules the CLI and the admin API share.
 //!
@@ -61,12 +62,25 @@ pub struct PluginRuntime {
     outbox_wake: Notify,
     /// `BOTYARD_PUBLIC_URL`: how platforms reach this server (webhook URLs, Twilio signatures).
     public_url: Option<String>,
+    /// How much connector work runs at once ([`channels::ChannelLimits`]).
+    limits: channels::ChannelLimits,
 }
 
 impl PluginRuntime {
     /// `allow_private`: addresses plugins may reach although private (the server's
-    /// `--outbound-allow`). Must be called inside the tokio runtime.
+    /// `--outbound-allow`). Must be called inside the tokio runtime. Connector work runs
+    /// within the default [`channels::ChannelLimits`].
     pub fn new(store: Store, data_dir: &Path, allow_private: Vec<IpNet>) -> Arc<PluginRuntime> {
+        Self::with_limits(store, data_dir, allow_private, Default::default())
+    }
+
+    /// [`PluginRuntime::new`] with other limits on concurrent connector work.
+    pub fn with_limits(
+        store: Store,
+        data_dir: &Path,
+        allow_private: Vec<IpNet>,
+        limits: channels::ChannelLimits,
+    ) -> Arc<PluginRuntime> {
         let mut config = PluginHostConfig::new(Arc::new(kv::SqliteKv::new(store.clone())));
         config.cache_dir = Some(data_dir.join("plugins").join("cache"));
         config.allow_private = allow_private;
@@ -84,6 +98,7 @@ impl PluginRuntime {
                 .ok()
                 .map(|u| u.trim_end_matches('/').to_string())
                 .filter(|u| !u.is_empty()),
+            limits,
         })
     }
 

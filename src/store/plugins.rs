@@ -2,6 +2,21 @@
 //! store, the inbound event queue of connector webhooks and the outbox of connector replies,
 //! the recent failed calls per plugin, and the sealing of plugin secrets at rest.
 //!
+//! Work queues, as use-case operations on plain data (a second backend implements the same):
+//! - inbound events: [`Store::enqueue_inbound`], [`Store::pending_inbound`] (the oldest
+//!   pending events of each organization, so one organization's backlog never hides
+//!   another's), [`Store::finish_inbound`]; a turn marks its event done in its own commit
+//!   ([`inbound_turn_done`]).
+//! - outbox: [`Store::enqueue_outbox`] (and [`inbound_turn_done`]), [`Store::claim_outbox`],
+//!   [`Store::finish_outbox`]. Only a conversation's oldest undelivered row (its head) is
+//!   `pending`/`sending`; its later rows are `queued` and the head's end promotes the next
+//!   one, so replies go out in order and a claim reads heads only. A claim takes due heads
+//!   per organization up to a cap of rows in flight (`sending` with a live lease, whichever
+//!   sender holds them), oldest first, and leases them; [`Store::renew_outbox`] extends the
+//!   leases of deliveries still running. A sender that dies mid-delivery leaves rows that
+//!   another sender takes again when the lease ends (at-least-once). The PostgreSQL backend
+//!   claims the same rows with `FOR UPDATE SKIP LOCKED`.
+//!
 //! Secrets at rest: the values of the secrets a plugin's manifest declares (in `plugins.config`
 //! and in a connector channel's `channels.config`) are stored as `{"sealed": "<hex>"}`, the
 //! data-dir key's ChaCha20-Poly1305 ([`crate::secrets::Secrets`]) bound to the owning row and
@@ -192,8 +207,11 @@ pub struct InboundRow {
     pub external_id: String,
     pub event: Json,
     pub attempts: i64,
+    /// Unix milliseconds: when it was stored.
+    pub created_at: i64,
 }
 
+/// A claimed outbox row: one turn's replies to one conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
     pub id: String,
@@ -202,6 +220,60 @@ pub struct OutboxRow {
     pub conversation: String,
     pub messages: Json,
     pub attempts: i64,
+}
+
+/// What a sender asks [`Store::claim_outbox`] for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxClaim {
+    /// Unix milliseconds: rows due at or before it are due.
+    pub now: i64,
+    /// How long the claimed rows stay the caller's (ms) unless renewed
+    /// ([`Store::renew_outbox`]).
+    pub lease_ms: i64,
+    /// Rows in flight per organization, counting every sender's live claims.
+    pub per_org: usize,
+    /// At most this many rows (the caller's free delivery slots).
+    pub limit: usize,
+}
+
+/// How one delivery of a claimed outbox row ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxOutcome {
+    /// Delivered; the platform's message ids.
+    Sent(Vec<String>),
+    /// Failed, to be tried again at `at` (Unix ms); the conversation's later rows wait.
+    Retry { error: String, at: i64 },
+    /// Failed for good; the conversation's next row goes on.
+    Failed(String),
+}
+
+/// Statuses of an outbox row that is not delivered yet (see the module doc).
+const OUTBOX_OPEN: &str = "status IN ('queued', 'pending', 'sending')";
+
+/// Insert an outbox row (`?1` id, `?2` org, `?3` channel, `?4` conversation, `?5` messages,
+/// `?6` now): `queued` behind the conversation's open rows, else `pending`. An id queued
+/// before is left as it is.
+fn insert_outbox(
+    c: &Connection,
+    id: &str,
+    org: &str,
+    channel: &str,
+    conversation: &str,
+    messages: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = c
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO outbox(id, organization_id, channel_id, conversation, messages,
+                                          status, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5,
+                     CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE channel_id = ?3
+                                       AND conversation = ?4 AND {OUTBOX_OPEN})
+                          THEN 'queued' ELSE 'pending' END,
+                     ?6, ?6)"
+        ))?
+        .execute(params![id, org, channel, conversation, messages, now])?;
+    Ok(n == 1)
 }
 
 /// Why a key-value write was refused.
@@ -663,25 +735,43 @@ impl Store {
         })
     }
 
-    /// Pending inbound events, oldest first.
-    pub fn pending_inbound(&self, limit: usize) -> Result<Vec<InboundRow>> {
+    /// The oldest pending inbound events of every organization that has some, at most
+    /// `per_org` each (oldest first within an organization): one organization's backlog
+    /// never hides another's events. Reads one index probe per such organization.
+    pub fn pending_inbound(&self, per_org: usize) -> Result<Vec<InboundRow>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, organization_id, channel_id, external_id, event, attempts
-                 FROM inbound_events WHERE status = 'pending' ORDER BY created_at, id LIMIT ?1",
+            let mut next_org = c.prepare_cached(
+                "SELECT organization_id FROM inbound_events
+                 WHERE status = 'pending' AND organization_id > ?1
+                 ORDER BY organization_id LIMIT 1",
             )?;
-            let rows = st.query_map([limit as i64], |r| {
-                let ev: String = r.get(4)?;
-                Ok(InboundRow {
-                    id: r.get(0)?,
-                    organization_id: r.get(1)?,
-                    channel_id: r.get(2)?,
-                    external_id: r.get(3)?,
-                    event: serde_json::from_str(&ev).unwrap_or(Json::Null),
-                    attempts: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut of_org = c.prepare_cached(
+                "SELECT id, organization_id, channel_id, external_id, event, attempts, created_at
+                 FROM inbound_events WHERE status = 'pending' AND organization_id = ?1
+                 ORDER BY created_at, rowid LIMIT ?2",
+            )?;
+            let mut out = Vec::new();
+            let mut org = String::new();
+            while let Some(o) = next_org
+                .query_row([&org], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                let rows = of_org.query_map(params![o, per_org as i64], |r| {
+                    let ev: String = r.get(4)?;
+                    Ok(InboundRow {
+                        id: r.get(0)?,
+                        organization_id: r.get(1)?,
+                        channel_id: r.get(2)?,
+                        external_id: r.get(3)?,
+                        event: serde_json::from_str(&ev).unwrap_or(Json::Null),
+                        attempts: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                })?;
+                out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+                org = o;
+            }
+            Ok(out)
         })
     }
 
@@ -714,7 +804,8 @@ impl Store {
         })
     }
 
-    /// Queue one turn's replies for a connector channel. The id makes it idempotent.
+    /// Queue one turn's replies for a connector channel, behind the conversation's earlier
+    /// undelivered replies. The id makes it idempotent: `true` when it is new.
     pub fn enqueue_outbox(
         &self,
         id: &str,
@@ -731,87 +822,178 @@ impl Store {
             messages.to_string(),
         );
         self.write(move |c| {
-            let now = now_millis();
-            let n = c.execute(
-                "INSERT OR IGNORE INTO outbox(id, organization_id, channel_id, conversation, messages,
-                                              next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![id, org, channel, conversation, messages, now],
-            )?;
-            Ok(n == 1)
+            insert_outbox(
+                c,
+                &id,
+                &org,
+                &channel,
+                &conversation,
+                &messages,
+                now_millis(),
+            )
         })
     }
 
-    /// Outbox rows due now, oldest first.
-    pub fn due_outbox(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
-        self.read(|c| {
+    /// Claim due outbox rows for delivery (see the module doc): conversation heads that are
+    /// `pending` and due, or `sending` with an ended lease, at most `per_org` in flight per
+    /// organization and `limit` in all, oldest first. They become `sending` until
+    /// `now + lease_ms`. One index probe per organization with pending rows, never a scan of
+    /// one organization's backlog.
+    pub fn claim_outbox(&self, claim: OutboxClaim) -> Result<Vec<OutboxRow>> {
+        if claim.limit == 0 || claim.per_org == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| {
+            let OutboxClaim {
+                now,
+                lease_ms,
+                per_org,
+                limit,
+            } = claim;
+            let mut in_flight: std::collections::HashMap<String, usize> = Default::default();
+            // (due at, rowid, id, organization), oldest first: live and ended leases alike,
+            // bounded by the senders' slots.
+            let mut candidates: Vec<(i64, i64, String, String)> = Vec::new();
+            {
+                let mut st = c.prepare_cached(
+                    "SELECT next_attempt_at, rowid, id, organization_id FROM outbox
+                     WHERE status = 'sending'",
+                )?;
+                let rows =
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                for row in rows {
+                    let row: (i64, i64, String, String) = row?;
+                    if row.0 > now {
+                        *in_flight.entry(row.3).or_default() += 1;
+                    } else {
+                        candidates.push(row);
+                    }
+                }
+            }
+            let mut next_org = c.prepare_cached(
+                "SELECT organization_id FROM outbox
+                 WHERE status = 'pending' AND organization_id > ?1
+                 ORDER BY organization_id LIMIT 1",
+            )?;
+            let mut due = c.prepare_cached(
+                "SELECT next_attempt_at, rowid, id FROM outbox
+                 WHERE status = 'pending' AND organization_id = ?1 AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at, rowid LIMIT ?3",
+            )?;
+            let mut org = String::new();
+            while let Some(o) = next_org
+                .query_row([&org], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                let spare = per_org.saturating_sub(in_flight.get(&o).copied().unwrap_or(0));
+                if spare > 0 {
+                    let rows = due.query_map(params![o, now, spare as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+                    for row in rows {
+                        let (at, rowid, id) = row?;
+                        candidates.push((at, rowid, id, o.clone()));
+                    }
+                }
+                org = o;
+            }
+            candidates.sort();
+            let mut taken: Vec<String> = Vec::new();
+            for (_, _, id, org) in candidates {
+                if taken.len() >= limit {
+                    break;
+                }
+                let n = in_flight.entry(org).or_default();
+                if *n < per_org {
+                    *n += 1;
+                    taken.push(id);
+                }
+            }
+            let mut lease = c.prepare_cached(
+                "UPDATE outbox SET status = 'sending', next_attempt_at = ?2 WHERE id = ?1
+                 RETURNING id, organization_id, channel_id, conversation, messages, attempts",
+            )?;
+            let mut out = Vec::with_capacity(taken.len());
+            for id in taken {
+                out.push(lease.query_row(params![id, now + lease_ms], |r| {
+                    let m: String = r.get(4)?;
+                    Ok(OutboxRow {
+                        id: r.get(0)?,
+                        organization_id: r.get(1)?,
+                        channel_id: r.get(2)?,
+                        conversation: r.get(3)?,
+                        messages: serde_json::from_str(&m).unwrap_or(Json::Null),
+                        attempts: r.get(5)?,
+                    })
+                })?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Extend the leases of claimed rows whose delivery still runs, to `until` (Unix ms).
+    /// Rows finished meanwhile are left as they are.
+    pub fn renew_outbox(&self, ids: Vec<String>, until: i64) -> Result<()> {
+        self.write(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT id, organization_id, channel_id, conversation, messages, attempts FROM outbox
-                 WHERE status = 'pending' AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at, created_at LIMIT ?2",
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'sending'",
             )?;
-            let rows = st.query_map(params![now, limit as i64], |r| {
-                let m: String = r.get(4)?;
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    organization_id: r.get(1)?,
-                    channel_id: r.get(2)?,
-                    conversation: r.get(3)?,
-                    messages: serde_json::from_str(&m).unwrap_or(Json::Null),
-                    attempts: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            for id in &ids {
+                st.execute(params![id, until])?;
+            }
+            Ok(())
         })
     }
 
-    /// Earliest pending outbox time, for the sender's sleep.
-    pub fn next_outbox_at(&self) -> Result<Option<i64>> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-    }
-
-    /// `Ok(ids)` = sent; `Err((msg, Some(at)))` = retry at `at`; `Err((msg, None))` = give up.
-    pub fn finish_outbox(
-        &self,
-        id: &str,
-        outcome: std::result::Result<Vec<String>, (String, Option<i64>)>,
-    ) -> Result<()> {
+    /// Record how the delivery of a claimed row ended. A row no longer `sending` (finished
+    /// already by a sender whose lease had ended) is left as it is. When the row is done
+    /// (sent, or failed for good) the conversation's next queued row becomes due, in the
+    /// same transaction.
+    pub fn finish_outbox(&self, id: &str, outcome: OutboxOutcome) -> Result<()> {
         let id = id.to_string();
         self.write(move |c| {
             let now = now_millis();
-            match outcome {
-                Ok(ids) => c.execute(
-                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, platform_ids = ?2,
-                     sent_at = ?3, last_error = NULL WHERE id = ?1",
-                    params![id, serde_json::to_string(&ids)?, now],
-                )?,
-                Err((e, Some(at))) => {
-                    // Later replies of the same conversation wait behind this one.
-                    c.execute(
-                        "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?2)
-                         WHERE status = 'pending' AND id <> ?1
-                           AND (channel_id, conversation) =
-                               (SELECT channel_id, conversation FROM outbox WHERE id = ?1)",
-                        params![id, at + 1],
-                    )?;
-                    c.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-                         WHERE id = ?1",
-                        params![id, e, at],
+            let done = match &outcome {
+                OutboxOutcome::Sent(ids) => c
+                    .prepare_cached(
+                        "UPDATE outbox SET status = 'sent', attempts = attempts + 1,
+                         platform_ids = ?2, sent_at = ?3, last_error = NULL
+                         WHERE id = ?1 AND status = 'sending'
+                         RETURNING channel_id, conversation",
                     )?
+                    .query_row(params![id, serde_json::to_string(ids)?, now], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?,
+                OutboxOutcome::Failed(e) => c
+                    .prepare_cached(
+                        "UPDATE outbox SET status = 'failed', attempts = attempts + 1,
+                         last_error = ?2 WHERE id = ?1 AND status = 'sending'
+                         RETURNING channel_id, conversation",
+                    )?
+                    .query_row(params![id, e], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?,
+                OutboxOutcome::Retry { error, at } => {
+                    // Still the conversation's head: its later rows stay queued behind it.
+                    c.prepare_cached(
+                        "UPDATE outbox SET status = 'pending', attempts = attempts + 1,
+                         last_error = ?2, next_attempt_at = ?3
+                         WHERE id = ?1 AND status = 'sending'",
+                    )?
+                    .execute(params![id, error, at])?;
+                    None
                 }
-                Err((e, None)) => c.execute(
-                    "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2
-                     WHERE id = ?1",
-                    params![id, e],
-                )?,
             };
+            if let Some((channel, conversation)) = done {
+                c.prepare_cached(
+                    "UPDATE outbox SET status = 'pending' WHERE rowid =
+                       (SELECT rowid FROM outbox WHERE channel_id = ?1 AND conversation = ?2
+                        AND status = 'queued' ORDER BY rowid LIMIT 1)",
+                )?
+                .execute([&channel, &conversation])?;
+            }
             Ok(())
         })
     }
@@ -860,19 +1042,15 @@ pub(super) fn inbound_turn_done(c: &Connection, w: &TurnWrite, event: &str) -> R
         .map(|m| &m.payload)
         .collect();
     if !replies.is_empty() {
-        c.prepare_cached(
-            "INSERT OR IGNORE INTO outbox(id, organization_id, channel_id, conversation, messages,
-                                          next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![
-            inbound_outbox_id(event),
-            k.organization_id,
-            k.channel_id,
-            k.user_id,
-            serde_json::to_string(&replies)?,
-            w.now
-        ])?;
+        insert_outbox(
+            c,
+            &inbound_outbox_id(event),
+            &k.organization_id,
+            &k.channel_id,
+            &k.user_id,
+            &serde_json::to_string(&replies)?,
+            w.now,
+        )?;
     }
     Ok(())
 }

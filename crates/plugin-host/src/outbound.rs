@@ -1,15 +1,15 @@
 //! Outbound HTTP of plugins (`wasi:http/outgoing-handler`): the policy and the client.
 //!
 //! Every request goes through [`OutboundHooks::send_request`]: the URL's host must match the
-//! installation's allowlist; the name is resolved here and every address must be public
-//! (loopback, private, link-local, CGNAT, multicast... are refused) unless the host
-//! configuration lists that exact IP; the connection then goes to the vetted address (no second
+//! installation's allowlist; the name is resolved here and every address must pass the
+//! outbound address policy botyard's bots use too (`botyard-netpolicy`: only public unicast,
+//! IPv4 hidden in IPv6 judged by its IPv4 part) unless the host configuration lists it; the connection then goes to the vetted address (no second
 //! DNS lookup, so no rebinding), TLS verifies the name against the web PKI roots, and the
 //! response body is capped.
 
 use crate::error::log;
 use http_body_util::BodyExt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -75,104 +75,14 @@ impl HostPattern {
     }
 }
 
-/// Addresses a plugin may never reach unless explicitly allowed: everything that is not a
-/// public unicast address.
-pub fn is_forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let s = v6.segments();
-            // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let v4 =
-                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-                return forbidden_v4(v4);
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::from([0u8; 16])
-        }
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local() // 169.254/16: cloud metadata lives here
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64/10
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
-        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18/15
-        || o[0] >= 240 // reserved
-}
-
-/// An address or network (`10.0.0.0/8`, `127.0.0.1`, `::1/128`) exempted from the private
-/// address refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(text: &str) -> Result<IpNet, String> {
-        let bad = || format!("invalid address or network {text:?}");
-        let (a, p) = match text.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text.trim(), None),
-        };
-        let addr: IpAddr = a.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let bits = |ip: IpAddr| -> (u128, u32) {
-            match ip {
-                IpAddr::V4(v) => (u32::from(v) as u128, 32),
-                IpAddr::V6(v) => (u128::from(v), 128),
-            }
-        };
-        let ((net, width), (x, w2)) = (bits(self.addr), bits(ip));
-        if width != w2 {
-            return false;
-        }
-        let shift = width - self.prefix as u32;
-        shift >= width || (net >> shift) == (x >> shift)
-    }
-}
-
-impl From<IpAddr> for IpNet {
-    fn from(addr: IpAddr) -> IpNet {
-        IpNet {
-            addr,
-            prefix: if addr.is_ipv4() { 32 } else { 128 },
-        }
-    }
-}
+/// Exempted addresses and networks are the shared policy's [`IpNet`].
+pub use botyard_netpolicy::IpNet;
 
 /// What one call may reach.
 #[derive(Debug)]
 pub struct OutboundPolicy {
     pub allowed: Vec<HostPattern>,
-    /// Addresses allowed even though [`is_forbidden_ip`] says no (tests: 127.0.0.1).
+    /// Addresses allowed although the shared policy refuses them (tests: 127.0.0.1).
     pub allow_private: Vec<IpNet>,
     pub max_response_bytes: usize,
     pub timeout: Duration,
@@ -185,7 +95,7 @@ impl OutboundPolicy {
         self.allowed.iter().any(|p| p.matches(scheme, host, port))
     }
     fn ip_allowed(&self, ip: IpAddr) -> bool {
-        !is_forbidden_ip(ip) || self.allow_private.iter().any(|n| n.contains(ip))
+        botyard_netpolicy::permits(ip, &self.allow_private)
     }
 }
 
@@ -372,46 +282,55 @@ mod tests {
         assert!(HostPattern::parse("x.org/path").is_err());
     }
 
-    #[test]
-    fn networks() {
-        let n = IpNet::parse("10.0.0.0/8").unwrap();
-        assert!(
-            n.contains("10.1.2.3".parse().unwrap()) && !n.contains("11.0.0.1".parse().unwrap())
-        );
-        let one = IpNet::parse("127.0.0.1").unwrap();
-        assert!(
-            one.contains("127.0.0.1".parse().unwrap())
-                && !one.contains("127.0.0.2".parse().unwrap())
-        );
-        assert!(
-            IpNet::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(!one.contains("::1".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.0/33").is_err());
+    fn policy(allow_private: &[&str]) -> OutboundPolicy {
+        OutboundPolicy {
+            allowed: vec![],
+            allow_private: allow_private.iter().map(|a| a.parse().unwrap()).collect(),
+            max_response_bytes: 1,
+            timeout: Duration::from_secs(1),
+            label: "test".into(),
+        }
     }
 
+    /// Plugins are held to the one shared policy: the addresses this host's own copy let
+    /// through (6to4 and IPv4-compatible embeddings, Teredo, documentation, unallocated) are
+    /// refused, public ones pass, and the operator's allow list still opens exactly what it
+    /// names.
     #[test]
-    fn private_ranges() {
+    fn uses_the_shared_address_policy() {
+        let strict = policy(&[]);
         for ip in [
             "127.0.0.1",
             "10.0.0.1",
             "169.254.169.254",
-            "192.168.1.1",
-            "172.16.0.1",
             "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "2001::1",
+            "fec0::1",
+            "3fff::1",
+            "4000::1",
         ] {
-            assert!(is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!strict.ip_allowed(ip), "{ip}");
+            assert!(!botyard_netpolicy::permits(ip, &[]), "{ip}");
         }
-        for ip in ["1.1.1.1", "149.154.167.220", "2606:4700::1111"] {
-            assert!(!is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+        for ip in [
+            "1.1.1.1",
+            "149.154.167.220",
+            "2606:4700::1111",
+            "2002:808:808::1",
+        ] {
+            assert!(strict.ip_allowed(ip.parse().unwrap()), "{ip}");
         }
+        let open = policy(&["127.0.0.1", "10.0.0.0/8"]);
+        assert!(open.ip_allowed("127.0.0.1".parse().unwrap()));
+        assert!(open.ip_allowed("10.9.8.7".parse().unwrap()));
+        assert!(!open.ip_allowed("127.0.0.2".parse().unwrap()));
+        assert!(!open.ip_allowed("2002:a00:1::1".parse().unwrap()));
     }
 }
