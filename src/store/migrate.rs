@@ -42,9 +42,9 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("migrations/0060_check_lists.sql"),
     ),
     (
-        72,
-        "0072_fair_delivery",
-        include_str!("migrations/0072_fair_delivery.sql"),
+        61,
+        "0061_fair_delivery",
+        include_str!("migrations/0061_fair_delivery.sql"),
     ),
 ];
 
