@@ -534,6 +534,33 @@ fn install_flow(
     flow_text: &str,
     expect: &str,
 ) -> anyhow::Result<()> {
+    put_flow(rt, addr, key, secret, flow_text)?;
+    // Check the bot really runs the loop before timing it.
+    let (st, body) = rt
+        .block_on(loadgen::request_once(
+            addr,
+            Method::POST,
+            "/v1/api/chat",
+            &key_header(key),
+            chat_body(&format!("check-{}", crate::store::ids::now_millis()), 0, 0),
+        ))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        st == 200 && String::from_utf8_lossy(&body).contains(expect),
+        "the new flow answered {st}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+/// Replace the default flow of `key`'s bot with `flow_text` and build it.
+fn put_flow(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    key: &str,
+    secret: &str,
+    flow_text: &str,
+) -> anyhow::Result<()> {
     let signed = || {
         let k = format!("{key}|{}", crate::store::ids::now_millis() / 1000);
         let sig = sign(secret.as_bytes(), &k);
@@ -583,21 +610,6 @@ fn install_flow(
         ))
         .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(st == 200, "build: {st} {}", String::from_utf8_lossy(&body));
-    // Check the bot really runs the loop before timing it.
-    let (st, body) = rt
-        .block_on(loadgen::request_once(
-            addr,
-            Method::POST,
-            "/v1/api/chat",
-            &key_header(key),
-            chat_body(&format!("check-{}", crate::store::ids::now_millis()), 0, 0),
-        ))
-        .map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        st == 200 && String::from_utf8_lossy(&body).contains(expect),
-        "the new flow answered {st}: {}",
-        String::from_utf8_lossy(&body)
-    );
     Ok(())
 }
 
