@@ -89,10 +89,7 @@ impl Evaluator<'_> {
         if let Some(deadline) = self.opts.deadline
             && Instant::now() >= deadline
         {
-            let reason = format!(
-                "[Timeout] the turn ran longer than {} ms",
-                self.deadline_ms
-            );
+            let reason = format!("[Timeout] the turn ran longer than {} ms", self.deadline_ms);
             return Err(self.exhaust(Budget::Deadline, &reason, pos));
         }
         self.fuel = CLOCK_CHECK_EVERY;

@@ -33,8 +33,8 @@ mod turn;
 
 use serde_json::Value as Json;
 
-use crate::api::{Context, Event, ForgetOp, Host, MemoryWrite, Message, Position, TurnOptions};
 use crate::api::{Budget, SwitchBot, TurnResult};
+use crate::api::{Context, Event, ForgetOp, Host, MemoryWrite, Message, Position, TurnOptions};
 use crate::ast::Pos;
 use crate::bot::{Bot, BotInner};
 use crate::stdlib::regexes::RegexCache;
@@ -143,7 +143,7 @@ pub(crate) struct Evaluator<'a> {
     pub fuel: i64,
     /// The budget that ends the turn, with its finished message, once one is spent.
     pub budget: Option<(Budget, String)>,
-    /// The deadline as milliseconds from the start of the turn (for the timeout message).
+    /// The time the turn had when it started, in milliseconds (for the timeout message).
     pub deadline_ms: u128,
     /// Serialized bytes of the output messages so far.
     pub out_bytes: u64,
@@ -206,9 +206,12 @@ impl<'a> Evaluator<'a> {
             closure_scopes: Vec::new(),
             fuel: budget::CLOCK_CHECK_EVERY,
             budget: None,
-            deadline_ms: opts
-                .deadline
-                .map_or(0, |d| d.saturating_duration_since(std::time::Instant::now()).as_millis()),
+            // Rounded up: a deadline set to "now + 5 s" just before the turn reads 5000 ms.
+            deadline_ms: opts.deadline.map_or(0, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_micros()
+                    .div_ceil(1000)
+            }),
             out_bytes: 0,
             mem_bytes: 0,
             stmt_pos: Pos::new(0, 0),

@@ -197,11 +197,18 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         // Over the program cap: an error, remembered.
         let e = compile(None, r"\w{300}").unwrap_err();
-        assert!(e.starts_with("invalid regex: the compiled pattern would exceed"), "{e}");
+        assert!(
+            e.starts_with("invalid regex: the compiled pattern would exceed"),
+            "{e}"
+        );
         assert!(SHARED.with(|s| s.borrow_mut().failed.get(r"\w{300}").is_some()));
         // Over the length cap.
         let long = "a".repeat(MAX_PATTERN_LEN + 1);
-        assert!(compile(None, &long).unwrap_err().contains("at most 4096 bytes"));
+        assert!(
+            compile(None, &long)
+                .unwrap_err()
+                .contains("at most 4096 bytes")
+        );
         // Too deep.
         let deep = format!("{}a{}", "(".repeat(100), ")".repeat(100));
         assert!(compile(None, &deep).is_err());

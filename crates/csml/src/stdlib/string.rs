@@ -11,15 +11,14 @@ use regex::Regex;
 use super::{
     Fault, MethodResult, Runtime, arity, error, formats, int_arg, limits, number, str_arg, usage,
 };
-use std::sync::Arc;
 use crate::json::from_json;
 use crate::ops::{Num, parse_num};
 use crate::value::Value;
+use std::sync::Arc;
 
 /// `is_email()`: a fixed pattern, compiled once per process.
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[^@]+@[^@]+\.[^@]+$").expect("the e-mail pattern is valid")
-});
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^@]+@[^@]+\.[^@]+$").expect("the e-mail pattern is valid"));
 
 /// How many matches a regex method walks between two checks of the turn's budget.
 const MATCHES_PER_CHECK: usize = 4096;
