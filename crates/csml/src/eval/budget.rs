@@ -31,8 +31,50 @@ use crate::ast::Pos;
 /// Units of work between two reads of the clock (see the module documentation).
 pub(crate) const CLOCK_CHECK_EVERY: i64 = 1024;
 
-/// The byte length of `v` serialized as compact JSON, without building the text.
+/// The byte length of `v` serialized as compact JSON (as `serde_json::to_string` writes it),
+/// computed without building the text: this runs for every output message, the hello path
+/// included.
 pub(crate) fn json_len(v: &Json) -> u64 {
+    let mut total = 0u64;
+    // Iterative: message contents and memories can be deep.
+    let mut stack: Vec<&Json> = vec![v];
+    while let Some(v) = stack.pop() {
+        total += match v {
+            Json::Null => 4,
+            Json::Bool(true) => 4,
+            Json::Bool(false) => 5,
+            Json::Number(n) => number_len(n),
+            Json::String(s) => string_len(s),
+            Json::Array(a) => {
+                stack.extend(a.iter());
+                2 + a.len().saturating_sub(1) as u64
+            }
+            Json::Object(m) => {
+                stack.extend(m.values());
+                // Braces, commas, and for each entry its key and a colon.
+                let keys: u64 = m.keys().map(|k| string_len(k) + 1).sum();
+                2 + m.len().saturating_sub(1) as u64 + keys
+            }
+        };
+    }
+    total
+}
+
+/// A JSON string's length with its quotes and escapes (`\"`, `\\`, `\n`-style two-byte
+/// escapes and `\u00XX` for other control characters; everything else is written as is).
+fn string_len(s: &str) -> u64 {
+    let escapes: u64 = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..0x20 => 5,
+            _ => 0,
+        })
+        .sum();
+    2 + s.len() as u64 + escapes
+}
+
+fn number_len(n: &serde_json::Number) -> u64 {
     struct Count(u64);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -44,8 +86,8 @@ pub(crate) fn json_len(v: &Json) -> u64 {
         }
     }
     let mut c = Count(0);
-    // Writing JSON values to a sink that never fails can not fail.
-    let _ = serde_json::to_writer(&mut c, v);
+    // Writing a number to a sink that never fails can not fail.
+    let _ = serde_json::to_writer(&mut c, n);
     c.0
 }
 
@@ -167,5 +209,44 @@ pub(crate) fn error_message(text: String) -> Message {
     Message {
         content_type: "error".to_string(),
         content: Json::Object(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_len;
+    use serde_json::json;
+
+    #[test]
+    fn json_len_is_the_serialized_length() {
+        let cases = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-12345678901234i64),
+            json!(u64::MAX),
+            json!(1.5),
+            json!(1e300),
+            json!(-0.000123),
+            json!(""),
+            json!("plain"),
+            json!(
+                "quote \" backslash \\ nl \n cr \r tab \t bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f}"
+            ),
+            json!("été 🎉 中文"),
+            json!([]),
+            json!({}),
+            json!([1, [2, [3, {}]], "x"]),
+            json!({"text": "Hello world"}),
+            json!({"a": {"b\"c": [null, true, {"d": 1.25}]}, "e": []}),
+        ];
+        for v in cases {
+            assert_eq!(
+                json_len(&v),
+                serde_json::to_string(&v).unwrap().len() as u64,
+                "{v}"
+            );
+        }
     }
 }
