@@ -114,7 +114,7 @@ fn a_deadline_stops_loops_recursion_and_string_building() {
             e.starts_with("[Timeout] the turn ran longer than 200 ms at line "),
             "{name}: {e}"
         );
-        assert!(took < Duration::from_secs(3), "{name}: took {took:?}");
+        assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
         eprintln!("{name}: stopped {late:?} after the deadline");
         assert!(!r.messages.iter().any(|m| m.content["text"] == "after"));
     }
@@ -176,7 +176,7 @@ fn host_calls_learn_the_deadline_and_never_start_past_it() {
     assert_eq!(r.budget_hit, Some(Budget::Deadline), "{:?}", r.messages);
     assert!(host.calls >= 1 && host.calls <= 7, "{} calls", host.calls);
     assert_eq!(host.late_calls, 0);
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 #[test]
@@ -219,6 +219,17 @@ fn the_message_quota_counts_every_message_and_leaves_room_for_the_error() {
             "{body}"
         );
     }
+    // An error message that does not fit, then a fatal error in the same statement: the
+    // quota, spent first, closes the turn.
+    let src = "start:\n  foreach (i) in [].init(5) { say \"x\" }\n  say [nothing, 1 / 0]\n";
+    let opts = TurnOptions {
+        max_messages: 5,
+        ..Default::default()
+    };
+    let (r, _) = run(src, &opts);
+    assert_eq!(r.budget_hit, Some(Budget::Messages));
+    assert_eq!(r.messages.len(), 5);
+    assert!(last_error(&r).starts_with("[Budget] output limit reached: more than 5 messages"));
     // A fatal error at a full quota still closes the output, within the quota.
     let src = "start:\n  foreach (i) in [].init(5) { say \"x\" }\n  say 1 / 0\n";
     let opts = TurnOptions {

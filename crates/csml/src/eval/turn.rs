@@ -115,13 +115,13 @@ pub(crate) fn run(
             });
         }
 
-        let outcome = match ev.exec_block(&ast.body) {
-            Err(Stop::Fatal(text)) => Err(Stop::Fatal(text)),
-            // A budget spent where its error could not be raised, or swallowed on the way.
-            other => match ev.spent() {
-                Some(stop) => Err(stop),
-                None => other,
-            },
+        let outcome = ev.exec_block(&ast.body);
+        // A spent budget closes the turn with its own message, whatever the step did next: its
+        // error may have been found where it could not be raised, or been followed by another
+        // error before the next check.
+        let outcome = match ev.spent() {
+            Some(stop) => Err(stop),
+            None => outcome,
         };
         match outcome {
             Ok(()) | Err(Stop::Break | Stop::Continue | Stop::Return(_)) => {
