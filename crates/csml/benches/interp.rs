@@ -159,6 +159,27 @@ fn main() {
         },
     );
 
+    // The same loop with a deadline (never reached): the clock is read every 1024 units of
+    // work, so this should cost the same as the line above.
+    let timed_opts = TurnOptions {
+        deadline: Some(Instant::now() + Duration::from_secs(3600)),
+        ..big_opts
+    };
+    measure(
+        "turn looping 10,000 times (while, deadline)",
+        Some(Duration::from_millis(5)),
+        20,
+        || {
+            black_box(run_turn(
+                &looping,
+                c.clone(),
+                ev.clone(),
+                &mut host,
+                &timed_opts,
+            ));
+        },
+    );
+
     let foreach = Bot::compile(source(vec![(
         "main",
         "start:\n  do n = 0\n  foreach (x) in [].init(10000) {\n    do n += 1\n  }\n  say n\n"

@@ -141,7 +141,13 @@ pub struct Event {
     pub secure: bool,
 }
 
-/// Limits of one turn.
+/// Limits of one turn. Every budget, when hit, ends the turn the same way: a fatal error
+/// message is the last output message, the status is [`TurnStatus::Error`], and
+/// [`TurnResult::budget_hit`] says which budget it was. The messages said before it are kept
+/// (within the output quotas), and so are memory writes, except when the memory quota itself
+/// was hit (then none are returned, see [`TurnOptions::max_memory_bytes`]).
+///
+/// The defaults are generous for real bots; a platform tightens them per bot.
 #[derive(Debug, Clone, Copy)]
 pub struct TurnOptions {
     /// Step executions per turn (spec §3.11), default 100.
@@ -151,6 +157,26 @@ pub struct TurnOptions {
     pub loop_limit: u64,
     /// Nested user-function/closure calls, default 100.
     pub call_depth_limit: u32,
+    /// Wall-clock deadline of the turn, default none. Checked at step entries, before every
+    /// host call (HTTP, `App()`, SMTP: a call is never started past it), before every regex
+    /// compilation and search, and every 1024 units of work (statements, loop iterations, calls,
+    /// units of data copied: about 0.1 ms of interpretation in a release build, for a clock
+    /// read of about 25 ns), so a turn ends within about one library call of it.
+    /// Past it the turn ends with `[Timeout] the turn ran longer than N ms`. The host learns
+    /// it through [`Host::set_deadline`] to cap its own timeouts.
+    pub deadline: Option<std::time::Instant>,
+    /// Output messages per turn (`say`, `debug` and error messages alike), default 500.
+    pub max_messages: u32,
+    /// Bytes of output per turn, default 2 MiB: the sum of the serialized JSON `content` of
+    /// every output message.
+    pub max_output_bytes: u64,
+    /// Bytes of memory writes per turn, default 2 MiB: the sum, over every memory write of the
+    /// turn (each `remember`, each in-place change of a memory, repeats included, as each is a
+    /// write for the platform), of the key's length plus its value's serialized JSON length,
+    /// plus the serialized locals a `hold` saves. When it is hit, none of the turn's memory
+    /// writes are returned and no hold is kept; `forget`s made before stay (they apply at once,
+    /// spec §3.3).
+    pub max_memory_bytes: u64,
 }
 
 impl Default for TurnOptions {
@@ -159,6 +185,54 @@ impl Default for TurnOptions {
             step_limit: 100,
             loop_limit: 10_000,
             call_depth_limit: 100,
+            deadline: None,
+            max_messages: 500,
+            max_output_bytes: 2 << 20,
+            max_memory_bytes: 2 << 20,
+        }
+    }
+}
+
+/// Which budget of [`TurnOptions`] (or of the interpreter's own fixed ones) ended a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// [`TurnOptions::step_limit`].
+    Steps,
+    /// [`TurnOptions::loop_limit`].
+    Loop,
+    /// The instruction budget (100 × the loop limit, at least 1 000 000 statements).
+    Instructions,
+    /// The call budget (10 × the loop limit, at least 100 000 function/closure calls).
+    Calls,
+    /// [`TurnOptions::call_depth_limit`].
+    Depth,
+    /// The data a turn may copy ([`crate::eval::MAX_TURN_UNITS`]).
+    DataCopied,
+    /// [`TurnOptions::deadline`].
+    Deadline,
+    /// [`TurnOptions::max_messages`].
+    Messages,
+    /// [`TurnOptions::max_output_bytes`].
+    OutputBytes,
+    /// [`TurnOptions::max_memory_bytes`].
+    MemoryBytes,
+}
+
+impl Budget {
+    /// A stable lowercase name for logs and metrics (`deadline`, `output_bytes`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::Steps => "steps",
+            Budget::Loop => "loop",
+            Budget::Instructions => "instructions",
+            Budget::Calls => "calls",
+            Budget::Depth => "depth",
+            Budget::DataCopied => "data_copied",
+            Budget::Deadline => "deadline",
+            Budget::Messages => "messages",
+            Budget::OutputBytes => "output_bytes",
+            Budget::MemoryBytes => "memory_bytes",
         }
     }
 }
@@ -225,6 +299,10 @@ pub struct TurnResult {
     /// allowed and runs the other bot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_bot: Option<SwitchBot>,
+    /// The budget that ended the turn, if one did (the status is then [`TurnStatus::Error`]
+    /// and the last message is the budget's error message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_hit: Option<Budget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +358,11 @@ pub trait Host {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
+    /// Told once by [`crate::run_turn`], before anything runs, the turn's
+    /// [`TurnOptions::deadline`]. A host whose calls block (HTTP, `App()`, SMTP) keeps it and
+    /// caps each call's timeout to the time left; the interpreter itself never starts a host
+    /// call past the deadline. The default ignores it.
+    fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// 64 random bits (`Random()`, `OneOf`, `Shuffle`, `UUID()`).
     fn random_u64(&mut self) -> u64;
     fn http(&mut self, _req: &HttpRequest) -> Result<HttpResponse, String> {

@@ -354,6 +354,10 @@ fn mutated_sources_never_panic() {
         loop_limit: 200,
         call_depth_limit: 40,
         step_limit: 100,
+        max_messages: 50,
+        max_output_bytes: 64 << 10,
+        max_memory_bytes: 64 << 10,
+        ..Default::default()
     };
     for round in 0..2000 {
         let base = &sources[next(sources.len())];
@@ -408,6 +412,12 @@ fn mutated_sources_never_panic() {
                 };
                 let r = csml::run_turn(&bot, ctx.clone(), event, &mut host, &opts);
                 serde_json::to_string(&r).unwrap();
+                // The output quotas hold whatever the bot does.
+                assert!(r.messages.len() <= opts.max_messages as usize);
+                if r.budget_hit.is_some() {
+                    assert_eq!(r.status, csml::TurnStatus::Error);
+                    assert_eq!(r.messages.last().unwrap().content_type, "error");
+                }
                 if r.status != csml::TurnStatus::Hold {
                     break;
                 }

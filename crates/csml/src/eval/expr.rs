@@ -143,7 +143,8 @@ impl Evaluator<'_> {
             ExprKind::Call { name, args } => self.eval_call(name, args, e.pos, silent),
             ExprKind::Not(inner) => match self.eval(inner, true) {
                 Ok(v) => Ok(Value::bool(!crate::ops::truthy(&v))),
-                Err(Stop::Fatal(_)) => Ok(Value::bool(true)),
+                // A spent budget is not an error the operand can swallow.
+                Err(Stop::Fatal(_)) if self.budget.is_none() => Ok(Value::bool(true)),
                 Err(other) => Err(other),
             },
             ExprKind::Binary { op, lhs, rhs } => {
@@ -157,7 +158,7 @@ impl Evaluator<'_> {
                 name_pos,
             } => {
                 let v = self.eval(expr, silent)?;
-                self.bind(name, v.clone(), *name_pos);
+                self.bind(name, v.clone(), *name_pos)?;
                 Ok(v)
             }
         }
@@ -410,7 +411,7 @@ impl Evaluator<'_> {
             Ok((result, write)) => {
                 let v = result?;
                 if write && matches!(slot, Slot::Memory(_)) {
-                    self.persist_memory(name);
+                    self.persist_memory(name, mpos)?;
                 }
                 v
             }

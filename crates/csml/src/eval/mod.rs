@@ -18,9 +18,12 @@
 //! * Besides the loop budget, a turn has an instruction budget (100 × the loop budget, at
 //!   least 1 000 000 statements) and a call budget (10 × the loop budget, at least 100 000
 //!   function/closure calls) so that exponential recursion ends quickly too; all fail with an
-//!   `[Infinite loop]` fatal error. Values are bounded too (see [`Evaluator::charge`]).
+//!   `[Infinite loop]` fatal error. Values are bounded too (see [`Evaluator::charge`]). The
+//!   deadline and the output and memory quotas of [`TurnOptions`] are in `budget`, which also
+//!   says how any budget ends a turn.
 //! * `!e` where `e` fails is `true` (the failing operand counts as false).
 
+mod budget;
 mod expr;
 pub mod fxhash;
 pub mod protocol;
@@ -30,10 +33,11 @@ mod turn;
 
 use serde_json::Value as Json;
 
+use crate::api::{Budget, SwitchBot, TurnResult};
 use crate::api::{Context, Event, ForgetOp, Host, MemoryWrite, Message, Position, TurnOptions};
-use crate::api::{SwitchBot, TurnResult};
 use crate::ast::Pos;
 use crate::bot::{Bot, BotInner};
+use crate::stdlib::regexes::RegexCache;
 use crate::stdlib::{Fault, Runtime};
 use crate::value::{Closure, Value};
 use fxhash::FxIndexMap;
@@ -135,6 +139,20 @@ pub(crate) struct Evaluator<'a> {
     /// Scopes of closures being called repeatedly by one `map`/`filter`/`reduce` (the scope is
     /// shared by the iterations of one call, spec §5.4).
     pub closure_scopes: Vec<(usize, Locals)>,
+    /// Work left before the next budget and clock check (see `budget`).
+    pub fuel: i64,
+    /// The budget that ends the turn, with its finished message, once one is spent.
+    pub budget: Option<(Budget, String)>,
+    /// The time the turn had when it started, in milliseconds (for the timeout message).
+    pub deadline_ms: u128,
+    /// Serialized bytes of the output messages so far.
+    pub out_bytes: u64,
+    /// Serialized bytes of the memory writes (and held locals) so far.
+    pub mem_bytes: u64,
+    /// Position of the statement running (where a budget found by the library is reported).
+    pub stmt_pos: Pos,
+    /// The turn's cache of larger compiled regexes.
+    pub regexes: RegexCache,
 }
 
 impl<'a> Evaluator<'a> {
@@ -186,6 +204,18 @@ impl<'a> Evaluator<'a> {
             resume: None,
             pending_fatal: None,
             closure_scopes: Vec::new(),
+            fuel: budget::CLOCK_CHECK_EVERY,
+            budget: None,
+            // Rounded up: a deadline set to "now + 5 s" just before the turn reads 5000 ms.
+            deadline_ms: opts.deadline.map_or(0, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_micros()
+                    .div_ceil(1000)
+            }),
+            out_bytes: 0,
+            mem_bytes: 0,
+            stmt_pos: Pos::new(0, 0),
+            regexes: RegexCache::default(),
         }
     }
 
@@ -207,23 +237,19 @@ impl<'a> Evaluator<'a> {
         Stop::Fatal(self.located(reason, pos))
     }
 
-    pub fn emit(&mut self, content_type: &str, content: Json) {
-        self.messages.push(Message {
+    /// Output a message (within the output quotas, see [`Evaluator::push_message`]).
+    pub fn emit(&mut self, content_type: &str, content: Json, pos: Pos) {
+        let msg = Message {
             content_type: content_type.to_string(),
             content,
-        });
-    }
-
-    pub fn emit_error_text(&mut self, text: String) {
-        let mut m = serde_json::Map::with_capacity(1);
-        m.insert("error".to_string(), Json::String(text));
-        self.emit("error", Json::Object(m));
+        };
+        self.push_message(msg, pos);
     }
 
     /// Emit a non-fatal error and return the Null that carries it.
     pub fn error(&mut self, reason: &str, pos: Pos) -> Value {
         let text = self.located(reason, pos);
-        self.emit_error_text(text);
+        self.push_message(budget::error_message(text), pos);
         Value::error_null(reason)
     }
 
@@ -239,33 +265,32 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Count one loop iteration against the turn's budget.
+    #[inline]
     pub fn tick_loop(&mut self, pos: Pos) -> R<()> {
         self.loop_iters += 1;
         if self.loop_iters > self.opts.loop_limit {
-            return Err(self.fatal(
-                &format!(
-                    "[Infinite loop] loop limit reached: more than {} loop iterations in a single turn",
-                    self.opts.loop_limit
-                ),
-                pos,
-            ));
+            let reason = format!(
+                "[Infinite loop] loop limit reached: more than {} loop iterations in a single turn",
+                self.opts.loop_limit
+            );
+            return Err(self.exhaust(Budget::Loop, &reason, pos));
         }
-        Ok(())
+        self.spend(1, pos)
     }
 
     /// Count one statement against the turn's instruction budget.
+    #[inline]
     pub fn tick_instruction(&mut self, pos: Pos) -> R<()> {
         self.instructions += 1;
+        self.stmt_pos = pos;
         if self.instructions > self.instruction_limit {
-            return Err(self.fatal(
-                &format!(
-                    "[Infinite loop] instruction limit reached: more than {} instructions in a single turn",
-                    self.instruction_limit
-                ),
-                pos,
-            ));
+            let reason = format!(
+                "[Infinite loop] instruction limit reached: more than {} instructions in a single turn",
+                self.instruction_limit
+            );
+            return Err(self.exhaust(Budget::Instructions, &reason, pos));
         }
-        Ok(())
+        self.spend(1, pos)
     }
 
     /// Account for a value just copied out of a variable (or built by the library): one unit
@@ -280,15 +305,17 @@ impl<'a> Evaluator<'a> {
         self.charge_units(units, pos)
     }
 
+    #[inline]
     pub fn charge_units(&mut self, units: u64, pos: Pos) -> R<()> {
         self.copied += units;
         if self.copied > MAX_TURN_UNITS {
-            return Err(self.fatal(
+            return Err(self.exhaust(
+                Budget::DataCopied,
                 "[Infinite loop] memory limit reached: too much data copied in a single turn",
                 pos,
             ));
         }
-        Ok(())
+        self.spend(units, pos)
     }
 
     /// Run `f` in a fresh function scope (depth-checked), restoring the caller's scope and
@@ -301,23 +328,20 @@ impl<'a> Evaluator<'a> {
     ) -> R<(T, Locals)> {
         self.calls += 1;
         if self.calls > self.call_limit {
-            return Err(self.fatal(
-                &format!(
-                    "[Infinite loop] call limit reached: more than {} function calls in a single turn",
-                    self.call_limit
-                ),
-                pos,
-            ));
+            let reason = format!(
+                "[Infinite loop] call limit reached: more than {} function calls in a single turn",
+                self.call_limit
+            );
+            return Err(self.exhaust(Budget::Calls, &reason, pos));
         }
         if self.depth >= self.opts.call_depth_limit {
-            return Err(self.fatal(
-                &format!(
-                    "[Infinite loop] function call depth limit reached: {} nested calls",
-                    self.opts.call_depth_limit
-                ),
-                pos,
-            ));
+            let reason = format!(
+                "[Infinite loop] function call depth limit reached: {} nested calls",
+                self.opts.call_depth_limit
+            );
+            return Err(self.exhaust(Budget::Depth, &reason, pos));
         }
+        self.spend(1, pos)?;
         self.depth += 1;
         let r = grow(|| self.in_scope_inner(frame, f));
         self.depth -= 1;
@@ -374,6 +398,22 @@ impl Runtime for Evaluator<'_> {
 
     fn position(&self) -> (&str, &str) {
         (self.flow_name(), &self.step)
+    }
+
+    fn check_budget(&mut self) -> Result<(), Fault> {
+        match self.checkpoint(self.stmt_pos) {
+            Ok(()) => Ok(()),
+            Err(Stop::Fatal(text)) => {
+                let reason = text.clone();
+                self.pending_fatal = Some(text);
+                Err(Fault::Fatal(reason))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn regex(&mut self, pattern: &str) -> Result<std::sync::Arc<regex::Regex>, Fault> {
+        crate::stdlib::regexes::compile(Some(&mut self.regexes), pattern).map_err(Fault::Error)
     }
 }
 

@@ -182,37 +182,43 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Record a memory and its write for the engine (spec §3.3).
-    pub fn write_memory(&mut self, name: &str, value: Value) {
+    /// Record a memory and its write for the engine (spec §3.3), within the turn's memory
+    /// quota.
+    pub fn write_memory(&mut self, name: &str, value: Value, pos: Pos) -> R<()> {
+        let json = crate::json::to_memory(&value);
+        self.charge_memory(name.len() as u64 + super::budget::json_len(&json), pos)?;
         self.memory_writes.push(MemoryWrite {
             key: name.to_string(),
-            value: crate::json::to_memory(&value),
+            value: json,
         });
         self.memories.insert(name.to_string(), value);
+        Ok(())
     }
 
-    /// Persist memory `name` after an in-place change.
-    pub fn persist_memory(&mut self, name: &str) {
+    /// Persist memory `name` after an in-place change, within the turn's memory quota.
+    pub fn persist_memory(&mut self, name: &str, pos: Pos) -> R<()> {
         if let Some(v) = self.memories.get(name) {
             let value: Json = crate::json::to_memory(v);
+            self.charge_memory(name.len() as u64 + super::budget::json_len(&value), pos)?;
             self.memory_writes.push(MemoryWrite {
                 key: name.to_string(),
                 value,
             });
         }
+        Ok(())
     }
 
     /// `do name = value` / `expr as name`: constant → error; local; memory; else a new local.
-    pub fn bind(&mut self, name: &str, value: Value, pos: Pos) {
+    pub fn bind(&mut self, name: &str, value: Value, pos: Pos) -> R<()> {
         if value.contains_secure() {
             self.error(super::scope::ERR_SECURE_ASSIGN, pos);
-            return;
+            return Ok(());
         }
         match self.slot(name) {
             Some(Slot::Const) => {
                 self.error("const variables are immutable", pos);
             }
-            Some(Slot::Memory(_)) => self.write_memory(name, value),
+            Some(Slot::Memory(_)) => self.write_memory(name, value, pos)?,
             _ => {
                 if let Some(v) = self.frame.locals.get_mut(name) {
                     *v = value;
@@ -221,6 +227,7 @@ impl Evaluator<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     /// `do target[path] OP value` (spec §3.4), with the path already evaluated.
@@ -248,7 +255,7 @@ impl Evaluator<'_> {
                         *cell = value;
                     }
                 }
-                Some(Slot::Memory(_)) => self.write_memory(name, value),
+                Some(Slot::Memory(_)) => self.write_memory(name, value, name_pos)?,
                 None => {
                     self.frame.locals.insert(name.to_string(), value);
                 }
@@ -281,7 +288,7 @@ impl Evaluator<'_> {
         }
         let changed = outcome?;
         if changed && matches!(slot, Slot::Memory(_)) {
-            self.persist_memory(name);
+            self.persist_memory(name, name_pos)?;
         }
         Ok(())
     }

@@ -113,7 +113,7 @@ impl Evaluator<'_> {
                 if v.contains_secure() {
                     self.error(ERR_SECURE_ASSIGN, expr.pos);
                 } else {
-                    self.write_memory(name, v);
+                    self.write_memory(name, v, s.pos)?;
                 }
             }
             StmtKind::Forget(f) => self.forget(f),
@@ -126,7 +126,7 @@ impl Evaluator<'_> {
                     let text = crate::json::to_display(&v);
                     let mut m = serde_json::Map::with_capacity(1);
                     m.insert("args".into(), Json::Array(vec![Json::String(text)]));
-                    self.emit("debug", Json::Object(m));
+                    self.emit("debug", Json::Object(m), s.pos);
                 }
             }
             StmtKind::Log { level, expr } => {
@@ -157,7 +157,15 @@ impl Evaluator<'_> {
             }
             StmtKind::Hold { secure } => {
                 if !self.frame.in_fn {
-                    return Err(Stop::Hold(Box::new(self.make_hold(s.index, *secure))));
+                    let hold = self.make_hold(s.index, *secure);
+                    // The saved locals are written by the platform: they count as memory.
+                    let bytes = hold
+                        .step_vars
+                        .iter()
+                        .map(|(k, v)| k.len() as u64 + super::budget::json_len(v))
+                        .sum();
+                    self.charge_memory(bytes, s.pos)?;
+                    return Err(Stop::Hold(Box::new(hold)));
                 }
             }
             StmtKind::Break => return Err(Stop::Break),
@@ -202,11 +210,12 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// An `if`/`while` condition: silent, and any error makes it false (spec §3.5).
+    /// An `if`/`while` condition: silent, and any error makes it false (spec §3.5), except a
+    /// spent budget, which ends the turn.
     pub fn cond(&mut self, e: &Expr) -> R<bool> {
         match self.eval(e, true) {
             Ok(v) => Ok(crate::ops::truthy(&v)),
-            Err(Stop::Fatal(_)) => Ok(false),
+            Err(Stop::Fatal(_)) if self.budget.is_none() => Ok(false),
             Err(other) => Err(other),
         }
     }
@@ -245,7 +254,11 @@ impl Evaluator<'_> {
             return Err(self.fatal("payload exceeds max payload size (16kb)", s.pos));
         }
         let msg = crate::json::say_message(&v);
-        self.messages.push(msg);
+        if !self.push_message(msg, s.pos)
+            && let Some(stop) = self.spent()
+        {
+            return Err(stop);
+        }
         Ok(())
     }
 

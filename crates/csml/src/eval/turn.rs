@@ -1,9 +1,11 @@
 //! The turn loop (spec §3.11, §7.2 steps 4–5): pick the starting step (falling back to the
 //! default flow's `start`), apply a saved hold, run steps and follow gotos under the step
-//! limit, and assemble the [`TurnResult`].
+//! limit, and assemble the [`TurnResult`]. A spent budget (see `budget`) closes the turn here
+//! whatever the step did with it; when the memory quota was the one hit, the turn's memory writes
+//! are not returned.
 
 use super::{Evaluator, Frame, Jump, Locals, Resume, Stop, hash_text};
-use crate::api::{Context, Event, Host, Position, TurnOptions, TurnResult, TurnStatus};
+use crate::api::{Budget, Context, Event, Host, Position, TurnOptions, TurnResult, TurnStatus};
 use crate::ast::Pos;
 use crate::bot::{BotInner, StepRef};
 
@@ -26,8 +28,10 @@ pub(crate) fn run(
             gotos: 0,
             previous: ctx.previous,
             switch_bot: None,
+            budget_hit: None,
         };
     }
+    host.set_deadline(opts.deadline);
     let start_flow = bot.flow_loose(&ctx.flow);
     let mut ev = Evaluator::new(bot, host, opts, &mut ctx, event, start_flow.unwrap_or(0));
     let mut hold_in = ctx.hold;
@@ -44,7 +48,7 @@ pub(crate) fn run(
                 bot_id(bot)
             );
             let text = ev.located(&reason, Pos::new(0, 0));
-            ev.emit_error_text(text);
+            ev.close_with_error(text);
             status = TurnStatus::Error;
             None
         }
@@ -59,8 +63,14 @@ pub(crate) fn run(
             let reason = format!(
                 "[Infinite loop] Step limit reached: 100 steps where executed in a single run, stop at step {tstep}"
             );
-            let text = ev.located(&reason, Pos::new(0, 0));
-            ev.emit_error_text(text);
+            if let Stop::Fatal(text) = ev.exhaust(Budget::Steps, &reason, Pos::new(0, 0)) {
+                ev.close_with_error(text);
+            }
+            status = TurnStatus::Error;
+            break;
+        }
+        if let Err(Stop::Fatal(text)) = ev.checkpoint(Pos::new(0, 0)) {
+            ev.close_with_error(text);
             status = TurnStatus::Error;
             break;
         }
@@ -72,7 +82,7 @@ pub(crate) fn run(
             };
             ev.flow = tflow;
             let text = ev.located(&reason, Pos::new(0, 0));
-            ev.emit_error_text(text);
+            ev.close_with_error(text);
             status = TurnStatus::Error;
             break;
         };
@@ -105,12 +115,20 @@ pub(crate) fn run(
             });
         }
 
-        match ev.exec_block(&ast.body) {
+        let outcome = ev.exec_block(&ast.body);
+        // A spent budget closes the turn with its own message, whatever the step did next: its
+        // error may have been found where it could not be raised, or been followed by another
+        // error before the next check.
+        let outcome = match ev.spent() {
+            Some(stop) => Err(stop),
+            None => outcome,
+        };
+        match outcome {
             Ok(()) | Err(Stop::Break | Stop::Continue | Stop::Return(_)) => {
                 ev.step = "end".into();
             }
             Err(Stop::Fatal(text)) => {
-                ev.emit_error_text(text);
+                ev.close_with_error(text);
                 status = TurnStatus::Error;
             }
             Err(Stop::Hold(h)) => {
@@ -150,7 +168,7 @@ pub(crate) fn run(
                             let reason =
                                 format!("flow: [{name}] does not exist in bot: [{}]", bot_id(bot));
                             let text = ev.located(&reason, Pos::new(0, 0));
-                            ev.emit_error_text(text);
+                            ev.close_with_error(text);
                             status = TurnStatus::Error;
                             break;
                         }
@@ -161,6 +179,12 @@ pub(crate) fn run(
         }
     }
 
+    let budget_hit = ev.budget.as_ref().map(|(b, _)| *b);
+    if budget_hit == Some(Budget::MemoryBytes) {
+        // Nothing half-written: a turn over its memory quota writes no memory at all.
+        ev.memory_writes.clear();
+        hold_out = None;
+    }
     TurnResult {
         messages: ev.messages,
         memories: ev.memory_writes,
@@ -172,6 +196,7 @@ pub(crate) fn run(
         gotos: ev.gotos,
         previous: ev.previous,
         switch_bot,
+        budget_hit,
     }
 }
 

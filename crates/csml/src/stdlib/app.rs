@@ -40,6 +40,8 @@ pub(super) fn call(rt: &mut dyn Runtime, args: Args) -> Result<crate::value::Val
         flow: flow.to_string(),
         step: step.to_string(),
     };
+    // No host call starts past the turn's deadline.
+    rt.check_budget()?;
     let result = rt.host().app(&call).map_err(error)?;
     Ok(from_json(&result))
 }

@@ -192,6 +192,8 @@ pub(super) fn request_of(b: &Value) -> Result<HttpRequest, Fault> {
 
 fn send(rt: &mut dyn Runtime, b: &Value) -> Result<Value, Fault> {
     let req = request_of(b)?;
+    // No host call starts past the turn's deadline.
+    rt.check_budget()?;
     let resp = rt.host().http(&req).map_err(error)?;
     let headers: Map = resp
         .headers

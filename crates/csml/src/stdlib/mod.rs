@@ -9,7 +9,7 @@
 //! (§5.11), `formats` (YAML/XML/URI/HTML text conversions), `event` (§3.9), `builtins` (§5.1),
 //! `components` (§4.3–4.4), `http` (§5.7), `app` (§5.8), `smtp` (§5.9), `time` (§5.6),
 //! `crypto` (Crypto, Base64, Hex of §5.10), `jwt` (§5.10); `limits` caps what one call may
-//! build.
+//! build; `regexes` compiles and caches regexes under caps.
 //!
 //! Methods take their arguments in order, positional ones first and then the values of named
 //! ones (a method has no parameter names).
@@ -27,6 +27,7 @@ mod jwt;
 mod limits;
 mod number;
 mod object;
+pub(crate) mod regexes;
 mod smtp;
 mod string;
 mod time;
@@ -115,6 +116,19 @@ pub trait Runtime {
     /// this way (spec §5.7). The default drops them.
     fn error_info(&mut self, info: crate::value::Map) {
         let _ = info;
+    }
+    /// Whether the turn may go on: `Err(Fault::Fatal)` once one of its budgets is spent or its
+    /// deadline has passed. The library calls it before every host call (HTTP, App, SMTP),
+    /// before every regex search and while walking many matches, so neither starts past the
+    /// deadline. The default always allows.
+    fn check_budget(&mut self) -> Result<(), Fault> {
+        Ok(())
+    }
+    /// The compiled regex for `pattern` (see [`regexes`] for the caps and caches); a bad or
+    /// over-cap pattern is a non-fatal `invalid regex: ...` error. The default uses the
+    /// per-thread cache only; the evaluator adds its per-turn cache.
+    fn regex(&mut self, pattern: &str) -> Result<std::sync::Arc<regex::Regex>, Fault> {
+        regexes::compile(None, pattern).map_err(Fault::Error)
     }
 }
 

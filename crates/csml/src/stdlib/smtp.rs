@@ -109,6 +109,8 @@ fn send(rt: &mut dyn Runtime, recv: &Value, args: &[Value]) -> Result<Value, Fau
         config: to_json(recv),
         email: to_json(&args[0]),
     };
+    // No host call starts past the turn's deadline.
+    rt.check_budget()?;
     rt.host()
         .smtp(&req)
         .map_err(|e| error(format!("Could not send email: {e}")))?;

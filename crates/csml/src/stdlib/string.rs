@@ -1,9 +1,10 @@
 //! String methods (spec §5.3). `length()` counts UTF-8 bytes while `slice` counts Unicode
-//! scalars, as the reference does. Regexes use the `regex` crate (RE2-like syntax); compiled
-//! patterns are cached per thread because bots call the same few patterns on every turn.
+//! scalars, as the reference does. Regexes use the `regex` crate (RE2-like syntax, linear-time
+//! search), compiled under caps and cached by [`super::regexes`] through
+//! [`Runtime::regex`]; the turn's budget is checked before each regex method and every
+//! [`MATCHES_PER_CHECK`] matches of the ones that walk every match.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -13,8 +14,14 @@ use super::{
 use crate::json::from_json;
 use crate::ops::{Num, parse_num};
 use crate::value::Value;
+use std::sync::Arc;
 
-const EMAIL: &str = r"^[^@]+@[^@]+\.[^@]+$";
+/// `is_email()`: a fixed pattern, compiled once per process.
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^@]+@[^@]+\.[^@]+$").expect("the e-mail pattern is valid"));
+
+/// How many matches a regex method walks between two checks of the turn's budget.
+const MATCHES_PER_CHECK: usize = 4096;
 
 pub(super) fn call(
     rt: &mut dyn Runtime,
@@ -22,9 +29,52 @@ pub(super) fn call(
     name: &str,
     args: &[Value],
 ) -> MethodResult {
-    let _ = rt;
     let s = recv.as_str()?;
-    method(s, name, args)
+    if name.ends_with("_regex") {
+        return regex_method(rt, s, name, args);
+    }
+    method(rt, s, name, args)
+}
+
+/// The regex methods; `None` when `name` is not one.
+fn regex_method(
+    rt: &mut dyn Runtime,
+    s: &str,
+    name: &str,
+    args: &[Value],
+) -> Option<Result<Value, Fault>> {
+    let r = match name {
+        "contains_regex" => with_regex(rt, args, "contains_regex(value: String) => Boolean")
+            .map(|re| Value::bool(re.is_match(s))),
+        "starts_with_regex" => with_regex(rt, args, "starts_with_regex(value: String) => Boolean")
+            .map(|re| Value::bool(re.find(s).is_some_and(|m| m.start() == 0))),
+        "ends_with_regex" => with_regex(rt, args, "ends_with_regex(value: String) => Boolean")
+            .and_then(|re| {
+                let mut found = false;
+                for (i, m) in re.find_iter(s).enumerate() {
+                    checkpoint(rt, i)?;
+                    if m.end() == s.len() {
+                        found = true;
+                        break;
+                    }
+                }
+                Ok(Value::bool(found))
+            }),
+        // `find_iter` steps past empty matches, which is the Decision of §5.3.
+        "match_regex" => with_regex(rt, args, "match_regex(value: String) => Array")
+            .and_then(|re| found_array(rt, "match_regex", re.find_iter(s).map(|m| m.as_str()))),
+        "replace_regex" => replace_regex(rt, s, args),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Check the turn's budget before the first match and every [`MATCHES_PER_CHECK`] matches.
+fn checkpoint(rt: &mut dyn Runtime, i: usize) -> Result<(), Fault> {
+    if i > 0 && i.is_multiple_of(MATCHES_PER_CHECK) {
+        rt.check_budget()?;
+    }
+    Ok(())
 }
 
 fn no_args(args: &[Value], sig: &str) -> Result<(), Fault> {
@@ -32,7 +82,12 @@ fn no_args(args: &[Value], sig: &str) -> Result<(), Fault> {
 }
 
 /// The string methods; `None` when `name` is not one (generic methods come next).
-fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
+fn method(
+    rt: &mut dyn Runtime,
+    s: &str,
+    name: &str,
+    args: &[Value],
+) -> Option<Result<Value, Fault>> {
     let r = match name {
         "length" => no_args(args, "length() => int").map(|_| Value::int(s.len() as i64)),
         "to_uppercase" => {
@@ -62,27 +117,11 @@ fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
             .map(|x| Value::bool(s.starts_with(x))),
         "ends_with" => one_str(args, "ends_with(value: String) => Boolean")
             .map(|x| Value::bool(s.ends_with(x))),
-        "contains_regex" => with_regex(args, "contains_regex(value: String) => Boolean", |re| {
-            Value::bool(re.is_match(s))
-        }),
-        "starts_with_regex" => {
-            with_regex(args, "starts_with_regex(value: String) => Boolean", |re| {
-                Value::bool(re.find(s).is_some_and(|m| m.start() == 0))
-            })
-        }
-        "ends_with_regex" => with_regex(args, "ends_with_regex(value: String) => Boolean", |re| {
-            Value::bool(re.find_iter(s).any(|m| m.end() == s.len()))
-        }),
         "match" => one_str(args, "match(value: String) => Array").and_then(|x| {
             if x.is_empty() {
                 return Ok(Value::null());
             }
-            found_array("match", s.match_indices(x).map(|(_, m)| m))
-        }),
-        // `find_iter` steps past empty matches, which is the Decision of §5.3.
-        "match_regex" => one_str(args, "match_regex(value: String) => Array").and_then(|pat| {
-            let re = cached_regex(pat)?;
-            found_array("match_regex", re.find_iter(s).map(|m| m.as_str()))
+            found_array(rt, "match", s.match_indices(x).map(|(_, m)| m))
         }),
         "replace" => two_str(
             args,
@@ -111,7 +150,6 @@ fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
             }
             Ok(Value::string(s.replace(a, b)))
         }),
-        "replace_regex" => replace_regex(s, args),
         "split" => one_str(args, "split(separator: String) => Array").and_then(|sep| {
             // An empty separator gives every char plus an empty piece at each end.
             let n = if sep.is_empty() {
@@ -173,7 +211,7 @@ fn method(s: &str, name: &str, args: &[Value]) -> Option<Result<Value, Fault>> {
 }
 
 pub(super) fn is_email(s: &str) -> bool {
-    cached_regex(EMAIL).is_ok_and(|re| re.is_match(s))
+    EMAIL.is_match(s)
 }
 
 fn one_str<'a>(args: &'a [Value], sig: &str) -> Result<&'a str, Fault> {
@@ -186,24 +224,27 @@ fn two_str<'a>(args: &'a [Value], sig: &str) -> Result<(&'a str, &'a str), Fault
     Ok((str_arg(args, 0, sig)?, str_arg(args, 1, sig)?))
 }
 
-fn with_regex(args: &[Value], sig: &str, f: impl FnOnce(&Regex) -> Value) -> Result<Value, Fault> {
+/// The compiled regex of the method's one argument, once the turn's budget allows a search.
+fn with_regex(rt: &mut dyn Runtime, args: &[Value], sig: &str) -> Result<Arc<Regex>, Fault> {
     let pat = one_str(args, sig)?;
-    let re = cached_regex(pat)?;
-    Ok(f(&re))
+    rt.check_budget()?;
+    rt.regex(pat)
 }
 
-fn replace_regex(s: &str, args: &[Value]) -> Result<Value, Fault> {
+fn replace_regex(rt: &mut dyn Runtime, s: &str, args: &[Value]) -> Result<Value, Fault> {
     let (pat, by) = two_str(
         args,
         "replace_regex(regex: String, replace_by: String) => String",
     )?;
-    let re = cached_regex(pat)?;
+    rt.check_budget()?;
+    let re = rt.regex(pat)?;
     // What `Regex::replace_all` does, with the size checked before each expansion: a `$n`
     // reference expands to at most the whole match.
     let refs = by.bytes().filter(|&b| b == b'$').count();
     let mut out = String::new();
     let mut last = 0;
-    for caps in re.captures_iter(s) {
+    for (i, caps) in re.captures_iter(s).enumerate() {
+        checkpoint(rt, i)?;
         let Some(m) = caps.get(0) else { continue };
         let most = by.len().saturating_add(refs.saturating_mul(m.len()));
         let after = out.len() + (m.start() - last);
@@ -218,9 +259,14 @@ fn replace_regex(s: &str, args: &[Value]) -> Result<Value, Fault> {
 }
 
 /// The pieces found by `match`/`match_regex`: an Array, or Null when there is none.
-fn found_array<'a>(method: &str, found: impl Iterator<Item = &'a str>) -> Result<Value, Fault> {
+fn found_array<'a>(
+    rt: &mut dyn Runtime,
+    method: &str,
+    found: impl Iterator<Item = &'a str>,
+) -> Result<Value, Fault> {
     let mut out = Vec::new();
-    for m in found {
+    for (i, m) in found.enumerate() {
+        checkpoint(rt, i)?;
         if out.len() == limits::MAX_ITEMS {
             return Err(limits::too_large(method));
         }
@@ -231,26 +277,6 @@ fn found_array<'a>(method: &str, found: impl Iterator<Item = &'a str>) -> Result
     } else {
         Value::array(out)
     })
-}
-
-thread_local! {
-    static REGEXES: RefCell<HashMap<String, Regex>> = RefCell::new(HashMap::new());
-}
-
-/// Compile `pat`, reusing the thread's cache of recent patterns.
-pub(super) fn cached_regex(pat: &str) -> Result<Regex, Fault> {
-    if let Some(re) = REGEXES.with(|c| c.borrow().get(pat).cloned()) {
-        return Ok(re);
-    }
-    let re = Regex::new(pat).map_err(|e| error(format!("invalid regex: {e}")))?;
-    REGEXES.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 64 {
-            c.clear();
-        }
-        c.insert(pat.to_string(), re.clone());
-    });
-    Ok(re)
 }
 
 /// Normalise `slice(start[, end])` over a sequence of `len` items (strings count scalars).
