@@ -383,6 +383,8 @@ fn server_name(
 pub struct BotHost {
     outbound: Arc<Outbound>,
     rng: u64,
+    /// The turn's deadline: a call never waits past it.
+    deadline: Option<std::time::Instant>,
 }
 
 impl BotHost {
@@ -392,6 +394,7 @@ impl BotHost {
             seed = crate::http::ids::random_u64();
         }
         BotHost {
+            deadline: None,
             outbound,
             rng: seed,
         }
@@ -430,12 +433,23 @@ impl csml::Host for BotHost {
                 Some(serde_json::to_vec(v).map_err(|e| e.to_string())?)
             }
         };
+        // Within the turn's deadline (the interpreter starts no call past it).
+        let timeout = match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err("the turn's deadline has passed".into());
+                }
+                Some(left.min(self.outbound.policy.timeout))
+            }
+            None => None,
+        };
         let out = OutRequest {
             method,
             url: req.url.clone(),
             headers,
             body,
-            timeout: None,
+            timeout,
         };
         let resp = self
             .outbound
@@ -450,6 +464,10 @@ impl csml::Host for BotHost {
             headers: resp.headers,
             body,
         })
+    }
+
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
     }
 
     fn log(&mut self, level: csml::ast::LogLevel, message: &str) {

@@ -31,11 +31,19 @@ impl AppRouter for NoApps {
     }
 }
 
+/// Bytes of `log` output one turn may write to the server's log; past it the turn's further
+/// logs are dropped (one line says so). Without it `while (true) { log big }` could write
+/// gigabytes to the operator's log within one turn's loop budget.
+const LOG_BYTES_PER_TURN: usize = 64 * 1024;
+
 pub(super) struct TurnHost<'a> {
     base: Option<BotHost>,
     rng: u64,
     apps: Option<&'a dyn AppRouter>,
     ctx: AppContext,
+    deadline: Option<std::time::Instant>,
+    /// Log bytes this turn may still write.
+    log_left: usize,
 }
 
 impl<'a> TurnHost<'a> {
@@ -50,6 +58,8 @@ impl<'a> TurnHost<'a> {
             rng: u64::from_le_bytes(seed) | 1,
             apps,
             ctx,
+            deadline: None,
+            log_left: LOG_BYTES_PER_TURN,
         }
     }
 }
@@ -74,7 +84,21 @@ impl csml::Host for TurnHost<'_> {
         }
     }
 
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
+        if let Some(b) = &mut self.base {
+            b.set_deadline(deadline);
+        }
+    }
+
     fn app(&mut self, call: &csml::AppCall) -> Result<Json, String> {
+        // Apps run under the plugin host's own time limit; none starts past the deadline.
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err("the turn's deadline has passed".into());
+        }
         match self.apps {
             Some(a) => a.call(&self.ctx, call),
             None => NoApps.call(&self.ctx, call),
@@ -82,6 +106,16 @@ impl csml::Host for TurnHost<'_> {
     }
 
     fn log(&mut self, level: csml::ast::LogLevel, message: &str) {
+        if self.log_left == 0 {
+            return;
+        }
+        if message.len() > self.log_left {
+            self.log_left = 0;
+            tracing::warn!(target: "botyard::csml", bot = %self.ctx.bot_id,
+                "this turn's log quota ({LOG_BYTES_PER_TURN} bytes) is spent: its further logs are dropped");
+            return;
+        }
+        self.log_left -= message.len();
         match &mut self.base {
             Some(b) => b.log(level, message),
             None => tracing::info!(target: "botyard::csml", level = ?level, "{message}"),

@@ -350,8 +350,15 @@ fn run(
         hold: start.hold,
         previous: start.previous,
     };
+    let limits = &inner.config.limits;
     let opts = csml::TurnOptions {
         step_limit: live.settings.step_limit.unwrap_or(100),
+        deadline: Some(
+            std::time::Instant::now() + limits.deadline_of(live.settings.turn_timeout_ms),
+        ),
+        max_messages: limits.max_messages,
+        max_output_bytes: limits.max_output_bytes,
+        max_memory_bytes: limits.max_memory_bytes,
         ..Default::default()
     };
     let mut host = TurnHost::new(
@@ -365,6 +372,10 @@ fn run(
         },
     );
     let mut result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
+    if let Some(b) = result.budget_hit {
+        tracing::warn!(target: "botyard::budget", org = %client.organization_id,
+            bot = %client.bot_id, budget = b.as_str(), "a turn was ended by its budget");
+    }
     refuse_bot_switch(&mut result);
 
     let interaction = result.gotos;
