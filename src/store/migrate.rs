@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0060_check_lists",
         include_str!("migrations/0060_check_lists.sql"),
     ),
+    (
+        72,
+        "0072_ocs_file_usage",
+        include_str!("migrations/0072_ocs_file_usage.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
