@@ -135,10 +135,9 @@ impl Victim {
                             failures.push(format!("turn {n}: {v}"));
                         }
                     }
-                    Ok((st, b)) => failures.push(format!(
-                        "turn {n}: {st} {}",
-                        String::from_utf8_lossy(&b)
-                    )),
+                    Ok((st, b)) => {
+                        failures.push(format!("turn {n}: {st} {}", String::from_utf8_lossy(&b)))
+                    }
                     Err(e) => failures.push(format!("turn {n}: {e}")),
                 }
                 match request_from(VICTIM_IP, addr, "GET", "/healthz", &[], None) {
@@ -247,11 +246,15 @@ fn stalled_heads_bodies_and_idle_connections_are_cut() {
     let t0 = Instant::now();
     let mut silent = TcpStream::connect(s.addr).unwrap();
     assert!(closed_within(&mut silent, wait), "silent connection kept");
-    assert!(t0.elapsed() >= Duration::from_millis(1500), "closed before its deadline");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "closed before its deadline"
+    );
 
     // A head that never ends.
     let mut slow = TcpStream::connect(s.addr).unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     assert!(closed_within(&mut slow, wait), "unfinished head kept");
 
     // HTTP/2 prior knowledge: the preface and an empty SETTINGS frame, then nothing.
@@ -262,14 +265,25 @@ fn stalled_heads_bodies_and_idle_connections_are_cut() {
 
     // A kept-alive HTTP/1.1 connection after its request: closed after the idle deadline.
     let mut ka = TcpStream::connect(s.addr).unwrap();
-    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     ka.set_read_timeout(Some(wait)).unwrap();
     let mut buf = [0u8; 1024];
     let n = ka.read(&mut buf).unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     let t1 = Instant::now();
-    assert!(closed_within(&mut ka, wait), "idle keep-alive connection kept");
-    assert!(t1.elapsed() >= Duration::from_millis(2000), "closed before its idle deadline");
+    assert!(
+        closed_within(&mut ka, wait),
+        "idle keep-alive connection kept"
+    );
+    assert!(
+        t1.elapsed() >= Duration::from_millis(2000),
+        "closed before its idle deadline"
+    );
 
     // Bodies announced and not sent: 408 with the family's JSON error, then closed.
     for (path, headers, studio) in [
@@ -445,19 +459,37 @@ fn hostile_multipart_bodies_are_refused_quickly() {
     }
     let b70 = "-".repeat(70);
     let t0 = Instant::now();
-    let (status, _, body) =
-        stream_upload(s.addr, &path, &token, &b70, 100 << 20, part_then_near_misses);
+    let (status, _, body) = stream_upload(
+        s.addr,
+        &path,
+        &token,
+        &b70,
+        100 << 20,
+        part_then_near_misses,
+    );
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("exceeds maximum size"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds maximum size"),
         "{body}"
     );
     assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
 
     // Past the request limit: 413 as soon as the limit is passed.
-    let (status, _, body) =
-        stream_upload(s.addr, &path, &token, &b70, 200 << 20, part_then_near_misses);
-    assert_eq!((status, body), (413, json!({"detail": "Request body too large."})));
+    let (status, _, body) = stream_upload(
+        s.addr,
+        &path,
+        &token,
+        &b70,
+        200 << 20,
+        part_then_near_misses,
+    );
+    assert_eq!(
+        (status, body),
+        (413, json!({"detail": "Request body too large."}))
+    );
 
     stop.store(true, Ordering::Relaxed);
     let bad = health.join().unwrap();
@@ -537,7 +569,10 @@ fn upload_quotas_hold_under_parallel_uploads() {
             std::thread::spawn(move || upload(&c, &sid2, &token2, 1, 700 * 1024))
         })
         .collect();
-    let mut statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap().status).collect();
+    let mut statuses: Vec<u16> = racers
+        .into_iter()
+        .map(|t| t.join().unwrap().status)
+        .collect();
     statuses.sort();
     assert_eq!(statuses, [201, 201, 413, 413]);
     assert_eq!(stored_files(&s), (4, 4));
@@ -588,7 +623,11 @@ fn anonymous_chat_is_rate_limited_per_ip() {
         json!({"detail": "Rate limit exceeded.", "available_in": wait})
     );
     assert_eq!(c.get(&poll, &token).status, 429);
-    let r = c.post("/api/chat/start/", &[], &json!({"chatbot_id": s.setup["bot"]["id"]}));
+    let r = c.post(
+        "/api/chat/start/",
+        &[],
+        &json!({"chatbot_id": s.setup["bot"]["id"]}),
+    );
     assert_eq!(r.status, 429);
     // A team member's key is not anonymous; another client IP has its own budget.
     let key = s.setup["ocs"]["api_key"].as_str().unwrap();

@@ -82,7 +82,8 @@ pub struct ServeArgs {
     /// per client IP, as `N/SECONDS` (`0/1` = unlimited); 429 with Retry-After beyond.
     #[arg(long, env = "BOTYARD_ANON_CHAT_RATE", default_value = "1200/60")]
     pub anon_chat_rate: RateSpec,
-    /// Anonymous OCS chat uploads per client IP, as `N/SECONDS`; 429 with Retry-After beyond.
+    /// Anonymous OCS chat uploads per client IP, as `N/SECONDS` (`0/1` = unlimited); 429 with
+    /// Retry-After beyond.
     #[arg(long, env = "BOTYARD_ANON_UPLOAD_RATE", default_value = "30/600")]
     pub anon_upload_rate: RateSpec,
 }

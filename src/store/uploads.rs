@@ -95,7 +95,8 @@ impl Store {
     }
 
     /// Inserts the file rows of one upload to `session` (all or none) if they fit both
-    /// quotas, in one writer job.
+    /// quotas, in one writer job. The rows belong to `session` whatever their `session_id`
+    /// says, since that is the session whose quota they use.
     pub fn ocs_store_uploads(
         &self,
         org: &str,
