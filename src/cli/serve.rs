@@ -4,10 +4,13 @@
 use super::Cli;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::auth::Authenticator;
+use crate::http::ratelimit::RateSpec;
+use crate::http::server::ConnLimits;
 use crate::http::webhook::{StudioWebhookSink, WebhookDispatcher};
-use crate::http::{AppState, HttpConfig};
+use crate::http::{AnonLimits, AppState, HttpConfig};
 use crate::outbound::{Cidr, Outbound, OutboundPolicy};
 use crate::store::setup::SetupOutcome;
+use crate::store::uploads::UploadQuota;
 use crate::store::{Durability, setup};
 use clap::Args;
 use std::net::SocketAddr;
@@ -64,6 +67,78 @@ pub struct ServeArgs {
     /// with `Retry-After` at once.
     #[arg(long, env = "BOTYARD_ARGON2_QUEUE", default_value_t = 8)]
     pub argon2_queue: usize,
+
+    // ---- Hostile clients: connection caps and deadlines, uploads, anonymous chat. ----
+    /// Connections served at once; new ones beyond it are closed at accept.
+    #[arg(long, env = "BOTYARD_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Connections served at once from one client IP (an IPv6 client: its /64), the TCP peer;
+    /// new ones beyond it are closed at accept. Behind a reverse proxy, raise it.
+    #[arg(long, env = "BOTYARD_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+    /// Seconds from accept to a complete request head (a connection that sends nothing, or
+    /// only an HTTP/2 preface, is closed); on a kept-alive connection, from the first byte
+    /// of the next request.
+    #[arg(long, env = "BOTYARD_HEAD_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub head_timeout: u64,
+    /// Seconds a kept-alive connection (HTTP/1.1 or HTTP/2) may wait with no request in
+    /// flight before it is closed.
+    #[arg(long, env = "BOTYARD_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Seconds a request body may send nothing before the request is cut with 408.
+    #[arg(long, env = "BOTYARD_BODY_IDLE_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout: u64,
+    /// Bytes of uploaded files one OCS chat session may store (413 beyond).
+    #[arg(long, env = "BOTYARD_UPLOAD_QUOTA_SESSION", default_value_t = 100 * 1024 * 1024)]
+    pub upload_quota_session: u64,
+    /// Bytes of uploaded files one organization may store (413 beyond).
+    #[arg(long, env = "BOTYARD_UPLOAD_QUOTA_ORG", default_value_t = 1024 * 1024 * 1024)]
+    pub upload_quota_org: u64,
+    /// Anonymous OCS chat requests (no valid API key: widget start, message, polls, upload)
+    /// per client IP, as `N/SECONDS` (`0/1` = unlimited); 429 with Retry-After beyond.
+    #[arg(long, env = "BOTYARD_ANON_CHAT_RATE", default_value = "1200/60")]
+    pub anon_chat_rate: RateSpec,
+    /// Anonymous OCS chat uploads per client IP, as `N/SECONDS` (`0/1` = unlimited); 429 with
+    /// Retry-After beyond.
+    #[arg(long, env = "BOTYARD_ANON_UPLOAD_RATE", default_value = "30/600")]
+    pub anon_upload_rate: RateSpec,
+}
+
+impl ServeArgs {
+    /// The HTTP layer's settings from the flags.
+    fn http_config(&self) -> anyhow::Result<HttpConfig> {
+        if self.max_connections_per_ip > self.max_connections {
+            anyhow::bail!(
+                "--max-connections-per-ip ({}) must not be above --max-connections ({})",
+                self.max_connections_per_ip,
+                self.max_connections
+            );
+        }
+        Ok(HttpConfig {
+            body_limit: self.body_limit,
+            rate_per_key: self.rate_limit,
+            signature_window: self.signature_window,
+            conn: ConnLimits {
+                max_connections: self.max_connections as usize,
+                max_per_ip: self.max_connections_per_ip as usize,
+                head_timeout: Duration::from_secs(self.head_timeout),
+                idle_timeout: Duration::from_secs(self.idle_timeout),
+            },
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout),
+            upload_quota: UploadQuota {
+                per_session: self.upload_quota_session,
+                per_org: self.upload_quota_org,
+            },
+            anon_chat_rate: self.anon_chat_rate,
+            anon_upload_rate: self.anon_upload_rate,
+            trusted_proxies: trusted_proxies(self)?,
+        })
+    }
 }
 
 /// `--trusted-proxy` values, parsed.
@@ -107,6 +182,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
 }
 
 async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result<()> {
+    let config = args.http_config()?;
     let mut allow = Vec::new();
     for a in args.outbound_allow.iter().filter(|a| !a.trim().is_empty()) {
         allow.push(
@@ -114,7 +190,6 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
         );
     }
-    let trusted_proxies = trusted_proxies(args)?;
     let passwords = crate::secrets::PasswordPool::new(
         args.argon2_threads
             .unwrap_or_else(crate::secrets::PasswordPool::default_threads),
@@ -163,12 +238,8 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     let auth = Authenticator::new(store.clone(), args.rate_limit, args.signature_window);
     auth.spawn_epoch_watch();
     let state = Arc::new(AppState {
-        config: HttpConfig {
-            body_limit: args.body_limit,
-            rate_per_key: args.rate_limit,
-            signature_window: args.signature_window,
-            trusted_proxies,
-        },
+        anon: AnonLimits::new(&config),
+        config,
         engine: engine.clone(),
         auth,
         outbound,

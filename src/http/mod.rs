@@ -28,10 +28,13 @@ pub mod webhook;
 
 use crate::engine::{Engine, EngineError};
 use crate::outbound::Outbound;
+use crate::store::uploads::UploadQuota;
 use auth::Authenticator;
 use error::ApiError;
 use hyper::StatusCode;
+use ratelimit::{RateLimiter, RateSpec};
 use std::sync::Arc;
+use std::time::Duration;
 use webhook::WebhookDispatcher;
 
 /// Settings of the HTTP layer.
@@ -46,6 +49,16 @@ pub struct HttpConfig {
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed (see
     /// [`request::client_of`]); empty = none.
     pub trusted_proxies: Vec<crate::outbound::Cidr>,
+    /// Connection caps and deadlines ([`server`]).
+    pub conn: server::ConnLimits,
+    /// A request body that sends no byte for this long is cut with 408 ([`request`]).
+    pub body_idle_timeout: Duration,
+    /// Bytes of OCS chat uploads a session and an organization may store.
+    pub upload_quota: UploadQuota,
+    /// Anonymous OCS chat requests (no valid API key) per client IP.
+    pub anon_chat_rate: RateSpec,
+    /// Anonymous OCS chat uploads per client IP (also counted as chat requests).
+    pub anon_upload_rate: RateSpec,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +68,32 @@ impl Default for HttpConfig {
             rate_per_key: 50,
             signature_window: signature::DEFAULT_WINDOW_SECS,
             trusted_proxies: Vec::new(),
+            conn: server::ConnLimits::default(),
+            body_idle_timeout: request::DEFAULT_BODY_IDLE,
+            upload_quota: UploadQuota::default(),
+            anon_chat_rate: RateSpec {
+                count: 1200,
+                window: Duration::from_secs(60),
+            },
+            anon_upload_rate: RateSpec {
+                count: 30,
+                window: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
+/// Per-client-IP limits of anonymous callers ([`ratelimit::client_key`]).
+pub struct AnonLimits {
+    pub chat: RateLimiter,
+    pub upload: RateLimiter,
+}
+
+impl AnonLimits {
+    pub fn new(config: &HttpConfig) -> AnonLimits {
+        AnonLimits {
+            chat: RateLimiter::per_window(config.anon_chat_rate),
+            upload: RateLimiter::per_window(config.anon_upload_rate),
         }
     }
 }
@@ -70,6 +109,8 @@ pub struct AppState {
     pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
     /// Every argon2 hash and check of the server (logins, new accounts, setup).
     pub passwords: crate::secrets::PasswordPool,
+    /// Rate limits of anonymous chat callers, from `config`.
+    pub anon: AnonLimits,
 }
 
 impl From<EngineError> for ApiError {

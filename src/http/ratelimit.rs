@@ -1,9 +1,14 @@
 //! Token-bucket rate limiting keyed by a string (an API key, or a client IP for requests whose
-//! key is unknown). Capacity = the per-second rate, refilled continuously (spec §1.5): a key may
-//! burst up to one second's worth and is held to the rate afterwards. A rejected request costs
-//! nothing and does nothing else.
+//! key is unknown). [`RateLimiter::new`]: capacity = the per-second rate, refilled continuously
+//! (spec §1.5): a key may burst up to one second's worth and is held to the rate afterwards.
+//! [`RateLimiter::per_window`]: `N` requests per window, i.e. a burst of `N`, refilled at
+//! `N / window` (the anonymous chat limits, [`RateSpec`]). A rejected request costs nothing and
+//! does nothing else.
+//!
+//! [`client_key`] is the key of a client address, shared with the per-IP connection cap.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,15 +31,51 @@ struct Bucket {
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    /// Tokens per second; 0 disables the limiter.
-    rate: f64,
+    /// Largest burst, in tokens; 0 disables the limiter.
+    capacity: f64,
+    /// Tokens added per second.
+    refill: f64,
     shards: Vec<Mutex<Shard>>,
+}
+
+/// `N` requests per `window` (the `N/SECONDS` form of the command line); `N = 0` = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for RateSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected N/SECONDS, e.g. 600/60");
+        let (n, w) = s.split_once('/').ok_or_else(bad)?;
+        let count = n.trim().parse::<u32>().map_err(|_| bad())?;
+        let secs = w.trim().parse::<u64>().map_err(|_| bad())?;
+        if secs == 0 {
+            return Err(format!("`{s}`: the window must be at least 1 second"));
+        }
+        Ok(RateSpec {
+            count,
+            window: Duration::from_secs(secs),
+        })
+    }
 }
 
 impl RateLimiter {
     pub fn new(per_second: u32) -> Self {
+        Self::per_window(RateSpec {
+            count: per_second,
+            window: Duration::from_secs(1),
+        })
+    }
+
+    /// `spec.count` requests per `spec.window`, as a bucket of `count` tokens refilled evenly.
+    pub fn per_window(spec: RateSpec) -> Self {
+        let capacity = spec.count as f64;
         RateLimiter {
-            rate: per_second as f64,
+            capacity,
+            refill: capacity / spec.window.as_secs_f64().max(0.001),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -47,7 +88,7 @@ impl RateLimiter {
     }
 
     pub fn enabled(&self) -> bool {
-        self.rate > 0.0
+        self.capacity > 0.0
     }
 
     /// Takes one token for `key`; `Err(wait)` when the bucket is empty (`wait` = time until a
@@ -69,28 +110,43 @@ impl RateLimiter {
                 .last_sweep
                 .is_none_or(|t| now.saturating_duration_since(t).as_secs() >= 1)
         {
-            let rate = self.rate;
-            shard.buckets.retain(|_, b| refilled(b, now, rate) < rate);
+            let (cap, refill) = (self.capacity, self.refill);
+            shard
+                .buckets
+                .retain(|_, b| refilled(b, now, cap, refill) < cap);
             shard.last_sweep = Some(now);
         }
         let bucket = shard.buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.rate,
+            tokens: self.capacity,
             last: now,
         });
-        bucket.tokens = refilled(bucket, now, self.rate);
+        bucket.tokens = refilled(bucket, now, self.capacity, self.refill);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.refill))
         }
     }
 }
 
-fn refilled(b: &Bucket, now: Instant, rate: f64) -> f64 {
+fn refilled(b: &Bucket, now: Instant, capacity: f64, refill: f64) -> f64 {
     let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-    (b.tokens + elapsed * rate).min(rate)
+    (b.tokens + elapsed * refill).min(capacity)
+}
+
+/// The key of a client address for per-client limits: an IPv4 address (also when it comes
+/// IPv4-mapped), or the /64 network of an IPv6 address, since one IPv6 client is routinely
+/// given a whole /64 and could otherwise rotate through it.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 fn shard_of(key: &str) -> usize {
@@ -132,6 +188,33 @@ mod tests {
             assert!(rl.check_at("k", t2).is_ok());
         }
         assert!(rl.check_at("k", t2).is_err());
+    }
+
+    #[test]
+    fn windowed_limits_burst_then_refill_evenly() {
+        let rl = RateLimiter::per_window("3/60".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(rl.check_at("ip", t0).is_ok());
+        }
+        let wait = rl.check_at("ip", t0).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(rl.check_at("ip", t0 + Duration::from_secs(20)).is_ok());
+        assert!(rl.check_at("ip", t0 + Duration::from_secs(20)).is_err());
+        assert!("5".parse::<RateSpec>().is_err());
+        assert!("5/0".parse::<RateSpec>().is_err());
+        assert!(!RateLimiter::per_window("0/60".parse().unwrap()).enabled());
+    }
+
+    #[test]
+    fn client_keys() {
+        let k = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("127.0.0.2"), "127.0.0.2");
+        assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
     }
 
     #[test]

@@ -1,15 +1,131 @@
 //! What a handler gets to know about a request beyond its head: the per-request context
-//! (request id, peer, client address and scheme, start time), the body read under a size cap,
-//! and JSON field accessors whose errors name the offending field (`missing field:
-//! client.user_id`).
+//! (request id, peer, client address and scheme, start time), the body read under a size cap
+//! and an idle deadline, and JSON field accessors whose errors name the offending field
+//! (`missing field: client.user_id`).
+//!
+//! Body idle deadline: a client that announces a body and stalls (no bytes for
+//! `--body-idle-timeout`) gets 408 and its connection is closed. hyper has no such deadline of
+//! its own, and the connection watchdog of `server` cannot tell a stalled body from a handler
+//! that is busy without reading it, so every body reader here waits for each chunk under the
+//! deadline. The deadline is set per request by `service::handle` ([`with_body_idle`]) as a
+//! task-local value, so that every reader (Studio, admin, hooks, OCS, uploads) applies it
+//! without each handler passing it along.
 
 use super::error::{ApiError, ApiResult};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{CONTENT_LENGTH, HeaderMap};
 use serde_json::{Map, Value as Json};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The body idle deadline outside [`with_body_idle`] (unit tests, spawned tasks).
+pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
+
+tokio::task_local! {
+    static BODY_IDLE: Duration;
+}
+
+/// Runs `fut` (one request) with `idle` as the body idle deadline of its body readers.
+pub fn with_body_idle<F: Future>(idle: Duration, fut: F) -> impl Future<Output = F::Output> {
+    BODY_IDLE.scope(idle, fut)
+}
+
+/// The body idle deadline of the current request.
+pub fn body_idle() -> Duration {
+    BODY_IDLE.try_with(|d| *d).unwrap_or(DEFAULT_BODY_IDLE)
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit (bytes).
+    TooLarge(usize),
+    /// No bytes for the body idle deadline.
+    Stalled(Duration),
+    /// The connection failed or the framing was invalid.
+    Read(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
+            BodyError::Stalled(d) => write!(
+                f,
+                "request body timed out: no bytes for {} s",
+                d.as_secs().max(1)
+            ),
+            BodyError::Read(e) => write!(f, "could not read request body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => ApiError::payload_too_large(limit),
+            BodyError::Stalled(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+            BodyError::Read(_) => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+/// The next data chunk of `body` (`None` at its end), waiting at most the body idle deadline.
+/// Trailers are skipped.
+pub async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, BodyError> {
+    let idle = body_idle();
+    loop {
+        if body.is_end_stream() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled(idle)),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// Reads the whole body, at most `limit` bytes, each chunk under the body idle deadline.
+pub async fn collect_limited(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let Some(first) = next_chunk(&mut body).await? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() > limit {
+        return Err(BodyError::TooLarge(limit));
+    }
+    // Most bodies arrive in one chunk: no copy then.
+    let Some(second) = next_chunk(&mut body).await? else {
+        return Ok(first);
+    };
+    let announced = body.size_hint().lower().min(limit as u64) as usize;
+    let mut all = Vec::with_capacity((first.len() + second.len() + announced).min(limit));
+    all.extend_from_slice(&first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        if all.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        all.extend_from_slice(&chunk);
+        next = next_chunk(&mut body).await?;
+    }
+    Ok(Bytes::from(all))
+}
 
 /// Per-request facts shared by every layer (logging, auth, handlers).
 #[derive(Debug, Clone)]
@@ -82,22 +198,14 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 (early, from
-/// `Content-Length`, when the client announces it).
+/// `Content-Length`, when the client announces it) and a stalled body with a 408.
 pub async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> ApiResult<Bytes> {
     if let Some(len) = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok())
         && len.parse::<u64>().is_ok_and(|n| n > limit as u64)
     {
         return Err(ApiError::payload_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read request body: {e}"
-        ))),
-    }
+    Ok(collect_limited(body, limit).await?)
 }
 
 /// Parses a body that must be a JSON object. An empty body counts as `{}` only when

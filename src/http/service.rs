@@ -1,6 +1,7 @@
 //! The per-request pipeline shared by every API family: request id and tracing span, panic
-//! catching, top-level dispatch by path prefix, CORS for browser-facing families, the
-//! `X-Request-Id` response header and one access-log line per request.
+//! catching, the body idle deadline of its body readers, top-level dispatch by path prefix,
+//! CORS for browser-facing families, the `X-Request-Id` response header and one access-log
+//! line per request.
 //!
 //! Adding an API family (OCS `/api/...`, admin `/_/api/...`, `/hooks/{token}`): write a sibling
 //! module with `async fn handle(state, ctx, req, rest_of_path) -> Response<Body>` built on
@@ -8,7 +9,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::request::{RequestCtx, request_id};
+use super::request::{RequestCtx, request_id, with_body_idle};
 use super::response::{Body, ok_json};
 use super::{cors, ocs, studio};
 use hyper::body::Incoming;
@@ -44,8 +45,9 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     async move {
+        let idle = state.config.body_idle_timeout;
         let fut: Pin<Box<dyn Future<Output = Response<Body>> + Send>> =
-            Box::pin(dispatch(state, ctx.clone(), req));
+            Box::pin(with_body_idle(idle, dispatch(state, ctx.clone(), req)));
         let mut resp = match (CatchUnwind { inner: fut }).await {
             Ok(resp) => resp,
             Err(panic) => {

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0061_fair_delivery",
         include_str!("migrations/0061_fair_delivery.sql"),
     ),
+    (
+        62,
+        "0062_ocs_file_usage",
+        include_str!("migrations/0062_ocs_file_usage.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

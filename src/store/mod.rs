@@ -35,6 +35,7 @@ pub mod orgs;
 pub mod plugins;
 pub mod setup;
 pub mod types;
+pub mod uploads;
 pub mod usage;
 mod walvfs;
 mod writer;

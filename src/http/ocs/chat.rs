@@ -6,11 +6,9 @@ use super::api::{experiment_json, message_json, message_json_with};
 use super::{Call, detail, error, field_error, is_uuid, json_resp, key_of, ok};
 use crate::http::response::Body;
 use crate::ocs::ratelimit::Scope;
-use crate::ocs::{TOKEN_LIFETIME_SECS, TaskResult, files};
+use crate::ocs::{TOKEN_LIFETIME_SECS, TaskResult};
 use crate::store::Store;
-use crate::store::ocs::{
-    ChatAccessRows, NewOcsFile, NewSession, OcsSession, OcsTask, WidgetChannel,
-};
+use crate::store::ocs::{ChatAccessRows, NewSession, OcsSession, OcsTask, WidgetChannel};
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{Value as Json, json};
@@ -348,7 +346,7 @@ fn token_err(code: &str, msg: &str) -> Response<Body> {
 }
 
 /// Session-bound access (§3.7). Returns the session and whether the caller is a team member.
-async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
+pub(super) async fn access(call: &mut Call) -> Result<(OcsSession, bool), Response<Body>> {
     access_with(call, |_, _| Ok(()))
         .await
         .map(|(s, m, ())| (s, m))
@@ -877,93 +875,5 @@ pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
                 "session_status": if session.status == "complete" { "ended" } else { "active" },
             }))
         }
-    }
-}
-
-pub(crate) async fn upload(call: &mut Call) -> Response<Body> {
-    let (session, _) = match access(call).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if session.status == "complete" {
-        return error(StatusCode::BAD_REQUEST, "Session has ended");
-    }
-    let Some(boundary) = call.header("content-type").and_then(files::boundary) else {
-        return error(StatusCode::BAD_REQUEST, "No files provided");
-    };
-    // Room for 2 × 50 MB so the total-size rule answers 400 rather than 413.
-    let body = match call.bytes(2 * files::MAX_BYTES + 1024 * 1024).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Some(parts) = files::parse_multipart(&body, &boundary) else {
-        return error(StatusCode::BAD_REQUEST, "Malformed multipart body");
-    };
-    let field = |n: &str| {
-        parts
-            .iter()
-            .find(|p| p.name == n && p.filename.is_none())
-            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
-    };
-    let (remote, pname) = (field("participant_remote_id"), field("participant_name"));
-    let uploads: Vec<&files::Part> = parts
-        .iter()
-        .filter(|p| p.name == "files" && p.filename.is_some())
-        .collect();
-    if uploads.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "No files provided");
-    }
-    let mut rows = Vec::new();
-    let mut total = 0usize;
-    let now = now_ms();
-    for p in &uploads {
-        let name = p.filename.clone().unwrap_or_default();
-        let ct = match files::check_file(&name, p.content_type.as_deref(), &p.data) {
-            Ok(ct) => ct,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        };
-        total += p.data.len();
-        rows.push(NewOcsFile {
-            name,
-            content_type: ct,
-            size: p.data.len() as i64,
-            purpose: "message_media".into(),
-            metadata: json!({"session_id": session.id, "uploaded_by": session.participant.identifier,
-                             "participant_name": pname, "participant_remote_id": remote}),
-            session_id: Some(session.id.clone()),
-            expires_at: Some(now + files::EXPIRY_MS),
-        });
-    }
-    if total > files::MAX_BYTES {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Total file size exceeds maximum of 50MB",
-        );
-    }
-    let datas: Vec<Vec<u8>> = uploads.iter().map(|p| p.data.clone()).collect();
-    let org = session.organization_id.clone();
-    let r = call
-        .blocking(move |s| {
-            let stored = s.ocs_insert_files(&org, rows)?;
-            let dir = s.data_dir().join("ocs-files");
-            let written = std::fs::create_dir_all(&dir).and_then(|_| {
-                for (f, d) in stored.iter().zip(&datas) {
-                    std::fs::write(files::path_of(s.data_dir(), f.id), d)?;
-                }
-                Ok(())
-            });
-            if let Err(e) = written {
-                s.ocs_delete_files(&org, stored.iter().map(|f| f.id).collect())?;
-                return Err(e.into());
-            }
-            Ok(stored)
-        })
-        .await;
-    match r {
-        Ok(stored) => json_resp(
-            StatusCode::CREATED,
-            &json!({"files": stored.iter().map(|f| json!({"id": f.id, "name": f.name, "size": f.size, "content_type": f.content_type})).collect::<Vec<_>>()}),
-        ),
-        Err(r) => r,
     }
 }

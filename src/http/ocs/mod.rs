@@ -2,7 +2,9 @@
 //! exact-path routing (trailing slashes matter), API-key authentication and authorization
 //! (§3.1–3.4), rate-limit headers (§4.2), CORS on the chat API only (§3.8), and DRF-shaped
 //! error bodies (§4.1). Handlers live in `api` (experiments, sessions, participants, files),
-//! `chat` (the widget chat API) and `channels` (trigger_bot, incoming_message, OpenAI).
+//! `chat` (the widget chat API), `upload` (chat uploads) and `channels` (trigger_bot,
+//! incoming_message, OpenAI). Anonymous chat callers are rate limited per client IP before
+//! any chat handler runs (`anonymous_gate`).
 //!
 //! Our extensions, documented here: an API key of the chatbot's organization sent as
 //! `X-api-key` on `/api/chat/*` counts as a logged-in team member (so versions can be pinned);
@@ -14,6 +16,7 @@
 mod api;
 mod channels;
 mod chat;
+mod upload;
 
 use super::AppState;
 use super::request::RequestCtx;
@@ -21,7 +24,7 @@ use super::response::Body;
 use crate::ocs::Ocs;
 use crate::ocs::ratelimit::{Scope, Verdict};
 use crate::store::ocs::OcsKey;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -246,20 +249,26 @@ impl Call {
     }
     /// Read the body (at most `limit` bytes; 413 beyond).
     pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, Response<Body>> {
+        use super::request::{BodyError, collect_limited};
         let Some(body) = self.body.take() else {
             return Ok(Bytes::new());
         };
-        match Limited::new(body, limit).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large.",
-            )),
-            Err(e) => Err(detail(
+        collect_limited(body, limit).await.map_err(|e| match e {
+            BodyError::TooLarge(_) => {
+                detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
+            }
+            BodyError::Stalled(idle) => detail(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "Request body timed out: no bytes for {} s.",
+                    idle.as_secs().max(1)
+                ),
+            ),
+            BodyError::Read(e) => detail(
                 StatusCode::BAD_REQUEST,
                 &format!("Could not read the request body: {e}"),
-            )),
-        }
+            ),
+        })
     }
     /// The body as JSON (`{}` when empty). Malformed → 400 `{"detail":"JSON parse error - …"}`.
     pub async fn json(&mut self) -> Result<Json, Response<Body>> {
@@ -530,6 +539,37 @@ async fn authenticate(
     Ok((Caller { key }, v))
 }
 
+/// Anonymous chat callers (no valid API key) are limited per client IP (`--anon-chat-rate`,
+/// uploads also `--anon-upload-rate`), before anything else is looked at. Ours, and enforced
+/// by default, unlike OCS's own limits (§4.2): a keyless `chat/start` on a public bot and the
+/// session token it hands out are open to anyone. A presented key that is not valid counts
+/// as none, so a made-up key does not escape the limit.
+async fn anonymous_gate(
+    state: &AppState,
+    ocs: &Ocs,
+    call: &Call,
+    route: Route,
+) -> Result<(), Response<Body>> {
+    if !presented_keys(&call.headers).is_empty() && key_of(ocs, &call.headers).await.is_some() {
+        return Ok(());
+    }
+    let client = super::ratelimit::client_key(call.ctx.client_ip).to_string();
+    let upload = (route == Route::ChatUpload).then_some(&state.anon.upload);
+    for limiter in upload.into_iter().chain([&state.anon.chat]) {
+        if let Err(wait) = limiter.check(&client) {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut r = json_resp(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"detail": "Rate limit exceeded.", "available_in": secs}),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
 /// Entry point of the family.
 pub async fn handle(
     state: &Arc<AppState>,
@@ -601,12 +641,23 @@ async fn dispatch(
         rate: None,
         plugins: state.plugins.clone(),
     };
+    let chat_route = matches!(
+        route,
+        Route::ChatStart
+            | Route::ChatMessage
+            | Route::ChatPoll
+            | Route::ChatTaskPoll
+            | Route::ChatUpload
+    );
+    if chat_route && let Err(r) = anonymous_gate(state, ocs, &call, route).await {
+        return r;
+    }
     let mut resp = match route {
         Route::ChatStart => chat::start(&mut call).await,
         Route::ChatMessage => chat::message(&mut call).await,
         Route::ChatPoll => chat::poll(&mut call).await,
         Route::ChatTaskPoll => chat::task_poll(&mut call).await,
-        Route::ChatUpload => chat::upload(&mut call).await,
+        Route::ChatUpload => upload::upload(&mut call, state.config.upload_quota).await,
         _ => match authenticate(ocs, &call, route).await {
             Err(r) => r,
             Ok((caller, v)) => {
