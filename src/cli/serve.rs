@@ -155,8 +155,25 @@ fn trusted_proxies(args: &ServeArgs) -> anyhow::Result<Vec<Cidr>> {
 
 pub use bench::BenchArgs;
 
+/// Raise this process's open-file limit to its hard limit: `--max-connections` (10,000 by
+/// default) connections need as many descriptors, and the usual soft limit is 1,024.
+pub(crate) fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
     init_logging();
+    raise_open_file_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all().thread_name("botyard");
     if let Some(n) = args.workers {

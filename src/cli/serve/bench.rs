@@ -34,6 +34,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod hostile;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Concurrent keep-alive connections.
@@ -78,6 +80,14 @@ pub struct BenchArgs {
     /// `--workers` of the self-started server.
     #[arg(long)]
     pub server_workers: Option<usize>,
+    /// Run the hostile section instead of the others: each attack of the tenant-isolation
+    /// issue against the server while a second organization's hello bot is measured at 8
+    /// connections (its p50/p99 with no attack and under each attack).
+    #[arg(long)]
+    pub hostile: bool,
+    /// Length of each victim run of `--hostile`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub hostile_duration: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -210,6 +220,11 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
         "to_listening_ms": round2(listening_ms),
         "to_first_chat_ms": round2(first.as_secs_f64() * 1000.0),
     });
+    if args.hostile {
+        let hostile = hostile::run(&rt, &exe, &dir, &server, &creds, args)?;
+        server.stop();
+        return Ok(json!({"machine": machine(), "hostile": hostile}));
+    }
 
     // Warm-up (not counted), then 2. the hello run.
     let warm = run_load(
@@ -781,6 +796,26 @@ fn print_human(r: &Json) {
         r["machine"]["build"].as_str().unwrap_or("?"),
         r["machine"]["cores"]
     );
+    if let Some(h) = r.get("hostile") {
+        let line = |name: &str, v: &Json| {
+            println!(
+                "  {name:<20} victim p50 {} ms, p99 {} ms, {} turns/s, {} errors",
+                v["p50_ms"], v["p99_ms"], v["turns_per_second"], v["errors"]
+            )
+        };
+        println!(
+            "  hostile: victim at {} connections (target p99 <= {} ms)",
+            h["victim_connections"], h["target_victim_p99_ms"]
+        );
+        line("no attack", &h["baseline"]);
+        if let Some(attacks) = h["attacks"].as_object() {
+            for (name, a) in attacks {
+                line(name, &a["victim"]);
+                println!("  {:<20} attack got {}", "", a["attack"]);
+            }
+        }
+        return;
+    }
     if !r["cold_start"].is_null() {
         println!(
             "  cold start: listening {} ms, first chat answered {} ms",
