@@ -33,7 +33,7 @@ const VICTIM_CONNECTIONS: usize = 8;
 const VICTIM_IP: [u8; 4] = [127, 0, 0, 2];
 
 const VICTIM_FLOW: &str = "start:\n  say \"hello victim\"\n  goto end\n";
-const REGEX_FLOW: &str = "start:\n  do i = 0\n  while (i < 700) {\n    do x = match_regex(\"ab\", \"\\\\w{300}\")\n    do i = i + 1\n  }\n  say \"done\"\n  goto end\n";
+const REGEX_FLOW: &str = "start:\n  do i = 0\n  while (i < 700) {\n    do x = \"ab\".match_regex(\"\\\\w{300}\")\n    do i = i + 1\n  }\n  say \"done\"\n  goto end\n";
 
 fn say_loop_flow() -> String {
     format!(
