@@ -192,7 +192,7 @@ fn an_org_past_its_share_is_refused_and_others_do_not_wait() {
         "--turn-queue-ms",
         "200",
         "--turn-timeout-ms",
-        "1500",
+        "3000",
     ]));
     let (_, victim) = server.other_org("victim");
     set_flow(&server, &victim, VICTIM_FLOW);
