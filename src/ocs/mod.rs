@@ -992,9 +992,9 @@ impl Ocs {
             .await;
         let error = match result {
             Ok(first) => return Some(TaskResult::Complete(first)),
-            // The caller's or the bot's fault, or the organization's share of the workers
-            // stayed full: said as such (a 4xx, or 503).
-            Err(e) if e.status() != 500 => (e.message().to_string(), e.status() as i64),
+            Err(EngineError::BadRequest(m)) => (m, 400),
+            // The organization's share of the turn workers stayed full: said as such.
+            Err(e @ EngineError::Busy { .. }) => (e.message().to_string(), 503),
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
                 (
