@@ -7,27 +7,11 @@
 mod common;
 
 use common::{Creds, Server, text_event};
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const VICTIM_FLOW: &str = "start:\n  say \"hello victim\"\n  goto end\n";
-
-/// Replaces the default flow of `creds`'s bot and builds it (signed Studio API calls).
-fn set_flow(server: &Server, creds: &Creds, content: &str) {
-    let c = server.client();
-    let bot = c.get("/v1/api/bot", &creds.signed()).json();
-    let default = bot["default_flow"].as_str().unwrap().to_string();
-    c.put(
-        &format!("/v1/api/bot/flows/{default}"),
-        &creds.signed(),
-        &json!({"content": content}),
-    )
-    .expect(200);
-    c.post("/v1/api/bot/build", &creds.signed(), &json!({}))
-        .expect(200);
-}
 
 /// Victim turns, one after the other, until `stop`; returns each turn's latency. Panics on
 /// any failed victim turn.
@@ -111,11 +95,9 @@ fn error_text(r: &common::Response) -> String {
 fn a_slow_flow_never_holds_another_orgs_turns() {
     let server = Arc::new(Server::start_with(&["--turn-timeout-ms", "3000"]));
     let (_, victim) = server.other_org("victim");
-    set_flow(&server, &victim, VICTIM_FLOW);
+    server.set_flow_of(&victim, VICTIM_FLOW);
     let attacker = server.creds();
-    set_flow(
-        &server,
-        &attacker,
+    server.set_flow_of(&attacker,
         "start:\n  do i = 0\n  while (i < 700) {\n    do x = \"ab\".match_regex(\"\\\\w{300}\")\n    do i = i + 1\n  }\n  say \"done\"\n  goto end\n",
     );
     let a = attacker.clone();
@@ -148,11 +130,10 @@ fn a_slow_flow_never_holds_another_orgs_turns() {
 fn a_say_loop_is_cut_by_the_output_quota() {
     let server = Arc::new(Server::start_with(&[]));
     let (_, victim) = server.other_org("victim");
-    set_flow(&server, &victim, VICTIM_FLOW);
+    server.set_flow_of(&victim, VICTIM_FLOW);
     let attacker = server.creds();
     let big = "x".repeat(15 * 1024);
-    set_flow(
-        &server,
+    server.set_flow_of(
         &attacker,
         &format!("start:\n  while (true) {{\n    say \"{big}\"\n  }}\n  goto end\n"),
     );
@@ -195,9 +176,9 @@ fn an_org_past_its_share_is_refused_and_others_do_not_wait() {
         "3000",
     ]));
     let (_, victim) = server.other_org("victim");
-    set_flow(&server, &victim, VICTIM_FLOW);
+    server.set_flow_of(&victim, VICTIM_FLOW);
     let attacker = server.creds();
-    set_flow(&server, &attacker, SLOW_FLOW);
+    server.set_flow_of(&attacker, SLOW_FLOW);
     let a = attacker.clone();
     let n = std::sync::atomic::AtomicUsize::new(0);
     let n = Arc::new(n);

@@ -623,27 +623,14 @@ impl Ocs {
             .prepare_event(session, payload, extra_meta, false, inputs)
             .await?;
         let out = Arc::new(Mutex::new(None));
-        let (org, sid, pid, bid, o) = (
-            session.organization_id.clone(),
-            session.id.clone(),
-            session.participant.id.clone(),
-            session.bot_id.clone(),
-            Arc::clone(&out),
-        );
+        let o = Arc::clone(&out);
+        let end = TurnEndOf::new(session, None);
         let after: crate::engine::AfterTurn = Box::new(move |resp| {
             let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
             let mut msgs = before;
             msgs.extend(assistant_messages(&rendered, &tag));
             *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
-            OcsTurnEnd {
-                organization_id: org,
-                session_id: sid,
-                participant_id: pid,
-                bot_id: bid,
-                write_back: wb,
-                messages: msgs,
-                task: None,
-            }
+            end.with(wb, msgs)
         });
         hooks.after = Some(after);
         self.engine.chat_code(req, code, hooks).await?;
@@ -678,13 +665,7 @@ impl Ocs {
                 inputs,
             )
             .await?;
-        let (org, sid, pid, bid, task) = (
-            session.organization_id.clone(),
-            session.id.clone(),
-            session.participant.id.clone(),
-            session.bot_id.clone(),
-            task.to_string(),
-        );
+        let end = TurnEndOf::new(session, Some(task.to_string()));
         let after: crate::engine::AfterTurn = Box::new(move |resp| {
             let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
             let mut msgs = assistant_messages(&rendered, &tag);
@@ -693,15 +674,7 @@ impl Ocs {
                 // silent pipelines, so the widget's poll loop ends.
                 msgs.push(assistant_message(String::new(), json!({}), &tag));
             }
-            OcsTurnEnd {
-                organization_id: org,
-                session_id: sid,
-                participant_id: pid,
-                bot_id: bid,
-                write_back: wb,
-                messages: msgs,
-                task: Some(task),
-            }
+            end.with(wb, msgs)
         });
         hooks.after = Some(after);
         let done = self.engine.chat_code(req, code, hooks).await?;
@@ -1025,6 +998,44 @@ struct PreparedTurn {
     /// `history`: `_metadata.history`, read with the turn's state (see [`TurnMetadata`]); the
     /// caller may add its `after`.
     hooks: TurnHooks,
+}
+
+/// Who an OCS turn's rows belong to ([`OcsTurnEnd`] without its contents), taken from the
+/// session before the turn so its after-turn hook owns them.
+struct TurnEndOf {
+    organization_id: String,
+    session_id: String,
+    participant_id: String,
+    bot_id: String,
+    task: Option<String>,
+}
+
+impl TurnEndOf {
+    fn new(session: &OcsSession, task: Option<String>) -> TurnEndOf {
+        TurnEndOf {
+            organization_id: session.organization_id.clone(),
+            session_id: session.id.clone(),
+            participant_id: session.participant.id.clone(),
+            bot_id: session.bot_id.clone(),
+            task,
+        }
+    }
+
+    fn with(
+        self,
+        write_back: crate::store::ocs::WriteBack,
+        messages: Vec<NewOcsMessage>,
+    ) -> OcsTurnEnd {
+        OcsTurnEnd {
+            organization_id: self.organization_id,
+            session_id: self.session_id,
+            participant_id: self.participant_id,
+            bot_id: self.bot_id,
+            write_back,
+            messages,
+            task: self.task,
+        }
+    }
 }
 
 /// The engine payload of a text message (with its attachments, if any).

@@ -259,7 +259,11 @@ pub struct Server {
 impl Server {
     /// Replaces the default flow of the setup bot (signed Studio API calls) and builds it.
     pub fn set_default_flow(&self, content: &str) {
-        let creds = self.creds();
+        self.set_flow_of(&self.creds(), content)
+    }
+
+    /// Replaces the default flow of `creds`'s bot (signed Studio API calls) and builds it.
+    pub fn set_flow_of(&self, creds: &Creds, content: &str) {
         let c = self.client();
         let bot = c.get("/v1/api/bot", &creds.signed()).json();
         let default = bot["default_flow"].as_str().unwrap().to_string();
