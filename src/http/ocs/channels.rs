@@ -227,7 +227,7 @@ pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Bo
     // connector channel the messages are also queued in the plugins' durable outbox, to the
     // participant's identifier (the platform's chat id).
     let ocs = call.ocs.clone();
-    let plugins = call.plugins.clone();
+    let plugins = call.ocs.plugins.clone();
     let sess = session.clone();
     tokio::spawn(async move {
         let res = match (prompt, text) {

@@ -29,41 +29,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value as Json, json};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Does this path belong to the OCS family?
 pub fn is_ocs_path(path: &str) -> bool {
     path.starts_with("/api/") || path == "/api" || path.starts_with("/channels/api/")
-}
-
-static SERVICE: OnceLock<Arc<Ocs>> = OnceLock::new();
-
-/// The OCS service of this process, created (and its background work started) on first use.
-fn service(state: &AppState) -> Option<&'static Arc<Ocs>> {
-    if let Some(s) = SERVICE.get() {
-        return Some(s);
-    }
-    match Ocs::new(state.engine.clone()) {
-        Ok(s) => {
-            let s = SERVICE.get_or_init(|| s);
-            static STARTED: std::sync::Once = std::sync::Once::new();
-            STARTED.call_once(|| {
-                s.set_plugins(state.plugins.clone());
-                s.start_background()
-            });
-            Some(s)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the OCS service could not start");
-            None
-        }
-    }
-}
-
-/// Start the OCS service eagerly (re-queues chat tasks left by a previous process). Optional:
-/// the first OCS request does the same.
-pub fn start(state: &AppState) {
-    let _ = service(state);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +206,6 @@ pub(crate) struct Call {
     pub body: Option<Incoming>,
     /// Rate-limit verdict to report in headers.
     pub rate: Option<Verdict>,
-    /// Connector delivery (`trigger_bot` to a Telegram etc. participant).
-    pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
 }
 
 impl Call {
@@ -615,12 +583,7 @@ async fn dispatch(
             return r;
         }
     };
-    let Some(ocs) = service(state) else {
-        return detail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The Open Chat Studio API is unavailable.",
-        );
-    };
+    let ocs = &state.ocs;
     let (parts, body) = req.into_parts();
     let host = parts
         .headers
@@ -639,7 +602,6 @@ async fn dispatch(
         base: format!("http://{host}"),
         body: Some(body),
         rate: None,
-        plugins: state.plugins.clone(),
     };
     let chat_route = matches!(
         route,
