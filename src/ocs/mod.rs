@@ -57,11 +57,16 @@
 //! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
 pub mod cursor;
+mod error;
 pub mod files;
 pub mod ratelimit;
 pub mod render;
 pub mod time;
 pub mod token;
+mod trigger;
+
+pub use error::OcsError;
+pub use trigger::{TriggerRequest, TriggerWhat};
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError, TurnHooks, TurnMetadata};
 use crate::plugins::PluginRuntime;
@@ -973,8 +978,8 @@ impl Ocs {
         let files = if ids.is_empty() {
             vec![]
         } else {
-            let s = self.store.clone();
-            tokio::task::spawn_blocking(move || s.ocs_files(&ids))
+            let (s, o) = (self.store.clone(), org.clone());
+            tokio::task::spawn_blocking(move || s.ocs_files_of(&o, &ids))
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -989,9 +994,12 @@ impl Ocs {
             .await;
         let error = match result {
             Ok(first) => return Some(TaskResult::Complete(first)),
-            // The caller's or the bot's fault, or the organization's share of the workers
-            // stayed full: said as such (a 4xx, or 503).
-            Err(e) if e.status() != 500 => (e.message().to_string(), e.status() as i64),
+            // The caller's fault (400), or the organization's share of the workers stayed
+            // full (503): said as such. Anything else, a bot whose flows do not compile
+            // included, is the generic failure of a task (TPL-06), its detail in the log.
+            Err(e) if e.status() == 400 || matches!(e, EngineError::Busy { .. }) => {
+                (e.message().to_string(), e.status() as i64)
+            }
             Err(e) => {
                 tracing::error!(error = %e, task = %task.id, "OCS chat turn failed");
                 (
