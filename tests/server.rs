@@ -299,3 +299,61 @@ fn first_run_prints_credentials_once() {
     assert!(out.contains("curl"), "{out}");
     assert!(out.contains("pk_"), "{out}");
 }
+
+/// A clean SIGTERM closes the store: every handle on it (the Studio and OCS services alike)
+/// is dropped, so the writer's final `wal_checkpoint(TRUNCATE)` runs and the WAL is folded
+/// back into the database file.
+#[test]
+fn sigterm_closes_the_store_and_truncates_the_wal() {
+    let mut s = Server::start();
+    let c = s.client();
+    let creds = s.creds();
+    // Studio: a few turns.
+    for i in 0..5 {
+        c.post(
+            "/v1/api/chat",
+            &creds.public(),
+            &text_event(&format!("u{i}"), "hello"),
+        )
+        .expect(200);
+    }
+    // OCS: a chat session, a message, its task polled to the end.
+    let key = s.setup["ocs"]["api_key"].as_str().unwrap().to_string();
+    let bot = s.setup["bot"]["id"].as_str().unwrap().to_string();
+    let h = vec![("X-api-key".to_string(), key)];
+    let r = c.post(
+        "/api/chat/start/",
+        &h,
+        &serde_json::json!({"chatbot_id": bot}),
+    );
+    r.expect(201);
+    let sid = r.json()["session_id"].as_str().unwrap().to_string();
+    let token = r.json()["session_token"].as_str().unwrap().to_string();
+    let h = [h, vec![("X-session-token".to_string(), token)]].concat();
+    let r = c.post(
+        &format!("/api/chat/{sid}/message/"),
+        &h,
+        &serde_json::json!({"message": "hello"}),
+    );
+    r.expect(202);
+    let task = r.json()["task_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = c.get(&format!("/api/chat/{sid}/{task}/poll/"), &h).json();
+        if v["status"] == "complete" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "task never completed: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wal = s.data.join("botyard.db-wal");
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0),
+        "the chats wrote to the WAL"
+    );
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(20)).expect("server exited");
+    assert!(status.success(), "{status:?}\n{}", s.logs());
+    let left = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(left, 0, "WAL left after a clean stop\n{}", s.logs());
+}

@@ -254,6 +254,8 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     plugins.set_engine(engine.clone());
     let auth = Authenticator::new(store.clone(), args.rate_limit, args.signature_window);
     auth.spawn_epoch_watch();
+    let ocs = crate::ocs::Ocs::new(engine.clone(), Some(plugins.clone()))
+        .map_err(|e| anyhow::anyhow!("the OCS service could not start: {e}"))?;
     let state = Arc::new(AppState {
         anon: AnonLimits::new(&config),
         config,
@@ -263,6 +265,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         webhooks: Arc::clone(&webhooks),
         plugins: Some(plugins.clone()),
         passwords,
+        ocs: Arc::clone(&ocs),
     });
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -275,7 +278,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     let background = engine.start_background();
     let plugin_workers = plugins.start_workers();
     // OCS: re-queue chat tasks left by a previous process, start its sweeps.
-    crate::http::ocs::start(&state);
+    ocs.start_background();
     // The parseable line tests and scripts wait for.
     eprintln!("listening on http://{local}");
     crate::http::admin::announce_setup(store.clone(), local).await;
@@ -288,6 +291,12 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     drop(background);
     drop(plugin_workers);
     webhooks.drain(Duration::from_secs(5)).await;
+    // The server dropped its state; the OCS service's last handle goes here, and the
+    // plugins let go of the engine (a cycle: the engine routes `App()` and sends through
+    // them), so the last store handle can go.
+    drop(ocs);
+    plugins.detach_engine();
+    drop(plugins);
     drop(engine);
     drop(store);
     tracing::info!("stopped");

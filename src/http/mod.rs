@@ -111,6 +111,9 @@ pub struct AppState {
     pub passwords: crate::secrets::PasswordPool,
     /// Rate limits of anonymous chat callers, from `config`.
     pub anon: AnonLimits,
+    /// The Open Chat Studio service (`/api`, `/channels/api`): owned here, not by a static,
+    /// so that dropping the state at shutdown drops its store handle too.
+    pub ocs: Arc<crate::ocs::Ocs>,
 }
 
 impl From<EngineError> for ApiError {

@@ -57,11 +57,16 @@
 //! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
 pub mod cursor;
+mod error;
 pub mod files;
 pub mod ratelimit;
 pub mod render;
 pub mod time;
 pub mod token;
+mod trigger;
+
+pub use error::OcsError;
+pub use trigger::{TriggerRequest, TriggerWhat};
 
 use crate::engine::{BotCode, ChatRequest, Engine, EngineError, TurnHooks, TurnMetadata};
 use crate::plugins::PluginRuntime;
@@ -100,8 +105,9 @@ pub struct Ocs {
     /// [`Ocs::task_waiter`]); finished ones until their result is taken or [`FINISHED_KEEP`]
     /// has passed.
     inflight: Mutex<HashMap<String, Arc<TaskSlot>>>,
-    /// Connector delivery (due schedules to Telegram etc.); set once by the HTTP layer.
-    plugins: OnceLock<Arc<PluginRuntime>>,
+    /// Connector delivery (due schedules, `trigger_bot` to Telegram etc.); `None`: a server
+    /// without plugins, whose connector deliveries are logged and dropped.
+    pub plugins: Option<Arc<PluginRuntime>>,
 }
 
 /// A chat task on its session's queue. `session`: already loaded by the request; `started`:
@@ -142,7 +148,11 @@ pub enum TaskResult {
 }
 
 impl Ocs {
-    pub fn new(engine: Engine) -> std::io::Result<Arc<Ocs>> {
+    /// The service of one server, owned by its HTTP state (never a process-wide static: when
+    /// the server stops, dropping the state drops this service's store handle with the rest,
+    /// so the store really closes). Start its background work with
+    /// [`Ocs::start_background`].
+    pub fn new(engine: Engine, plugins: Option<Arc<PluginRuntime>>) -> std::io::Result<Arc<Ocs>> {
         let store = engine.store().clone();
         let token = token::TokenKey::load_or_create(store.data_dir())?;
         Ok(Arc::new(Ocs {
@@ -156,16 +166,8 @@ impl Ocs {
             keys: std::sync::RwLock::new(HashMap::new()),
             key_epoch: std::sync::atomic::AtomicI64::new(i64::MIN),
             inflight: Mutex::new(HashMap::new()),
-            plugins: OnceLock::new(),
+            plugins,
         }))
-    }
-
-    /// The plugin runtime that delivers on connector channels (at most once; later calls
-    /// are ignored).
-    pub fn set_plugins(&self, plugins: Option<Arc<PluginRuntime>>) {
-        if let Some(p) = plugins {
-            let _ = self.plugins.set(p);
-        }
     }
 
     /// The slot of a task this process accepted: its `done` is notified (all waiters) right
@@ -393,7 +395,7 @@ impl Ocs {
                 return;
             }
         };
-        let Some(rt) = self.plugins.get() else {
+        let Some(rt) = self.plugins.as_ref() else {
             tracing::warn!(session = %session.id, channel = %channel.id, "no plugin runtime to deliver on the connector channel");
             return;
         };
@@ -949,8 +951,8 @@ impl Ocs {
         let files = if ids.is_empty() {
             vec![]
         } else {
-            let s = self.store.clone();
-            tokio::task::spawn_blocking(move || s.ocs_files(&ids))
+            let (s, o) = (self.store.clone(), org.clone());
+            tokio::task::spawn_blocking(move || s.ocs_files_of(&o, &ids))
                 .await
                 .ok()
                 .and_then(Result::ok)

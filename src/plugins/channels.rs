@@ -235,7 +235,7 @@ impl PluginRuntime {
             while let Some(done) = running.try_join_next_with_id() {
                 tasks.remove(&done.map_or_else(|e| e.id(), |(id, _)| id));
             }
-            if let Some(engine) = self.engine().cloned()
+            if let Some(engine) = self.engine()
                 && running.len() < limits.inbound
             {
                 let in_flight: Vec<&InboundRow> = tasks.values().collect();
@@ -261,7 +261,7 @@ impl PluginRuntime {
     /// Run the pending events that may start now, concurrently, and wait for them (tests;
     /// the worker runs the same selection continuously). Returns how many ran.
     pub async fn run_inbound_batch(self: &Arc<Self>) -> usize {
-        let Some(engine) = self.engine().cloned() else {
+        let Some(engine) = self.engine() else {
             return 0;
         };
         let rows = self.next_inbound(&[], self.limits).await;

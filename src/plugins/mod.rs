@@ -35,7 +35,7 @@ use botyard_plugins::{
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// A plugin ready for one organization's call.
@@ -56,7 +56,10 @@ pub struct PluginRuntime {
     installed: Mutex<HashMap<(String, String), LoadedPlugin>>,
     /// Loaded first-party plugins by name.
     first_party: Mutex<HashMap<&'static str, LoadedPlugin>>,
-    engine: OnceLock<Engine>,
+    /// Set once after the engine is built, taken back at shutdown ([`PluginRuntime::detach_engine`]):
+    /// the engine holds this runtime (its app router and sink), so this link is a cycle
+    /// that must be cut for the store to close.
+    engine: Mutex<Option<Engine>>,
     rt: tokio::runtime::Handle,
     inbound_wake: Notify,
     outbox_wake: Notify,
@@ -90,7 +93,7 @@ impl PluginRuntime {
             loaded: Mutex::new(HashMap::new()),
             installed: Mutex::new(HashMap::new()),
             first_party: Mutex::new(HashMap::new()),
-            engine: OnceLock::new(),
+            engine: Mutex::new(None),
             rt: tokio::runtime::Handle::current(),
             inbound_wake: Notify::new(),
             outbox_wake: Notify::new(),
@@ -105,7 +108,16 @@ impl PluginRuntime {
     /// The engine runs the turns of connector events (set once, after the engine is built
     /// with this runtime as its app router and sink).
     pub fn set_engine(&self, engine: Engine) {
-        let _ = self.engine.set(engine);
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(engine);
+    }
+
+    /// Let go of the engine at shutdown (connector events are no longer run), so that the
+    /// engine, this runtime and their store handles can be dropped.
+    pub fn detach_engine(&self) {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     pub fn host(&self) -> &PluginHost {
@@ -294,8 +306,11 @@ impl PluginRuntime {
         });
     }
 
-    fn engine(&self) -> Option<&Engine> {
-        self.engine.get()
+    fn engine(&self) -> Option<Engine> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

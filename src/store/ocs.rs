@@ -1,8 +1,28 @@
 //! SQL of the Open Chat Studio API (issue 4): OCS API key roles, widget channels (embed keys),
 //! sessions, their OCS-shaped messages and tags, async chat tasks, uploaded files' metadata,
-//! participants' OCS fields, participant data and schedules. Every function takes the
-//! organization first and filters on it (a row of another organization is "not found"), except
-//! the two lookups that decide the organization (an API key, an embed key).
+//! participants' OCS fields, participant data and schedules.
+//!
+//! # Every query is scoped by organization
+//! Every function takes the organization first and filters on it (a row of another
+//! organization is "not found"); a statement keyed by a row id that the same job has just
+//! read under the organization is scoped through that row. The deliberate exceptions, each
+//! because the organization is not known yet or the work is the server's own:
+//!
+//! * [`Store::ocs_key_lookup`]: an API key decides its organization.
+//! * [`Store::ocs_widget_by_key`]: an embed key decides its organization.
+//! * [`Store::ocs_bot_any_org`]: a keyless `chat/start` names only a chatbot, which decides
+//!   the organization (one primary-key lookup); the caller's access is then checked against
+//!   the bot's organization and settings.
+//! * [`Store::ocs_bot_exists_anywhere`]: `POST /api/sessions/` tells "another team's
+//!   chatbot" (404) from "no such chatbot" (400), as OCS does.
+//! * [`Store::ocs_chat_access_rows`] / [`Store::ocs_chat_access_rows_now`]: a chat request
+//!   names only a session, which decides the organization; the credentials it presents are
+//!   checked against the session's rows by the caller.
+//! * Background work of the server over every organization: [`Store::ocs_pending_tasks`]
+//!   (re-queue after a restart), [`Store::ocs_claim_due_schedules`],
+//!   [`Store::ocs_sweep_files`] (expired uploads).
+//! * Inspection helpers the server never calls (integration tests read rows by id):
+//!   [`Store::ocs_files`], [`Store::ocs_recent_messages`], [`Store::ocs_add_system_tag`].
 //!
 //! Paging is keyset paging on `(created_at, id)` so pages stay stable when times tie.
 
@@ -103,6 +123,20 @@ pub struct NewOcsMessage {
     pub metadata: Json,
     pub tags: Vec<Tag>,
     pub file_ids: Vec<i64>,
+}
+
+/// What `trigger_bot` writes before its delivery (see [`Store::ocs_trigger_session`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerSession {
+    pub bot_id: String,
+    pub platform: String,
+    pub identifier: String,
+    /// End the participant's open session (to `pending-review`) and start a new one.
+    pub start_new: bool,
+    /// Merged into the session's state.
+    pub session_data: Option<Json>,
+    /// Merged into the participant's data for the bot (`{}`: nothing).
+    pub participant_data: Json,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -849,6 +883,22 @@ impl Store {
         })
     }
 
+    /// A chatbot by id in whichever organization has it (a keyless `chat/start`: the bot
+    /// decides the organization). One primary-key lookup, then the bot as its organization
+    /// reads it.
+    pub fn ocs_bot_any_org(&self, id: &str) -> Result<Option<super::Bot>> {
+        self.read(|c| {
+            let org: Option<String> = c
+                .prepare_cached("SELECT organization_id FROM bots WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            match org {
+                Some(org) => Ok(Some(super::bots::load_bot(c, &org, id)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Does a bot with this id exist in any organization (to tell "another team's" from
     /// "no such" as OCS does)?
     pub fn ocs_bot_exists_anywhere(&self, id: &str) -> Result<bool> {
@@ -882,11 +932,6 @@ impl Store {
         self.read(|c| load_session_on(c, org, id))
     }
 
-    /// A session looked up by id alone (the chat API: the session decides the organization).
-    pub fn ocs_session_any_org(&self, id: &str) -> Result<Option<OcsSession>> {
-        self.read(|c| session_any_org_on(c, id))
-    }
-
     /// The rows a chat request's access decision reads (read pool).
     pub fn ocs_chat_access_rows(
         &self,
@@ -917,19 +962,59 @@ impl Store {
         identifier: &str,
         exclude: &[&str],
     ) -> Result<Option<OcsSession>> {
-        let excl = serde_json::to_string(exclude)?;
-        self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "{} WHERE s.organization_id = ?1 AND s.bot_id = ?2 AND p.platform = ?3
-                 AND p.identifier = ?4 AND s.status NOT IN (SELECT value FROM json_each(?5))
-                 ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
-                session_select()
-            ))?
-            .query_row(
-                params![org, bot, platform, identifier, excl],
-                session_from_row,
-            )
-            .optional()?)
+        self.read(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
+    }
+
+    /// `trigger_bot`'s writes, in one transaction: the participant (created when new), its
+    /// data for the bot merged, the session to continue (the participant's latest open one)
+    /// or a new one (`start_new` moves the old one to `pending-review`), and the request's
+    /// session data merged into its state. Returns the session as it is after the writes.
+    pub fn ocs_trigger_session(&self, org: &str, t: TriggerSession) -> Result<OcsSession> {
+        let org = org.to_string();
+        self.write(move |c| {
+            let now = now_millis();
+            let p = upsert_participant_on(c, &org, &t.platform, &t.identifier, None, None, now)?;
+            merge_participant_data_on(c, &org, &p.id, &t.bot_id, &t.participant_data, now)?;
+            let open = latest_session_on(
+                c,
+                &org,
+                &t.bot_id,
+                &t.platform,
+                &t.identifier,
+                &["pending-review", "complete", "unknown"],
+            )?;
+            let session = match open {
+                Some(sess) if !t.start_new => sess,
+                other => {
+                    if let Some(old) = other {
+                        set_status_on(c, &org, &old.id, "pending-review")?;
+                    }
+                    insert_session_on(
+                        c,
+                        &org,
+                        &NewSession {
+                            bot_id: t.bot_id.clone(),
+                            participant_platform: t.platform.clone(),
+                            participant_identifier: t.identifier.clone(),
+                            platform: t.platform.clone(),
+                            channel_kind: "platform".into(),
+                            status: "setup".into(),
+                            session_token_required: true,
+                            ..Default::default()
+                        },
+                    )?
+                }
+            };
+            Ok(match t.session_data {
+                Some(d) => {
+                    let state = set_state_on(c, &org, &session.id, d, true)?;
+                    OcsSession {
+                        state: state.unwrap_or(session.state.clone()),
+                        ..session
+                    }
+                }
+                None => session,
+            })
         })
     }
 
@@ -971,15 +1056,7 @@ impl Store {
     /// Set the status (and `ended_at` for ended statuses).
     pub fn ocs_set_session_status(&self, org: &str, id: &str, status: &str) -> Result<bool> {
         let (org, id, status) = (org.to_string(), id.to_string(), status.to_string());
-        self.write(move |c| {
-            let now = now_millis();
-            let ended = matches!(status.as_str(), "pending-review" | "complete").then_some(now);
-            Ok(c.execute(
-                "UPDATE ocs_sessions SET status = ?3, ended_at = COALESCE(?4, ended_at), updated_at = ?5
-                 WHERE id = ?1 AND organization_id = ?2",
-                params![id, org, status, ended, now],
-            )? > 0)
-        })
+        self.write(move |c| set_status_on(c, &org, &id, &status))
     }
 
     /// Replace the state (`merge` = shallow-merge an object into it instead).
@@ -994,9 +1071,20 @@ impl Store {
         self.write(move |c| set_state_on(c, &org, &id, state, merge))
     }
 
-    /// Session tags, ordered by name (system tags included).
-    pub fn ocs_session_tags(&self, id: &str) -> Result<Vec<String>> {
-        self.read(|c| session_tags_on(c, id))
+    /// Session tags, ordered by name (system tags included); none for another
+    /// organization's session.
+    pub fn ocs_session_tags(&self, org: &str, id: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT t.name FROM ocs_session_tags t JOIN ocs_sessions s
+                 ON s.id = t.session_id WHERE t.session_id = ?1 AND s.organization_id = ?2
+                 ORDER BY t.name",
+            )?;
+            let rows = st
+                .query_map([id, org], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Attach user tags (`add`) or detach user tags (`!add`); returns all tag names after.
@@ -1031,7 +1119,7 @@ impl Store {
         })
     }
 
-    /// Attach a system tag (a non-empty category).
+    /// Attach a system tag (a non-empty category); an inspection helper, see the module doc.
     pub fn ocs_add_system_tag(&self, id: &str, name: &str, category: &str) -> Result<()> {
         let (id, name, category) = (id.to_string(), name.to_string(), category.to_string());
         self.write(move |c| {
@@ -1072,6 +1160,7 @@ impl Store {
     /// tell whether more exist: the caller truncates).
     pub fn ocs_messages(
         &self,
+        org: &str,
         session: &str,
         since_us: Option<i64>,
         limit: Option<u32>,
@@ -1081,11 +1170,11 @@ impl Store {
             let limit = limit.map(i64::from).unwrap_or(-1);
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1 AND created_at > ?2
-                 ORDER BY created_at, id LIMIT {limit}"
+                 AND organization_id = ?3 ORDER BY created_at, id LIMIT {limit}"
             ))?;
             let rows = st
                 .query_map(
-                    params![session, since_us.unwrap_or(i64::MIN)],
+                    params![session, since_us.unwrap_or(i64::MIN), org],
                     message_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -1093,7 +1182,8 @@ impl Store {
         })
     }
 
-    /// The last `n` messages of a session, in time order.
+    /// The last `n` messages of a session, in time order (an inspection helper, see the
+    /// module doc).
     pub fn ocs_recent_messages(&self, session: &str, n: u32) -> Result<Vec<OcsMessage>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
@@ -1119,12 +1209,13 @@ impl Store {
         self.read(|c| turn_inputs_on(c, org, session, participant, bot))
     }
 
-    pub fn ocs_message(&self, session: &str, id: i64) -> Result<Option<OcsMessage>> {
+    pub fn ocs_message(&self, org: &str, session: &str, id: i64) -> Result<Option<OcsMessage>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {MSG_COLS} FROM ocs_messages WHERE id = ?1 AND session_id = ?2"
+                "SELECT {MSG_COLS} FROM ocs_messages WHERE id = ?1 AND session_id = ?2
+                 AND organization_id = ?3"
             ))?
-            .query_row(params![id, session], message_from_row)
+            .query_row(params![id, session, org], message_from_row)
             .optional()?)
         })
     }
@@ -1179,33 +1270,15 @@ impl Store {
         self.write_async(move |c| {
             let ((), inputs) = start_turn_on(c, &session, &new, |c, _, _| {
                 c.prepare_cached(
-                    "UPDATE ocs_tasks SET status = 'running', updated_at = ?2 WHERE id = ?1",
+                    "UPDATE ocs_tasks SET status = 'running', updated_at = ?2
+                     WHERE id = ?1 AND organization_id = ?3",
                 )?
-                .execute(params![task, now_millis()])?;
+                .execute(params![task, now_millis(), session.organization_id])?;
                 Ok(())
             })?;
             Ok(inputs)
         })
         .await
-    }
-
-    /// Apply a flow's write-back outside a turn's commit (synchronous endpoints), in one
-    /// transaction.
-    pub fn ocs_write_back(
-        &self,
-        org: &str,
-        session: &str,
-        participant: &str,
-        bot: &str,
-        wb: WriteBack,
-    ) -> Result<()> {
-        let (org, session, participant, bot) = (
-            org.to_string(),
-            session.to_string(),
-            participant.to_string(),
-            bot.to_string(),
-        );
-        self.write(move |c| write_back_on(c, &org, &session, &participant, &bot, wb))
     }
 
     /// Store the turn's assistant messages and complete the task, in one transaction.
@@ -1222,13 +1295,13 @@ impl Store {
             .await
     }
 
-    pub fn ocs_task(&self, id: &str) -> Result<Option<OcsTask>> {
+    pub fn ocs_task(&self, org: &str, id: &str) -> Result<Option<OcsTask>> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1"))?
-                    .query_row([id], task_from_row)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(&format!(
+                "SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1 AND organization_id = ?2"
+            ))?
+            .query_row([id, org], task_from_row)
+            .optional()?)
         })
     }
 
@@ -1247,38 +1320,6 @@ impl Store {
     }
 
     // ---- files -----------------------------------------------------------------------------
-
-    /// Insert file rows (all or none); the caller writes the bytes under the returned ids.
-    pub fn ocs_insert_files(&self, org: &str, files: Vec<NewOcsFile>) -> Result<Vec<OcsFile>> {
-        let org = org.to_string();
-        self.write(move |c| {
-            let mut out = Vec::new();
-            for f in &files {
-                c.execute(
-                    "INSERT INTO ocs_files(organization_id, name, content_type, size, purpose, metadata,
-                        session_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        org,
-                        f.name,
-                        f.content_type,
-                        f.size,
-                        f.purpose,
-                        f.metadata.to_string(),
-                        f.session_id,
-                        f.expires_at,
-                        now_millis()
-                    ],
-                )?;
-                let id = c.last_insert_rowid();
-                out.push(c.query_row(
-                    &format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"),
-                    [id],
-                    file_from_row,
-                )?);
-            }
-            Ok(out)
-        })
-    }
 
     pub fn ocs_delete_files(&self, org: &str, ids: Vec<i64>) -> Result<()> {
         let org = org.to_string();
@@ -1303,7 +1344,24 @@ impl Store {
         })
     }
 
-    /// Files by id (any organization; callers check).
+    /// Files of `org` by id, in the order asked (unknown ids and other organizations'
+    /// files are left out).
+    pub fn ocs_files_of(&self, org: &str, ids: &[i64]) -> Result<Vec<OcsFile>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
+            ))?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(f) = st.query_row(params![id, org], file_from_row).optional()? {
+                    out.push(f);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Files by id in any organization (an inspection helper, see the module doc).
     pub fn ocs_files(&self, ids: &[i64]) -> Result<Vec<OcsFile>> {
         self.read(|c| {
             let mut st =
@@ -1365,22 +1423,6 @@ impl Store {
                 "SELECT COUNT(*) FROM participants p WHERE p.organization_id = ?{filter}"
             ))?
             .query_row(params_from_iter(args), |r| r.get(0))?)
-        })
-    }
-
-    pub fn ocs_participant_by_identity(
-        &self,
-        org: &str,
-        platform: &str,
-        identifier: &str,
-    ) -> Result<Option<OcsParticipant>> {
-        self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {PART_COLS} FROM participants p WHERE p.organization_id = ?1
-                 AND p.platform = ?2 AND p.identifier = ?3"
-            ))?
-            .query_row([org, platform, identifier], |r| participant_from_row(r, 0))
-            .optional()?)
         })
     }
 
@@ -1831,6 +1873,38 @@ fn set_state_on(
     c.prepare_cached("UPDATE ocs_sessions SET state = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id, new.to_string(), now_millis()])?;
     Ok(Some(new))
+}
+
+fn latest_session_on(
+    c: &Connection,
+    org: &str,
+    bot: &str,
+    platform: &str,
+    identifier: &str,
+    exclude: &[&str],
+) -> Result<Option<OcsSession>> {
+    let excl = serde_json::to_string(exclude)?;
+    Ok(c.prepare_cached(&format!(
+        "{} WHERE s.organization_id = ?1 AND s.bot_id = ?2 AND p.platform = ?3
+         AND p.identifier = ?4 AND s.status NOT IN (SELECT value FROM json_each(?5))
+         ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
+        session_select()
+    ))?
+    .query_row(
+        params![org, bot, platform, identifier, excl],
+        session_from_row,
+    )
+    .optional()?)
+}
+
+fn set_status_on(c: &Connection, org: &str, id: &str, status: &str) -> Result<bool> {
+    let now = now_millis();
+    let ended = matches!(status, "pending-review" | "complete").then_some(now);
+    Ok(c.execute(
+        "UPDATE ocs_sessions SET status = ?3, ended_at = COALESCE(?4, ended_at), updated_at = ?5
+         WHERE id = ?1 AND organization_id = ?2",
+        params![id, org, status, ended, now],
+    )? > 0)
 }
 
 fn session_tags_on(c: &Connection, id: &str) -> Result<Vec<String>> {

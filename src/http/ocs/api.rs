@@ -80,15 +80,18 @@ fn experiment_stub(store: &Store, base: &str, bot: &Bot) -> crate::store::Result
     )
 }
 
+/// A message as the API shows it; `org`: the session's organization (its files are read
+/// under it).
 pub(crate) fn message_json(
     store: &Store,
+    org: &str,
     base: &str,
     m: &OcsMessage,
 ) -> crate::store::Result<Json> {
     let files = if m.file_ids.is_empty() {
         vec![]
     } else {
-        store.ocs_files(&m.file_ids)?
+        store.ocs_files_of(org, &m.file_ids)?
     };
     Ok(message_json_with(base, m, &files))
 }
@@ -125,7 +128,7 @@ pub(crate) fn session_json(
         "updated_at": iso_millis(s.updated_at),
         "status": s.status,
         "platform": s.platform,
-        "tags": store.ocs_session_tags(&s.id)?,
+        "tags": store.ocs_session_tags(&s.organization_id, &s.id)?,
         "state": s.state,
     }))
 }
@@ -530,10 +533,10 @@ pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Bo
                 return Ok(None);
             };
             let mut v = session_json(s, &base, &sess)?;
-            let msgs = s.ocs_messages(&sess.id, None, None)?;
+            let msgs = s.ocs_messages(&org, &sess.id, None, None)?;
             let mut list = Vec::with_capacity(msgs.len());
             for m in &msgs {
-                list.push(message_json(s, &base, m)?);
+                list.push(message_json(s, &org, &base, m)?);
             }
             v["messages"] = Json::Array(list);
             v["usage"] = json!({"total_cost": "0.00000000", "by_model": []});

@@ -4,44 +4,25 @@
 //! format when asked `"stream": true`, and always returns a zero-count `usage`.
 
 use super::api::{PLATFORMS, history, team_json, versions_of};
-use super::{Call, Caller, detail, field_error, internal, is_uuid, json_resp, ok};
-use crate::http::response::Body;
-use crate::ocs::render;
+use super::{Answer, Call, Caller, is_uuid, ok};
+use crate::ocs::{OcsError, TriggerRequest, TriggerWhat, render};
 use crate::store::Bot;
-use crate::store::ocs::{NewOcsMessage, NewSession, OcsSession, TurnInputs};
+use crate::store::ocs::{NewSession, OcsSession, TurnInputs};
 use http_body_util::Full;
+use hyper::Response;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode};
 use serde_json::{Value as Json, json};
 
-fn bot_404() -> Response<Body> {
-    detail(
-        StatusCode::NOT_FOUND,
-        "No Experiment matches the given query.",
-    )
-}
-
-async fn find_bot(call: &Call, caller: &Caller, id: &str) -> Result<Bot, Response<Body>> {
+async fn find_bot(call: &Call, caller: &Caller, id: &str) -> Result<Bot, OcsError> {
     let (org, id) = (caller.org().to_string(), id.to_string());
-    match call
-        .ocs
-        .engine
-        .blocking(move |s| Ok(s.get_bot(&org, &id).ok()))
-        .await
-    {
-        Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(bot_404()),
-        Err(e) => Err(internal(e)),
-    }
+    call.store(move |s| Ok(s.get_bot(&org, &id).ok()))
+        .await?
+        .ok_or_else(OcsError::bot_not_found)
 }
 
 /// `/v{N}/`: N must be the working number or a build's; 0 means the default (OpenAI only).
-async fn check_version(
-    call: &Call,
-    bot: &Bot,
-    zero_is_default: bool,
-) -> Result<(), Response<Body>> {
+async fn check_version(call: &Call, bot: &Bot, zero_is_default: bool) -> Result<(), OcsError> {
     let Some(n) = call.params.version else {
         return Ok(());
     };
@@ -49,251 +30,94 @@ async fn check_version(
         return Ok(());
     }
     let b = bot.clone();
-    let (next, versions) = call.blocking(move |s| versions_of(s, &b)).await?;
+    let (next, versions) = call.store(move |s| versions_of(s, &b)).await?;
     if n == next || versions.iter().any(|v| v["version_number"] == json!(n)) {
         Ok(())
     } else {
-        Err(detail(
-            StatusCode::NOT_FOUND,
-            &format!("Experiment with version {n} not found"),
+        Err(OcsError::detail(
+            404,
+            format!("Experiment with version {n} not found"),
         ))
     }
 }
 
 // ---- trigger_bot ---------------------------------------------------------------------------------
 
-pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+/// Parse and validate the body (in the contract's order), then [`crate::ocs::Ocs::trigger`].
+pub(crate) async fn trigger_bot(call: &mut Call, caller: &Caller) -> Answer {
+    let body = call.body_json().await?;
     let s = |k: &str| {
         body.get(k)
             .and_then(Json::as_str)
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let Some(identifier) = s("identifier") else {
-        return field_error("identifier", "This field is required.");
-    };
-    let Some(platform) = s("platform") else {
-        return field_error("platform", "This field is required.");
-    };
+    let required = |k: &str| s(k).ok_or_else(|| OcsError::field(k, "This field is required."));
+    let identifier = required("identifier")?;
+    let platform = required("platform")?;
     if !PLATFORMS.contains(&platform.as_str()) {
-        return field_error(
+        return Err(OcsError::field(
             "platform",
-            &format!("\"{platform}\" is not a valid choice."),
-        );
+            format!("\"{platform}\" is not a valid choice."),
+        ));
     }
-    let Some(exp) = s("experiment") else {
-        return field_error("experiment", "This field is required.");
-    };
+    let exp = required("experiment")?;
     if !is_uuid(&exp) {
-        return field_error("experiment", "Must be a valid UUID.");
+        return Err(OcsError::field("experiment", "Must be a valid UUID."));
     }
-    let (prompt, text) = (s("prompt_text"), s("message_text"));
-    match (&prompt, &text) {
+    let what = match (s("prompt_text"), s("message_text")) {
         (None, None) => {
-            return json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"non_field_errors": ["Either 'prompt_text' or 'message_text' must be provided."]}),
-            );
+            return Err(OcsError::NonField(
+                "Either 'prompt_text' or 'message_text' must be provided.".into(),
+            ));
         }
         (Some(_), Some(_)) => {
-            return json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"non_field_errors": ["Provide either 'prompt_text' or 'message_text', not both."]}),
-            );
+            return Err(OcsError::NonField(
+                "Provide either 'prompt_text' or 'message_text', not both.".into(),
+            ));
         }
-        _ => {}
-    }
-    let bot = match find_bot(call, caller, &exp.to_ascii_lowercase()).await {
-        Ok(b) => b,
-        Err(r) => return r,
+        (Some(p), None) => TriggerWhat::Prompt(p),
+        (None, Some(t)) => TriggerWhat::Message(t),
     };
-    // The chatbot's own channel for the platform (api/web/evaluations are team-global in OCS,
-    // so a chatbot never has one).
-    let (org, bid, plat) = (caller.org().to_string(), bot.id.clone(), platform.clone());
-    // `connector`: the channel's plugin delivers what the bot sends (its durable outbox).
-    let channel_state = call
-        .blocking(move |s| {
-            if matches!(plat.as_str(), "api" | "web" | "evaluations") {
-                return Ok(None);
-            }
-            if plat == "embedded_widget" {
-                return Ok(s
-                    .ocs_widgets_of_bot(&org, &bid)?
-                    .first()
-                    .map(|w| (w.enabled, None)));
-            }
-            Ok(s.list_channels(&org, Some(&bid))?
-                .into_iter()
-                .find(|c| c.kind == plat)
-                .map(|c| (c.status == "active", Some(c).filter(|c| c.token.is_some()))))
-        })
-        .await;
-    let connector = match channel_state {
-        Ok(Some((true, connector))) => connector,
-        Ok(Some((false, _))) => {
-            return detail(
-                StatusCode::BAD_REQUEST,
-                &format!("The {platform} channel for this chatbot is disabled."),
-            );
-        }
-        Ok(None) => {
-            return detail(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "Chatbot cannot send messages on the {platform} channel. Create the channel first."
-                ),
-            );
-        }
-        Err(r) => return r,
+    let request = TriggerRequest {
+        organization_id: caller.org().to_string(),
+        bot_id: exp.to_ascii_lowercase(),
+        platform: platform.clone(),
+        identifier,
+        what,
+        start_new_session: body
+            .get("start_new_session")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
+        session_data: body.get("session_data").filter(|v| v.is_object()).cloned(),
+        participant_data: body
+            .get("participant_data")
+            .filter(|v| v.is_object())
+            .cloned(),
     };
-    let identifier = if platform == "commcare_connect" {
-        identifier.to_lowercase()
-    } else {
-        identifier
-    };
-    let start_new = body
-        .get("start_new_session")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
-    let session_data = body.get("session_data").filter(|v| v.is_object()).cloned();
-    let pdata = body
-        .get("participant_data")
-        .filter(|v| v.is_object())
-        .cloned();
-    let (org, base, bid, plat) = (
-        caller.org().to_string(),
-        call.base.clone(),
-        bot.id.clone(),
-        platform.clone(),
-    );
-    let r = call
-        .blocking(move |s| {
-            let p = s.ocs_upsert_participant(&org, &plat, &identifier, None)?;
-            s.ocs_merge_participant_data(&org, &p.id, &bid, pdata.unwrap_or(json!({})))?;
-            let open = s.ocs_latest_session(
-                &org,
-                &bid,
-                &plat,
-                &identifier,
-                &["pending-review", "complete", "unknown"],
-            )?;
-            let session = match open {
-                Some(sess) if !start_new => sess,
-                other => {
-                    if let Some(old) = other {
-                        s.ocs_set_session_status(&org, &old.id, "pending-review")?;
-                    }
-                    s.ocs_create_session(
-                        &org,
-                        NewSession {
-                            bot_id: bid.clone(),
-                            participant_platform: plat.clone(),
-                            participant_identifier: identifier.clone(),
-                            platform: plat.clone(),
-                            channel_kind: "platform".into(),
-                            status: "setup".into(),
-                            session_token_required: true,
-                            ..Default::default()
-                        },
-                    )?
-                }
-            };
-            let session = match session_data {
-                Some(d) => {
-                    let state = s.ocs_set_session_state(&org, &session.id, d, true)?;
-                    OcsSession {
-                        state: state.unwrap_or(session.state.clone()),
-                        ..session
-                    }
-                }
-                None => session,
-            };
-            Ok((
-                session.clone(),
-                team_json(s, &org)?,
-                format!("{base}/api/sessions/{}/", session.id),
-            ))
-        })
-        .await;
-    let (session, team, url) = match r {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    // Delivery runs after the answer, as OCS queues it; failures are logged only. On a
-    // connector channel the messages are also queued in the plugins' durable outbox, to the
-    // participant's identifier (the platform's chat id).
-    let ocs = call.ocs.clone();
-    let plugins = call.plugins.clone();
-    let sess = session.clone();
-    tokio::spawn(async move {
-        let res = match (prompt, text) {
-            (_, Some(t)) => {
-                let (o, sid) = (sess.organization_id.clone(), sess.id.clone());
-                let msg = NewOcsMessage {
-                    role: "assistant".into(),
-                    content: t.clone(),
-                    metadata: json!({"direct_to_user": true}),
-                    tags: vec![],
-                    file_ids: vec![],
-                };
-                ocs.engine
-                    .blocking(move |s| s.ocs_append_messages(&o, &sid, vec![msg]))
-                    .await
-                    .map(|_| vec![json!({"content_type": "text", "content": {"text": t}})])
-            }
-            (Some(p), None) => ocs
-                .run_trigger(&sess, json!({"prompt": p, "source": "api"}))
-                .await
-                .map(|out| out.iter().map(render::Rendered::payload).collect()),
-            (None, None) => Ok(vec![]),
-        };
-        let messages = match res {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, session = %sess.id, "trigger_bot delivery failed");
-                return;
-            }
-        };
-        let Some(channel) = connector.filter(|_| !messages.is_empty()) else {
-            return;
-        };
-        let Some(rt) = plugins else {
-            tracing::warn!(session = %sess.id, channel = %channel.id, "trigger_bot: no plugin runtime to deliver on the connector channel");
-            return;
-        };
-        let id = format!("ocs-trigger-{}", crate::store::ids::new_id());
-        let to = &sess.participant.identifier;
-        if let Err(e) = rt.enqueue_delivery(&channel, to, &id, messages).await {
-            tracing::warn!(error = %e, session = %sess.id, "trigger_bot: queueing the delivery failed");
-        }
-    });
-    ok(&json!({"session_id": session.id, "url": url, "team": team, "channel": platform}))
+    let session = call.ocs.trigger(request).await?;
+    let org = caller.org().to_string();
+    let team = call.store(move |s| team_json(s, &org)).await?;
+    let url = format!("{}/api/sessions/{}/", call.base, session.id);
+    Ok(ok(
+        &json!({"session_id": session.id, "url": url, "team": team, "channel": platform}),
+    ))
 }
 
 // ---- incoming_message ----------------------------------------------------------------------------
 
-pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Answer {
+    let body = call.body_json().await?;
     let text = match body.get("message") {
-        None | Some(Json::Null) => return field_error("message", "This field is required."),
+        None | Some(Json::Null) => {
+            return Err(OcsError::field("message", "This field is required."));
+        }
         Some(Json::String(s)) => s.clone(),
-        Some(_) => return field_error("message", "Not a valid string."),
+        Some(_) => return Err(OcsError::field("message", "Not a valid string.")),
     };
     if call.params.version.is_some() {
-        let bot = match find_bot(call, caller, &call.params.id.clone()).await {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
-        if let Err(r) = check_version(call, &bot, false).await {
-            return r;
-        }
+        let bot = find_bot(call, caller, &call.params.id.clone()).await?;
+        check_version(call, &bot, false).await?;
     }
     let ident = caller.identifier();
     let (org, bid) = (caller.org().to_string(), call.params.id.clone());
@@ -307,7 +131,7 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
     let route_version = call.params.version;
     // One blocking call: the chatbot (404 first) and the session to continue or create.
     let r = call
-        .blocking(move |s| {
+        .store(move |s| {
             if s.get_bot(&org, &bid).is_err() {
                 return Ok(Err(()));
             }
@@ -368,29 +192,28 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Response<Body>
             Ok(Ok(Some(Some((sess, inputs)))))
         })
         .await;
-    let (mut session, inputs) = match r {
-        Ok(Ok(Some(Some(s)))) => s,
-        Ok(Ok(Some(None))) => {
-            return ok(&json!({"response": "Conversation reset", "attachments": []}));
+    let (mut session, inputs) = match r? {
+        Ok(Some(Some(s))) => s,
+        Ok(Some(None)) => {
+            return Ok(ok(
+                &json!({"response": "Conversation reset", "attachments": []}),
+            ));
         }
-        Ok(Ok(None)) => return detail(StatusCode::NOT_FOUND, "Not found."),
-        Ok(Err(())) => return bot_404(),
-        Err(r) => return r,
+        Ok(None) => return Err(OcsError::detail(404, "Not found.")),
+        Err(()) => return Err(OcsError::bot_not_found()),
     };
     if route_version.is_some() {
         session.version_number = route_version;
     }
-    match run_sync(call, &session, &text, Some(inputs)).await {
-        Ok(rendered) => {
-            let attachments: Vec<Json> = rendered
-                .iter()
-                .filter_map(|r| r.file.as_ref())
-                .map(|(name, link)| json!({"file_name": name, "link": link}))
-                .collect();
-            ok(&json!({"response": render::joined(&rendered), "attachments": attachments}))
-        }
-        Err(r) => r,
-    }
+    let rendered = run_sync(call, &session, &text, Some(inputs)).await?;
+    let attachments: Vec<Json> = rendered
+        .iter()
+        .filter_map(|r| r.file.as_ref())
+        .map(|(name, link)| json!({"file_name": name, "link": link}))
+        .collect();
+    Ok(ok(
+        &json!({"response": render::joined(&rendered), "attachments": attachments}),
+    ))
 }
 
 /// Run a synchronous text turn (its messages stored in its own commit, see
@@ -400,24 +223,18 @@ async fn run_sync(
     session: &OcsSession,
     text: &str,
     inputs: Option<TurnInputs>,
-) -> Result<Vec<render::Rendered>, Response<Body>> {
-    call.ocs
-        .run_sync_text(session, text, inputs)
-        .await
-        .map_err(super::engine_error)
+) -> Result<Vec<render::Rendered>, OcsError> {
+    Ok(call.ocs.run_sync_text(session, text, inputs).await?)
 }
 
 // ---- OpenAI --------------------------------------------------------------------------------------
 
-fn oai_error(msg: &str) -> Response<Body> {
-    json_resp(
-        StatusCode::BAD_REQUEST,
-        &json!({"error": {"message": msg, "type": "error", "param": null, "code": null}}),
-    )
+fn oai_error(msg: &str) -> OcsError {
+    OcsError::OpenAi(msg.to_string())
 }
 
 /// `messages` → (history, last user text), OpenAI-style errors.
-fn oai_messages(body: &Json) -> Result<(Json, String), Response<Body>> {
+fn oai_messages(body: &Json) -> Result<(Json, String), OcsError> {
     let Some(items) = body
         .get("messages")
         .and_then(Json::as_array)
@@ -465,25 +282,15 @@ fn oai_messages(body: &Json) -> Result<(Json, String), Response<Body>> {
     Ok((Json::Array(norm), last))
 }
 
-pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let bot = match find_bot(call, caller, &call.params.id.clone()).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_version(call, &bot, true).await {
-        return r;
-    }
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let (hist, last) = match oai_messages(&body) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Answer {
+    let bot = find_bot(call, caller, &call.params.id.clone()).await?;
+    check_version(call, &bot, true).await?;
+    let body = call.body_json().await?;
+    let (hist, last) = oai_messages(&body)?;
     let hist = match history(Some(&hist), "messages") {
         Ok(h) => h,
-        Err(r) => return r,
+        // Rendered by `api::history` already (shared with the sessions API).
+        Err(r) => return Ok(r),
     };
     let ident = match body
         .get("user")
@@ -501,8 +308,8 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
     );
     // `/v{N}/` (0 = the default version) pins the session to version N.
     let version_number = call.params.version.filter(|n| *n != 0);
-    let session = match call
-        .blocking(move |s| {
+    let (session, inputs) = call
+        .store(move |s| {
             let sess = s.ocs_create_session(
                 &org,
                 NewSession {
@@ -522,25 +329,17 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
             let inputs = s.ocs_turn_inputs(&org, &sess.id, &sess.participant.id, &sess.bot_id)?;
             Ok((sess, inputs))
         })
-        .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (session, inputs) = session;
-    let rendered = match run_sync(call, &session, &last, Some(inputs)).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+        .await?;
+    let rendered = run_sync(call, &session, &last, Some(inputs)).await?;
     let content = render::joined(&rendered);
     let created = crate::store::ids::now_millis() / 1000;
     let usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
     if !stream {
-        return ok(&json!({
+        return Ok(ok(&json!({
             "id": session.id, "object": "chat.completion", "created": created, "model": "",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
             "usage": usage,
-        }));
+        })));
     }
     // The whole reply is known: send it as the OpenAI chunk sequence (role, content, stop,
     // usage) and `[DONE]`.
@@ -572,5 +371,5 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Response<Body> {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    Ok(r)
 }

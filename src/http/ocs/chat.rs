@@ -181,13 +181,8 @@ pub(crate) async fn start(call: &mut Call) -> Response<Body> {
             if widget_org {
                 return Ok(None);
             }
-            // Keyless: the bot decides the organization.
-            for o in s.list_orgs()? {
-                if let Ok(b) = s.get_bot(&o.id, &b2) {
-                    return Ok(Some(b));
-                }
-            }
-            Ok(None)
+            // Keyless (or a key of another organization): the bot decides the organization.
+            s.ocs_bot_any_org(&b2)
         })
         .await
     {
@@ -637,8 +632,8 @@ pub(crate) async fn message(call: &mut Call) -> Response<Body> {
         let mut uniq = ids.clone();
         uniq.sort_unstable();
         uniq.dedup();
-        let ids2 = ids.clone();
-        let found = match call.blocking(move |s| s.ocs_files(&ids2)).await {
+        let (ids2, o) = (ids.clone(), session.organization_id.clone());
+        let found = match call.blocking(move |s| s.ocs_files_of(&o, &ids2)).await {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -675,7 +670,7 @@ fn read_task(
     base: &str,
     sess: &OcsSession,
 ) -> crate::store::Result<TaskRead> {
-    let Some(task) = s.ocs_task(tid)? else {
+    let Some(task) = s.ocs_task(&sess.organization_id, tid)? else {
         return Ok(None);
     };
     let message = match (
@@ -683,10 +678,12 @@ fn read_task(
         task.status.as_str(),
         task.message_id,
     ) {
-        (true, "complete", Some(mid)) => match s.ocs_message(&sess.id, mid)? {
-            Some(m) => Some(message_json(s, base, &m)?),
-            None => None,
-        },
+        (true, "complete", Some(mid)) => {
+            match s.ocs_message(&sess.organization_id, &sess.id, mid)? {
+                Some(m) => Some(message_json(s, &sess.organization_id, base, &m)?),
+                None => None,
+            }
+        }
         _ => None,
     };
     Ok(Some((task, message)))
@@ -854,12 +851,13 @@ pub(crate) async fn poll(call: &mut Call) -> Response<Body> {
         let Ok((since, limit)) = p2 else {
             return Ok(None);
         };
-        let mut msgs = s.ocs_messages(&sess.id, since, Some(limit.saturating_add(1)))?;
+        let org = &sess.organization_id;
+        let mut msgs = s.ocs_messages(org, &sess.id, since, Some(limit.saturating_add(1)))?;
         let more = msgs.len() > limit as usize;
         msgs.truncate(limit as usize);
         let mut out = Vec::with_capacity(msgs.len());
         for m in &msgs {
-            out.push(message_json(s, &base, m)?);
+            out.push(message_json(s, org, &base, m)?);
         }
         Ok(Some((out, more)))
     })

@@ -21,49 +21,19 @@ mod upload;
 use super::AppState;
 use super::request::RequestCtx;
 use super::response::Body;
-use crate::ocs::Ocs;
 use crate::ocs::ratelimit::{Scope, Verdict};
+use crate::ocs::{Ocs, OcsError};
 use crate::store::ocs::OcsKey;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value as Json, json};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Does this path belong to the OCS family?
 pub fn is_ocs_path(path: &str) -> bool {
     path.starts_with("/api/") || path == "/api" || path.starts_with("/channels/api/")
-}
-
-static SERVICE: OnceLock<Arc<Ocs>> = OnceLock::new();
-
-/// The OCS service of this process, created (and its background work started) on first use.
-fn service(state: &AppState) -> Option<&'static Arc<Ocs>> {
-    if let Some(s) = SERVICE.get() {
-        return Some(s);
-    }
-    match Ocs::new(state.engine.clone()) {
-        Ok(s) => {
-            let s = SERVICE.get_or_init(|| s);
-            static STARTED: std::sync::Once = std::sync::Once::new();
-            STARTED.call_once(|| {
-                s.set_plugins(state.plugins.clone());
-                s.start_background()
-            });
-            Some(s)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the OCS service could not start");
-            None
-        }
-    }
-}
-
-/// Start the OCS service eagerly (re-queues chat tasks left by a previous process). Optional:
-/// the first OCS request does the same.
-pub fn start(state: &AppState) {
-    let _ = service(state);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +206,6 @@ pub(crate) struct Call {
     pub body: Option<Incoming>,
     /// Rate-limit verdict to report in headers.
     pub rate: Option<Verdict>,
-    /// Connector delivery (`trigger_bot` to a Telegram etc. participant).
-    pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,
 }
 
 impl Call {
@@ -248,43 +216,51 @@ impl Call {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     /// Read the body (at most `limit` bytes; 413 beyond).
-    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, Response<Body>> {
+    pub async fn read_bytes(&mut self, limit: usize) -> Result<Bytes, OcsError> {
         use super::request::{BodyError, collect_limited};
         let Some(body) = self.body.take() else {
             return Ok(Bytes::new());
         };
         collect_limited(body, limit).await.map_err(|e| match e {
-            BodyError::TooLarge(_) => {
-                detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
-            }
-            BodyError::Stalled(idle) => detail(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
+            BodyError::TooLarge(_) => OcsError::detail(413, "Request body too large."),
+            BodyError::Stalled(idle) => OcsError::detail(
+                408,
+                format!(
                     "Request body timed out: no bytes for {} s.",
                     idle.as_secs().max(1)
                 ),
             ),
-            BodyError::Read(e) => detail(
-                StatusCode::BAD_REQUEST,
-                &format!("Could not read the request body: {e}"),
-            ),
+            BodyError::Read(e) => {
+                OcsError::detail(400, format!("Could not read the request body: {e}"))
+            }
         })
     }
     /// The body as JSON (`{}` when empty). Malformed → 400 `{"detail":"JSON parse error - …"}`.
-    pub async fn json(&mut self) -> Result<Json, Response<Body>> {
-        let b = self.bytes(1024 * 1024).await?;
+    pub async fn body_json(&mut self) -> Result<Json, OcsError> {
+        let b = self.read_bytes(1024 * 1024).await?;
         if b.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
         serde_json::from_slice(&b)
-            .map_err(|e| detail(StatusCode::BAD_REQUEST, &format!("JSON parse error - {e}")))
+            .map_err(|e| OcsError::detail(400, format!("JSON parse error - {e}")))
     }
     /// Run blocking store work.
+    pub async fn store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> crate::store::Result<R> + Send + 'static,
+    ) -> Result<R, OcsError> {
+        Ok(self.ocs.engine.blocking(f).await?)
+    }
+    /// [`Call::body_json`] with its error rendered (handlers not yet on [`OcsError`]).
+    pub async fn json(&mut self) -> Result<Json, Response<Body>> {
+        self.body_json().await.map_err(render_error)
+    }
+    /// [`Call::store`] with its error rendered (handlers not yet on [`OcsError`]).
     pub async fn blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&crate::store::Store) -> crate::store::Result<R> + Send + 'static,
     ) -> Result<R, Response<Body>> {
-        self.ocs.engine.blocking(f).await.map_err(internal)
+        self.store(f).await.map_err(render_error)
     }
 }
 
@@ -345,29 +321,47 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Response<Body> {
     )
 }
 
-/// An engine failure in this family's `{"error": ...}` shape: the caller's or the bot's fault
-/// (a bot whose flows do not compile is a 409, as on the Studio API) said as such; an
-/// organization past its share of the workers is a 503 with `Retry-After`; the rest is ours.
-pub(crate) fn engine_error(e: crate::engine::EngineError) -> Response<Body> {
+/// The one place an [`OcsError`] becomes this family's JSON answer.
+pub(crate) fn render_error(e: OcsError) -> Response<Body> {
+    let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match e {
-        crate::engine::EngineError::Busy {
+        OcsError::Detail { status: s, message } => detail(status(s), &message),
+        OcsError::Error {
+            status: s,
+            message,
+            code: None,
+        } => error(status(s), &message),
+        OcsError::Error {
+            status: s,
+            message,
+            code: Some(code),
+        } => json_resp(status(s), &json!({"error": message, "code": code})),
+        OcsError::Field { field, message } => field_error(&field, &message),
+        OcsError::NonField(message) => json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"non_field_errors": [message]}),
+        ),
+        OcsError::OpenAi(message) => json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"message": message, "type": "error", "param": null, "code": null}}),
+        ),
+        OcsError::Busy {
             message,
             retry_after_secs,
         } => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &message);
             r.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from(retry_after_secs.max(1)),
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
             );
             r
         }
-        e if (400..500).contains(&e.status()) => error(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            e.message(),
-        ),
-        e => internal(e),
+        OcsError::Internal(cause) => internal(cause),
     }
 }
+
+/// A handler's answer: its success, or the error [`render_error`] renders.
+pub(crate) type Answer = Result<Response<Body>, OcsError>;
 
 pub(crate) fn forbidden() -> Response<Body> {
     detail(
@@ -615,12 +609,7 @@ async fn dispatch(
             return r;
         }
     };
-    let Some(ocs) = service(state) else {
-        return detail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The Open Chat Studio API is unavailable.",
-        );
-    };
+    let ocs = &state.ocs;
     let (parts, body) = req.into_parts();
     let host = parts
         .headers
@@ -639,7 +628,6 @@ async fn dispatch(
         base: format!("http://{host}"),
         body: Some(body),
         rate: None,
-        plugins: state.plugins.clone(),
     };
     let chat_route = matches!(
         route,
@@ -675,9 +663,15 @@ async fn dispatch(
                     Route::ParticipantList => api::participant_list(&mut call, &caller).await,
                     Route::ParticipantPost => api::participant_post(&mut call, &caller).await,
                     Route::FileContent => api::file_content(&mut call, &caller).await,
-                    Route::TriggerBot => channels::trigger_bot(&mut call, &caller).await,
-                    Route::OpenAi => channels::openai(&mut call, &caller).await,
-                    Route::Incoming => channels::incoming(&mut call, &caller).await,
+                    Route::TriggerBot => channels::trigger_bot(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::OpenAi => channels::openai(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::Incoming => channels::incoming(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
                     _ => detail(StatusCode::NOT_FOUND, "Not found."),
                 }
             }
