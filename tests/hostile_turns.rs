@@ -226,3 +226,36 @@ fn db_bytes(server: &Server) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// A turn that runs longer than the inline try on the async worker (2 ms) is not cut there:
+/// it is run again on a blocking thread under its real deadline and ends normally, and so do
+/// the bot's later turns.
+#[test]
+fn a_turn_longer_than_the_inline_try_still_finishes() {
+    let server = Server::start_with(&[]);
+    let creds = server.creds();
+    server.set_flow_of(
+        &creds,
+        "start:\n  do j = 0\n  do acc = 0\n  while (j < 9000) {\n    do acc = (acc + j * 7) % 1000\n    do j = j + 1\n  }\n  say \"finished {{j}}\"\n  goto end\n",
+    );
+    for user in ["first", "second"] {
+        let t = Instant::now();
+        let r = server
+            .client()
+            .post("/v1/api/chat", &creds.public(), &text_event(user, "go"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.json()["messages"][0]["payload"]["content"]["text"],
+            "finished 9000",
+            "{}",
+            r.text()
+        );
+        assert!(t.elapsed() > Duration::from_millis(2));
+    }
+    // The first turn really outran the inline try (and was run again off the async worker).
+    assert!(
+        server.logs().contains("outran the inline try"),
+        "{}",
+        server.logs()
+    );
+}

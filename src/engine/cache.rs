@@ -10,6 +10,7 @@
 use super::{BotCode, EngineError};
 use crate::store::{BotSettings, Store};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Flow facts the engine needs for selection, in flow order.
@@ -34,9 +35,24 @@ pub struct LiveBot {
     /// comment counts too). A bot without it can never see its turns' `_metadata`, so what
     /// only `_metadata` shows need not be gathered (see `engine::TurnMetadata`).
     pub reads_metadata: bool,
+    /// The source names `HTTP`, `App` or `SMTP` somewhere (a conservative word scan): its
+    /// turns may wait on the network, so they always run on a blocking thread.
+    pub may_block: bool,
+    /// A turn of this compiled bot outran the inline try (see `turn::run_prepared`): its
+    /// turns run on a blocking thread from now on.
+    slow: AtomicBool,
 }
 
 impl LiveBot {
+    /// Whether a turn may first be tried on the async worker (see `turn::run_prepared`).
+    pub fn may_try_inline(&self) -> bool {
+        !self.may_block && !self.slow.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_slow(&self) {
+        self.slow.store(true, Ordering::Relaxed);
+    }
+
     /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
     pub fn find_flow(&self, id_or_name: &str) -> Option<&FlowMeta> {
         self.flows.iter().find(|f| f.id == id_or_name).or_else(|| {
@@ -225,6 +241,9 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
             errors: v.errors,
         }
     })?;
+    let may_block = flows
+        .iter()
+        .any(|(_, content)| names_blocking_builtin(content));
     let reads_metadata = flows
         .iter()
         .any(|(_, content)| content.contains("_metadata"));
@@ -236,5 +255,36 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
         default_flow,
         settings: bot.settings,
         reads_metadata,
+        may_block,
+        slow: AtomicBool::new(false),
     })
+}
+
+/// Whether a flow's text contains the word `HTTP`, `App` or `SMTP` (any case) — the builtins
+/// whose calls wait on the network. Over-approximates (a word in a string counts too), which
+/// only costs the bot the inline try.
+fn names_blocking_builtin(src: &str) -> bool {
+    src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| {
+            w.eq_ignore_ascii_case("http")
+                || w.eq_ignore_ascii_case("app")
+                || w.eq_ignore_ascii_case("smtp")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_blocking_builtin;
+
+    #[test]
+    fn blocking_builtins_are_spotted() {
+        assert!(names_blocking_builtin(
+            "start:\n do r = HTTP(\"x\").get().send()"
+        ));
+        assert!(names_blocking_builtin("do x = App(\"fn\", a=1)"));
+        assert!(names_blocking_builtin("do SMTP(\"h\")"));
+        assert!(!names_blocking_builtin(
+            "start:\n say \"happy apples\"\n goto end"
+        ));
+    }
 }

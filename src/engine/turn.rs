@@ -17,6 +17,7 @@ use crate::store::ids::{iso_millis, new_id, now_millis};
 use crate::store::{ClientKey, ConversationStatus, Direction};
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Check the request fields the engine owns; the metadata is moved out of `req`.
 fn check_request(req: &mut ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
@@ -161,14 +162,11 @@ async fn chat_turn(
         inbound,
         after,
     };
+    let prep = prepare(engine, &bot, read.state, input);
     let slot = inner.fair.acquire(&client.organization_id).await?;
-    let e2 = engine.clone();
-    let state = read.state;
-    let (commit, done) =
-        tokio::task::spawn_blocking(move || run(&e2, &bot, client, state, input, now))
-            .await
-            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))??;
+    let (prep, result) = run_prepared(engine, &bot, &client, prep).await?;
     drop(slot);
+    let (commit, done) = finish(&bot, client, prep, result, now);
     let ocs_stored = inner.store.commit_turn(commit).await?;
     let (response, channel) = done;
     if let Some(sink) = &inner.config.sink {
@@ -305,19 +303,28 @@ fn refuse_bot_switch(result: &mut csml::TurnResult) {
     }
 }
 
-/// Select the flow, run the interpreter under the bot's deadline and the turn quotas, build
-/// the write set and the response, and the caller's rows ([`AfterTurn`]): everything the
-/// commit needs, as plain data. Runs on a blocking thread (host calls may wait on the
-/// network).
-fn run(
-    engine: &Engine,
-    live: &LiveBot,
-    client: ClientKey,
-    state: TurnState,
-    input: TurnInput,
-    now: i64,
-) -> Result<(TurnCommit, Done), EngineError> {
-    let inner = &engine.inner;
+/// A turn ready to run: the interpreter's context and options, and what its commit needs
+/// besides the interpreter's result.
+struct Prepared {
+    ctx: csml::Context,
+    opts: csml::TurnOptions,
+    /// The turn's real deadline (an inline try runs under a shorter one).
+    deadline: Instant,
+    start: Start,
+    incoming: Incoming,
+    channel: crate::store::Channel,
+    request_id: Option<String>,
+    received_at: i64,
+    participant_id: Option<String>,
+    create_metadata: Option<String>,
+    broadcast: Option<String>,
+    inbound: Option<String>,
+    after: Option<AfterTurn>,
+}
+
+/// Select the flow and build the interpreter's context under the bot's deadline and the turn
+/// quotas.
+fn prepare(engine: &Engine, live: &LiveBot, state: TurnState, input: TurnInput) -> Prepared {
     let TurnInput {
         req,
         incoming,
@@ -326,10 +333,8 @@ fn run(
         inbound,
         after,
     } = input;
-    let is_broadcast = broadcast.is_some();
     let ch = req.channel;
-    let start = select(live, &state, &incoming, is_broadcast);
-    let participant_id = state.participant_id;
+    let mut start = select(live, &state, &incoming, broadcast.is_some());
 
     // _metadata: the request's, plus the channel (studio-api §2.1; `_channel` is ours).
     metadata.insert(
@@ -347,20 +352,46 @@ fn run(
         step: start.step.clone(),
         memories: state.memories,
         metadata: Json::Object(metadata),
-        hold: start.hold,
-        previous: start.previous,
+        hold: start.hold.take(),
+        previous: start.previous.take(),
     };
-    let limits = &inner.config.limits;
+    let limits = &engine.inner.config.limits;
+    let deadline = Instant::now() + limits.deadline_of(live.settings.turn_timeout_ms);
     let opts = csml::TurnOptions {
         step_limit: live.settings.step_limit.unwrap_or(100),
-        deadline: Some(
-            std::time::Instant::now() + limits.deadline_of(live.settings.turn_timeout_ms),
-        ),
+        deadline: Some(deadline),
         max_messages: limits.max_messages,
         max_output_bytes: limits.max_output_bytes,
         max_memory_bytes: limits.max_memory_bytes,
         ..Default::default()
     };
+    Prepared {
+        ctx,
+        opts,
+        deadline,
+        start,
+        incoming,
+        channel: ch,
+        request_id: req.request_id,
+        received_at: req.received_at,
+        participant_id: state.participant_id,
+        create_metadata,
+        broadcast,
+        inbound,
+        after,
+    }
+}
+
+/// Run the interpreter on `ctx` under `opts` (blocking when the bot's host calls block).
+fn interpret(
+    engine: &Engine,
+    live: &LiveBot,
+    client: &ClientKey,
+    ctx: csml::Context,
+    opts: &csml::TurnOptions,
+    incoming: &Incoming,
+) -> csml::TurnResult {
+    let inner = &engine.inner;
     let mut host = TurnHost::new(
         inner.config.outbound.as_ref(),
         inner.config.apps.as_deref(),
@@ -371,7 +402,84 @@ fn run(
             user_id: client.user_id.clone(),
         },
     );
-    let mut result = csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, &opts);
+    csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, opts)
+}
+
+/// Run a prepared turn's interpreter; the result and the prepared turn back.
+///
+/// A bot whose flows name no builtin that waits (HTTP, App, SMTP) and that has never run long
+/// is first tried right here, on the async worker, under a short deadline ([`INLINE_TRY`]):
+/// nearly every turn of a real bot ends well inside it, and then the turn costs no thread hop.
+/// A try that runs out of that short deadline is thrown away (nothing of it is written or
+/// returned; the interpreter has no other effects), the bot is marked slow, and the turn runs
+/// again on a blocking thread under its real deadline, as every turn of a slow or waiting bot
+/// does. So an async worker is never held longer than [`INLINE_TRY`] by a turn, and only once
+/// per compiled bot.
+async fn run_prepared(
+    engine: &Engine,
+    live: &Arc<LiveBot>,
+    client: &ClientKey,
+    mut prep: Prepared,
+) -> Result<(Prepared, csml::TurnResult), EngineError> {
+    if live.may_try_inline() {
+        let try_deadline = prep.deadline.min(Instant::now() + INLINE_TRY);
+        let opts = csml::TurnOptions {
+            deadline: Some(try_deadline),
+            ..prep.opts.clone()
+        };
+        let result = interpret(
+            engine,
+            live,
+            client,
+            prep.ctx.clone(),
+            &opts,
+            &prep.incoming,
+        );
+        let cut_short =
+            result.budget_hit == Some(csml::Budget::Deadline) && try_deadline < prep.deadline;
+        if !cut_short {
+            return Ok((prep, result));
+        }
+        live.mark_slow();
+        tracing::info!(org = %client.organization_id, bot = %client.bot_id,
+            "a turn outran the inline try: this bot's turns run on blocking threads");
+    }
+    let (e2, live2, client2) = (engine.clone(), Arc::clone(live), client.clone());
+    tokio::task::spawn_blocking(move || {
+        let ctx = std::mem::take(&mut prep.ctx);
+        let result = interpret(&e2, &live2, &client2, ctx, &prep.opts, &prep.incoming);
+        (prep, result)
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))
+}
+
+/// How long a turn may run on an async worker before it is moved to a blocking thread (see
+/// [`run_prepared`]).
+const INLINE_TRY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Build the write set and the response from the interpreter's result, and the caller's rows
+/// ([`AfterTurn`]): everything the commit needs, as plain data.
+fn finish(
+    live: &LiveBot,
+    client: ClientKey,
+    prep: Prepared,
+    mut result: csml::TurnResult,
+    now: i64,
+) -> (TurnCommit, Done) {
+    let Prepared {
+        start,
+        incoming,
+        channel: ch,
+        request_id,
+        received_at,
+        participant_id,
+        create_metadata,
+        broadcast,
+        inbound,
+        after,
+        ..
+    } = prep;
     if let Some(b) = result.budget_hit {
         tracing::warn!(target: "botyard::budget", org = %client.organization_id,
             bot = %client.bot_id, budget = b.as_str(), "a turn was ended by its budget");
@@ -463,7 +571,7 @@ fn run(
         inbound_done: inbound,
     };
     let response = ChatResponse {
-        request_id: req.request_id.unwrap_or_else(new_id),
+        request_id: request_id.unwrap_or_else(new_id),
         messages: result
             .messages
             .into_iter()
@@ -480,10 +588,10 @@ fn run(
             channel_id: client.channel_id,
             user_id: client.user_id,
         },
-        received_at: iso_millis(req.received_at),
+        received_at: iso_millis(received_at),
         conversation_id: start.conversation_id,
         organization_id: client.organization_id,
     };
     let ocs = after.map(|f| f(&response));
-    Ok((TurnCommit { write, ocs }, (response, ch)))
+    (TurnCommit { write, ocs }, (response, ch))
 }
