@@ -51,8 +51,8 @@ impl Default for TurnLimits {
             deadline: Duration::from_secs(5),
             max_deadline: Duration::from_secs(30),
             max_messages: 500,
-            max_output_bytes: 2 * 1024 * 1024,
-            max_memory_bytes: 2 * 1024 * 1024,
+            max_output_bytes: 256 * 1024,
+            max_memory_bytes: 1024 * 1024,
         }
     }
 }

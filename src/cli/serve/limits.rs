@@ -27,11 +27,12 @@ pub struct TurnArgs {
     /// Most messages one turn may say.
     #[arg(long, env = "BOTYARD_TURN_MAX_MESSAGES", default_value_t = 500)]
     pub turn_max_messages: u32,
-    /// Most bytes of message content one turn may say.
-    #[arg(long, env = "BOTYARD_TURN_MAX_OUTPUT_BYTES", default_value_t = 2 * 1024 * 1024)]
+    /// Most bytes of message content one turn may say (a real bot's turn says a few KB; every
+    /// byte is sent, stored and committed through the shared writer).
+    #[arg(long, env = "BOTYARD_TURN_MAX_OUTPUT_BYTES", default_value_t = 256 * 1024)]
     pub turn_max_output_bytes: u64,
     /// Most bytes of remembered values one turn may write.
-    #[arg(long, env = "BOTYARD_TURN_MAX_MEMORY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "BOTYARD_TURN_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024)]
     pub turn_max_memory_bytes: u64,
 }
 

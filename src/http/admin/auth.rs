@@ -51,14 +51,16 @@ pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
         return Err(ApiError::bad_request("password too long"));
     }
     let throttle = &admin::global().throttle;
-    let attempt = throttle
-        .begin(call.ctx.client_ip, &email, now_millis())
-        .map_err(|secs| {
-            ApiError::too_many_requests(
+    let attempt = match throttle.begin(call.ctx.client_ip, &email, now_millis()) {
+        Ok(a) => a,
+        Err(secs) => {
+            tarpit().await;
+            return Err(ApiError::too_many_requests(
                 format!("too many failed logins: try again in {secs} s"),
                 secs,
-            )
-        })?;
+            ));
+        }
+    };
     let e2 = email.clone();
     let user = call.store(move |s| s.find_user_by_email(&e2)).await?;
     // Unknown e-mails still cost one argon2 computation, so timing does not reveal accounts.
@@ -67,6 +69,7 @@ pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
         Ok(ok) => ok,
         Err(e) => {
             throttle.release(&attempt);
+            tarpit().await;
             return Err(busy(e));
         }
     };
@@ -80,6 +83,17 @@ pub(super) async fn login(call: Call<'_>) -> ApiResult<Response<Body>> {
             Err(ApiError::unauthorized("wrong e-mail or password"))
         }
     }
+}
+
+/// How long a refused login (throttled, or the password pool full) waits before its answer.
+/// A client that ignores `Retry-After` and asks again at once would otherwise cost the server
+/// a request parse and an answer thousands of times a second; held here (a sleeping task on a
+/// connection that the per-address connection cap bounds), a flood of N parallel clients
+/// costs N requests a second.
+const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn tarpit() {
+    tokio::time::sleep(TARPIT).await;
 }
 
 /// The password pool is full: 503 with `Retry-After`, the caller may retry in a second.
