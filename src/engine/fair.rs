@@ -9,9 +9,10 @@
 //! `per_org < workers`, another organization always finds a free slot unless several
 //! organizations are saturated at once, and then each still gets its share.
 //!
-//! Slots are only held around the CPU part of a turn (the interpreter and the rendering of
-//! its output), never while a turn waits for its client's lock or for the store, so waiting
-//! cannot deadlock and a slot is never idle while held.
+//! A slot is held from just before the interpreter runs until the turn's commit is
+//! acknowledged (what a turn writes goes through the store's shared writer, so the share
+//! bounds that too), never while a turn waits for its client's lock or for its read, so
+//! waiting for a slot cannot deadlock.
 
 use super::EngineError;
 use std::collections::HashMap;

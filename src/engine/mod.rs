@@ -25,7 +25,8 @@
 //!
 //! Module map: `event` (request payload → interpreter event), `cache` (compiled bots per
 //! version), `locks` (per-client turn locks), `fair` (each organization's share of the
-//! interpreter's workers, turn limits), `turn` (one turn: selection, run, write set),
+//! interpreter's workers, turn limits), `slow` (the low-priority threads of slow turns),
+//! `turn` (one turn: selection, run, write set),
 //! `host` (the `csml::Host` of a turn and the [`AppRouter`] seam), `bot_ops` (bot, flows,
 //! validate, build, usage, conversations/open), `background` (broadcasts, sweep).
 
@@ -36,6 +37,7 @@ pub mod event;
 mod fair;
 mod host;
 mod locks;
+mod slow;
 mod turn;
 
 pub use background::BackgroundHandle;
@@ -261,6 +263,7 @@ struct Inner {
     bots: cache::BotCache,
     locks: locks::ClientLocks,
     fair: fair::FairShare,
+    slow: slow::SlowPool,
     broadcast_wakeup: tokio::sync::Notify,
 }
 
@@ -271,6 +274,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 fair,
+                slow: slow::SlowPool::new(),
                 config,
                 bots: cache::BotCache::default(),
                 locks: locks::ClientLocks::default(),

@@ -163,11 +163,13 @@ async fn chat_turn(
         after,
     };
     let prep = prepare(engine, &bot, read.state, input);
+    // The slot is held until the commit: what an organization's turns write goes through the
+    // shared writer too, so its share bounds that as well.
     let slot = inner.fair.acquire(&client.organization_id).await?;
     let (prep, result) = run_prepared(engine, &bot, &client, prep).await?;
-    drop(slot);
     let (commit, done) = finish(&bot, client, prep, result, now);
     let ocs_stored = inner.store.commit_turn(commit).await?;
+    drop(slot);
     let (response, channel) = done;
     if let Some(sink) = &inner.config.sink {
         sink.turn_committed(&channel, &response);
@@ -412,9 +414,9 @@ fn interpret(
 /// nearly every turn of a real bot ends well inside it, and then the turn costs no thread hop.
 /// A try that runs out of that short deadline is thrown away (nothing of it is written or
 /// returned; the interpreter has no other effects), the bot is marked slow, and the turn runs
-/// again on a blocking thread under its real deadline, as every turn of a slow or waiting bot
-/// does. So an async worker is never held longer than [`INLINE_TRY`] by a turn, and only once
-/// per compiled bot.
+/// again on a slow-turn thread (lower CPU priority, see `slow`) under its real deadline, as
+/// every turn of a slow or waiting bot does. So an async worker is never held longer than
+/// [`INLINE_TRY`] by a turn, and only once per compiled bot.
 async fn run_prepared(
     engine: &Engine,
     live: &Arc<LiveBot>,
@@ -445,13 +447,16 @@ async fn run_prepared(
             "a turn outran the inline try: this bot's turns run on blocking threads");
     }
     let (e2, live2, client2) = (engine.clone(), Arc::clone(live), client.clone());
-    tokio::task::spawn_blocking(move || {
-        let ctx = std::mem::take(&mut prep.ctx);
-        let result = interpret(&e2, &live2, &client2, ctx, &prep.opts, &prep.incoming);
-        (prep, result)
-    })
-    .await
-    .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))
+    engine
+        .inner
+        .slow
+        .run(move || {
+            let ctx = std::mem::take(&mut prep.ctx);
+            let result = interpret(&e2, &live2, &client2, ctx, &prep.opts, &prep.incoming);
+            (prep, result)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))
 }
 
 /// How long a turn may run on an async worker before it is moved to a blocking thread (see
