@@ -9,10 +9,9 @@
 //! `per_org < workers`, another organization always finds a free slot unless several
 //! organizations are saturated at once, and then each still gets its share.
 //!
-//! A slot is held from just before the interpreter runs until the turn's commit is
-//! acknowledged (what a turn writes goes through the store's shared writer, so the share
-//! bounds that too), never while a turn waits for its client's lock or for its read, so
-//! waiting for a slot cannot deadlock.
+//! A slot is held around the CPU part of a turn (the interpreter and the building of its
+//! write set and response), never while a turn waits for its client's lock or for the store
+//! (group commit wants many turns in flight), so waiting for a slot cannot deadlock.
 
 use super::EngineError;
 use std::collections::HashMap;
@@ -39,6 +38,11 @@ pub struct TurnLimits {
     pub max_output_bytes: u64,
     /// Most bytes of remembered values one turn may write.
     pub max_memory_bytes: u64,
+    /// Bytes of bot output (messages said) per second one organization may produce, all its
+    /// bots together; a burst of a few turns' quota is allowed. Every byte said is serialized,
+    /// committed through the shared writer and sent: past this an organization's turns wait
+    /// (then 503) instead of taking everyone else's writer and cores.
+    pub org_output_bytes_per_sec: u64,
 }
 
 impl Default for TurnLimits {
@@ -54,6 +58,7 @@ impl Default for TurnLimits {
             max_messages: 500,
             max_output_bytes: 256 * 1024,
             max_memory_bytes: 1024 * 1024,
+            org_output_bytes_per_sec: 4 * 1024 * 1024,
         }
     }
 }
@@ -75,7 +80,21 @@ pub(super) struct FairShare {
     wait: Duration,
     held: Mutex<HashMap<String, usize>>,
     freed: Notify,
+    output: Mutex<HashMap<String, Bucket>>,
+    output_rate: f64,
+    output_burst: f64,
 }
+
+/// An organization's output allowance: bytes it may still say, refilled at the rate.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    level: f64,
+    at: std::time::Instant,
+}
+
+/// Organizations' output buckets kept at most; beyond it full buckets are forgotten (a
+/// forgotten bucket starts full again, which is what it was).
+const MAX_BUCKETS: usize = 100_000;
 
 /// One held slot; freed on drop.
 pub(super) struct Slot<'a> {
@@ -107,12 +126,66 @@ impl FairShare {
             wait: limits.queue_wait,
             held: Mutex::new(HashMap::new()),
             freed: Notify::new(),
+            output: Mutex::new(HashMap::new()),
+            output_rate: limits.org_output_bytes_per_sec.max(1) as f64,
+            output_burst: (limits.org_output_bytes_per_sec.max(1) as f64)
+                .max(4.0 * limits.max_output_bytes as f64),
         }
     }
 
-    /// A slot for one of `org`'s turns, waiting at most the queue wait.
+    /// How long `org` must wait until its output bucket is positive again (zero: not at all).
+    fn output_wait(&self, org: &str) -> Duration {
+        let mut map = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = map.get_mut(org) else {
+            return Duration::ZERO;
+        };
+        let now = std::time::Instant::now();
+        b.level = (b.level + now.duration_since(b.at).as_secs_f64() * self.output_rate)
+            .min(self.output_burst);
+        b.at = now;
+        if b.level >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.level / self.output_rate)
+        }
+    }
+
+    /// Charge `bytes` of output said by one of `org`'s turns.
+    pub(super) fn charge_output(&self, org: &str, bytes: u64) {
+        let mut map = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if !map.contains_key(org) {
+            if map.len() >= MAX_BUCKETS {
+                let (rate, burst) = (self.output_rate, self.output_burst);
+                map.retain(|_, b| b.level + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            }
+            map.insert(
+                org.to_string(),
+                Bucket {
+                    level: self.output_burst,
+                    at: now,
+                },
+            );
+        }
+        if let Some(b) = map.get_mut(org) {
+            b.level = (b.level + now.duration_since(b.at).as_secs_f64() * self.output_rate)
+                .min(self.output_burst)
+                - bytes as f64;
+            b.at = now;
+        }
+    }
+
+    /// A slot for one of `org`'s turns, waiting at most the queue wait (for the
+    /// organization's output allowance, then for its share of the workers).
     pub(super) async fn acquire(&self, org: &str) -> Result<Slot<'_>, EngineError> {
         let give_up = tokio::time::Instant::now() + self.wait;
+        let wait = self.output_wait(org);
+        if !wait.is_zero() {
+            if wait > self.wait {
+                return Err(busy(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
         // The organization's share first, so a saturated organization queues here and never
         // takes pool slots that another organization could use.
         loop {
@@ -157,9 +230,27 @@ impl FairShare {
 
 fn busy(wait: Duration) -> EngineError {
     EngineError::Busy {
-        message: "Too many turns of this organization are running; try again shortly".into(),
-        retry_after_secs: wait.as_secs().max(1),
+        message: "This organization's bots are over their share of the server; try again shortly"
+            .into(),
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
     }
+}
+
+/// The length of `v`'s JSON text, without building it.
+pub(super) fn json_len(v: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 #[cfg(test)]
@@ -177,6 +268,31 @@ mod tests {
 
     /// An organization past its share waits, then is refused; another organization is not
     /// held up; a freed slot goes to a waiter.
+    /// An organization that said more than its output allowance waits for it to refill (or
+    /// is refused when that takes longer than the queue wait); others are not affected.
+    #[tokio::test]
+    async fn output_past_the_allowance_waits_or_is_refused() {
+        let share = FairShare::new(&TurnLimits {
+            org_output_bytes_per_sec: 1000,
+            max_output_bytes: 100,
+            queue_wait: Duration::from_millis(300),
+            ..TurnLimits::default()
+        });
+        share.charge_output("a", 1000);
+        // 1000 burst - 1000 said: empty, not negative: no wait.
+        assert!(share.acquire("a").await.is_ok());
+        share.charge_output("a", 100);
+        let t = std::time::Instant::now();
+        assert!(share.acquire("a").await.is_ok());
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        share.charge_output("a", 5000);
+        assert!(matches!(
+            share.acquire("a").await,
+            Err(EngineError::Busy { .. })
+        ));
+        assert!(share.acquire("b").await.is_ok());
+    }
+
     #[tokio::test]
     async fn one_org_cannot_take_more_than_its_share() {
         let share = FairShare::new(&limits(4, 2));

@@ -163,13 +163,18 @@ async fn chat_turn(
         after,
     };
     let prep = prepare(engine, &bot, read.state, input);
-    // The slot is held until the commit: what an organization's turns write goes through the
-    // shared writer too, so its share bounds that as well.
     let slot = inner.fair.acquire(&client.organization_id).await?;
-    let (prep, result) = run_prepared(engine, &bot, &client, prep).await?;
-    let (commit, done) = finish(&bot, client, prep, result, now);
-    let ocs_stored = inner.store.commit_turn(commit).await?;
+    let org = client.organization_id.clone();
+    let (commit, done) = run_prepared(engine, &bot, client, prep, now).await?;
     drop(slot);
+    let said: u64 = done
+        .0
+        .messages
+        .iter()
+        .map(|m| super::fair::json_len(&m.payload.content))
+        .sum();
+    inner.fair.charge_output(&org, said);
+    let ocs_stored = inner.store.commit_turn(commit).await?;
     let (response, channel) = done;
     if let Some(sink) = &inner.config.sink {
         sink.turn_committed(&channel, &response);
@@ -407,7 +412,7 @@ fn interpret(
     csml::run_turn(&live.bot, ctx, incoming.to_event(), &mut host, opts)
 }
 
-/// Run a prepared turn's interpreter; the result and the prepared turn back.
+/// Run a prepared turn's interpreter and build its commit ([`finish`]).
 ///
 /// A bot whose flows name no builtin that waits (HTTP, App, SMTP) and that has never run long
 /// is first tried right here, on the async worker, under a short deadline ([`INLINE_TRY`]):
@@ -420,9 +425,10 @@ fn interpret(
 async fn run_prepared(
     engine: &Engine,
     live: &Arc<LiveBot>,
-    client: &ClientKey,
+    client: ClientKey,
     mut prep: Prepared,
-) -> Result<(Prepared, csml::TurnResult), EngineError> {
+    now: i64,
+) -> Result<(TurnCommit, Done), EngineError> {
     if live.may_try_inline() {
         let try_deadline = prep.deadline.min(Instant::now() + INLINE_TRY);
         let opts = csml::TurnOptions {
@@ -432,7 +438,7 @@ async fn run_prepared(
         let result = interpret(
             engine,
             live,
-            client,
+            &client,
             prep.ctx.clone(),
             &opts,
             &prep.incoming,
@@ -440,20 +446,25 @@ async fn run_prepared(
         let cut_short =
             result.budget_hit == Some(csml::Budget::Deadline) && try_deadline < prep.deadline;
         if !cut_short {
-            return Ok((prep, result));
+            if result.budget_hit.is_some() {
+                // A turn that spent a budget (its output, messages, loops...) is heavy: the
+                // bot's next turns run at the slow threads' priority.
+                live.mark_slow();
+            }
+            return Ok(finish(live, client, prep, result, now));
         }
         live.mark_slow();
         tracing::info!(org = %client.organization_id, bot = %client.bot_id,
             "a turn outran the inline try: this bot's turns run on blocking threads");
     }
-    let (e2, live2, client2) = (engine.clone(), Arc::clone(live), client.clone());
+    let (e2, live2) = (engine.clone(), Arc::clone(live));
     engine
         .inner
         .slow
         .run(move || {
             let ctx = std::mem::take(&mut prep.ctx);
-            let result = interpret(&e2, &live2, &client2, ctx, &prep.opts, &prep.incoming);
-            (prep, result)
+            let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.incoming);
+            finish(&live2, client, prep, result, now)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")))

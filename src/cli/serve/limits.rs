@@ -34,6 +34,10 @@ pub struct TurnArgs {
     /// Most bytes of remembered values one turn may write.
     #[arg(long, env = "BOTYARD_TURN_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024)]
     pub turn_max_memory_bytes: u64,
+    /// Bytes of bot output per second one organization may say, all its bots together
+    /// (bursts of a few turns' quota allowed); past it its turns wait, then get 503.
+    #[arg(long, env = "BOTYARD_ORG_OUTPUT_BYTES_PER_SEC", default_value_t = 4 * 1024 * 1024)]
+    pub org_output_bytes_per_sec: u64,
 }
 
 impl TurnArgs {
@@ -52,6 +56,7 @@ impl TurnArgs {
             max_messages: self.turn_max_messages.max(1),
             max_output_bytes: self.turn_max_output_bytes,
             max_memory_bytes: self.turn_max_memory_bytes,
+            org_output_bytes_per_sec: self.org_output_bytes_per_sec,
         }
     }
 }
