@@ -17,7 +17,7 @@ use super::EngineError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Server-wide limits of turns (set by `botyard serve` flags).
 #[derive(Debug, Clone)]
@@ -78,8 +78,9 @@ pub(super) struct FairShare {
     pool: Arc<Semaphore>,
     per_org: usize,
     wait: Duration,
-    held: Mutex<HashMap<String, usize>>,
-    freed: Notify,
+    /// Each organization's share: a FIFO semaphore of `per_org` permits (one waiter is woken
+    /// per freed permit).
+    shares: Mutex<HashMap<String, Arc<Semaphore>>>,
     output: Mutex<HashMap<String, Bucket>>,
     output_rate: f64,
     output_burst: f64,
@@ -96,25 +97,10 @@ struct Bucket {
 /// forgotten bucket starts full again, which is what it was).
 const MAX_BUCKETS: usize = 100_000;
 
-/// One held slot; freed on drop.
-pub(super) struct Slot<'a> {
-    share: &'a FairShare,
-    org: String,
+/// One held slot (the organization's and the pool's permits); freed on drop.
+pub(super) struct Slot {
+    _org: OwnedSemaphorePermit,
     _pool: OwnedSemaphorePermit,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut held = self.share.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.org) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.org);
-            }
-        }
-        drop(held);
-        self.share.freed.notify_waiters();
-    }
 }
 
 impl FairShare {
@@ -124,8 +110,7 @@ impl FairShare {
             pool: Arc::new(Semaphore::new(workers)),
             per_org: limits.per_org.clamp(1, workers),
             wait: limits.queue_wait,
-            held: Mutex::new(HashMap::new()),
-            freed: Notify::new(),
+            shares: Mutex::new(HashMap::new()),
             output: Mutex::new(HashMap::new()),
             output_rate: limits.org_output_bytes_per_sec.max(1) as f64,
             output_burst: (limits.org_output_bytes_per_sec.max(1) as f64)
@@ -175,9 +160,24 @@ impl FairShare {
         }
     }
 
+    /// The semaphore of `org`'s share.
+    fn share_of(&self, org: &str) -> Arc<Semaphore> {
+        let mut map = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(org) {
+            return Arc::clone(s);
+        }
+        if map.len() >= MAX_BUCKETS {
+            // Forget the shares nobody holds or waits for (only the map refers to them).
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        let s = Arc::new(Semaphore::new(self.per_org));
+        map.insert(org.to_string(), Arc::clone(&s));
+        s
+    }
+
     /// A slot for one of `org`'s turns, waiting at most the queue wait (for the
-    /// organization's output allowance, then for its share of the workers).
-    pub(super) async fn acquire(&self, org: &str) -> Result<Slot<'_>, EngineError> {
+    /// organization's output allowance, then for its share of the workers, then for the pool).
+    pub(super) async fn acquire(&self, org: &str) -> Result<Slot, EngineError> {
         let give_up = tokio::time::Instant::now() + self.wait;
         let wait = self.output_wait(org);
         if !wait.is_zero() {
@@ -188,42 +188,18 @@ impl FairShare {
         }
         // The organization's share first, so a saturated organization queues here and never
         // takes pool slots that another organization could use.
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                let n = held.entry(org.to_string()).or_insert(0);
-                if *n < self.per_org {
-                    *n += 1;
-                    break;
-                }
-            }
-            if tokio::time::timeout_at(give_up, freed).await.is_err() {
-                return Err(busy(self.wait));
-            }
-        }
+        let share = self.share_of(org);
+        let org_permit = match tokio::time::timeout_at(give_up, share.acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(busy(self.wait)),
+        };
         let pool = Arc::clone(&self.pool);
         match tokio::time::timeout_at(give_up, pool.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot {
-                share: self,
-                org: org.to_string(),
+                _org: org_permit,
                 _pool: permit,
             }),
-            _ => {
-                // Give the organization's share back.
-                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(n) = held.get_mut(org) {
-                    *n -= 1;
-                    if *n == 0 {
-                        held.remove(org);
-                    }
-                }
-                drop(held);
-                self.freed.notify_waiters();
-                Err(busy(self.wait))
-            }
+            _ => Err(busy(self.wait)),
         }
     }
 }
@@ -309,6 +285,6 @@ mod tests {
         let waiter = async { share.acquire("a").await.map(|_| ()) };
         let (got, ()) = tokio::join!(waiter, async { drop(a1) });
         assert!(got.is_ok());
-        assert_eq!(share.held.lock().unwrap().get("a"), Some(&1));
+        assert_eq!(share.share_of("a").available_permits(), 1);
     }
 }
