@@ -287,11 +287,7 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Answer {
     check_version(call, &bot, true).await?;
     let body = call.body_json().await?;
     let (hist, last) = oai_messages(&body)?;
-    let hist = match history(Some(&hist), "messages") {
-        Ok(h) => h,
-        // Rendered by `api::history` already (shared with the sessions API).
-        Err(r) => return Ok(r),
-    };
+    let hist = history(Some(&hist), "messages")?;
     let ident = match body
         .get("user")
         .and_then(Json::as_str)

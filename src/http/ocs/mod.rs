@@ -356,6 +356,16 @@ pub(crate) fn render_error(e: OcsError) -> Response<Body> {
             );
             r
         }
+        OcsError::Throttled { available_in } => {
+            let mut r = json_resp(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"detail": "Rate limit exceeded.", "available_in": available_in}),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(available_in));
+            r
+        }
+        OcsError::Body { status: s, body } => json_resp(status(s), &body),
         OcsError::Internal(cause) => internal(cause),
     }
 }
@@ -651,18 +661,42 @@ async fn dispatch(
             Ok((caller, v)) => {
                 call.rate = Some(v);
                 match route {
-                    Route::ExperimentList => api::experiment_list(&mut call, &caller).await,
-                    Route::ExperimentGet => api::experiment_get(&mut call, &caller).await,
-                    Route::SessionList => api::session_list(&mut call, &caller).await,
-                    Route::SessionCreate => api::session_create(&mut call, &caller).await,
-                    Route::SessionGet => api::session_get(&mut call, &caller).await,
-                    Route::SessionEnd => api::session_end(&mut call, &caller).await,
-                    Route::TagsAdd => api::tags(&mut call, &caller, true).await,
-                    Route::TagsRemove => api::tags(&mut call, &caller, false).await,
-                    Route::UpdateState => api::update_state(&mut call, &caller).await,
-                    Route::ParticipantList => api::participant_list(&mut call, &caller).await,
-                    Route::ParticipantPost => api::participant_post(&mut call, &caller).await,
-                    Route::FileContent => api::file_content(&mut call, &caller).await,
+                    Route::ExperimentList => api::experiment_list(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::ExperimentGet => api::experiment_get(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::SessionList => api::session_list(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::SessionCreate => api::session_create(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::SessionGet => api::session_get(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::SessionEnd => api::session_end(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::TagsAdd => api::tags(&mut call, &caller, true)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::TagsRemove => api::tags(&mut call, &caller, false)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::UpdateState => api::update_state(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::ParticipantList => api::participant_list(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::ParticipantPost => api::participant_post(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
+                    Route::FileContent => api::file_content(&mut call, &caller)
+                        .await
+                        .unwrap_or_else(render_error),
                     Route::TriggerBot => channels::trigger_bot(&mut call, &caller)
                         .await
                         .unwrap_or_else(render_error),
