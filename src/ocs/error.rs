@@ -27,6 +27,9 @@ pub enum OcsError {
         message: String,
         retry_after_secs: u64,
     },
+    /// 401 `{"detail": message}` with `WWW-Authenticate: Bearer realm="api"`: no valid
+    /// credentials.
+    Unauthenticated(String),
     /// 429 `{"detail": "Rate limit exceeded.", "available_in": secs}` with `Retry-After`.
     Throttled { available_in: i64 },
     /// `status` with a nested validation body of the contract (e.g. `{"data": [{"experiment":

@@ -29,7 +29,7 @@
 //!
 //! # Task polls (our extension of timing only)
 //! A task poll of a task this process accepted and has not finished holds its `processing`
-//! answer for at most 25 ms (`http::ocs::chat::POLL_HOLD`), woken by the task's completion
+//! answer for at most 25 ms (`chat::POLL_HOLD`), woken by the task's completion
 //! through an in-process notifier keyed by task id ([`Ocs::task_waiter`], armed before the
 //! task is read, so no completion is missed; no busy loop); a woken poll answers from the
 //! committed result without reading it back. The answers are exactly OCS's — only their
@@ -56,6 +56,7 @@
 //! participant's identifier. Due schedules' replies are stored and delivered the same way
 //! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
+pub mod chat;
 pub mod cursor;
 mod error;
 pub mod files;
@@ -64,6 +65,7 @@ pub mod render;
 pub mod time;
 pub mod token;
 mod trigger;
+pub mod uploads;
 
 pub use error::OcsError;
 pub use trigger::{TriggerRequest, TriggerWhat};

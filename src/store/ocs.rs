@@ -171,7 +171,6 @@ pub struct NewOcsFile {
     pub size: i64,
     pub purpose: String,
     pub metadata: Json,
-    pub session_id: Option<String>,
     pub expires_at: Option<i64>,
 }
 

@@ -336,7 +336,7 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Answer {
         if !is_uuid(&e) {
             return Err(OcsError::field(
                 "experiment",
-                &format!("\"{e}\" is not a valid UUID."),
+                format!("\"{e}\" is not a valid UUID."),
             ));
         }
         f.bot_id = Some(e.to_ascii_lowercase());
@@ -405,7 +405,7 @@ pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage
         if !matches!(role, "system" | "user" | "assistant") {
             return Err(OcsError::field(
                 field,
-                &format!("\"{role}\" is not a valid choice."),
+                format!("\"{role}\" is not a valid choice."),
             ));
         }
         let content = match m.get("content") {
@@ -785,7 +785,7 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Answer
     if !PLATFORMS.contains(&platform.as_str()) {
         return Err(OcsError::field(
             "platform",
-            &format!("\"{platform}\" is not a valid choice."),
+            format!("\"{platform}\" is not a valid choice."),
         ));
     }
     let identifier = if platform == "commcare_connect" {
