@@ -61,6 +61,7 @@ pub mod cursor;
 mod error;
 pub mod files;
 pub mod ratelimit;
+pub mod records;
 pub mod render;
 pub mod time;
 pub mod token;

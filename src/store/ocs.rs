@@ -202,6 +202,24 @@ pub enum ScheduleOp {
     },
 }
 
+/// A participants POST (`POST /api/participants`), validated.
+#[derive(Debug, Clone)]
+pub struct ParticipantPost {
+    pub platform: String,
+    pub identifier: String,
+    pub name: Option<String>,
+    pub ops: Vec<ParticipantDataOp>,
+}
+
+/// What a [`ParticipantPost`] did.
+#[derive(Debug, Clone)]
+pub enum ParticipantPosted {
+    /// The participant with its data and schedules as posted.
+    Applied(OcsParticipant),
+    /// These chatbots are not the organization's: only the participant was written.
+    MissingBots(Vec<String>),
+}
+
 /// One `data` entry of a participants POST.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantDataOp {
@@ -1435,82 +1453,44 @@ impl Store {
         self.read(|c| data_entries_on(c, org, participant, bot))
     }
 
-    /// Get or create a participant; `name` is written when given.
-    pub fn ocs_upsert_participant(
+    /// A participants POST in one transaction: get or create the participant (its `name`
+    /// written when given), then, when every chatbot of `ops` is one of `org`'s, apply the
+    /// data and schedule changes. OCS writes the participant before it checks the chatbots,
+    /// so a POST naming another team's chatbot still creates it:
+    /// [`ParticipantPosted::MissingBots`] lists those chatbots and nothing else is applied.
+    pub fn ocs_post_participant(
         &self,
         org: &str,
-        platform: &str,
-        identifier: &str,
-        name: Option<String>,
-    ) -> Result<OcsParticipant> {
-        let (org, platform, identifier) = (
-            org.to_string(),
-            platform.to_string(),
-            identifier.to_string(),
-        );
-        self.write(move |c| {
-            upsert_participant_on(
-                c,
-                &org,
-                &platform,
-                &identifier,
-                name.as_deref(),
-                None,
-                now_millis(),
-            )
-        })
-    }
-
-    /// Apply a participants POST's data and schedule changes in one transaction.
-    pub fn ocs_apply_participant_data(
-        &self,
-        org: &str,
-        participant: &str,
-        ops: Vec<ParticipantDataOp>,
-    ) -> Result<()> {
-        let (org, participant) = (org.to_string(), participant.to_string());
+        post: ParticipantPost,
+    ) -> Result<ParticipantPosted> {
+        let org = org.to_string();
         self.write(move |c| {
             let now = now_millis();
-            for op in &ops {
-                let exists: bool = c
+            let p = upsert_participant_on(
+                c,
+                &org,
+                &post.platform,
+                &post.identifier,
+                post.name.as_deref(),
+                None,
+                now,
+            )?;
+            let mut missing = Vec::new();
+            for op in &post.ops {
+                let known: bool = c
                     .prepare_cached(
-                        "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
+                        "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
                     )?
-                    .query_row([&participant, &op.bot_id], |r| r.get(0))?;
-                match &op.data {
-                    Some(d) if !d.is_empty() => {
-                        set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(d.clone()), now)?
-                    }
-                    _ if !exists => set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(Map::new()), now)?,
-                    _ => {}
-                }
-                for s in &op.schedules {
-                    match s {
-                        ScheduleOp::Delete { external_id } => {
-                            c.execute(
-                                "UPDATE ocs_schedules SET cancelled_at = COALESCE(cancelled_at, ?4), updated_at = ?4
-                                 WHERE participant_id = ?1 AND bot_id = ?2 AND external_id = ?3
-                                 AND organization_id = ?5",
-                                params![participant, op.bot_id, external_id, now, org],
-                            )?;
-                        }
-                        ScheduleOp::Upsert { external_id, name, prompt, date } => {
-                            let ext = external_id.clone().unwrap_or_else(|| super::ids::random_token(12));
-                            c.execute(
-                                "INSERT INTO ocs_schedules(organization_id, participant_id, bot_id, external_id,
-                                    name, prompt_text, next_trigger_date, created_at, updated_at)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-                                 ON CONFLICT(participant_id, bot_id, external_id) DO UPDATE SET
-                                    name = excluded.name, prompt_text = excluded.prompt_text,
-                                    next_trigger_date = excluded.next_trigger_date,
-                                    updated_at = excluded.updated_at",
-                                params![org, participant, op.bot_id, ext, name, prompt, date, now],
-                            )?;
-                        }
-                    }
+                    .query_row([&op.bot_id, &org], |r| r.get(0))?;
+                if !known {
+                    missing.push(op.bot_id.clone());
                 }
             }
-            Ok(())
+            if !missing.is_empty() {
+                return Ok(ParticipantPosted::MissingBots(missing));
+            }
+            apply_participant_data_on(c, &org, &p.id, &post.ops, now)?;
+            Ok(ParticipantPosted::Applied(p))
         })
     }
 
@@ -1987,4 +1967,73 @@ fn data_entries_on(
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// A participants POST's data and schedule changes for participant `participant` of `org`.
+fn apply_participant_data_on(
+    c: &Connection,
+    org: &str,
+    participant: &str,
+    ops: &[ParticipantDataOp],
+    now: i64,
+) -> Result<()> {
+    for op in ops {
+        let exists: bool = c
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
+            )?
+            .query_row([participant, op.bot_id.as_str()], |r| r.get(0))?;
+        match &op.data {
+            Some(d) if !d.is_empty() => set_participant_data_on(
+                c,
+                org,
+                participant,
+                &op.bot_id,
+                &Json::Object(d.clone()),
+                now,
+            )?,
+            _ if !exists => set_participant_data_on(
+                c,
+                org,
+                participant,
+                &op.bot_id,
+                &Json::Object(Map::new()),
+                now,
+            )?,
+            _ => {}
+        }
+        for s in &op.schedules {
+            match s {
+                ScheduleOp::Delete { external_id } => {
+                    c.execute(
+                        "UPDATE ocs_schedules SET cancelled_at = COALESCE(cancelled_at, ?4), updated_at = ?4
+                         WHERE participant_id = ?1 AND bot_id = ?2 AND external_id = ?3
+                         AND organization_id = ?5",
+                        params![participant, op.bot_id, external_id, now, org],
+                    )?;
+                }
+                ScheduleOp::Upsert {
+                    external_id,
+                    name,
+                    prompt,
+                    date,
+                } => {
+                    let ext = external_id
+                        .clone()
+                        .unwrap_or_else(|| super::ids::random_token(12));
+                    c.execute(
+                        "INSERT INTO ocs_schedules(organization_id, participant_id, bot_id, external_id,
+                            name, prompt_text, next_trigger_date, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                         ON CONFLICT(participant_id, bot_id, external_id) DO UPDATE SET
+                            name = excluded.name, prompt_text = excluded.prompt_text,
+                            next_trigger_date = excluded.next_trigger_date,
+                            updated_at = excluded.updated_at",
+                        params![org, participant, op.bot_id, ext, name, prompt, date, now],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,10 +4,11 @@
 use super::{Answer, Call, Caller, is_uuid, json_resp, ok};
 use crate::ocs::OcsError;
 use crate::ocs::cursor::{self, Cursor};
+use crate::ocs::records::ApiSession;
 use crate::ocs::time::{iso_micros, iso_millis, parse_iso};
 use crate::store::ocs::{
-    KeysetReq, NewOcsMessage, NewSession, OcsFile, OcsMessage, OcsSession, Page, ParticipantDataOp,
-    ParticipantFilter, ScheduleOp, SessionFilter,
+    KeysetReq, NewOcsMessage, OcsFile, OcsMessage, OcsSession, Page, ParticipantDataOp,
+    ParticipantFilter, ParticipantPost, ScheduleOp, SessionFilter,
 };
 use crate::store::{Bot, Store};
 use http_body_util::Full;
@@ -448,47 +449,17 @@ pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Answer {
         }
     };
     let messages = history(body.get("messages"), "messages")?;
-    let state = body.get("state").cloned().unwrap_or(json!({}));
-    let (org, base, key_id) = (
-        caller.org().to_string(),
-        call.base.clone(),
-        caller.key.id.clone(),
-    );
-    let r = call
-        .store(move |s| {
-            if s.get_bot(&org, &exp).is_err() {
-                return Ok(Err(s
-                    .ocs_bot_exists_anywhere(&exp)?
-                    .then_some(())
-                    .map_or_else(
-                        || {
-                            OcsError::field(
-                                "experiment",
-                                format!("Object with public_id={exp} does not exist."),
-                            )
-                        },
-                        |_| OcsError::detail(404, "Experiment not found"),
-                    )));
-            }
-            let sess = s.ocs_create_session(
-                &org,
-                NewSession {
-                    bot_id: exp,
-                    participant_platform: "api".into(),
-                    participant_identifier: participant,
-                    platform: "api".into(),
-                    channel_kind: "api".into(),
-                    owner_key_id: Some(key_id),
-                    status: "setup".into(),
-                    state,
-                    session_token_required: true,
-                    messages,
-                    ..Default::default()
-                },
-            )?;
-            Ok(Ok(session_json(s, &base, &sess)?))
-        })
-        .await??;
+    let req = ApiSession {
+        bot_id: exp,
+        participant,
+        state: body.get("state").cloned().unwrap_or(json!({})),
+        messages,
+        key_id: caller.key.id.clone(),
+    };
+    let ocs = call.ocs.clone();
+    let sess = ocs.create_api_session(caller.org(), req).await?;
+    let base = call.base.clone();
+    let r = call.store(move |s| session_json(s, &base, &sess)).await?;
     let mut resp = json_resp(StatusCode::CREATED, &r);
     if let Some(Ok(u)) = r
         .get("url")
@@ -825,23 +796,17 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Answer
             schedules,
         });
     }
-    let org = caller.org().to_string();
+    let post = ParticipantPost {
+        platform,
+        identifier,
+        name,
+        ops,
+    };
+    let (ocs, org) = (call.ocs.clone(), caller.org().to_string());
+    let p = ocs.post_participant(&org, post).await?;
     let r = call
-        .store(move |s| {
-            // OCS writes the participant (and its name) before checking the chatbots.
-            let p = s.ocs_upsert_participant(&org, &platform, &identifier, name)?;
-            let missing: Vec<Json> = ops
-                .iter()
-                .filter(|o| s.get_bot(&org, &o.bot_id).is_err())
-                .map(|o| json!({"message": format!("Experiment {} not found", o.bot_id)}))
-                .collect();
-            if !missing.is_empty() {
-                return Ok(Err(OcsError::body(404, json!({"errors": missing}))));
-            }
-            s.ocs_apply_participant_data(&org, &p.id, ops)?;
-            Ok(Ok(participant_json(s, &org, &p, None)?))
-        })
-        .await??;
+        .store(move |s| participant_json(s, &org, &p, None))
+        .await?;
     Ok(ok(&r))
 }
 
