@@ -1,13 +1,13 @@
 //! Organizations, their members and roles, and their Open Chat Studio API keys.
 
-use super::Call;
+use super::{Call, wire};
 use crate::admin::{self, roles};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::JsonFields;
 use crate::http::response::{Body, json_response, no_content, ok_json};
 use crate::store::Role;
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 /// `GET /orgs`: the caller's organizations with role and bot count.
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
@@ -35,12 +35,15 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
             Ok(o)
         })
         .await?;
-    Ok(json_response(StatusCode::CREATED, &org))
+    Ok(json_response(StatusCode::CREATED, &wire::org(&org)))
 }
 
 pub(super) async fn members(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.list_members(&org)).await?))
+    let members = call.store(move |s| s.list_members(&org)).await?;
+    Ok(ok_json(&Json::Array(
+        members.iter().map(wire::member).collect(),
+    )))
 }
 
 fn role_field(call: &Call<'_>) -> ApiResult<Role> {
@@ -87,7 +90,7 @@ pub(super) async fn add_member(call: Call<'_>) -> ApiResult<Response<Body>> {
         .into_iter()
         .find(|m| m.user_id == user_id)
         .ok_or_else(|| ApiError::internal("member vanished"))?;
-    Ok(json_response(StatusCode::CREATED, &m))
+    Ok(json_response(StatusCode::CREATED, &wire::member(&m)))
 }
 
 /// `PUT /orgs/:org/members/:user {role}`.
@@ -126,7 +129,10 @@ async fn change_member(
 
 pub(super) async fn api_keys(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.list_api_keys(&org)).await?))
+    let keys = call.store(move |s| s.list_api_keys(&org)).await?;
+    Ok(ok_json(&Json::Array(
+        keys.iter().map(wire::api_key).collect(),
+    )))
 }
 
 /// `POST /orgs/:org/apikeys {name, read_only}`: the key is in the answer, once.
@@ -145,12 +151,12 @@ pub(super) async fn create_api_key(call: Call<'_>) -> ApiResult<Response<Body>> 
         .await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"key": key, "api_key": k}),
+        &json!({"key": key, "api_key": wire::api_key(&k)}),
     ))
 }
 
 pub(super) async fn revoke_api_key(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, key) = (call.org()?, call.param("key")?);
     let k = call.store(move |s| s.revoke_api_key(&org, &key)).await?;
-    Ok(ok_json(&k))
+    Ok(ok_json(&wire::api_key(&k)))
 }
