@@ -33,9 +33,7 @@ fn flow_json(f: &Flow) -> Json {
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
     let bots = call.store(move |s| s.bot_summaries(&org)).await?;
-    Ok(ok_json(&Json::Array(
-        bots.iter().map(super::wire::bot_summary).collect(),
-    )))
+    Ok(ok_json(&super::wire::list(&bots, super::wire::bot_summary)))
 }
 
 /// `POST /orgs/:org/bots {name}`.
@@ -379,5 +377,7 @@ pub(super) async fn usage(call: Call<'_>) -> ApiResult<Response<Body>> {
     let days = call
         .store(move |s| s.usage_by_day(&org, &bot, from, to + 1))
         .await?;
-    Ok(ok_json(&json!({"from": from, "to": to, "days": days})))
+    Ok(ok_json(
+        &json!({"from": from, "to": to, "days": super::wire::usage_days(&days)}),
+    ))
 }

@@ -7,7 +7,7 @@ use crate::http::request::JsonFields;
 use crate::http::response::{Body, json_response, no_content, ok_json};
 use crate::store::Role;
 use hyper::{Response, StatusCode};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 /// `GET /orgs`: the caller's organizations with role and bot count.
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
@@ -41,9 +41,7 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
 pub(super) async fn members(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
     let members = call.store(move |s| s.list_members(&org)).await?;
-    Ok(ok_json(&Json::Array(
-        members.iter().map(wire::member).collect(),
-    )))
+    Ok(ok_json(&wire::list(&members, wire::member)))
 }
 
 fn role_field(call: &Call<'_>) -> ApiResult<Role> {
@@ -130,9 +128,7 @@ async fn change_member(
 pub(super) async fn api_keys(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
     let keys = call.store(move |s| s.list_api_keys(&org)).await?;
-    Ok(ok_json(&Json::Array(
-        keys.iter().map(wire::api_key).collect(),
-    )))
+    Ok(ok_json(&wire::list(&keys, wire::api_key)))
 }
 
 /// `POST /orgs/:org/apikeys {name, read_only}`: the key is in the answer, once.

@@ -5,7 +5,10 @@
 use crate::store::admin::BotSummary;
 use crate::store::ocs::WidgetChannel;
 use crate::store::plugins::PluginErrorRow;
-use crate::store::{ApiKey, Bot, BotSettings, Credentials, Membership, Organization};
+use crate::store::{
+    ApiKey, Bot, BotSettings, Conversation, ConversationStatus, Credentials, Membership,
+    Organization, Participant, StoredMessage, UsageDay,
+};
 use serde_json::{Map, Value as Json, json};
 
 /// A bot with the number of its live build (`None`: the working copy serves). Its `env` is
@@ -122,6 +125,78 @@ pub(super) fn plugin_errors<'a>(errors: impl IntoIterator<Item = &'a PluginError
     Json::Array(errors.into_iter().map(plugin_error).collect())
 }
 
+/// A conversation with its interpreter position (`hold`, `previous`: the transcript view
+/// shows where a conversation waits).
+pub(super) fn conversation(c: &Conversation) -> Json {
+    json!({
+        "id": c.id,
+        "organization_id": c.organization_id,
+        "bot_id": c.bot_id,
+        "channel_id": c.channel_id,
+        "user_id": c.user_id,
+        "participant_id": c.participant_id,
+        "flow": c.flow,
+        "step": c.step,
+        "status": match c.status {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Closed => "closed",
+        },
+        "hold": c.hold,
+        "previous": c.previous,
+        "metadata": c.metadata,
+        "version_id": c.version_id,
+        "tags": c.tags,
+        "state": c.state,
+        "last_interaction_at": c.last_interaction_at,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "ended_at": c.ended_at,
+        "expires_at": c.expires_at,
+    })
+}
+
+pub(super) fn message(m: &StoredMessage) -> Json {
+    json!({
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "turn_id": m.turn_id,
+        "direction": m.direction.as_str(),
+        "flow": m.flow,
+        "step": m.step,
+        "content_type": m.content_type,
+        "payload": m.payload,
+        "message_order": m.message_order,
+        "interaction_order": m.interaction_order,
+        "created_at": m.created_at,
+    })
+}
+
+pub(super) fn participant(p: &Participant) -> Json {
+    json!({
+        "id": p.id,
+        "organization_id": p.organization_id,
+        "platform": p.platform,
+        "identifier": p.identifier,
+        "name": p.name,
+        "data": p.data,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    })
+}
+
+pub(super) fn usage_days(days: &[UsageDay]) -> Json {
+    Json::Array(
+        days.iter()
+            .map(|d| json!({"day": d.day, "messages": d.messages, "clients": d.clients}))
+            .collect(),
+    )
+}
+
+/// A list of rows in one shape.
+pub(super) fn list<T>(rows: &[T], shape: impl Fn(&T) -> Json) -> Json {
+    Json::Array(rows.iter().map(shape).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +242,42 @@ mod tests {
             created_at: 6,
         };
         assert_eq!(api_key(&k), serde_json::to_value(&k).unwrap());
+        let c = Conversation {
+            id: "c".into(),
+            organization_id: "o".into(),
+            bot_id: "b".into(),
+            channel_id: "ch".into(),
+            user_id: "u".into(),
+            participant_id: None,
+            flow: "Default".into(),
+            step: "start".into(),
+            status: ConversationStatus::Closed,
+            hold: None,
+            previous: Some(json!({"flow": "Default"})),
+            metadata: json!({}),
+            version_id: None,
+            tags: json!([]),
+            state: json!({}),
+            last_interaction_at: 1,
+            created_at: 2,
+            updated_at: 3,
+            ended_at: Some(4),
+            expires_at: None,
+        };
+        assert_eq!(conversation(&c), serde_json::to_value(&c).unwrap());
+        let m = StoredMessage {
+            id: 1,
+            conversation_id: "c".into(),
+            turn_id: "t".into(),
+            direction: crate::store::Direction::Send,
+            flow: "Default".into(),
+            step: "start".into(),
+            content_type: "text".into(),
+            payload: json!({"content_type": "text", "content": {"text": "hi"}}),
+            message_order: 0,
+            interaction_order: 0,
+            created_at: 5,
+        };
+        assert_eq!(message(&m), serde_json::to_value(&m).unwrap());
     }
 }
