@@ -56,17 +56,17 @@
 //! participant's identifier. Due schedules' replies are stored and delivered the same way
 //! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
-pub mod chat;
-pub mod cursor;
+pub(crate) mod chat;
+pub(crate) mod cursor;
 mod error;
-pub mod files;
-pub mod ratelimit;
-pub mod records;
-pub mod render;
+pub(crate) mod files;
+pub(crate) mod ratelimit;
+pub(crate) mod records;
+pub(crate) mod render;
 pub mod time;
-pub mod token;
+pub(crate) mod token;
 mod trigger;
-pub mod uploads;
+pub(crate) mod uploads;
 
 pub use error::OcsError;
 pub use trigger::{TriggerRequest, TriggerWhat};
@@ -451,18 +451,9 @@ impl Ocs {
         Ok(ch)
     }
 
-    /// The version tag of replies of the code serving `bot` now: `v{N}` for a live build,
-    /// `v{N}-unreleased` for working flows (N = the number the next build will get).
-    pub async fn version_tag(&self, org: &str, bot: &str) -> Result<String, EngineError> {
-        let (o, b) = (org.to_string(), bot.to_string());
-        let (live, _rev) = self
-            .engine
-            .blocking(move |s| s.bot_code_key(&o, &b))
-            .await?;
-        self.version_tag_for(org, bot, live).await
-    }
-
-    /// [`Ocs::version_tag`] given the bot's live build id (as read with the turn's inputs).
+    /// The version tag of replies of the code serving `bot`, given the bot's live build id (as
+    /// read with the turn's inputs): `v{N}` for a live build, `v{N}-unreleased` for working
+    /// flows (N = the number the next build will get).
     /// Tags of builds are cached per build id; the working copy's is computed each time (its
     /// number moves with every build).
     async fn version_tag_for(

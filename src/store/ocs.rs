@@ -21,8 +21,6 @@
 //! * Background work of the server over every organization: [`Store::ocs_pending_tasks`]
 //!   (re-queue after a restart), [`Store::ocs_claim_due_schedules`],
 //!   [`Store::ocs_sweep_files`] (expired uploads).
-//! * Inspection helpers the server never calls (integration tests read rows by id):
-//!   [`Store::ocs_files`], [`Store::ocs_recent_messages`], [`Store::ocs_add_system_tag`].
 //!
 //! Paging is keyset paging on `(created_at, id)` so pages stay stable when times tie.
 
@@ -1136,14 +1134,27 @@ impl Store {
         })
     }
 
-    /// Attach a system tag (a non-empty category); an inspection helper, see the module doc.
-    pub fn ocs_add_system_tag(&self, id: &str, name: &str, category: &str) -> Result<()> {
-        let (id, name, category) = (id.to_string(), name.to_string(), category.to_string());
+    /// Attach a system tag (a non-empty category) to session `id` of `org` (the server's
+    /// tags come with its turns; tests attach one directly).
+    pub fn ocs_add_system_tag(
+        &self,
+        org: &str,
+        id: &str,
+        name: &str,
+        category: &str,
+    ) -> Result<()> {
+        let (org, id, name, category) = (
+            org.to_string(),
+            id.to_string(),
+            name.to_string(),
+            category.to_string(),
+        );
         self.write(move |c| {
             c.execute(
                 "INSERT INTO ocs_session_tags(session_id, name, category, created_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![id, name, category, now_millis()],
+                 SELECT id, ?2, ?3, ?4 FROM ocs_sessions WHERE id = ?1 AND organization_id = ?5
+                 ON CONFLICT DO NOTHING",
+                params![id, name, category, now_millis(), org],
             )?;
             Ok(())
         })
@@ -1195,22 +1206,6 @@ impl Store {
                     message_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// The last `n` messages of a session, in time order (an inspection helper, see the
-    /// module doc).
-    pub fn ocs_recent_messages(&self, session: &str, n: u32) -> Result<Vec<OcsMessage>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1
-                 ORDER BY created_at DESC, id DESC LIMIT {n}"
-            ))?;
-            let mut rows: Vec<OcsMessage> = st
-                .query_map([session], message_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.reverse();
             Ok(rows)
         })
     }
@@ -1371,21 +1366,6 @@ impl Store {
             let mut out = Vec::new();
             for id in ids {
                 if let Some(f) = st.query_row(params![id, org], file_from_row).optional()? {
-                    out.push(f);
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Files by id in any organization (an inspection helper, see the module doc).
-    pub fn ocs_files(&self, ids: &[i64]) -> Result<Vec<OcsFile>> {
-        self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"))?;
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(f) = st.query_row([id], file_from_row).optional()? {
                     out.push(f);
                 }
             }
