@@ -136,7 +136,7 @@ pub fn ensure_open(session: &OcsSession) -> Result<(), OcsError> {
 }
 
 /// `(working version number, published version numbers)` of a chatbot.
-fn version_numbers(s: &Store, bot: &Bot) -> crate::store::Result<(i64, Vec<i64>)> {
+pub(super) fn version_numbers(s: &Store, bot: &Bot) -> crate::store::Result<(i64, Vec<i64>)> {
     let mut v = s.list_versions(&bot.organization_id, &bot.id, 100_000)?;
     v.reverse();
     let next = v.last().map(|x| x.seq).unwrap_or(0) + 1;

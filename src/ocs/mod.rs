@@ -63,6 +63,7 @@ pub(crate) mod files;
 pub(crate) mod ratelimit;
 pub(crate) mod records;
 pub(crate) mod render;
+pub(crate) mod sync;
 pub mod time;
 pub(crate) mod token;
 mod trigger;

@@ -123,6 +123,35 @@ pub struct NewOcsMessage {
     pub file_ids: Vec<i64>,
 }
 
+/// A synchronous `incoming_message` turn's session (see [`Store::ocs_incoming_session`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingSession {
+    pub bot_id: String,
+    /// The API caller's participant identifier.
+    pub identifier: String,
+    /// The API key that creates a new session (its owner).
+    pub key_id: String,
+    /// The session the request names; `None`: the caller's latest open one.
+    pub wanted: Option<String>,
+    /// `/reset`: end the current session and start a new one, with no turn.
+    pub reset: bool,
+    /// `/v{N}/`: a new session runs version N.
+    pub version_number: Option<i64>,
+}
+
+/// What [`Store::ocs_incoming_session`] found or made.
+#[derive(Debug, Clone)]
+pub enum IncomingSessionOutcome {
+    /// The chatbot is not the organization's.
+    NoBot,
+    /// The named session is not one of this caller's API sessions with the chatbot.
+    NoSession,
+    /// The current session was ended and a new one started.
+    Reset,
+    /// The session to run the turn in (as it was read) and the turn's inputs.
+    Ready(Box<(OcsSession, TurnInputs)>),
+}
+
 /// What `trigger_bot` writes before its delivery (see [`Store::ocs_trigger_session`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerSession {
@@ -978,6 +1007,93 @@ impl Store {
         exclude: &[&str],
     ) -> Result<Option<OcsSession>> {
         self.read(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
+    }
+
+    /// `incoming_message`'s session, in one transaction: the session the request names (it
+    /// must be this caller's API session with the chatbot) or the caller's latest open one,
+    /// moved from `setup` to `active`, or a new one; on `/reset` the current one is
+    /// completed and a new one started. The turn's inputs are read in the same job.
+    pub fn ocs_incoming_session(
+        &self,
+        org: &str,
+        t: IncomingSession,
+    ) -> Result<IncomingSessionOutcome> {
+        let org = org.to_string();
+        self.write(move |c| {
+            match super::bots::load_bot(c, &org, &t.bot_id) {
+                Ok(_) => {}
+                Err(Error::NotFound(_)) => return Ok(IncomingSessionOutcome::NoBot),
+                Err(e) => return Err(e),
+            }
+            let new = |c: &Connection| {
+                insert_session_on(
+                    c,
+                    &org,
+                    &NewSession {
+                        bot_id: t.bot_id.clone(),
+                        participant_platform: "api".into(),
+                        participant_identifier: t.identifier.clone(),
+                        platform: "api".into(),
+                        channel_kind: "api".into(),
+                        owner_key_id: Some(t.key_id.clone()),
+                        status: "active".into(),
+                        session_token_required: true,
+                        version_number: t.version_number,
+                        ..Default::default()
+                    },
+                )
+            };
+            let current = match &t.wanted {
+                Some(id) => match load_session_on(c, &org, id)? {
+                    Some(sess)
+                        if sess.bot_id == t.bot_id
+                            && sess.platform == "api"
+                            && sess.participant.platform == "api"
+                            && sess.participant.identifier == t.identifier =>
+                    {
+                        Some(sess)
+                    }
+                    _ => return Ok(IncomingSessionOutcome::NoSession),
+                },
+                None => latest_session_on(
+                    c,
+                    &org,
+                    &t.bot_id,
+                    "api",
+                    &t.identifier,
+                    &["pending-review", "complete", "unknown"],
+                )?,
+            };
+            if t.reset {
+                if let Some(cur) = &current {
+                    set_status_on(c, &org, &cur.id, "complete")?;
+                }
+                new(c)?;
+                return Ok(IncomingSessionOutcome::Reset);
+            }
+            let sess = match current {
+                Some(cur) => {
+                    if cur.status == "setup" {
+                        set_status_on(c, &org, &cur.id, "active")?;
+                    }
+                    cur
+                }
+                None => new(c)?,
+            };
+            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok(IncomingSessionOutcome::Ready(Box::new((sess, inputs))))
+        })
+    }
+
+    /// A new session with its history (one transaction) and its first turn's inputs read in
+    /// the same job (the OpenAI endpoint).
+    pub fn ocs_start_session(&self, org: &str, n: NewSession) -> Result<(OcsSession, TurnInputs)> {
+        let org = org.to_string();
+        self.write(move |c| {
+            let sess = insert_session_on(c, &org, &n)?;
+            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok((sess, inputs))
+        })
     }
 
     /// `trigger_bot`'s writes, in one transaction: the participant (created when new), its
