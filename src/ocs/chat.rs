@@ -498,8 +498,8 @@ impl Ocs {
     /// Accept a chat message for session `sid` (§5.6.3): access, then the body (`body`: as
     /// parsed; its error still comes after a denial), the session's state, a version pin
     /// (members only) and the attachments (this session's uploads); the task id. The common
-    /// message ([`plain_message`]) to an idle session takes the short way
-    /// ([`Ocs::message_at_once`]). `access`: the credentials presented (see
+    /// message (`plain_message`) to an idle session takes the short way
+    /// (`message_at_once`). `access`: the credentials presented (see
     /// [`super::TaskSlot::access`]).
     pub async fn accept_message(
         self: &Arc<Self>,
@@ -623,7 +623,7 @@ impl Ocs {
 
     /// Task poll (§5.6.4). Our extension of timing only (the answers are exactly OCS's):
     /// while a task this process accepted is still queued or running, the poll holds its
-    /// `processing` answer for at most [`POLL_HOLD`], woken by the task's completion (an
+    /// `processing` answer for at most `POLL_HOLD`, woken by the task's completion (an
     /// in-process notifier per task id, armed before the task is read, so a completion
     /// between the read and the wait is not missed). A client polling right after the 202
     /// thus usually gets `complete` in one request; a slower turn still reads `processing`

@@ -1,7 +1,11 @@
-//! Open Chat Studio domain logic that is not SQL and not HTTP (issue 4, ocs-api §7): how an
-//! OCS session runs on the conversation engine, CSML → OCS message mapping ([`render`]),
-//! the async chat task runner, session tokens ([`token`]), rate limits ([`ratelimit`]),
-//! cursors ([`cursor`]), uploads ([`files`]) and timestamps ([`time`]).
+//! Open Chat Studio domain logic that is not SQL and not HTTP (issue 4, ocs-api §7): every
+//! decision behind the OCS API, each taking plain data and returning a domain result or an
+//! [`OcsError`] (the HTTP layer parses and renders): the chat API and its access decision
+//! (`chat`), chat uploads (`uploads`, multipart in `files`), `incoming_message` and the
+//! OpenAI endpoint (`sync`), `trigger_bot` (`trigger`), API sessions and participants
+//! (`records`); how an OCS session runs on the conversation engine, CSML → OCS message
+//! mapping (`render`), the async chat task runner, session tokens (`token`), rate limits
+//! (`ratelimit`), cursors (`cursor`) and timestamps ([`time`]).
 //!
 //! # How a session runs on the engine
 //! An OCS session is a row of `ocs_sessions`; its turns run on the engine as the client
@@ -18,7 +22,7 @@
 //! name `_metadata` — no other flow can see it). A `trigger_bot`
 //! `prompt_text` or a due schedule arrives as a `flow_trigger` event to the flow named
 //! `ocs_trigger` with `event.ocs_trigger = {prompt, source: "api"|"schedule", schedule_id?}`;
-//! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
+//! a bot without such a flow sends nothing (logged). Write-back: see `render`.
 //!
 //! # Versions (our extension)
 //! A version number pinned at chat start (or given by a `/v{N}/` route of `incoming_message`
@@ -36,14 +40,15 @@
 //! timing differs: a client that polls right after the 202 usually reads `complete` in that
 //! one request, as soon as the turn is committed. Unknown, finished or restarted-away tasks
 //! answer at once. A poll presenting exactly the credentials its task's message was accepted
-//! with reads nothing from the store (see `http::ocs::chat::task_poll`). A finished task's
+//! with reads nothing from the store (see [`Ocs::poll_task`]). A finished task's
 //! committed result stays in memory for that poll until it is read once, or for
 //! [`FINISHED_KEEP`] at most (a fast turn is usually done before its first poll arrives).
 //!
 //! # A chat message's path (kept lean: measured by `bench_task_latency_and_incoming_throughput`)
-//! `message` (a text to an idle session, unpinned, no attachments): one writer job reads the
-//! access rows, decides access, creates the task, stores the user message and reads the
-//! turn's inputs ([`TurnInputs`]); 202. The turn is a spawned task: the engine turn, whose
+//! `message` (a text to an idle session, unpinned, no attachments): a writer job reads the
+//! access rows, access is decided here ([`Ocs::accept_message`]), and one more writer job
+//! creates the task, stores the user message and reads the turn's inputs ([`TurnInputs`]);
+//! 202. The turn is a spawned task: the engine turn, whose
 //! writer job also stores the replies and the task's result; the task's slot is then
 //! notified. No other store round trip or blocking-pool hop on this path. Other messages read
 //! access from the pool first and may queue behind the session's running task.

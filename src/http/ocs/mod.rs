@@ -3,8 +3,10 @@
 //! (§3.1–3.4), rate-limit headers (§4.2), CORS on the chat API only (§3.8), and DRF-shaped
 //! error bodies (§4.1). Handlers live in `api` (experiments, sessions, participants, files),
 //! `chat` (the widget chat API), `upload` (chat uploads) and `channels` (trigger_bot,
-//! incoming_message, OpenAI). Anonymous chat callers are rate limited per client IP before
-//! any chat handler runs (`anonymous_gate`).
+//! incoming_message, OpenAI); each parses its request into the `ocs` service's plain inputs,
+//! calls it and renders the result, returning `Result<Response, OcsError>` (an error is
+//! rendered once, by [`render_error`]). Anonymous chat callers are rate limited per client IP
+//! before any chat handler runs (`anonymous_gate`).
 //!
 //! Our extensions, documented here: an API key of the chatbot's organization sent as
 //! `X-api-key` on `/api/chat/*` counts as a logged-in team member (so versions can be pinned);
