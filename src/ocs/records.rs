@@ -1,11 +1,14 @@
-//! The API-key endpoints' writes (ocs-api §5.2–5.3) behind `http::ocs::api`: a session
-//! created for a chatbot of the caller's team ([`Ocs::create_api_session`]) and a
-//! participants POST ([`Ocs::post_participant`], one transaction). The reads of those
-//! endpoints are plain scoped lookups rendered by the HTTP layer.
+//! The API-key endpoints' decisions (ocs-api §5.2–5.4) behind `http::ocs::api`: a session
+//! created for a chatbot of the caller's team ([`Ocs::create_api_session`]), a session ended,
+//! tagged or given a state ([`Ocs::end_session`], [`Ocs::change_tags`], [`Ocs::set_state`]),
+//! a participants POST ([`Ocs::post_participant`], one transaction) and a file's content
+//! ([`Ocs::file_content`]). The list and get reads are plain scoped lookups rendered by the
+//! HTTP layer.
 
 use super::{Ocs, OcsError};
 use crate::store::ocs::{
-    NewOcsMessage, NewSession, OcsParticipant, OcsSession, ParticipantPost, ParticipantPosted,
+    NewOcsMessage, NewSession, OcsFile, OcsParticipant, OcsSession, ParticipantPost,
+    ParticipantPosted,
 };
 use serde_json::{Value as Json, json};
 
@@ -86,5 +89,64 @@ impl Ocs {
                 Err(OcsError::body(404, json!({"errors": errors})))
             }
         }
+    }
+}
+
+fn session_not_found(id: &str) -> OcsError {
+    OcsError::error(404, format!("Session not found: {id}"))
+}
+
+impl Ocs {
+    /// End an API session: it moves to `pending-review`, as OCS's `end_experiment_session`.
+    pub async fn end_session(&self, org: &str, id: &str) -> Result<(), OcsError> {
+        let (o, i) = (org.to_string(), id.to_string());
+        let found = self
+            .engine
+            .blocking(move |s| s.ocs_set_session_status(&o, &i, "pending-review"))
+            .await?;
+        found.then_some(()).ok_or_else(|| session_not_found(id))
+    }
+
+    /// Add or remove a session's user tags (system tags stay); the tags after.
+    pub async fn change_tags(
+        &self,
+        org: &str,
+        id: &str,
+        tags: Vec<String>,
+        add: bool,
+        by_key: &str,
+    ) -> Result<Vec<String>, OcsError> {
+        let (o, i, by) = (org.to_string(), id.to_string(), by_key.to_string());
+        self.engine
+            .blocking(move |s| s.ocs_change_tags(&o, &i, tags, add, Some(by)))
+            .await?
+            .ok_or_else(|| session_not_found(id))
+    }
+
+    /// Replace a session's state; the state after.
+    pub async fn set_state(&self, org: &str, id: &str, state: Json) -> Result<Json, OcsError> {
+        let (o, i) = (org.to_string(), id.to_string());
+        self.engine
+            .blocking(move |s| s.ocs_set_session_state(&o, &i, state, false))
+            .await?
+            .ok_or_else(|| session_not_found(id))
+    }
+
+    /// A file of `org` with its bytes (404 for another organization's, and for one whose
+    /// bytes are gone).
+    pub async fn file_content(&self, org: &str, id: i64) -> Result<(OcsFile, Vec<u8>), OcsError> {
+        let org = org.to_string();
+        self.engine
+            .blocking(move |s| {
+                let Some(f) = s.ocs_file(&org, id)? else {
+                    return Ok(None);
+                };
+                match std::fs::read(super::files::path_of(s.data_dir(), id)) {
+                    Ok(bytes) => Ok(Some((f, bytes))),
+                    Err(_) => Ok(None),
+                }
+            })
+            .await?
+            .ok_or_else(|| OcsError::detail(404, "Not found."))
     }
 }

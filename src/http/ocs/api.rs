@@ -503,19 +503,10 @@ pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Answer {
 }
 
 pub(crate) async fn session_end(call: &mut Call, caller: &Caller) -> Answer {
-    let (org, id) = (caller.org().to_string(), call.params.id.clone());
-    let id2 = id.clone();
-    match call
-        .store(move |s| s.ocs_set_session_status(&org, &id2, "pending-review"))
-        .await?
-    {
-        true => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::OK;
-            Ok(r)
-        }
-        false => Err(session_not_found(&id)),
-    }
+    call.ocs.end_session(caller.org(), &call.params.id).await?;
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::OK;
+    Ok(r)
 }
 
 pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Answer {
@@ -547,23 +538,11 @@ pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Answer 
         }
         Some(_) => return Err(OcsError::error(400, "'tags' must be a list")),
     };
-    let (org, id, by) = (
-        caller.org().to_string(),
-        call.params.id.clone(),
-        caller.key.id.clone(),
-    );
-    let id2 = id.clone();
-    match call
-        .store(move |s| s.ocs_change_tags(&org, &id2, tags, add, Some(by)))
-        .await?
-    {
-        Some(t) => Ok(ok(&json!({"tags": t}))),
-        None => Err(session_not_found(&id)),
-    }
-}
-
-fn session_not_found(id: &str) -> OcsError {
-    OcsError::error(404, format!("Session not found: {id}"))
+    let t = call
+        .ocs
+        .change_tags(caller.org(), &call.params.id, tags, add, &caller.key.id)
+        .await?;
+    Ok(ok(&json!({"tags": t})))
 }
 
 fn falsy(v: &Json) -> bool {
@@ -582,15 +561,11 @@ pub(crate) async fn update_state(call: &mut Call, caller: &Caller) -> Answer {
     let Some(state) = body.get("state").filter(|v| !falsy(v)).cloned() else {
         return Err(OcsError::error(400, "Missing 'state' in request"));
     };
-    let (org, id) = (caller.org().to_string(), call.params.id.clone());
-    let id2 = id.clone();
-    match call
-        .store(move |s| s.ocs_set_session_state(&org, &id2, state, false))
-        .await?
-    {
-        Some(st) => Ok(ok(&json!({"success": true, "state": st}))),
-        None => Err(session_not_found(&id)),
-    }
+    let st = call
+        .ocs
+        .set_state(caller.org(), &call.params.id, state)
+        .await?;
+    Ok(ok(&json!({"success": true, "state": st})))
 }
 
 // ---- participants ------------------------------------------------------------------------------
@@ -816,44 +791,27 @@ pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Answer {
     let Ok(id) = call.params.id.parse::<i64>() else {
         return Err(OcsError::detail(404, "Not found."));
     };
-    let org = caller.org().to_string();
-    let r = call
-        .store(move |s| {
-            let Some(f) = s.ocs_file(&org, id)? else {
-                return Ok(None);
-            };
-            match std::fs::read(crate::ocs::files::path_of(s.data_dir(), id)) {
-                Ok(bytes) => Ok(Some((f, bytes))),
-                Err(_) => Ok(None),
-            }
-        })
-        .await?;
-    match r {
-        Some((f, bytes)) => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-            let ct = crate::ocs::files::by_extension(&f.name);
-            let ct = if ct == "application/octet-stream" {
-                f.content_type.as_str()
-            } else {
-                ct
-            };
-            let base = f
-                .name
-                .rsplit(['/', '\\'])
-                .next()
-                .unwrap_or("file")
-                .replace('"', "");
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(ct)
-                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            Ok(resp)
-        }
-        None => Err(OcsError::detail(404, "Not found.")),
+    let (f, bytes) = call.ocs.file_content(caller.org(), id).await?;
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let ct = crate::ocs::files::by_extension(&f.name);
+    let ct = if ct == "application/octet-stream" {
+        f.content_type.as_str()
+    } else {
+        ct
+    };
+    let base = f
+        .name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("file")
+        .replace('"', "");
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(resp)
 }
