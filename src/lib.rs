@@ -5,12 +5,12 @@
 //! (conversation engine and bot operations), `secrets` (data-dir key, API key hashes,
 //! passwords), `outbound` (outbound HTTP under policy), `http` (the server and its APIs).
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod cli;
 pub mod engine;
-pub mod http;
+pub(crate) mod http;
 pub mod ocs;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod plugins;
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod store;

@@ -399,10 +399,6 @@ impl BotHost {
             rng: seed,
         }
     }
-
-    pub fn outbound(&self) -> &Arc<Outbound> {
-        &self.outbound
-    }
 }
 
 impl csml::Host for BotHost {

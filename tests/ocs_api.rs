@@ -323,7 +323,7 @@ fn sessions_crud_tags_state_and_paging() {
         &json!({"tags": ["tag1", "tag2", "tag3"]}),
     );
     s.store()
-        .ocs_add_system_tag(idb, "important", "bot_response")
+        .ocs_add_system_tag(&s.org, idb, "important", "bot_response")
         .unwrap();
     s.post(
         &format!("/api/sessions/{idb}/tags/"),
@@ -1428,7 +1428,7 @@ fn uploads_attachments_and_file_content() {
     assert!(e.contains(".txt, .pdf") && !e.contains(", t, "));
     let before = s
         .store()
-        .ocs_files(&[fid + 10, fid + 11, fid + 12])
+        .ocs_files_of(&s.org, &[fid + 10, fid + 11, fid + 12])
         .unwrap()
         .len();
     assert_eq!(
@@ -1445,7 +1445,7 @@ fn uploads_attachments_and_file_content() {
     );
     assert_eq!(
         s.store()
-            .ocs_files(&[fid + 10, fid + 11, fid + 12])
+            .ocs_files_of(&s.org, &[fid + 10, fid + 11, fid + 12])
             .unwrap()
             .len(),
         before,
@@ -2546,7 +2546,7 @@ fn trigger_bot_delivers_on_connector_channels() {
     assert_eq!(got[1].1["chat_id"], "4242");
     assert_eq!(got[1].1["text"], "Reminder: take your pills");
     // Both are in the session's history too.
-    let msgs = s.store().ocs_recent_messages(&sid, 10).unwrap();
+    let msgs = s.store().ocs_messages(&s.org, &sid, None, None).unwrap();
     let contents: Vec<&str> = msgs.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(
         contents,
@@ -2584,7 +2584,7 @@ fn schedules_deliver_on_connector_channels() {
     // Stored in the session too, and neither stored nor delivered twice.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(api.calls().len(), 2);
-    let msgs = s.store().ocs_recent_messages(&sid, 10).unwrap();
+    let msgs = s.store().ocs_messages(&s.org, &sid, None, None).unwrap();
     let contents: Vec<&str> = msgs.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["Welcome", "Reminder: Take your pills"]);
 }

@@ -43,8 +43,18 @@ pub struct HttpConfig {
     /// Largest accepted request body (413 above).
     pub body_limit: usize,
     /// Requests per second per API key (0 = unlimited).
+    #[expect(
+        dead_code,
+        reason = "never read: `serve` builds the Authenticator from its own arguments; \
+                  remove together with its setting in cli/serve.rs"
+    )]
     pub rate_per_key: u32,
     /// Accepted clock distance of signed requests, in seconds.
+    #[expect(
+        dead_code,
+        reason = "never read: `serve` builds the Authenticator from its own arguments; \
+                  remove together with its setting in cli/serve.rs"
+    )]
     pub signature_window: i64,
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed (see
     /// [`request::client_of`]); empty = none.
@@ -103,7 +113,15 @@ pub struct AppState {
     pub config: HttpConfig,
     pub engine: Engine,
     pub auth: Arc<Authenticator>,
+    #[expect(
+        dead_code,
+        reason = "never read (the engine holds its own); remove with cli/serve.rs"
+    )]
     pub outbound: Arc<Outbound>,
+    #[expect(
+        dead_code,
+        reason = "never read (serve drains its own handle); remove with cli/serve.rs"
+    )]
     pub webhooks: Arc<WebhookDispatcher>,
     /// WASM plugins: connector webhooks (`/hooks/{token}`); `None` = no connector channels.
     pub plugins: Option<Arc<crate::plugins::PluginRuntime>>,

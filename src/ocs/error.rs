@@ -27,6 +27,17 @@ pub enum OcsError {
         message: String,
         retry_after_secs: u64,
     },
+    /// 401 `{"detail": message}` with `WWW-Authenticate: Bearer realm="api"`: no valid
+    /// credentials.
+    Unauthenticated(String),
+    /// 429 `{"detail": "Rate limit exceeded.", "available_in": secs}` with `Retry-After`.
+    Throttled { available_in: i64 },
+    /// `status` with a nested validation body of the contract (e.g. `{"data": [{"experiment":
+    /// [...]}]}`), which no flat variant can say.
+    Body {
+        status: u16,
+        body: serde_json::Value,
+    },
     /// 500 `{"detail": "A server error occurred."}`; the cause goes to the log only.
     Internal(String),
 }
@@ -50,6 +61,16 @@ impl OcsError {
             field: field.to_string(),
             message: message.into(),
         }
+    }
+    pub fn error_code(status: u16, message: impl Into<String>, code: &'static str) -> OcsError {
+        OcsError::Error {
+            status,
+            message: message.into(),
+            code: Some(code),
+        }
+    }
+    pub fn body(status: u16, body: serde_json::Value) -> OcsError {
+        OcsError::Body { status, body }
     }
     /// The chatbot named by the request is not one of the caller's organization.
     pub fn bot_not_found() -> OcsError {

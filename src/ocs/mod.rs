@@ -1,7 +1,11 @@
-//! Open Chat Studio domain logic that is not SQL and not HTTP (issue 4, ocs-api §7): how an
-//! OCS session runs on the conversation engine, CSML → OCS message mapping ([`render`]),
-//! the async chat task runner, session tokens ([`token`]), rate limits ([`ratelimit`]),
-//! cursors ([`cursor`]), uploads ([`files`]) and timestamps ([`time`]).
+//! Open Chat Studio domain logic that is not SQL and not HTTP (issue 4, ocs-api §7): every
+//! decision behind the OCS API, each taking plain data and returning a domain result or an
+//! [`OcsError`] (the HTTP layer parses and renders): the chat API and its access decision
+//! (`chat`), chat uploads (`uploads`, multipart in `files`), `incoming_message` and the
+//! OpenAI endpoint (`sync`), `trigger_bot` (`trigger`), API sessions and participants
+//! (`records`); how an OCS session runs on the conversation engine, CSML → OCS message
+//! mapping (`render`), the async chat task runner, session tokens (`token`), rate limits
+//! (`ratelimit`), cursors (`cursor`) and timestamps ([`time`]).
 //!
 //! # How a session runs on the engine
 //! An OCS session is a row of `ocs_sessions`; its turns run on the engine as the client
@@ -18,7 +22,7 @@
 //! name `_metadata` — no other flow can see it). A `trigger_bot`
 //! `prompt_text` or a due schedule arrives as a `flow_trigger` event to the flow named
 //! `ocs_trigger` with `event.ocs_trigger = {prompt, source: "api"|"schedule", schedule_id?}`;
-//! a bot without such a flow sends nothing (logged). Write-back: see [`render`].
+//! a bot without such a flow sends nothing (logged). Write-back: see `render`.
 //!
 //! # Versions (our extension)
 //! A version number pinned at chat start (or given by a `/v{N}/` route of `incoming_message`
@@ -29,21 +33,22 @@
 //!
 //! # Task polls (our extension of timing only)
 //! A task poll of a task this process accepted and has not finished holds its `processing`
-//! answer for at most 25 ms (`http::ocs::chat::POLL_HOLD`), woken by the task's completion
+//! answer for at most 25 ms (`chat::POLL_HOLD`), woken by the task's completion
 //! through an in-process notifier keyed by task id ([`Ocs::task_waiter`], armed before the
 //! task is read, so no completion is missed; no busy loop); a woken poll answers from the
 //! committed result without reading it back. The answers are exactly OCS's — only their
 //! timing differs: a client that polls right after the 202 usually reads `complete` in that
 //! one request, as soon as the turn is committed. Unknown, finished or restarted-away tasks
 //! answer at once. A poll presenting exactly the credentials its task's message was accepted
-//! with reads nothing from the store (see `http::ocs::chat::task_poll`). A finished task's
+//! with reads nothing from the store (see [`Ocs::poll_task`]). A finished task's
 //! committed result stays in memory for that poll until it is read once, or for
 //! [`FINISHED_KEEP`] at most (a fast turn is usually done before its first poll arrives).
 //!
 //! # A chat message's path (kept lean: measured by `bench_task_latency_and_incoming_throughput`)
-//! `message` (a text to an idle session, unpinned, no attachments): one writer job reads the
-//! access rows, decides access, creates the task, stores the user message and reads the
-//! turn's inputs ([`TurnInputs`]); 202. The turn is a spawned task: the engine turn, whose
+//! `message` (a text to an idle session, unpinned, no attachments): a writer job reads the
+//! access rows, access is decided here ([`Ocs::accept_message`]), and one more writer job
+//! creates the task, stores the user message and reads the turn's inputs ([`TurnInputs`]);
+//! 202. The turn is a spawned task: the engine turn, whose
 //! writer job also stores the replies and the task's result; the task's slot is then
 //! notified. No other store round trip or blocking-pool hop on this path. Other messages read
 //! access from the pool first and may queue behind the session's running task.
@@ -56,14 +61,18 @@
 //! participant's identifier. Due schedules' replies are stored and delivered the same way
 //! (delivery id `ocs-schedule-{id}`, so a schedule is queued at most once).
 
-pub mod cursor;
+pub(crate) mod chat;
+pub(crate) mod cursor;
 mod error;
-pub mod files;
-pub mod ratelimit;
-pub mod render;
+pub(crate) mod files;
+pub(crate) mod ratelimit;
+pub(crate) mod records;
+pub(crate) mod render;
+pub(crate) mod sync;
 pub mod time;
-pub mod token;
+pub(crate) mod token;
 mod trigger;
+pub(crate) mod uploads;
 
 pub use error::OcsError;
 pub use trigger::{TriggerRequest, TriggerWhat};
@@ -448,18 +457,9 @@ impl Ocs {
         Ok(ch)
     }
 
-    /// The version tag of replies of the code serving `bot` now: `v{N}` for a live build,
-    /// `v{N}-unreleased` for working flows (N = the number the next build will get).
-    pub async fn version_tag(&self, org: &str, bot: &str) -> Result<String, EngineError> {
-        let (o, b) = (org.to_string(), bot.to_string());
-        let (live, _rev) = self
-            .engine
-            .blocking(move |s| s.bot_code_key(&o, &b))
-            .await?;
-        self.version_tag_for(org, bot, live).await
-    }
-
-    /// [`Ocs::version_tag`] given the bot's live build id (as read with the turn's inputs).
+    /// The version tag of replies of the code serving `bot`, given the bot's live build id (as
+    /// read with the turn's inputs): `v{N}` for a live build, `v{N}-unreleased` for working
+    /// flows (N = the number the next build will get).
     /// Tags of builds are cached per build id; the working copy's is computed each time (its
     /// number moves with every build).
     async fn version_tag_for(

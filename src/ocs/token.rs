@@ -45,6 +45,7 @@ impl TokenKey {
         }
     }
 
+    #[cfg(test)]
     pub fn from_bytes(key: [u8; 32]) -> TokenKey {
         TokenKey { key }
     }

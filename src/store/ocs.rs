@@ -21,8 +21,6 @@
 //! * Background work of the server over every organization: [`Store::ocs_pending_tasks`]
 //!   (re-queue after a restart), [`Store::ocs_claim_due_schedules`],
 //!   [`Store::ocs_sweep_files`] (expired uploads).
-//! * Inspection helpers the server never calls (integration tests read rows by id):
-//!   [`Store::ocs_files`], [`Store::ocs_recent_messages`], [`Store::ocs_add_system_tag`].
 //!
 //! Paging is keyset paging on `(created_at, id)` so pages stay stable when times tie.
 
@@ -125,6 +123,35 @@ pub struct NewOcsMessage {
     pub file_ids: Vec<i64>,
 }
 
+/// A synchronous `incoming_message` turn's session (see [`Store::ocs_incoming_session`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingSession {
+    pub bot_id: String,
+    /// The API caller's participant identifier.
+    pub identifier: String,
+    /// The API key that creates a new session (its owner).
+    pub key_id: String,
+    /// The session the request names; `None`: the caller's latest open one.
+    pub wanted: Option<String>,
+    /// `/reset`: end the current session and start a new one, with no turn.
+    pub reset: bool,
+    /// `/v{N}/`: a new session runs version N.
+    pub version_number: Option<i64>,
+}
+
+/// What [`Store::ocs_incoming_session`] found or made.
+#[derive(Debug, Clone)]
+pub enum IncomingSessionOutcome {
+    /// The chatbot is not the organization's.
+    NoBot,
+    /// The named session is not one of this caller's API sessions with the chatbot.
+    NoSession,
+    /// The current session was ended and a new one started.
+    Reset,
+    /// The session to run the turn in (as it was read) and the turn's inputs.
+    Ready(Box<(OcsSession, TurnInputs)>),
+}
+
 /// What `trigger_bot` writes before its delivery (see [`Store::ocs_trigger_session`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerSession {
@@ -171,7 +198,6 @@ pub struct NewOcsFile {
     pub size: i64,
     pub purpose: String,
     pub metadata: Json,
-    pub session_id: Option<String>,
     pub expires_at: Option<i64>,
 }
 
@@ -201,6 +227,24 @@ pub enum ScheduleOp {
         prompt: String,
         date: i64,
     },
+}
+
+/// A participants POST (`POST /api/participants`), validated.
+#[derive(Debug, Clone)]
+pub struct ParticipantPost {
+    pub platform: String,
+    pub identifier: String,
+    pub name: Option<String>,
+    pub ops: Vec<ParticipantDataOp>,
+}
+
+/// What a [`ParticipantPost`] did.
+#[derive(Debug, Clone)]
+pub enum ParticipantPosted {
+    /// The participant with its data and schedules as posted.
+    Applied(OcsParticipant),
+    /// These chatbots are not the organization's: only the participant was written.
+    MissingBots(Vec<String>),
 }
 
 /// One `data` entry of a participants POST.
@@ -965,6 +1009,93 @@ impl Store {
         self.read(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
     }
 
+    /// `incoming_message`'s session, in one transaction: the session the request names (it
+    /// must be this caller's API session with the chatbot) or the caller's latest open one,
+    /// moved from `setup` to `active`, or a new one; on `/reset` the current one is
+    /// completed and a new one started. The turn's inputs are read in the same job.
+    pub fn ocs_incoming_session(
+        &self,
+        org: &str,
+        t: IncomingSession,
+    ) -> Result<IncomingSessionOutcome> {
+        let org = org.to_string();
+        self.write(move |c| {
+            match super::bots::load_bot(c, &org, &t.bot_id) {
+                Ok(_) => {}
+                Err(Error::NotFound(_)) => return Ok(IncomingSessionOutcome::NoBot),
+                Err(e) => return Err(e),
+            }
+            let new = |c: &Connection| {
+                insert_session_on(
+                    c,
+                    &org,
+                    &NewSession {
+                        bot_id: t.bot_id.clone(),
+                        participant_platform: "api".into(),
+                        participant_identifier: t.identifier.clone(),
+                        platform: "api".into(),
+                        channel_kind: "api".into(),
+                        owner_key_id: Some(t.key_id.clone()),
+                        status: "active".into(),
+                        session_token_required: true,
+                        version_number: t.version_number,
+                        ..Default::default()
+                    },
+                )
+            };
+            let current = match &t.wanted {
+                Some(id) => match load_session_on(c, &org, id)? {
+                    Some(sess)
+                        if sess.bot_id == t.bot_id
+                            && sess.platform == "api"
+                            && sess.participant.platform == "api"
+                            && sess.participant.identifier == t.identifier =>
+                    {
+                        Some(sess)
+                    }
+                    _ => return Ok(IncomingSessionOutcome::NoSession),
+                },
+                None => latest_session_on(
+                    c,
+                    &org,
+                    &t.bot_id,
+                    "api",
+                    &t.identifier,
+                    &["pending-review", "complete", "unknown"],
+                )?,
+            };
+            if t.reset {
+                if let Some(cur) = &current {
+                    set_status_on(c, &org, &cur.id, "complete")?;
+                }
+                new(c)?;
+                return Ok(IncomingSessionOutcome::Reset);
+            }
+            let sess = match current {
+                Some(cur) => {
+                    if cur.status == "setup" {
+                        set_status_on(c, &org, &cur.id, "active")?;
+                    }
+                    cur
+                }
+                None => new(c)?,
+            };
+            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok(IncomingSessionOutcome::Ready(Box::new((sess, inputs))))
+        })
+    }
+
+    /// A new session with its history (one transaction) and its first turn's inputs read in
+    /// the same job (the OpenAI endpoint).
+    pub fn ocs_start_session(&self, org: &str, n: NewSession) -> Result<(OcsSession, TurnInputs)> {
+        let org = org.to_string();
+        self.write(move |c| {
+            let sess = insert_session_on(c, &org, &n)?;
+            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            Ok((sess, inputs))
+        })
+    }
+
     /// `trigger_bot`'s writes, in one transaction: the participant (created when new), its
     /// data for the bot merged, the session to continue (the participant's latest open one)
     /// or a new one (`start_new` moves the old one to `pending-review`), and the request's
@@ -1119,14 +1250,27 @@ impl Store {
         })
     }
 
-    /// Attach a system tag (a non-empty category); an inspection helper, see the module doc.
-    pub fn ocs_add_system_tag(&self, id: &str, name: &str, category: &str) -> Result<()> {
-        let (id, name, category) = (id.to_string(), name.to_string(), category.to_string());
+    /// Attach a system tag (a non-empty category) to session `id` of `org` (the server's
+    /// tags come with its turns; tests attach one directly).
+    pub fn ocs_add_system_tag(
+        &self,
+        org: &str,
+        id: &str,
+        name: &str,
+        category: &str,
+    ) -> Result<()> {
+        let (org, id, name, category) = (
+            org.to_string(),
+            id.to_string(),
+            name.to_string(),
+            category.to_string(),
+        );
         self.write(move |c| {
             c.execute(
                 "INSERT INTO ocs_session_tags(session_id, name, category, created_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![id, name, category, now_millis()],
+                 SELECT id, ?2, ?3, ?4 FROM ocs_sessions WHERE id = ?1 AND organization_id = ?5
+                 ON CONFLICT DO NOTHING",
+                params![id, name, category, now_millis(), org],
             )?;
             Ok(())
         })
@@ -1178,22 +1322,6 @@ impl Store {
                     message_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// The last `n` messages of a session, in time order (an inspection helper, see the
-    /// module doc).
-    pub fn ocs_recent_messages(&self, session: &str, n: u32) -> Result<Vec<OcsMessage>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1
-                 ORDER BY created_at DESC, id DESC LIMIT {n}"
-            ))?;
-            let mut rows: Vec<OcsMessage> = st
-                .query_map([session], message_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.reverse();
             Ok(rows)
         })
     }
@@ -1361,21 +1489,6 @@ impl Store {
         })
     }
 
-    /// Files by id in any organization (an inspection helper, see the module doc).
-    pub fn ocs_files(&self, ids: &[i64]) -> Result<Vec<OcsFile>> {
-        self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1"))?;
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(f) = st.query_row([id], file_from_row).optional()? {
-                    out.push(f);
-                }
-            }
-            Ok(out)
-        })
-    }
-
     /// Delete expired file rows (at most `batch`); returns their ids so the bytes go too.
     pub fn ocs_sweep_files(&self, now: i64, batch: u32) -> Result<Vec<i64>> {
         self.write(move |c| {
@@ -1436,82 +1549,44 @@ impl Store {
         self.read(|c| data_entries_on(c, org, participant, bot))
     }
 
-    /// Get or create a participant; `name` is written when given.
-    pub fn ocs_upsert_participant(
+    /// A participants POST in one transaction: get or create the participant (its `name`
+    /// written when given), then, when every chatbot of `ops` is one of `org`'s, apply the
+    /// data and schedule changes. OCS writes the participant before it checks the chatbots,
+    /// so a POST naming another team's chatbot still creates it:
+    /// [`ParticipantPosted::MissingBots`] lists those chatbots and nothing else is applied.
+    pub fn ocs_post_participant(
         &self,
         org: &str,
-        platform: &str,
-        identifier: &str,
-        name: Option<String>,
-    ) -> Result<OcsParticipant> {
-        let (org, platform, identifier) = (
-            org.to_string(),
-            platform.to_string(),
-            identifier.to_string(),
-        );
-        self.write(move |c| {
-            upsert_participant_on(
-                c,
-                &org,
-                &platform,
-                &identifier,
-                name.as_deref(),
-                None,
-                now_millis(),
-            )
-        })
-    }
-
-    /// Apply a participants POST's data and schedule changes in one transaction.
-    pub fn ocs_apply_participant_data(
-        &self,
-        org: &str,
-        participant: &str,
-        ops: Vec<ParticipantDataOp>,
-    ) -> Result<()> {
-        let (org, participant) = (org.to_string(), participant.to_string());
+        post: ParticipantPost,
+    ) -> Result<ParticipantPosted> {
+        let org = org.to_string();
         self.write(move |c| {
             let now = now_millis();
-            for op in &ops {
-                let exists: bool = c
+            let p = upsert_participant_on(
+                c,
+                &org,
+                &post.platform,
+                &post.identifier,
+                post.name.as_deref(),
+                None,
+                now,
+            )?;
+            let mut missing = Vec::new();
+            for op in &post.ops {
+                let known: bool = c
                     .prepare_cached(
-                        "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
+                        "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
                     )?
-                    .query_row([&participant, &op.bot_id], |r| r.get(0))?;
-                match &op.data {
-                    Some(d) if !d.is_empty() => {
-                        set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(d.clone()), now)?
-                    }
-                    _ if !exists => set_participant_data_on(c, &org, &participant, &op.bot_id, &Json::Object(Map::new()), now)?,
-                    _ => {}
-                }
-                for s in &op.schedules {
-                    match s {
-                        ScheduleOp::Delete { external_id } => {
-                            c.execute(
-                                "UPDATE ocs_schedules SET cancelled_at = COALESCE(cancelled_at, ?4), updated_at = ?4
-                                 WHERE participant_id = ?1 AND bot_id = ?2 AND external_id = ?3
-                                 AND organization_id = ?5",
-                                params![participant, op.bot_id, external_id, now, org],
-                            )?;
-                        }
-                        ScheduleOp::Upsert { external_id, name, prompt, date } => {
-                            let ext = external_id.clone().unwrap_or_else(|| super::ids::random_token(12));
-                            c.execute(
-                                "INSERT INTO ocs_schedules(organization_id, participant_id, bot_id, external_id,
-                                    name, prompt_text, next_trigger_date, created_at, updated_at)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-                                 ON CONFLICT(participant_id, bot_id, external_id) DO UPDATE SET
-                                    name = excluded.name, prompt_text = excluded.prompt_text,
-                                    next_trigger_date = excluded.next_trigger_date,
-                                    updated_at = excluded.updated_at",
-                                params![org, participant, op.bot_id, ext, name, prompt, date, now],
-                            )?;
-                        }
-                    }
+                    .query_row([&op.bot_id, &org], |r| r.get(0))?;
+                if !known {
+                    missing.push(op.bot_id.clone());
                 }
             }
-            Ok(())
+            if !missing.is_empty() {
+                return Ok(ParticipantPosted::MissingBots(missing));
+            }
+            apply_participant_data_on(c, &org, &p.id, &post.ops, now)?;
+            Ok(ParticipantPosted::Applied(p))
         })
     }
 
@@ -1988,4 +2063,73 @@ fn data_entries_on(
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// A participants POST's data and schedule changes for participant `participant` of `org`.
+fn apply_participant_data_on(
+    c: &Connection,
+    org: &str,
+    participant: &str,
+    ops: &[ParticipantDataOp],
+    now: i64,
+) -> Result<()> {
+    for op in ops {
+        let exists: bool = c
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
+            )?
+            .query_row([participant, op.bot_id.as_str()], |r| r.get(0))?;
+        match &op.data {
+            Some(d) if !d.is_empty() => set_participant_data_on(
+                c,
+                org,
+                participant,
+                &op.bot_id,
+                &Json::Object(d.clone()),
+                now,
+            )?,
+            _ if !exists => set_participant_data_on(
+                c,
+                org,
+                participant,
+                &op.bot_id,
+                &Json::Object(Map::new()),
+                now,
+            )?,
+            _ => {}
+        }
+        for s in &op.schedules {
+            match s {
+                ScheduleOp::Delete { external_id } => {
+                    c.execute(
+                        "UPDATE ocs_schedules SET cancelled_at = COALESCE(cancelled_at, ?4), updated_at = ?4
+                         WHERE participant_id = ?1 AND bot_id = ?2 AND external_id = ?3
+                         AND organization_id = ?5",
+                        params![participant, op.bot_id, external_id, now, org],
+                    )?;
+                }
+                ScheduleOp::Upsert {
+                    external_id,
+                    name,
+                    prompt,
+                    date,
+                } => {
+                    let ext = external_id
+                        .clone()
+                        .unwrap_or_else(|| super::ids::random_token(12));
+                    c.execute(
+                        "INSERT INTO ocs_schedules(organization_id, participant_id, bot_id, external_id,
+                            name, prompt_text, next_trigger_date, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                         ON CONFLICT(participant_id, bot_id, external_id) DO UPDATE SET
+                            name = excluded.name, prompt_text = excluded.prompt_text,
+                            next_trigger_date = excluded.next_trigger_date,
+                            updated_at = excluded.updated_at",
+                        params![org, participant, op.bot_id, ext, name, prompt, date, now],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

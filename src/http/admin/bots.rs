@@ -22,11 +22,7 @@ const NEW_FLOW: &str = "start:\n  say \"Hi from a new flow\"\n  goto end\n";
 pub(super) const TRY_KIND: &str = crate::engine::TRY_IT_KIND;
 
 fn bot_json(b: &Bot, live_seq: Option<i64>) -> Json {
-    let mut v = serde_json::to_value(b).unwrap_or(Json::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("live_version".into(), json!(live_seq));
-    }
-    v
+    super::wire::bot(b, live_seq)
 }
 
 fn flow_json(f: &Flow) -> Json {
@@ -36,7 +32,8 @@ fn flow_json(f: &Flow) -> Json {
 
 pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.bot_summaries(&org)).await?))
+    let bots = call.store(move |s| s.bot_summaries(&org)).await?;
+    Ok(ok_json(&super::wire::list(&bots, super::wire::bot_summary)))
 }
 
 /// `POST /orgs/:org/bots {name}`.
@@ -380,5 +377,7 @@ pub(super) async fn usage(call: Call<'_>) -> ApiResult<Response<Body>> {
     let days = call
         .store(move |s| s.usage_by_day(&org, &bot, from, to + 1))
         .await?;
-    Ok(ok_json(&json!({"from": from, "to": to, "days": days})))
+    Ok(ok_json(
+        &json!({"from": from, "to": to, "days": super::wire::usage_days(&days)}),
+    ))
 }

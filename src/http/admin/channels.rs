@@ -50,22 +50,28 @@ fn manifests_of(s: &Store, org: &str, channels: &[Channel]) -> Manifests {
     out
 }
 
+/// A channel as the admin UI shows it, named field by field: never its hook token (a
+/// credential of connector webhooks, only shown as the URL) nor its config (secrets never
+/// leave; `settings` names the ones that are set).
 fn channel_json(c: &Channel, origin: &str, manifests: &Manifests) -> Json {
-    let mut v = serde_json::to_value(c).unwrap_or(Json::Null);
-    if let Some(o) = v.as_object_mut() {
-        // The hook token is a credential of connector webhooks: only shown as the URL.
-        o.remove("token");
-        // Secrets never leave: the settings view names the ones that are set.
-        o.remove("config");
-        o.insert(
-            "settings".into(),
-            manage::settings_view(manifests.get(&c.kind), &c.config),
-        );
-        // A connector channel whose plugin is installed: its webhook URL.
-        if let Some(t) = c.token.as_ref().filter(|_| manifests.contains_key(&c.kind)) {
-            o.insert("connector".into(), json!(true));
-            o.insert("hook_url".into(), json!(format!("{origin}/hooks/{t}")));
-        }
+    let mut v = json!({
+        "id": c.id,
+        "organization_id": c.organization_id,
+        "bot_id": c.bot_id,
+        "kind": c.kind,
+        "name": c.name,
+        "api_key": c.api_key,
+        "webhook_url": c.webhook_url,
+        "plugin_id": c.plugin_id,
+        "status": c.status,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "settings": manage::settings_view(manifests.get(&c.kind), &c.config),
+    });
+    // A connector channel whose plugin is installed: its webhook URL.
+    if let Some(t) = c.token.as_ref().filter(|_| manifests.contains_key(&c.kind)) {
+        v["connector"] = json!(true);
+        v["hook_url"] = json!(format!("{origin}/hooks/{t}"));
     }
     v
 }
@@ -179,7 +185,7 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
             let o = origin(&call);
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({"channel": channel_json(&c, &o, &Manifests::new()), "credentials": creds}),
+                &json!({"channel": channel_json(&c, &o, &Manifests::new()), "credentials": super::wire::credentials(&creds)}),
             ))
         }
         WIDGET_KIND => {
@@ -197,7 +203,10 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
                     s.ocs_create_widget_channel(&org, &bot, &name, origins, WIDGET_AUTH_EMBED_KEY)
                 })
                 .await?;
-            Ok(json_response(StatusCode::CREATED, &json!({"widget": w})))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"widget": super::wire::widget(&w)}),
+            ))
         }
         TRY_KIND => Err(ApiError::bad_request(
             "try-it channels are made by the try-it panel",
@@ -307,7 +316,7 @@ pub(super) async fn rotate(call: Call<'_>) -> ApiResult<Response<Body>> {
             s.rotate_channel(&org, &id)
         })
         .await?;
-    Ok(ok_json(&creds))
+    Ok(ok_json(&super::wire::credentials(&creds)))
 }
 
 pub(super) async fn delete(call: Call<'_>) -> ApiResult<Response<Body>> {

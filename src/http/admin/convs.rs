@@ -1,8 +1,8 @@
 //! Conversations (filtered list, transcript, end), participants, usage of every bot of an
 //! organization.
 
-use super::Call;
 use super::bots::day_range;
+use super::{Call, wire};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response::{Body, ok_json};
 use crate::store::{ClientKey, ConversationFilter, ConversationStatus};
@@ -45,9 +45,8 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
             .unwrap_or(50)
             .clamp(1, 500),
     };
-    Ok(ok_json(
-        &call.store(move |s| s.list_conversations(&org, &f)).await?,
-    ))
+    let list = call.store(move |s| s.list_conversations(&org, &f)).await?;
+    Ok(ok_json(&wire::list(&list, wire::conversation)))
 }
 
 /// `GET /orgs/:org/conversations/:conv`: the conversation, its transcript, memories,
@@ -72,7 +71,8 @@ pub(super) async fn get(call: Call<'_>) -> ApiResult<Response<Body>> {
             };
             let memories = s.memories(&client, crate::store::ids::now_millis())?;
             Ok(json!({
-                "conversation": c, "messages": messages, "participant": participant, "memories": memories,
+                "conversation": wire::conversation(&c), "messages": wire::list(&messages, wire::message),
+                "participant": participant.as_ref().map(wire::participant), "memories": memories,
                 "bot_name": bot.name, "channel_name": channel.map(|c| c.name),
                 "low_data_mode": bot.settings.low_data_mode,
             }))
@@ -84,16 +84,14 @@ pub(super) async fn get(call: Call<'_>) -> ApiResult<Response<Body>> {
 /// `POST /orgs/:org/conversations/:conv/end`.
 pub(super) async fn end(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, id) = (call.org()?, call.param("conv")?);
-    Ok(ok_json(
-        &call.store(move |s| s.close_conversation(&org, &id)).await?,
-    ))
+    let c = call.store(move |s| s.close_conversation(&org, &id)).await?;
+    Ok(ok_json(&wire::conversation(&c)))
 }
 
 pub(super) async fn participants(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(
-        &call.store(move |s| s.list_participants(&org, 500)).await?,
-    ))
+    let list = call.store(move |s| s.list_participants(&org, 500)).await?;
+    Ok(ok_json(&wire::list(&list, wire::participant)))
 }
 
 /// `GET /orgs/:org/usage?days=30`: per bot, messages and active users per day.
@@ -105,7 +103,7 @@ pub(super) async fn org_usage(call: Call<'_>) -> ApiResult<Response<Body>> {
             let mut out = Vec::new();
             for b in s.bot_summaries(&org)? {
                 let days = s.usage_by_day(&org, &b.id, from, to + 1)?;
-                out.push(json!({"id": b.id, "name": b.name, "days": days}));
+                out.push(json!({"id": b.id, "name": b.name, "days": wire::usage_days(&days)}));
             }
             Ok(out)
         })

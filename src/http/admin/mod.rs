@@ -22,6 +22,7 @@ mod channels;
 mod convs;
 mod orgs;
 mod plugins;
+mod wire;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};

@@ -1,6 +1,6 @@
 //! Organizations, their members and roles, and their Open Chat Studio API keys.
 
-use super::Call;
+use super::{Call, wire};
 use crate::admin::{self, roles};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::JsonFields;
@@ -35,12 +35,13 @@ pub(super) async fn create(call: Call<'_>) -> ApiResult<Response<Body>> {
             Ok(o)
         })
         .await?;
-    Ok(json_response(StatusCode::CREATED, &org))
+    Ok(json_response(StatusCode::CREATED, &wire::org(&org)))
 }
 
 pub(super) async fn members(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.list_members(&org)).await?))
+    let members = call.store(move |s| s.list_members(&org)).await?;
+    Ok(ok_json(&wire::list(&members, wire::member)))
 }
 
 fn role_field(call: &Call<'_>) -> ApiResult<Role> {
@@ -87,7 +88,7 @@ pub(super) async fn add_member(call: Call<'_>) -> ApiResult<Response<Body>> {
         .into_iter()
         .find(|m| m.user_id == user_id)
         .ok_or_else(|| ApiError::internal("member vanished"))?;
-    Ok(json_response(StatusCode::CREATED, &m))
+    Ok(json_response(StatusCode::CREATED, &wire::member(&m)))
 }
 
 /// `PUT /orgs/:org/members/:user {role}`.
@@ -126,7 +127,8 @@ async fn change_member(
 
 pub(super) async fn api_keys(call: Call<'_>) -> ApiResult<Response<Body>> {
     let org = call.org()?;
-    Ok(ok_json(&call.store(move |s| s.list_api_keys(&org)).await?))
+    let keys = call.store(move |s| s.list_api_keys(&org)).await?;
+    Ok(ok_json(&wire::list(&keys, wire::api_key)))
 }
 
 /// `POST /orgs/:org/apikeys {name, read_only}`: the key is in the answer, once.
@@ -145,12 +147,12 @@ pub(super) async fn create_api_key(call: Call<'_>) -> ApiResult<Response<Body>> 
         .await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"key": key, "api_key": k}),
+        &json!({"key": key, "api_key": wire::api_key(&k)}),
     ))
 }
 
 pub(super) async fn revoke_api_key(call: Call<'_>) -> ApiResult<Response<Body>> {
     let (org, key) = (call.org()?, call.param("key")?);
     let k = call.store(move |s| s.revoke_api_key(&org, &key)).await?;
-    Ok(ok_json(&k))
+    Ok(ok_json(&wire::api_key(&k)))
 }

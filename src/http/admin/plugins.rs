@@ -3,7 +3,7 @@
 //! recent failed calls; upload (a raw `.wasm` body), settings and allowed-hosts edits,
 //! removal. Every rule is `crate::plugins::manage`'s, the same as the CLI's.
 
-use super::Call;
+use super::{Call, wire};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::JsonFields;
 use crate::http::response::{Body, json_response, no_content, ok_json};
@@ -36,7 +36,7 @@ async fn entry(call: &Call<'_>, name: &str) -> ApiResult<Json> {
         .into_iter()
         .find(|p| p["name"] == name)
         .ok_or_else(|| ApiError::not_found(format!("plugin `{name}` not found")))?;
-    p["errors"] = json!(errors);
+    p["errors"] = wire::plugin_errors(&errors);
     Ok(p)
 }
 
@@ -54,8 +54,7 @@ pub(super) async fn list(call: Call<'_>) -> ApiResult<Response<Body>> {
         })
         .await?;
     for p in &mut list {
-        let mine: Vec<_> = errors.iter().filter(|e| p["name"] == e.plugin).collect();
-        p["errors"] = json!(mine);
+        p["errors"] = wire::plugin_errors(errors.iter().filter(|e| p["name"] == e.plugin));
     }
     Ok(ok_json(&json!({
         "supported": supported,

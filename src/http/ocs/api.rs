@@ -1,13 +1,14 @@
 //! API-key endpoints on data: experiments (= bots), sessions, participants and file content
 //! (ocs-api §5.1–5.4), plus the JSON shapes shared with the chat and channel handlers.
 
-use super::{Call, Caller, detail, error, field_error, is_uuid, json_resp, ok};
-use crate::http::response::Body;
+use super::{Answer, Call, Caller, is_uuid, json_resp, ok};
+use crate::ocs::OcsError;
 use crate::ocs::cursor::{self, Cursor};
+use crate::ocs::records::ApiSession;
 use crate::ocs::time::{iso_micros, iso_millis, parse_iso};
 use crate::store::ocs::{
-    KeysetReq, NewOcsMessage, NewSession, OcsFile, OcsMessage, OcsSession, Page, ParticipantDataOp,
-    ParticipantFilter, ScheduleOp, SessionFilter,
+    KeysetReq, NewOcsMessage, OcsFile, OcsMessage, OcsSession, Page, ParticipantDataOp,
+    ParticipantFilter, ParticipantPost, ScheduleOp, SessionFilter,
 };
 use crate::store::{Bot, Store};
 use http_body_util::Full;
@@ -134,7 +135,7 @@ pub(crate) fn session_json(
 }
 
 /// Parse `page_size` (default 100, max 1500, invalid → default) and `cursor`.
-fn paging(call: &Call) -> Result<(u32, Option<Cursor>), Response<Body>> {
+fn paging(call: &Call) -> Result<(u32, Option<Cursor>), OcsError> {
     let size = call
         .query("page_size")
         .and_then(|s| s.parse::<u32>().ok())
@@ -143,9 +144,7 @@ fn paging(call: &Call) -> Result<(u32, Option<Cursor>), Response<Body>> {
         .unwrap_or(100);
     let cur = match call.query("cursor") {
         None => None,
-        Some(c) => Some(
-            cursor::decode(&c).ok_or_else(|| detail(StatusCode::NOT_FOUND, "Invalid cursor"))?,
-        ),
+        Some(c) => Some(cursor::decode(&c).ok_or_else(|| OcsError::detail(404, "Invalid cursor"))?),
     };
     Ok((size, cur))
 }
@@ -241,11 +240,8 @@ fn order_rows<T>(mut p: Page<T>, cur: &Option<Cursor>) -> Page<T> {
 
 // ---- experiments -----------------------------------------------------------------------------
 
-pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (size, cur) = match paging(call) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Answer {
+    let (size, cur) = paging(call)?;
     let (org, base, k, first) = (
         caller.org().to_string(),
         call.base.clone(),
@@ -253,7 +249,7 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Respons
         cur.is_none(),
     );
     let r = call
-        .blocking(move |s| {
+        .store(move |s| {
             let page = s.ocs_list_bot_ids(&org, &k)?;
             let mut results = Vec::new();
             let mut keys = Vec::new();
@@ -276,53 +272,45 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Respons
                 count,
             ))
         })
-        .await;
-    match r {
-        Ok((page, mut results, count)) => {
-            let page = order_rows(page, &cur);
-            if cur.as_ref().is_some_and(|c| c.back) {
-                results.reverse();
-            }
-            ok(&paginate(
-                call,
-                "/api/experiments/",
-                &cur,
-                page,
-                |k| k.clone(),
-                results,
-                count,
-            ))
-        }
-        Err(r) => r,
+        .await?;
+    let (page, mut results, count) = r;
+    let page = order_rows(page, &cur);
+    if cur.as_ref().is_some_and(|c| c.back) {
+        results.reverse();
     }
+    Ok(ok(&paginate(
+        call,
+        "/api/experiments/",
+        &cur,
+        page,
+        |k| k.clone(),
+        results,
+        count,
+    )))
 }
 
-pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Response<Body> {
+pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Answer {
     let (org, id, base) = (
         caller.org().to_string(),
         call.params.id.clone(),
         call.base.clone(),
     );
     if !is_uuid(&id) {
-        return detail(
-            StatusCode::NOT_FOUND,
+        return Err(OcsError::detail(
+            404,
             "No Experiment matches the given query.",
-        );
+        ));
     }
     match call
-        .blocking(move |s| match s.get_bot(&org, &id) {
+        .store(move |s| match s.get_bot(&org, &id) {
             Ok(b) => Ok(Some(experiment_json(s, &base, &b)?)),
             Err(crate::store::Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         })
-        .await
+        .await?
     {
-        Ok(Some(v)) => ok(&v),
-        Ok(None) => detail(
-            StatusCode::NOT_FOUND,
-            "No Experiment matches the given query.",
-        ),
-        Err(r) => r,
+        Some(v) => Ok(ok(&v)),
+        None => Err(OcsError::bot_not_found()),
     }
 }
 
@@ -338,11 +326,8 @@ fn csv(v: Option<String>) -> Vec<String> {
     .unwrap_or_default()
 }
 
-pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (size, cur) = match paging(call) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Answer {
+    let (size, cur) = paging(call)?;
     let mut f = SessionFilter {
         tags: csv(call.query("tags")),
         versions: csv(call.query("versions")),
@@ -350,7 +335,10 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
     };
     if let Some(e) = call.query("experiment") {
         if !is_uuid(&e) {
-            return field_error("experiment", &format!("\"{e}\" is not a valid UUID."));
+            return Err(OcsError::field(
+                "experiment",
+                format!("\"{e}\" is not a valid UUID."),
+            ));
         }
         f.bot_id = Some(e.to_ascii_lowercase());
     }
@@ -362,7 +350,7 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
         cur.is_none(),
     );
     let r = call
-        .blocking(move |s| {
+        .store(move |s| {
             let page = s.ocs_list_sessions(&org, &f, &k)?;
             let mut results = Vec::new();
             for x in &page.rows {
@@ -387,42 +375,38 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Response<B
                 count,
             ))
         })
-        .await;
-    match r {
-        Ok((page, mut results, count)) => {
-            let page = order_rows(page, &cur);
-            if cur.as_ref().is_some_and(|c| c.back) {
-                results.reverse();
-            }
-            ok(&paginate(
-                call,
-                "/api/sessions/",
-                &cur,
-                page,
-                |k| k.clone(),
-                results,
-                count,
-            ))
-        }
-        Err(r) => r,
+        .await?;
+    let (page, mut results, count) = r;
+    let page = order_rows(page, &cur);
+    if cur.as_ref().is_some_and(|c| c.back) {
+        results.reverse();
     }
+    Ok(ok(&paginate(
+        call,
+        "/api/sessions/",
+        &cur,
+        page,
+        |k| k.clone(),
+        results,
+        count,
+    )))
 }
 
 /// Parse `messages` of a create request (roles system/user/assistant).
-pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage>, Response<Body>> {
+pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage>, OcsError> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(vec![]);
     };
     let Some(items) = v.as_array() else {
-        return Err(field_error(field, "Expected a list of items."));
+        return Err(OcsError::field(field, "Expected a list of items."));
     };
     let mut out = Vec::new();
     for m in items {
         let role = m.get("role").and_then(Json::as_str).unwrap_or_default();
         if !matches!(role, "system" | "user" | "assistant") {
-            return Err(field_error(
+            return Err(OcsError::field(
                 field,
-                &format!("\"{role}\" is not a valid choice."),
+                format!("\"{role}\" is not a valid choice."),
             ));
         }
         let content = match m.get("content") {
@@ -432,7 +416,7 @@ pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage
                 .filter_map(|p| p.get("text").and_then(Json::as_str))
                 .collect::<Vec<_>>()
                 .join(" "),
-            _ => return Err(field_error(field, "Each message needs a content.")),
+            _ => return Err(OcsError::field(field, "Each message needs a content.")),
         };
         out.push(NewOcsMessage {
             role: role.into(),
@@ -445,90 +429,56 @@ pub(crate) fn history(v: Option<&Json>, field: &str) -> Result<Vec<NewOcsMessage
     Ok(out)
 }
 
-pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub(crate) async fn session_create(call: &mut Call, caller: &Caller) -> Answer {
+    let body = call.body_json().await?;
     let exp = match body.get("experiment") {
-        None | Some(Json::Null) => return field_error("experiment", "This field is required."),
+        None | Some(Json::Null) => {
+            return Err(OcsError::field("experiment", "This field is required."));
+        }
         Some(Json::String(s)) if is_uuid(s) => s.to_ascii_lowercase(),
-        Some(_) => return field_error("experiment", "Must be a valid UUID."),
+        Some(_) => return Err(OcsError::field("experiment", "Must be a valid UUID.")),
     };
     let participant = match body.get("participant") {
         None | Some(Json::Null) => caller.identifier(),
         Some(Json::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(_) => return field_error("participant", "This field may not be blank."),
-    };
-    let messages = match history(body.get("messages"), "messages") {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let state = body.get("state").cloned().unwrap_or(json!({}));
-    let (org, base, key_id) = (
-        caller.org().to_string(),
-        call.base.clone(),
-        caller.key.id.clone(),
-    );
-    let r = call
-        .blocking(move |s| {
-            if s.get_bot(&org, &exp).is_err() {
-                return Ok(Err(s
-                    .ocs_bot_exists_anywhere(&exp)?
-                    .then_some(())
-                    .map_or_else(
-                        || {
-                            field_error(
-                                "experiment",
-                                &format!("Object with public_id={exp} does not exist."),
-                            )
-                        },
-                        |_| detail(StatusCode::NOT_FOUND, "Experiment not found"),
-                    )));
-            }
-            let sess = s.ocs_create_session(
-                &org,
-                NewSession {
-                    bot_id: exp,
-                    participant_platform: "api".into(),
-                    participant_identifier: participant,
-                    platform: "api".into(),
-                    channel_kind: "api".into(),
-                    owner_key_id: Some(key_id),
-                    status: "setup".into(),
-                    state,
-                    session_token_required: true,
-                    messages,
-                    ..Default::default()
-                },
-            )?;
-            Ok(Ok(session_json(s, &base, &sess)?))
-        })
-        .await;
-    match r {
-        Ok(Ok(v)) => {
-            let mut resp = json_resp(StatusCode::CREATED, &v);
-            if let Some(Ok(u)) = v
-                .get("url")
-                .and_then(Json::as_str)
-                .map(HeaderValue::from_str)
-            {
-                resp.headers_mut().insert(header::LOCATION, u);
-            }
-            resp
+        Some(_) => {
+            return Err(OcsError::field(
+                "participant",
+                "This field may not be blank.",
+            ));
         }
-        Ok(Err(r)) | Err(r) => r,
+    };
+    let messages = history(body.get("messages"), "messages")?;
+    let req = ApiSession {
+        bot_id: exp,
+        participant,
+        state: body.get("state").cloned().unwrap_or(json!({})),
+        messages,
+        key_id: caller.key.id.clone(),
+    };
+    let ocs = call.ocs.clone();
+    let sess = ocs.create_api_session(caller.org(), req).await?;
+    let base = call.base.clone();
+    let r = call.store(move |s| session_json(s, &base, &sess)).await?;
+    let mut resp = json_resp(StatusCode::CREATED, &r);
+    if let Some(Ok(u)) = r
+        .get("url")
+        .and_then(Json::as_str)
+        .map(HeaderValue::from_str)
+    {
+        resp.headers_mut().insert(header::LOCATION, u);
     }
+    Ok(resp)
 }
 
-pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Body> {
+pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Answer {
     let (org, id, base) = (
         caller.org().to_string(),
         call.params.id.clone(),
         call.base.clone(),
     );
     let r = call
-        .blocking(move |s| {
+        .store(move |s| {
             let Some(sess) = s.ocs_session(&org, &id)? else {
                 return Ok(None);
             };
@@ -542,48 +492,34 @@ pub(crate) async fn session_get(call: &mut Call, caller: &Caller) -> Response<Bo
             v["usage"] = json!({"total_cost": "0.00000000", "by_model": []});
             Ok(Some(v))
         })
-        .await;
+        .await?;
     match r {
-        Ok(Some(v)) => ok(&v),
-        Ok(None) => detail(
-            StatusCode::NOT_FOUND,
+        Some(v) => Ok(ok(&v)),
+        None => Err(OcsError::detail(
+            404,
             "No ExperimentSession matches the given query.",
-        ),
-        Err(r) => r,
+        )),
     }
 }
 
-pub(crate) async fn session_end(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (org, id) = (caller.org().to_string(), call.params.id.clone());
-    let id2 = id.clone();
-    match call
-        .blocking(move |s| s.ocs_set_session_status(&org, &id2, "pending-review"))
-        .await
-    {
-        Ok(true) => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::OK;
-            r
-        }
-        Ok(false) => error(StatusCode::NOT_FOUND, &format!("Session not found: {id}")),
-        Err(r) => r,
-    }
+pub(crate) async fn session_end(call: &mut Call, caller: &Caller) -> Answer {
+    call.ocs.end_session(caller.org(), &call.params.id).await?;
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::OK;
+    Ok(r)
 }
 
-pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Answer {
+    let body = call.body_json().await?;
     let tags = match body.get("tags") {
         None | Some(Json::Null) | Some(Json::Bool(false)) => {
-            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+            return Err(OcsError::error(400, "Missing 'tags' in request"));
         }
         Some(Json::Array(a)) if a.is_empty() => {
-            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+            return Err(OcsError::error(400, "Missing 'tags' in request"));
         }
         Some(Json::String(s)) if s.is_empty() => {
-            return error(StatusCode::BAD_REQUEST, "Missing 'tags' in request");
+            return Err(OcsError::error(400, "Missing 'tags' in request"));
         }
         Some(Json::Array(a)) => {
             let mut out = Vec::new();
@@ -591,31 +527,22 @@ pub(crate) async fn tags(call: &mut Call, caller: &Caller, add: bool) -> Respons
                 match t.as_str() {
                     Some(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
                     _ => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
+                        return Err(OcsError::error(
+                            400,
                             "'tags' must be a list of non-empty strings",
-                        );
+                        ));
                     }
                 }
             }
             out
         }
-        Some(_) => return error(StatusCode::BAD_REQUEST, "'tags' must be a list"),
+        Some(_) => return Err(OcsError::error(400, "'tags' must be a list")),
     };
-    let (org, id, by) = (
-        caller.org().to_string(),
-        call.params.id.clone(),
-        caller.key.id.clone(),
-    );
-    let id2 = id.clone();
-    match call
-        .blocking(move |s| s.ocs_change_tags(&org, &id2, tags, add, Some(by)))
-        .await
-    {
-        Ok(Some(t)) => ok(&json!({"tags": t})),
-        Ok(None) => error(StatusCode::NOT_FOUND, &format!("Session not found: {id}")),
-        Err(r) => r,
-    }
+    let t = call
+        .ocs
+        .change_tags(caller.org(), &call.params.id, tags, add, &caller.key.id)
+        .await?;
+    Ok(ok(&json!({"tags": t})))
 }
 
 fn falsy(v: &Json) -> bool {
@@ -629,24 +556,16 @@ fn falsy(v: &Json) -> bool {
     }
 }
 
-pub(crate) async fn update_state(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub(crate) async fn update_state(call: &mut Call, caller: &Caller) -> Answer {
+    let body = call.body_json().await?;
     let Some(state) = body.get("state").filter(|v| !falsy(v)).cloned() else {
-        return error(StatusCode::BAD_REQUEST, "Missing 'state' in request");
+        return Err(OcsError::error(400, "Missing 'state' in request"));
     };
-    let (org, id) = (caller.org().to_string(), call.params.id.clone());
-    let id2 = id.clone();
-    match call
-        .blocking(move |s| s.ocs_set_session_state(&org, &id2, state, false))
-        .await
-    {
-        Ok(Some(st)) => ok(&json!({"success": true, "state": st})),
-        Ok(None) => error(StatusCode::NOT_FOUND, &format!("Session not found: {id}")),
-        Err(r) => r,
-    }
+    let st = call
+        .ocs
+        .set_state(caller.org(), &call.params.id, state)
+        .await?;
+    Ok(ok(&json!({"success": true, "state": st})))
 }
 
 // ---- participants ------------------------------------------------------------------------------
@@ -671,11 +590,8 @@ fn participant_json(
     )
 }
 
-pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let (size, cur) = match paging(call) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Answer {
+    let (size, cur) = paging(call)?;
     let mut f = ParticipantFilter {
         identifier: call.query("identifier"),
         platform: call.query("platform"),
@@ -688,10 +604,10 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
     };
     if let Some(v) = val {
         if !is_uuid(&v) {
-            return json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({ name: "Must be a valid UUID." }),
-            );
+            return Err(OcsError::body(
+                400,
+                json!({ name: "Must be a valid UUID." }),
+            ));
         }
         f.bot_id = Some(v.to_ascii_lowercase());
     }
@@ -701,7 +617,7 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
         cur.is_none(),
     );
     let r = call
-        .blocking(move |s| {
+        .store(move |s| {
             let page = s.ocs_list_participants(&org, &f, &k)?;
             let mut results = Vec::new();
             for p in &page.rows {
@@ -726,28 +642,24 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Respon
                 count,
             ))
         })
-        .await;
-    match r {
-        Ok((page, mut results, count)) => {
-            let page = order_rows(page, &cur);
-            if cur.as_ref().is_some_and(|c| c.back) {
-                results.reverse();
-            }
-            ok(&paginate(
-                call,
-                "/api/participants",
-                &cur,
-                page,
-                |k| k.clone(),
-                results,
-                count,
-            ))
-        }
-        Err(r) => r,
+        .await?;
+    let (page, mut results, count) = r;
+    let page = order_rows(page, &cur);
+    if cur.as_ref().is_some_and(|c| c.back) {
+        results.reverse();
     }
+    Ok(ok(&paginate(
+        call,
+        "/api/participants",
+        &cur,
+        page,
+        |k| k.clone(),
+        results,
+        count,
+    )))
 }
 
-fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, Response<Body>> {
+fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, OcsError> {
     let Some(items) = v.and_then(Json::as_array) else {
         return Ok(vec![]);
     };
@@ -755,16 +667,16 @@ fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, Response<Body>> {
     for it in items {
         let id = it.get("id").and_then(Json::as_str).map(str::to_string);
         if id.as_ref().is_some_and(|i| i.len() > 32) {
-            return Err(json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"schedules": [{"id": ["Ensure this field has no more than 32 characters."]}]}),
+            return Err(OcsError::body(
+                400,
+                json!({"schedules": [{"id": ["Ensure this field has no more than 32 characters."]}]}),
             ));
         }
         if it.get("delete").and_then(Json::as_bool) == Some(true) {
             let Some(id) = id else {
-                return Err(json_resp(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"schedules": [{"id": ["This field is required when deleting."]}]}),
+                return Err(OcsError::body(
+                    400,
+                    json!({"schedules": [{"id": ["This field is required when deleting."]}]}),
                 ));
             };
             out.push(ScheduleOp::Delete { external_id: id });
@@ -778,15 +690,15 @@ fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, Response<Body>> {
         };
         let (Some(name), Some(prompt), Some(date)) = (get("name"), get("prompt"), get("date"))
         else {
-            return Err(json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"schedules": [{"non_field_errors": ["name, prompt and date are required."]}]}),
+            return Err(OcsError::body(
+                400,
+                json!({"schedules": [{"non_field_errors": ["name, prompt and date are required."]}]}),
             ));
         };
         let Some(us) = parse_iso(&date) else {
-            return Err(json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"schedules": [{"date": ["Datetime has wrong format."]}]}),
+            return Err(OcsError::body(
+                400,
+                json!({"schedules": [{"date": ["Datetime has wrong format."]}]}),
             ));
         };
         out.push(ScheduleOp::Upsert {
@@ -799,20 +711,17 @@ fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, Response<Body>> {
     Ok(out)
 }
 
-pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Response<Body> {
-    let body = match call.json().await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Answer {
+    let body = call.body_json().await?;
     let Some(identifier) = body
         .get("identifier")
         .and_then(Json::as_str)
         .filter(|s| !s.trim().is_empty())
     else {
-        return field_error("identifier", "This field is required.");
+        return Err(OcsError::field("identifier", "This field is required."));
     };
     let Some(items) = body.get("data").and_then(Json::as_array) else {
-        return field_error("data", "This field is required.");
+        return Err(OcsError::field("data", "This field is required."));
     };
     let platform = body
         .get("platform")
@@ -820,10 +729,10 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Respon
         .unwrap_or("api")
         .to_string();
     if !PLATFORMS.contains(&platform.as_str()) {
-        return field_error(
+        return Err(OcsError::field(
             "platform",
-            &format!("\"{platform}\" is not a valid choice."),
-        );
+            format!("\"{platform}\" is not a valid choice."),
+        ));
     }
     let identifier = if platform == "commcare_connect" {
         identifier.to_lowercase()
@@ -834,108 +743,75 @@ pub(crate) async fn participant_post(call: &mut Call, caller: &Caller) -> Respon
     let mut ops = Vec::new();
     for it in items {
         let Some(exp) = it.get("experiment").and_then(Json::as_str) else {
-            return json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"data": [{"experiment": ["This field is required."]}]}),
-            );
+            return Err(OcsError::body(
+                400,
+                json!({"data": [{"experiment": ["This field is required."]}]}),
+            ));
         };
         if !is_uuid(exp) {
-            return json_resp(
-                StatusCode::BAD_REQUEST,
-                &json!({"data": [{"experiment": ["Must be a valid UUID."]}]}),
-            );
+            return Err(OcsError::body(
+                400,
+                json!({"data": [{"experiment": ["Must be a valid UUID."]}]}),
+            ));
         }
         let data = match it.get("data") {
             Some(Json::Object(m)) => Some(m.clone()),
             None | Some(Json::Null) => None,
             Some(_) => {
-                return json_resp(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"data": [{"data": ["Expected a dictionary of items."]}]}),
-                );
+                return Err(OcsError::body(
+                    400,
+                    json!({"data": [{"data": ["Expected a dictionary of items."]}]}),
+                ));
             }
         };
-        let schedules = match schedule_ops(it.get("schedules")) {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+        let schedules = schedule_ops(it.get("schedules"))?;
         ops.push(ParticipantDataOp {
             bot_id: exp.to_ascii_lowercase(),
             data,
             schedules,
         });
     }
-    let org = caller.org().to_string();
+    let post = ParticipantPost {
+        platform,
+        identifier,
+        name,
+        ops,
+    };
+    let (ocs, org) = (call.ocs.clone(), caller.org().to_string());
+    let p = ocs.post_participant(&org, post).await?;
     let r = call
-        .blocking(move |s| {
-            // OCS writes the participant (and its name) before checking the chatbots.
-            let p = s.ocs_upsert_participant(&org, &platform, &identifier, name)?;
-            let missing: Vec<Json> = ops
-                .iter()
-                .filter(|o| s.get_bot(&org, &o.bot_id).is_err())
-                .map(|o| json!({"message": format!("Experiment {} not found", o.bot_id)}))
-                .collect();
-            if !missing.is_empty() {
-                return Ok(Err(json_resp(
-                    StatusCode::NOT_FOUND,
-                    &json!({"errors": missing}),
-                )));
-            }
-            s.ocs_apply_participant_data(&org, &p.id, ops)?;
-            Ok(Ok(participant_json(s, &org, &p, None)?))
-        })
-        .await;
-    match r {
-        Ok(Ok(v)) => ok(&v),
-        Ok(Err(r)) | Err(r) => r,
-    }
+        .store(move |s| participant_json(s, &org, &p, None))
+        .await?;
+    Ok(ok(&r))
 }
 
 // ---- files -----------------------------------------------------------------------------------
 
-pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Response<Body> {
+pub(crate) async fn file_content(call: &mut Call, caller: &Caller) -> Answer {
     let Ok(id) = call.params.id.parse::<i64>() else {
-        return detail(StatusCode::NOT_FOUND, "Not found.");
+        return Err(OcsError::detail(404, "Not found."));
     };
-    let org = caller.org().to_string();
-    let r = call
-        .blocking(move |s| {
-            let Some(f) = s.ocs_file(&org, id)? else {
-                return Ok(None);
-            };
-            match std::fs::read(crate::ocs::files::path_of(s.data_dir(), id)) {
-                Ok(bytes) => Ok(Some((f, bytes))),
-                Err(_) => Ok(None),
-            }
-        })
-        .await;
-    match r {
-        Ok(Some((f, bytes))) => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-            let ct = crate::ocs::files::by_extension(&f.name);
-            let ct = if ct == "application/octet-stream" {
-                f.content_type.as_str()
-            } else {
-                ct
-            };
-            let base = f
-                .name
-                .rsplit(['/', '\\'])
-                .next()
-                .unwrap_or("file")
-                .replace('"', "");
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(ct)
-                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            resp
-        }
-        Ok(None) => detail(StatusCode::NOT_FOUND, "Not found."),
-        Err(r) => r,
+    let (f, bytes) = call.ocs.file_content(caller.org(), id).await?;
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let ct = crate::ocs::files::by_extension(&f.name);
+    let ct = if ct == "application/octet-stream" {
+        f.content_type.as_str()
+    } else {
+        ct
+    };
+    let base = f
+        .name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("file")
+        .replace('"', "");
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{base}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(resp)
 }

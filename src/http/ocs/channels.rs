@@ -3,43 +3,15 @@
 //! completions endpoint — which, beyond OCS, streams server-sent events in the OpenAI chunk
 //! format when asked `"stream": true`, and always returns a zero-count `usage`.
 
-use super::api::{PLATFORMS, history, team_json, versions_of};
+use super::api::{PLATFORMS, history, team_json};
 use super::{Answer, Call, Caller, is_uuid, ok};
+use crate::ocs::sync::{IncomingReply, IncomingRequest, OpenAiRequest};
 use crate::ocs::{OcsError, TriggerRequest, TriggerWhat, render};
-use crate::store::Bot;
-use crate::store::ocs::{NewSession, OcsSession, TurnInputs};
 use http_body_util::Full;
 use hyper::Response;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use serde_json::{Value as Json, json};
-
-async fn find_bot(call: &Call, caller: &Caller, id: &str) -> Result<Bot, OcsError> {
-    let (org, id) = (caller.org().to_string(), id.to_string());
-    call.store(move |s| Ok(s.get_bot(&org, &id).ok()))
-        .await?
-        .ok_or_else(OcsError::bot_not_found)
-}
-
-/// `/v{N}/`: N must be the working number or a build's; 0 means the default (OpenAI only).
-async fn check_version(call: &Call, bot: &Bot, zero_is_default: bool) -> Result<(), OcsError> {
-    let Some(n) = call.params.version else {
-        return Ok(());
-    };
-    if n == 0 && zero_is_default {
-        return Ok(());
-    }
-    let b = bot.clone();
-    let (next, versions) = call.store(move |s| versions_of(s, &b)).await?;
-    if n == next || versions.iter().any(|v| v["version_number"] == json!(n)) {
-        Ok(())
-    } else {
-        Err(OcsError::detail(
-            404,
-            format!("Experiment with version {n} not found"),
-        ))
-    }
-}
 
 // ---- trigger_bot ---------------------------------------------------------------------------------
 
@@ -115,97 +87,29 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Answer {
         Some(Json::String(s)) => s.clone(),
         Some(_) => return Err(OcsError::field("message", "Not a valid string.")),
     };
-    if call.params.version.is_some() {
-        let bot = find_bot(call, caller, &call.params.id.clone()).await?;
-        check_version(call, &bot, false).await?;
+    let (ocs, org, version) = (call.ocs.clone(), caller.org(), call.params.version);
+    if version.is_some() {
+        ocs.route_bot(org, &call.params.id, version, false).await?;
     }
-    let ident = caller.identifier();
-    let (org, bid) = (caller.org().to_string(), call.params.id.clone());
-    let wanted = body
-        .get("session")
-        .and_then(Json::as_str)
-        .map(str::to_string);
-    let key_id = caller.key.id.clone();
-    let reset = text.trim().eq_ignore_ascii_case("/reset");
-    // `/v{N}/`: this turn (and a session it creates) runs version N.
-    let route_version = call.params.version;
-    // One blocking call: the chatbot (404 first) and the session to continue or create.
-    let r = call
-        .store(move |s| {
-            if s.get_bot(&org, &bid).is_err() {
-                return Ok(Err(()));
-            }
-            let new = |s: &crate::store::Store| {
-                s.ocs_create_session(
-                    &org,
-                    NewSession {
-                        bot_id: bid.clone(),
-                        participant_platform: "api".into(),
-                        participant_identifier: ident.clone(),
-                        platform: "api".into(),
-                        channel_kind: "api".into(),
-                        owner_key_id: Some(key_id.clone()),
-                        status: "active".into(),
-                        session_token_required: true,
-                        version_number: route_version,
-                        ..Default::default()
-                    },
-                )
-            };
-            let current = match &wanted {
-                Some(id) => match s.ocs_session(&org, id)? {
-                    Some(sess)
-                        if sess.bot_id == bid
-                            && sess.platform == "api"
-                            && sess.participant.platform == "api"
-                            && sess.participant.identifier == ident =>
-                    {
-                        Some(sess)
-                    }
-                    _ => return Ok(Ok(None)),
-                },
-                None => s.ocs_latest_session(
-                    &org,
-                    &bid,
-                    "api",
-                    &ident,
-                    &["pending-review", "complete", "unknown"],
-                )?,
-            };
-            if reset {
-                if let Some(c) = &current {
-                    s.ocs_set_session_status(&org, &c.id, "complete")?;
-                }
-                new(s)?;
-                return Ok(Ok(Some(None)));
-            }
-            let sess = match current {
-                Some(c) => {
-                    if c.status == "setup" {
-                        s.ocs_set_session_status(&org, &c.id, "active")?;
-                    }
-                    c
-                }
-                None => new(s)?,
-            };
-            let inputs = s.ocs_turn_inputs(&org, &sess.id, &sess.participant.id, &sess.bot_id)?;
-            Ok(Ok(Some(Some((sess, inputs)))))
-        })
-        .await;
-    let (mut session, inputs) = match r? {
-        Ok(Some(Some(s))) => s,
-        Ok(Some(None)) => {
+    let request = IncomingRequest {
+        bot_id: call.params.id.clone(),
+        text,
+        identifier: caller.identifier(),
+        key_id: caller.key.id.clone(),
+        session: body
+            .get("session")
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        version,
+    };
+    let rendered = match ocs.incoming(org, request).await? {
+        IncomingReply::Reset => {
             return Ok(ok(
                 &json!({"response": "Conversation reset", "attachments": []}),
             ));
         }
-        Ok(None) => return Err(OcsError::detail(404, "Not found.")),
-        Err(()) => return Err(OcsError::bot_not_found()),
+        IncomingReply::Replied(r) => r,
     };
-    if route_version.is_some() {
-        session.version_number = route_version;
-    }
-    let rendered = run_sync(call, &session, &text, Some(inputs)).await?;
     let attachments: Vec<Json> = rendered
         .iter()
         .filter_map(|r| r.file.as_ref())
@@ -214,17 +118,6 @@ pub(crate) async fn incoming(call: &mut Call, caller: &Caller) -> Answer {
     Ok(ok(
         &json!({"response": render::joined(&rendered), "attachments": attachments}),
     ))
-}
-
-/// Run a synchronous text turn (its messages stored in its own commit, see
-/// [`crate::ocs::Ocs::run_sync_text`]); the rendered replies.
-async fn run_sync(
-    call: &Call,
-    session: &OcsSession,
-    text: &str,
-    inputs: Option<TurnInputs>,
-) -> Result<Vec<render::Rendered>, OcsError> {
-    Ok(call.ocs.run_sync_text(session, text, inputs).await?)
 }
 
 // ---- OpenAI --------------------------------------------------------------------------------------
@@ -283,16 +176,12 @@ fn oai_messages(body: &Json) -> Result<(Json, String), OcsError> {
 }
 
 pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Answer {
-    let bot = find_bot(call, caller, &call.params.id.clone()).await?;
-    check_version(call, &bot, true).await?;
+    let (ocs, org, version) = (call.ocs.clone(), caller.org(), call.params.version);
+    let bot = ocs.route_bot(org, &call.params.id, version, true).await?;
     let body = call.body_json().await?;
     let (hist, last) = oai_messages(&body)?;
-    let hist = match history(Some(&hist), "messages") {
-        Ok(h) => h,
-        // Rendered by `api::history` already (shared with the sessions API).
-        Err(r) => return Ok(r),
-    };
-    let ident = match body
+    let history = history(Some(&hist), "messages")?;
+    let identifier = match body
         .get("user")
         .and_then(Json::as_str)
         .filter(|u| !u.trim().is_empty())
@@ -301,36 +190,16 @@ pub(crate) async fn openai(call: &mut Call, caller: &Caller) -> Answer {
         None => caller.identifier(),
     };
     let stream = body.get("stream").and_then(Json::as_bool).unwrap_or(false);
-    let (org, bid, key_id) = (
-        caller.org().to_string(),
-        bot.id.clone(),
-        caller.key.id.clone(),
-    );
-    // `/v{N}/` (0 = the default version) pins the session to version N.
-    let version_number = call.params.version.filter(|n| *n != 0);
-    let (session, inputs) = call
-        .store(move |s| {
-            let sess = s.ocs_create_session(
-                &org,
-                NewSession {
-                    bot_id: bid,
-                    participant_platform: "api".into(),
-                    participant_identifier: ident,
-                    platform: "api".into(),
-                    channel_kind: "api".into(),
-                    owner_key_id: Some(key_id),
-                    status: "active".into(),
-                    session_token_required: true,
-                    messages: hist,
-                    version_number,
-                    ..Default::default()
-                },
-            )?;
-            let inputs = s.ocs_turn_inputs(&org, &sess.id, &sess.participant.id, &sess.bot_id)?;
-            Ok((sess, inputs))
-        })
-        .await?;
-    let rendered = run_sync(call, &session, &last, Some(inputs)).await?;
+    let request = OpenAiRequest {
+        bot_id: bot.id,
+        history,
+        text: last,
+        identifier,
+        key_id: caller.key.id.clone(),
+        // `/v{N}/` (0 = the default version) pins the session to version N.
+        version: version.filter(|n| *n != 0),
+    };
+    let (session, rendered) = ocs.openai_turn(org, request).await?;
     let content = render::joined(&rendered);
     let created = crate::store::ids::now_millis() / 1000;
     let usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});

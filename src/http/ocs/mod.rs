@@ -3,15 +3,14 @@
 //! (§3.1–3.4), rate-limit headers (§4.2), CORS on the chat API only (§3.8), and DRF-shaped
 //! error bodies (§4.1). Handlers live in `api` (experiments, sessions, participants, files),
 //! `chat` (the widget chat API), `upload` (chat uploads) and `channels` (trigger_bot,
-//! incoming_message, OpenAI). Anonymous chat callers are rate limited per client IP before
-//! any chat handler runs (`anonymous_gate`).
+//! incoming_message, OpenAI); each parses its request into the `ocs` service's plain inputs,
+//! calls it and renders the result, returning `Result<Response, OcsError>` (an error is
+//! rendered once, by [`render_error`]). Anonymous chat callers are rate limited per client IP
+//! before any chat handler runs (`anonymous_gate`).
 //!
 //! Our extensions, documented here: an API key of the chatbot's organization sent as
 //! `X-api-key` on `/api/chat/*` counts as a logged-in team member (so versions can be pinned);
 //! OAuth2 is not implemented (a `Bearer` on chat start is refused with `chat_access_denied`).
-
-// Handlers return a ready `Response` as their error value: built once, sent as is.
-#![allow(clippy::result_large_err)]
 
 mod api;
 mod channels;
@@ -251,17 +250,6 @@ impl Call {
     ) -> Result<R, OcsError> {
         Ok(self.ocs.engine.blocking(f).await?)
     }
-    /// [`Call::body_json`] with its error rendered (handlers not yet on [`OcsError`]).
-    pub async fn json(&mut self) -> Result<Json, Response<Body>> {
-        self.body_json().await.map_err(render_error)
-    }
-    /// [`Call::store`] with its error rendered (handlers not yet on [`OcsError`]).
-    pub async fn blocking<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&crate::store::Store) -> crate::store::Result<R> + Send + 'static,
-    ) -> Result<R, Response<Body>> {
-        self.store(f).await.map_err(render_error)
-    }
 }
 
 /// An authenticated API-key caller.
@@ -356,6 +344,24 @@ pub(crate) fn render_error(e: OcsError) -> Response<Body> {
             );
             r
         }
+        OcsError::Unauthenticated(message) => {
+            let mut r = detail(StatusCode::UNAUTHORIZED, &message);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"api\""),
+            );
+            r
+        }
+        OcsError::Throttled { available_in } => {
+            let mut r = json_resp(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"detail": "Rate limit exceeded.", "available_in": available_in}),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(available_in));
+            r
+        }
+        OcsError::Body { status: s, body } => json_resp(status(s), &body),
         OcsError::Internal(cause) => internal(cause),
     }
 }
@@ -363,28 +369,14 @@ pub(crate) fn render_error(e: OcsError) -> Response<Body> {
 /// A handler's answer: its success, or the error [`render_error`] renders.
 pub(crate) type Answer = Result<Response<Body>, OcsError>;
 
-pub(crate) fn forbidden() -> Response<Body> {
-    detail(
-        StatusCode::FORBIDDEN,
-        "You do not have permission to perform this action.",
-    )
+pub(crate) fn forbidden() -> OcsError {
+    OcsError::detail(403, "You do not have permission to perform this action.")
 }
 
 fn rate_headers(h: &mut HeaderMap, v: &Verdict) {
     h.insert("x-ratelimit-limit", HeaderValue::from(v.limit));
     h.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining));
     h.insert("x-ratelimit-reset", HeaderValue::from(v.reset));
-}
-
-fn throttled(v: &Verdict) -> Response<Body> {
-    let mut r = json_resp(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({"detail": "Rate limit exceeded.", "available_in": v.reset}),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(v.reset));
-    rate_headers(r.headers_mut(), v);
-    r
 }
 
 // ---- CORS (chat API only) ---------------------------------------------------------------
@@ -478,22 +470,13 @@ fn roles(route: Route) -> Option<&'static [&'static str]> {
     })
 }
 
-async fn authenticate(
-    ocs: &Ocs,
-    call: &Call,
-    route: Route,
-) -> Result<(Caller, Verdict), Response<Body>> {
-    let keys = presented_keys(&call.headers);
-    if keys.is_empty() {
-        let mut r = detail(
-            StatusCode::UNAUTHORIZED,
-            "Authentication credentials were not provided.",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"api\""),
-        );
-        return Err(r);
+/// The caller's API key, its organization's `api` limit (the verdict left in `call.rate`),
+/// and its permission for the route.
+async fn authenticate(ocs: &Ocs, call: &mut Call, route: Route) -> Result<Caller, OcsError> {
+    if presented_keys(&call.headers).is_empty() {
+        return Err(OcsError::Unauthenticated(
+            "Authentication credentials were not provided.".into(),
+        ));
     }
     let Some(key) = key_of(ocs, &call.headers).await else {
         let v = ocs.limiter.hit(
@@ -503,14 +486,12 @@ async fn authenticate(
             now_secs(),
         );
         if v.blocked {
-            return Err(throttled(&v));
+            call.rate = Some(v);
+            return Err(OcsError::Throttled {
+                available_in: v.reset,
+            });
         }
-        let mut r = detail(StatusCode::UNAUTHORIZED, "Invalid token.");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"api\""),
-        );
-        return Err(r);
+        return Err(OcsError::Unauthenticated("Invalid token.".into()));
     };
     let v = ocs.limiter.hit(
         Scope::Api,
@@ -518,8 +499,11 @@ async fn authenticate(
         Some(&key.organization_id),
         now_secs(),
     );
+    call.rate = Some(v);
     if v.blocked {
-        return Err(throttled(&v));
+        return Err(OcsError::Throttled {
+            available_in: v.reset,
+        });
     }
     let safe = matches!(call.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if key.read_only && !safe {
@@ -530,7 +514,7 @@ async fn authenticate(
     {
         return Err(forbidden());
     }
-    Ok((Caller { key }, v))
+    Ok(Caller { key })
 }
 
 /// Anonymous chat callers (no valid API key) are limited per client IP (`--anon-chat-rate`,
@@ -543,7 +527,7 @@ async fn anonymous_gate(
     ocs: &Ocs,
     call: &Call,
     route: Route,
-) -> Result<(), Response<Body>> {
+) -> Result<(), OcsError> {
     if !presented_keys(&call.headers).is_empty() && key_of(ocs, &call.headers).await.is_some() {
         return Ok(());
     }
@@ -551,14 +535,8 @@ async fn anonymous_gate(
     let upload = (route == Route::ChatUpload).then_some(&state.anon.upload);
     for limiter in upload.into_iter().chain([&state.anon.chat]) {
         if let Err(wait) = limiter.check(&client) {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut r = json_resp(
-                StatusCode::TOO_MANY_REQUESTS,
-                &json!({"detail": "Rate limit exceeded.", "available_in": secs}),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Err(r);
+            let secs = wait.as_secs_f64().ceil().max(1.0) as i64;
+            return Err(OcsError::Throttled { available_in: secs });
         }
     }
     Ok(())
@@ -629,6 +607,19 @@ async fn dispatch(
         body: Some(body),
         rate: None,
     };
+    let mut resp = answer(state, route, &mut call)
+        .await
+        .unwrap_or_else(render_error);
+    if let Some(v) = &call.rate {
+        rate_headers(resp.headers_mut(), v);
+    }
+    resp
+}
+
+/// The route's answer: anonymous chat callers' limit, or the API key's checks, then the
+/// handler.
+async fn answer(state: &Arc<AppState>, route: Route, call: &mut Call) -> Answer {
+    let ocs = &state.ocs;
     let chat_route = matches!(
         route,
         Route::ChatStart
@@ -637,50 +628,35 @@ async fn dispatch(
             | Route::ChatTaskPoll
             | Route::ChatUpload
     );
-    if chat_route && let Err(r) = anonymous_gate(state, ocs, &call, route).await {
-        return r;
+    if chat_route {
+        anonymous_gate(state, ocs, call, route).await?;
+        return match route {
+            Route::ChatStart => chat::start(call).await,
+            Route::ChatMessage => chat::message(call).await,
+            Route::ChatPoll => chat::poll(call).await,
+            Route::ChatTaskPoll => chat::task_poll(call).await,
+            _ => upload::upload(call, state.config.upload_quota).await,
+        };
     }
-    let mut resp = match route {
-        Route::ChatStart => chat::start(&mut call).await,
-        Route::ChatMessage => chat::message(&mut call).await,
-        Route::ChatPoll => chat::poll(&mut call).await,
-        Route::ChatTaskPoll => chat::task_poll(&mut call).await,
-        Route::ChatUpload => upload::upload(&mut call, state.config.upload_quota).await,
-        _ => match authenticate(ocs, &call, route).await {
-            Err(r) => r,
-            Ok((caller, v)) => {
-                call.rate = Some(v);
-                match route {
-                    Route::ExperimentList => api::experiment_list(&mut call, &caller).await,
-                    Route::ExperimentGet => api::experiment_get(&mut call, &caller).await,
-                    Route::SessionList => api::session_list(&mut call, &caller).await,
-                    Route::SessionCreate => api::session_create(&mut call, &caller).await,
-                    Route::SessionGet => api::session_get(&mut call, &caller).await,
-                    Route::SessionEnd => api::session_end(&mut call, &caller).await,
-                    Route::TagsAdd => api::tags(&mut call, &caller, true).await,
-                    Route::TagsRemove => api::tags(&mut call, &caller, false).await,
-                    Route::UpdateState => api::update_state(&mut call, &caller).await,
-                    Route::ParticipantList => api::participant_list(&mut call, &caller).await,
-                    Route::ParticipantPost => api::participant_post(&mut call, &caller).await,
-                    Route::FileContent => api::file_content(&mut call, &caller).await,
-                    Route::TriggerBot => channels::trigger_bot(&mut call, &caller)
-                        .await
-                        .unwrap_or_else(render_error),
-                    Route::OpenAi => channels::openai(&mut call, &caller)
-                        .await
-                        .unwrap_or_else(render_error),
-                    Route::Incoming => channels::incoming(&mut call, &caller)
-                        .await
-                        .unwrap_or_else(render_error),
-                    _ => detail(StatusCode::NOT_FOUND, "Not found."),
-                }
-            }
-        },
-    };
-    if let Some(v) = &call.rate {
-        rate_headers(resp.headers_mut(), v);
+    let caller = authenticate(ocs, call, route).await?;
+    match route {
+        Route::ExperimentList => api::experiment_list(call, &caller).await,
+        Route::ExperimentGet => api::experiment_get(call, &caller).await,
+        Route::SessionList => api::session_list(call, &caller).await,
+        Route::SessionCreate => api::session_create(call, &caller).await,
+        Route::SessionGet => api::session_get(call, &caller).await,
+        Route::SessionEnd => api::session_end(call, &caller).await,
+        Route::TagsAdd => api::tags(call, &caller, true).await,
+        Route::TagsRemove => api::tags(call, &caller, false).await,
+        Route::UpdateState => api::update_state(call, &caller).await,
+        Route::ParticipantList => api::participant_list(call, &caller).await,
+        Route::ParticipantPost => api::participant_post(call, &caller).await,
+        Route::FileContent => api::file_content(call, &caller).await,
+        Route::TriggerBot => channels::trigger_bot(call, &caller).await,
+        Route::OpenAi => channels::openai(call, &caller).await,
+        Route::Incoming => channels::incoming(call, &caller).await,
+        _ => Err(OcsError::detail(404, "Not found.")),
     }
-    resp
 }
 
 #[cfg(test)]
