@@ -240,7 +240,14 @@ fn a_login_flood_keeps_memory_bounded_while_another_org_chats() {
     });
     let checked = answers.iter().filter(|r| r.status == 401).count();
     let busy: Vec<&Response> = answers.iter().filter(|r| r.status == 503).collect();
-    assert_eq!(checked + busy.len(), 120, "only 401 and 503 expected");
+    // Refused by the throttle (429: the account's limit over all addresses) is fine too.
+    let throttled = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        checked + busy.len() + throttled,
+        120,
+        "only 401, 429 and 503 expected: {:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert!(checked >= 1, "no login was checked at all");
     for r in &busy {
         r.expect(503);

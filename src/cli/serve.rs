@@ -238,7 +238,12 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         .map(|a| botyard_plugins::outbound::IpNet::parse(a))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
-    let plugins = crate::plugins::PluginRuntime::new(store.clone(), data, plugin_allow);
+    let plugins = crate::plugins::PluginRuntime::with_limits(
+        store.clone(),
+        data,
+        plugin_allow,
+        args.turns.channel_limits(),
+    );
     let engine = Engine::new(
         store.clone(),
         EngineConfig {

@@ -433,7 +433,7 @@ async fn run_prepared(
         let try_deadline = prep.deadline.min(Instant::now() + INLINE_TRY);
         let opts = csml::TurnOptions {
             deadline: Some(try_deadline),
-            ..prep.opts.clone()
+            ..prep.opts
         };
         let result = interpret(
             engine,

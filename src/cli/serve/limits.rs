@@ -38,9 +38,25 @@ pub struct TurnArgs {
     /// (bursts of a few turns' quota allowed); past it its turns wait, then get 503.
     #[arg(long, env = "BOTYARD_ORG_OUTPUT_BYTES_PER_SEC", default_value_t = 4 * 1024 * 1024)]
     pub org_output_bytes_per_sec: u64,
+    /// Connector deliveries in flight per organization (a platform that hangs holds at most
+    /// these of its organization's; a conversation's replies always go out in order).
+    #[arg(long, env = "BOTYARD_ORG_DELIVERIES", default_value_t = 4)]
+    pub org_deliveries: usize,
+    /// Connector deliveries in flight in this process, all organizations together.
+    #[arg(long, env = "BOTYARD_DELIVERIES", default_value_t = 32)]
+    pub deliveries: usize,
 }
 
 impl TurnArgs {
+    /// The connector channels' concurrency limits.
+    pub fn channel_limits(&self) -> crate::plugins::channels::ChannelLimits {
+        crate::plugins::channels::ChannelLimits {
+            deliveries_per_org: self.org_deliveries.max(1),
+            deliveries: self.deliveries.max(self.org_deliveries).max(1),
+            ..Default::default()
+        }
+    }
+
     pub fn limits(&self) -> TurnLimits {
         let defaults = TurnLimits::default();
         let workers = self.turn_workers.unwrap_or(defaults.workers).max(1);
