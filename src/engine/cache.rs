@@ -41,7 +41,13 @@ pub struct LiveBot {
     /// A turn of this compiled bot outran the inline try (see `turn::run_prepared`): its
     /// turns run on a blocking thread from now on.
     slow: AtomicBool,
+    /// Inline tries of this compiled bot cut by their short deadline.
+    cuts: std::sync::atomic::AtomicU32,
 }
+
+/// Cut inline tries after which a bot's turns go to the slow-turn threads even when each
+/// rerun was quick (see `turn::run_prepared`).
+const MAX_CUTS: u32 = 16;
 
 impl LiveBot {
     /// Whether a turn may first be tried on the async worker (see `turn::run_prepared`).
@@ -51,6 +57,11 @@ impl LiveBot {
 
     pub fn mark_slow(&self) {
         self.slow.store(true, Ordering::Relaxed);
+    }
+
+    /// Count one cut inline try; `true` once there were [`MAX_CUTS`].
+    pub fn note_cut(&self) -> bool {
+        self.cuts.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_CUTS
     }
 
     /// A flow by id or name, case-insensitive (the engine's lookup, csml-language §1).
@@ -257,6 +268,7 @@ fn compile(store: &Store, org: &str, bot_id: &str, code: &BotCode) -> Result<Liv
         reads_metadata,
         may_block,
         slow: AtomicBool::new(false),
+        cuts: std::sync::atomic::AtomicU32::new(0),
     })
 }
 

@@ -418,10 +418,12 @@ fn interpret(
 /// is first tried right here, on the async worker, under a short deadline ([`INLINE_TRY`]):
 /// nearly every turn of a real bot ends well inside it, and then the turn costs no thread hop.
 /// A try that runs out of that short deadline is thrown away (nothing of it is written or
-/// returned; the interpreter has no other effects), the bot is marked slow, and the turn runs
-/// again on a slow-turn thread (lower CPU priority, see `slow`) under its real deadline, as
-/// every turn of a slow or waiting bot does. So an async worker is never held longer than
-/// [`INLINE_TRY`] by a turn, and only once per compiled bot.
+/// returned; the interpreter has no other effects) and the turn runs again on a slow-turn
+/// thread (lower CPU priority, see `slow`) under its real deadline, as every turn of a slow
+/// or waiting bot does. The bot is marked slow (all its turns go there) when that run takes
+/// as long too, or after a few cut tries ([`LiveBot::note_cut`]): a fast turn whose try was
+/// merely preempted on a loaded machine keeps its bot fast, and a flow that is slow only
+/// now and then costs an async worker [`INLINE_TRY`] a few times per compiled bot at most.
 async fn run_prepared(
     engine: &Engine,
     live: &Arc<LiveBot>,
@@ -453,9 +455,25 @@ async fn run_prepared(
             }
             return Ok(finish(live, client, prep, result, now));
         }
-        live.mark_slow();
-        tracing::info!(org = %client.organization_id, bot = %client.bot_id,
-            "a turn outran the inline try: this bot's turns run on blocking threads");
+        // Run again below. The bot is marked slow only when that run takes as long too: a
+        // fast turn whose try was merely preempted (a loaded machine) keeps its bot fast.
+        let (e2, live2) = (engine.clone(), Arc::clone(live));
+        return engine
+            .inner
+            .slow
+            .run(move || {
+                let started = Instant::now();
+                let ctx = std::mem::take(&mut prep.ctx);
+                let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.incoming);
+                if started.elapsed() >= INLINE_TRY || live2.note_cut() {
+                    live2.mark_slow();
+                    tracing::info!(org = %client.organization_id, bot = %client.bot_id,
+                        "a turn outran the inline try: this bot's turns run on the slow-turn threads");
+                }
+                finish(&live2, client, prep, result, now)
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")));
     }
     let (e2, live2) = (engine.clone(), Arc::clone(live));
     engine
