@@ -428,7 +428,7 @@ async fn run_prepared(
     engine: &Engine,
     live: &Arc<LiveBot>,
     client: ClientKey,
-    mut prep: Prepared,
+    prep: Prepared,
     now: i64,
 ) -> Result<(TurnCommit, Done), EngineError> {
     if live.may_try_inline() {
@@ -455,33 +455,36 @@ async fn run_prepared(
             }
             return Ok(finish(live, client, prep, result, now));
         }
-        // Run again below. The bot is marked slow only when that run takes as long too: a
-        // fast turn whose try was merely preempted (a loaded machine) keeps its bot fast.
-        let (e2, live2) = (engine.clone(), Arc::clone(live));
-        return engine
-            .inner
-            .slow
-            .run(move || {
-                let started = Instant::now();
-                let ctx = std::mem::take(&mut prep.ctx);
-                let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.incoming);
-                if started.elapsed() >= INLINE_TRY || live2.note_cut() {
-                    live2.mark_slow();
-                    tracing::info!(org = %client.organization_id, bot = %client.bot_id,
-                        "a turn outran the inline try: this bot's turns run on the slow-turn threads");
-                }
-                finish(&live2, client, prep, result, now)
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("the turn failed: {e}")));
+        // Run again below. The bot is marked slow only when that run takes as long too (a
+        // fast turn whose try was merely preempted keeps its bot fast), or after a few cuts.
+        return on_slow_thread(engine, live, client, prep, now, true).await;
     }
+    on_slow_thread(engine, live, client, prep, now, false).await
+}
+
+/// Run a prepared turn on a slow-turn thread. `after_cut`: its inline try was cut (see
+/// [`run_prepared`]).
+async fn on_slow_thread(
+    engine: &Engine,
+    live: &Arc<LiveBot>,
+    client: ClientKey,
+    mut prep: Prepared,
+    now: i64,
+    after_cut: bool,
+) -> Result<(TurnCommit, Done), EngineError> {
     let (e2, live2) = (engine.clone(), Arc::clone(live));
     engine
         .inner
         .slow
         .run(move || {
+            let started = Instant::now();
             let ctx = std::mem::take(&mut prep.ctx);
             let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.incoming);
+            if after_cut && (started.elapsed() >= INLINE_TRY || live2.note_cut()) {
+                live2.mark_slow();
+                tracing::info!(org = %client.organization_id, bot = %client.bot_id,
+                    "a turn outran the inline try: this bot's turns run on the slow-turn threads");
+            }
             finish(&live2, client, prep, result, now)
         })
         .await
