@@ -212,23 +212,6 @@ fn busy(wait: Duration) -> EngineError {
     }
 }
 
-/// The length of `v`'s JSON text, without building it.
-pub(super) fn json_len(v: &serde_json::Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len() as u64;
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,7 +171,7 @@ async fn chat_turn(
         .0
         .messages
         .iter()
-        .map(|m| super::fair::json_len(&m.payload.content))
+        .map(|m| csml::eval::json_len(&m.payload.content))
         .sum();
     inner.fair.charge_output(&org, said);
     let ocs_stored = inner.store.commit_turn(commit).await?;

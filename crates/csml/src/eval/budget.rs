@@ -34,7 +34,7 @@ pub(crate) const CLOCK_CHECK_EVERY: i64 = 1024;
 /// The byte length of `v` serialized as compact JSON (as `serde_json::to_string` writes it),
 /// computed without building the text: this runs for every output message, the hello path
 /// included.
-pub(crate) fn json_len(v: &Json) -> u64 {
+pub fn json_len(v: &Json) -> u64 {
     let mut total = 0u64;
     // Iterative: message contents and memories can be deep.
     let mut stack: Vec<&Json> = vec![v];

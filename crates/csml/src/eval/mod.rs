@@ -24,6 +24,7 @@
 //! * `!e` where `e` fails is `true` (the failing operand counts as false).
 
 mod budget;
+pub use budget::json_len;
 mod expr;
 pub mod fxhash;
 pub mod protocol;
