@@ -124,10 +124,7 @@ impl FairShare {
         let Some(b) = map.get_mut(org) else {
             return Duration::ZERO;
         };
-        let now = std::time::Instant::now();
-        b.level = (b.level + now.duration_since(b.at).as_secs_f64() * self.output_rate)
-            .min(self.output_burst);
-        b.at = now;
+        self.refill(b);
         if b.level >= 0.0 {
             Duration::ZERO
         } else {
@@ -153,11 +150,17 @@ impl FairShare {
             );
         }
         if let Some(b) = map.get_mut(org) {
-            b.level = (b.level + now.duration_since(b.at).as_secs_f64() * self.output_rate)
-                .min(self.output_burst)
-                - bytes as f64;
-            b.at = now;
+            self.refill(b);
+            b.level -= bytes as f64;
         }
+    }
+
+    /// Add what the rate gave `b` since it was last looked at, up to the burst.
+    fn refill(&self, b: &mut Bucket) {
+        let now = std::time::Instant::now();
+        b.level = (b.level + now.duration_since(b.at).as_secs_f64() * self.output_rate)
+            .min(self.output_burst);
+        b.at = now;
     }
 
     /// The semaphore of `org`'s share.

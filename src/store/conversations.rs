@@ -1,5 +1,5 @@
 //! Conversation state of a client, the transcript, memories and participants: what one turn
-//! reads ([`Store::load_turn_state`]) and the write set it commits ([`TurnWrite`], applied by
+//! reads ([`Store::read_turn`]) and the write set it commits ([`Store::commit_turn`], applied by
 //! the writer in a group transaction).
 
 use super::ids::{day_of, now_millis};
@@ -564,7 +564,8 @@ impl Store {
         .await
     }
 
-    /// The client's open conversation and its memories, in one read snapshot.
+    /// The client's open conversation and its memories, in one read snapshot of the read pool
+    /// (tests and tools; a turn reads through [`Store::read_turn`]).
     pub fn load_turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
         self.read(|c| load_turn_state_on(c, client, now))
     }

@@ -11,8 +11,10 @@
 //!
 //! Calling convention: every `pub fn` on [`Store`] is **blocking** (it may wait on SQLite or on
 //! the writer). Call them from `spawn_blocking`, a plain thread, or the CLI — never from an
-//! async task. The async-friendly entry points are [`Store::write_async`] (awaits the writer's
-//! acknowledgement without blocking a runtime thread) and everything in `crate::engine`.
+//! async task. The `pub async fn`s (a turn's read and commit, OCS task starts, ...) await the
+//! writer's acknowledgement without blocking a runtime thread. The writer's job functions
+//! (`write`, `write_async`, `write_async_bare`) and `read` are private to this module: every
+//! job is SQL written here, over plain data (the writer runs SQL only).
 //!
 //! Tenancy: every function that reads or changes tenant data takes the organization id first
 //! and filters on it; a row of another organization is reported as not found.
@@ -259,14 +261,14 @@ impl Store {
     }
 
     /// Run `f` on a read connection (blocking).
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let conn = self.inner.read.get()?;
         f(&conn)
     }
 
     /// Run `f` inside the writer's next group transaction and wait (blocking) until it is
     /// committed. `f` must only touch the database: no I/O, no waiting.
-    pub(crate) fn write<R: Send + 'static>(
+    fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -277,7 +279,7 @@ impl Store {
     }
 
     /// Like [`Store::write`], awaiting the commit without blocking the async runtime.
-    pub(crate) async fn write_async<R: Send + 'static>(
+    async fn write_async<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -292,7 +294,7 @@ impl Store {
     /// `Err` it returns must leave nothing written (check, then write). Should it fail after
     /// writing anyway, the writer rolls back the whole group transaction and the jobs that ran
     /// before it in the batch fail too (see `writer`): nothing is ever half-written.
-    pub(crate) async fn write_async_bare<R: Send + 'static>(
+    async fn write_async_bare<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {

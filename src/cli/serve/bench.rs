@@ -221,7 +221,7 @@ fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
         "to_first_chat_ms": round2(first.as_secs_f64() * 1000.0),
     });
     if args.hostile {
-        let hostile = hostile::run(&rt, &exe, &dir, &server, &creds, args)?;
+        let hostile = hostile::run(&rt, &exe, &dir, &server, &creds, (&key, &secret), args)?;
         server.stop();
         return Ok(json!({"machine": machine(), "hostile": hostile}));
     }

@@ -231,6 +231,21 @@ fn keyset(cur: &Option<Cursor>, ascending: bool, limit: u32) -> KeysetReq {
     }
 }
 
+/// A list answer from a page whose rows are the `(created_at, id)` keys of `results` (both
+/// as the store read them: a backwards page in reverse).
+fn keyed_page(
+    call: &Call,
+    path: &str,
+    cur: &Option<Cursor>,
+    (page, mut results, count): (Page<(i64, String)>, Vec<Json>, Option<i64>),
+) -> Json {
+    let page = order_rows(page, cur);
+    if cur.as_ref().is_some_and(|c| c.back) {
+        results.reverse();
+    }
+    paginate(call, path, cur, page, |k| k.clone(), results, count)
+}
+
 fn order_rows<T>(mut p: Page<T>, cur: &Option<Cursor>) -> Page<T> {
     if cur.as_ref().is_some_and(|c| c.back) {
         p.rows.reverse();
@@ -273,20 +288,7 @@ pub(crate) async fn experiment_list(call: &mut Call, caller: &Caller) -> Answer 
             ))
         })
         .await?;
-    let (page, mut results, count) = r;
-    let page = order_rows(page, &cur);
-    if cur.as_ref().is_some_and(|c| c.back) {
-        results.reverse();
-    }
-    Ok(ok(&paginate(
-        call,
-        "/api/experiments/",
-        &cur,
-        page,
-        |k| k.clone(),
-        results,
-        count,
-    )))
+    Ok(ok(&keyed_page(call, "/api/experiments/", &cur, r)))
 }
 
 pub(crate) async fn experiment_get(call: &mut Call, caller: &Caller) -> Answer {
@@ -376,20 +378,7 @@ pub(crate) async fn session_list(call: &mut Call, caller: &Caller) -> Answer {
             ))
         })
         .await?;
-    let (page, mut results, count) = r;
-    let page = order_rows(page, &cur);
-    if cur.as_ref().is_some_and(|c| c.back) {
-        results.reverse();
-    }
-    Ok(ok(&paginate(
-        call,
-        "/api/sessions/",
-        &cur,
-        page,
-        |k| k.clone(),
-        results,
-        count,
-    )))
+    Ok(ok(&keyed_page(call, "/api/sessions/", &cur, r)))
 }
 
 /// Parse `messages` of a create request (roles system/user/assistant).
@@ -643,20 +632,7 @@ pub(crate) async fn participant_list(call: &mut Call, caller: &Caller) -> Answer
             ))
         })
         .await?;
-    let (page, mut results, count) = r;
-    let page = order_rows(page, &cur);
-    if cur.as_ref().is_some_and(|c| c.back) {
-        results.reverse();
-    }
-    Ok(ok(&paginate(
-        call,
-        "/api/participants",
-        &cur,
-        page,
-        |k| k.clone(),
-        results,
-        count,
-    )))
+    Ok(ok(&keyed_page(call, "/api/participants", &cur, r)))
 }
 
 fn schedule_ops(v: Option<&Json>) -> Result<Vec<ScheduleOp>, OcsError> {

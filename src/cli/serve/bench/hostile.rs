@@ -176,24 +176,20 @@ fn victim_figures(m: &Json) -> Json {
            "p99_ms": m["p99_ms"], "max_ms": m["max_ms"]})
 }
 
+/// `creds`: the setup's output (the attacker is its demo bot, `key`/`secret` its Studio
+/// channel's).
 pub(super) fn run(
     rt: &tokio::runtime::Runtime,
     exe: &Path,
     dir: &Path,
     server: &ServerProc,
     creds: &Json,
+    (key, secret): (&str, &str),
     args: &BenchArgs,
 ) -> anyhow::Result<Json> {
     crate::cli::serve::raise_open_file_limit();
     let addr = server.addr;
-    let key = creds["studio"]["api_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let secret = creds["studio"]["api_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (key, secret) = (key.to_string(), secret.to_string());
     let demo_bot = creds["bot"]["id"].as_str().unwrap_or_default().to_string();
     let (vkey, vsecret) = victim_org(exe, dir)?;
     put_flow(rt, addr, &vkey, &vsecret, VICTIM_FLOW)?;
