@@ -345,11 +345,12 @@ impl Outbound {
 }
 
 /// The TLS client configuration: the system's root certificates (so operators add their own
-/// CAs the usual way), ring as the crypto provider; built once.
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// CAs the usual way), ring as the crypto provider; built once. Outbound HTTP and the
+/// PostgreSQL client both use it.
+pub(crate) fn tls_client_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
     use tokio_rustls::rustls;
-    static CONNECTOR: OnceLock<Result<tokio_rustls::TlsConnector, String>> = OnceLock::new();
-    CONNECTOR
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
@@ -364,9 +365,13 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
                 .map_err(|e| e.to_string())?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            Ok(Arc::new(config))
         })
         .clone()
+}
+
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    tls_client_config().map(tokio_rustls::TlsConnector::from)
 }
 
 fn server_name(

@@ -12,11 +12,38 @@ use std::path::Path;
 
 /// Name of the key file in the data directory.
 pub const KEY_FILE: &str = "secret.key";
+/// Environment variable that gives the key instead of the file (64 hex digits).
+pub const KEY_ENV: &str = "BOTYARD_SECRET_KEY";
+
+/// A 32-byte key of the data directory: the environment variable `env` when it is set (64 hex
+/// digits; how a cluster's nodes get the same key without sharing a disk), else `DIR/file`,
+/// created with a random key (mode 0600) when absent.
+pub fn load_key(data_dir: &Path, file: &str, env: &str) -> std::io::Result<[u8; 32]> {
+    let parse = |text: &str, from: &dyn std::fmt::Display| {
+        crate::store::ids::unhex(text.trim())
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .ok_or_else(|| std::io::Error::other(format!("{from} is not a 64-digit hex key")))
+    };
+    if let Ok(text) = std::env::var(env) {
+        return parse(&text, &env);
+    }
+    let path = data_dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = crate::store::ids::random_bytes();
+            write_private(&path, crate::store::ids::hex(&key).as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// The data-dir key, ready to encrypt and decrypt.
 #[derive(Clone)]
 pub struct Secrets {
     cipher: ChaCha20Poly1305,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -26,26 +53,22 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Load `DIR/secret.key`, creating it (mode 0600) when absent.
+    /// The data-dir key: from `BOTYARD_SECRET_KEY` when set, else `DIR/secret.key`, created
+    /// (mode 0600) when absent. See [`load_key`].
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Secrets> {
-        let path = data_dir.join(KEY_FILE);
-        let key = match std::fs::read_to_string(&path) {
-            Ok(text) => crate::store::ids::unhex(&text)
-                .filter(|k| k.len() == 32)
-                .ok_or_else(|| {
-                    std::io::Error::other(format!("{} is not a 64-digit hex key", path.display()))
-                })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = crate::store::ids::random_bytes();
-                write_private(&path, crate::store::ids::hex(&key).as_bytes())?;
-                key.to_vec()
-            }
-            Err(e) => return Err(e),
-        };
-        let key = Key::try_from(key.as_slice()).map_err(std::io::Error::other)?;
+        let key = load_key(data_dir, KEY_FILE, KEY_ENV)?;
+        let fingerprint = crate::store::ids::hex(&Sha256::digest(key))[..16].to_string();
+        let key = Key::from(key);
         Ok(Secrets {
             cipher: ChaCha20Poly1305::new(&key),
+            fingerprint,
         })
+    }
+
+    /// A short, one-way digest of the key: nodes sharing one database compare it so that a node
+    /// started with another key refuses to start (it could not read the others' secrets).
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 
     /// `nonce || ciphertext+tag`, authenticated together with `aad` (the owning row's id, so a

@@ -57,12 +57,12 @@ fn create(cli: &Cli, args: &CreateArgs) -> Result<serde_json::Value, String> {
     let role = Role::parse(&args.role).ok_or("--role must be owner, editor or viewer")?;
     let password = read_password(args.password_stdin)?;
     crate::admin::check_password(&password)?;
-    let store = Store::open(&cli.data, Durability::Normal)
-        .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))?;
+    let store = Store::open_at(&cli.location(), Durability::Normal)
+        .map_err(|e| format!("cannot open {}: {e}", cli.store_name()))?;
     if store.list_orgs().map_err(|e| e.to_string())?.is_empty() {
         return Err(format!(
             "{} has no organization yet: run `botyard setup` or `botyard serve` first",
-            cli.data.display()
+            cli.store_name()
         ));
     }
     let org = match &args.org {

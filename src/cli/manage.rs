@@ -148,8 +148,8 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 pub(super) fn open(cli: &Cli) -> Result<Store, String> {
-    Store::open(&cli.data, Durability::Normal)
-        .map_err(|e| format!("cannot open {}: {e}", cli.data.display()))
+    Store::open_at(&cli.location(), Durability::Normal)
+        .map_err(|e| format!("cannot open {}: {e}", cli.store_name()))
 }
 
 /// Print the result: JSON on stdout with `--json`, else the text; errors on stderr, exit 1.
@@ -184,7 +184,7 @@ fn resolve_org(store: &Store, org: &OrgArg) -> Result<Organization, String> {
 
 pub fn setup(cli: &Cli) -> ExitCode {
     let out = (|| -> Out {
-        let (_store, outcome) = setup::ensure(&cli.data, Durability::Normal).map_err(err)?;
+        let (_store, outcome) = setup::ensure(&cli.location(), Durability::Normal).map_err(err)?;
         Ok((
             serde_json::to_value(&outcome).map_err(err)?,
             setup_text(&outcome),

@@ -18,14 +18,39 @@ use std::process::ExitCode;
     about = "Host CSML chatbots for many organizations"
 )]
 pub struct Cli {
-    /// Data directory (SQLite database, keys, plugins).
+    /// Data directory (SQLite database, keys, plugins). With --database it still holds the
+    /// key files (secret.key, ocs-token.key), unless they come from the environment.
     #[arg(long, global = true, env = "BOTYARD_DATA", default_value = "./data")]
     pub data: PathBuf,
+    /// A PostgreSQL database to use instead of SQLite in --data, as a URL:
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require] (or
+    /// postgresql://USER@/DB?host=/socket/dir). Every node of a cluster gets the same URL and
+    /// the same keys.
+    #[arg(long, global = true, env = "BOTYARD_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Where the store lives, from --data and --database.
+    pub fn location(&self) -> crate::store::Location {
+        crate::store::Location {
+            data_dir: self.data.clone(),
+            database: self.database.clone(),
+        }
+    }
+
+    /// The store's location for messages (the URL without its password).
+    pub fn store_name(&self) -> String {
+        match &self.database {
+            Some(url) => crate::store::redact_url(url),
+            None => self.data.display().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

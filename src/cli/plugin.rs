@@ -218,7 +218,7 @@ fn install(cli: &Cli, a: &InstallArgs) -> Out {
 
 fn list(cli: &Cli, org_filter: Option<&str>) -> Out {
     // Installed plugins need a data directory; a fresh one simply has none.
-    let store = if cli.data.join(crate::store::DB_FILE).exists() {
+    let store = if cli.database.is_some() || cli.data.join(crate::store::DB_FILE).exists() {
         Some(open(cli)?)
     } else {
         None

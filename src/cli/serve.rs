@@ -14,7 +14,6 @@ use crate::store::uploads::UploadQuota;
 use crate::store::{Durability, setup};
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,7 +186,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match rt.block_on(run_server(&cli.data, args, cli.json)) {
+    let code = match rt.block_on(run_server(&cli.location(), args, cli.json)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -198,7 +197,12 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> ExitCode {
     code
 }
 
-async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result<()> {
+async fn run_server(
+    at: &crate::store::Location,
+    args: &ServeArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let data = at.data_dir.as_path();
     let config = args.http_config()?;
     let mut allow = Vec::new();
     for a in args.outbound_allow.iter().filter(|a| !a.trim().is_empty()) {
@@ -218,9 +222,9 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
         .next()
         .ok_or_else(|| anyhow::anyhow!("--addr {}: no address", args.addr))?;
 
-    let (data_dir, durability) = (data.to_path_buf(), args.durability);
+    let (at, durability) = (at.clone(), args.durability);
     let (store, outcome) =
-        tokio::task::spawn_blocking(move || setup::ensure(&data_dir, durability)).await??;
+        tokio::task::spawn_blocking(move || setup::ensure(&at, durability)).await??;
 
     let handle = tokio::runtime::Handle::current();
     let outbound = Arc::new(Outbound::new(
@@ -287,7 +291,7 @@ async fn run_server(data: &Path, args: &ServeArgs, json: bool) -> anyhow::Result
     // The parseable line tests and scripts wait for.
     eprintln!("listening on http://{local}");
     crate::http::admin::announce_setup(store.clone(), local).await;
-    tracing::info!(addr = %local, data = %data.display(), "botyard {} serving", env!("CARGO_PKG_VERSION"));
+    tracing::info!(addr = %local, data = %data.display(), store = %store.path().display(), "botyard {} serving", env!("CARGO_PKG_VERSION"));
 
     crate::http::server::run(listener, state, shutdown_signal()).await;
 

@@ -9,6 +9,8 @@ use std::path::Path;
 
 const PURPOSE: &str = "ocs-session-token:v1";
 const KEY_FILE: &str = "ocs-token.key";
+/// Environment variable that gives the key instead of the file (64 hex digits).
+pub const KEY_ENV: &str = "BOTYARD_OCS_TOKEN_KEY";
 
 #[derive(Clone)]
 pub struct TokenKey {
@@ -22,27 +24,11 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TokenKey {
-    /// Load `DIR/ocs-token.key`, creating it when absent.
+    /// The session-token key: from `BOTYARD_OCS_TOKEN_KEY` when set, else
+    /// `DIR/ocs-token.key`, created when absent (see [`crate::secrets::load_key`]).
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<TokenKey> {
-        let path = data_dir.join(KEY_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => {
-                let bytes = crate::store::ids::unhex(&t)
-                    .filter(|k| k.len() == 32)
-                    .ok_or_else(|| {
-                        std::io::Error::other(format!("{} is malformed", path.display()))
-                    })?;
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                Ok(TokenKey { key })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = crate::store::ids::random_bytes();
-                crate::secrets::write_private(&path, crate::store::ids::hex(&key).as_bytes())?;
-                Ok(TokenKey { key })
-            }
-            Err(e) => Err(e),
-        }
+        let key = crate::secrets::load_key(data_dir, KEY_FILE, KEY_ENV)?;
+        Ok(TokenKey { key })
     }
 
     #[cfg(test)]

@@ -41,11 +41,11 @@ fn user_from_row(r: &rusqlite::Row, o: usize) -> rusqlite::Result<User> {
 
 impl Store {
     pub fn count_users(&self) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
+        self.read_lite(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
     }
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT id, email, password_hash, created_at FROM users WHERE id = ?1",
                 [id],
@@ -71,7 +71,7 @@ impl Store {
             )));
         }
         let hash = password_hash.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             if first_only {
                 let n: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
                 if n > 0 {
@@ -111,7 +111,7 @@ impl Store {
         ip: Option<String>,
         user_agent: Option<String>,
     ) -> Result<()> {
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "DELETE FROM admin_sessions WHERE expires_at <= ?1",
                 [s.created_at],
@@ -141,7 +141,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<(AdminSession, User)>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(
                 "SELECT s.token_hash, s.user_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at,
                         u.id, u.email, u.password_hash, u.created_at
@@ -168,7 +168,7 @@ impl Store {
     /// Slide a session's idle expiry.
     pub fn touch_admin_session(&self, token_hash: &str, now: i64, expires_at: i64) -> Result<()> {
         let t = token_hash.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "UPDATE admin_sessions SET last_seen_at = ?2, expires_at = ?3 WHERE token_hash = ?1",
                 params![t, now, expires_at],
@@ -179,7 +179,7 @@ impl Store {
 
     pub fn delete_admin_session(&self, token_hash: &str) -> Result<()> {
         let t = token_hash.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute("DELETE FROM admin_sessions WHERE token_hash = ?1", [t])?;
             Ok(())
         })
@@ -188,12 +188,12 @@ impl Store {
     /// Ends every session of a user (password change, removal); returns how many.
     pub fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
         let u = user_id.to_string();
-        self.write(move |c| Ok(c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u])?))
+        self.write_lite(move |c| Ok(c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u])?))
     }
 
     /// The bots of an organization with their flow count and live build number.
     pub fn bot_summaries(&self, org: &str) -> Result<Vec<BotSummary>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT b.id, b.name,
                         (SELECT COUNT(*) FROM flows f WHERE f.bot_id = b.id),
@@ -218,7 +218,7 @@ impl Store {
 
     /// The organizations of a user with their role and number of bots.
     pub fn user_orgs_with_counts(&self, user_id: &str) -> Result<Vec<(Organization, Role, i64)>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT o.id, o.name, o.is_default, o.created_at, m.role,
                         (SELECT COUNT(*) FROM bots b WHERE b.organization_id = o.id)
@@ -229,7 +229,8 @@ impl Store {
                 .query_map([user_id], |r| {
                     let role: String = r.get(4)?;
                     Ok((
-                        super::orgs::org_from_row(r)?,
+                        super::orgs::org_from_row(&super::db::Row::Lite(r))
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
                         Role::parse(&role).unwrap_or(Role::Viewer),
                         r.get(5)?,
                     ))
@@ -240,7 +241,7 @@ impl Store {
     }
 
     pub fn get_participant(&self, org: &str, id: &str) -> Result<Option<Participant>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
                  FROM participants WHERE id = ?1 AND organization_id = ?2",

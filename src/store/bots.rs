@@ -232,7 +232,7 @@ impl Store {
             return Err(Error::Invalid("a bot needs at least one flow".into()));
         }
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let id = new_id();
             c.execute(
@@ -271,7 +271,7 @@ impl Store {
     }
 
     pub fn list_bots(&self, org: &str) -> Result<Vec<Bot>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {BOT_COLS} FROM bots WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
@@ -283,12 +283,12 @@ impl Store {
     }
 
     pub fn get_bot(&self, org: &str, bot: &str) -> Result<Bot> {
-        self.read(|c| load_bot(c, org, bot))
+        self.read_lite(|c| load_bot(c, org, bot))
     }
 
     /// A bot by id or name (case-insensitive), within `org`.
     pub fn find_bot(&self, org: &str, id_or_name: &str) -> Result<Bot> {
-        self.read(|c| {
+        self.read_lite(|c| {
             c.query_row(
                 &format!(
                     "SELECT {BOT_COLS} FROM bots WHERE organization_id = ?1
@@ -304,7 +304,7 @@ impl Store {
 
     /// The bot and its working flows, read in one snapshot.
     pub fn bot_with_flows(&self, org: &str, bot: &str) -> Result<(Bot, Vec<Flow>)> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let tx = c.unchecked_transaction()?;
             let b = load_bot(&tx, org, bot)?;
             let f = load_flows(&tx, org, bot)?;
@@ -316,7 +316,7 @@ impl Store {
     /// Partial update (studio-api §2.4).
     pub fn update_bot(&self, org: &str, bot: &str, patch: BotPatch) -> Result<Bot> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let mut b = load_bot(c, &org, &bot)?;
             if let Some(name) = patch.name {
@@ -373,7 +373,7 @@ impl Store {
     /// Delete a bot and everything hanging from it.
     pub fn delete_bot(&self, org: &str, bot: &str) -> Result<()> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             // Rows without a foreign key to bots (hot-path tables) are removed by hand.
             for sql in [
                 "DELETE FROM memories WHERE bot_id = ?1 AND organization_id = ?2",
@@ -399,7 +399,7 @@ impl Store {
     }
 
     pub fn list_flows(&self, org: &str, bot: &str) -> Result<Vec<Flow>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             load_bot(c, org, bot)?;
             load_flows(c, org, bot)
         })
@@ -407,7 +407,7 @@ impl Store {
 
     /// A flow by id or name (case-insensitive).
     pub fn get_flow(&self, org: &str, bot: &str, id_or_name: &str) -> Result<Flow> {
-        self.read(|c| {
+        self.read_lite(|c| {
             find_flow(c, org, bot, id_or_name)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{id_or_name}` not found")))
         })
@@ -416,7 +416,7 @@ impl Store {
     /// Create a flow; the automatic `/<name>` command is added. Duplicate name → conflict.
     pub fn create_flow(&self, org: &str, bot: &str, new: NewFlow) -> Result<Flow> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let b = load_bot(c, &org, &bot)?;
             let f = insert_flow(c, &org, &bot, &new, now)?;
@@ -434,7 +434,7 @@ impl Store {
     /// Partial update of a flow (id or name); a rename keeps the automatic command in step.
     pub fn update_flow(&self, org: &str, bot: &str, flow: &str, patch: FlowPatch) -> Result<Flow> {
         let (org, bot, flow) = (org.to_string(), bot.to_string(), flow.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let mut f = find_flow(c, &org, &bot, &flow)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{flow}` not found")))?;
@@ -485,7 +485,7 @@ impl Store {
     /// Delete a flow (id or name). The default flow cannot be deleted (conflict).
     pub fn delete_flow(&self, org: &str, bot: &str, flow: &str) -> Result<()> {
         let (org, bot, flow) = (org.to_string(), bot.to_string(), flow.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let b = load_bot(c, &org, &bot)?;
             let f = find_flow(c, &org, &bot, &flow)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{flow}` not found")))?;
@@ -518,7 +518,7 @@ impl Store {
             return Err(Error::Invalid("a bot needs at least one flow".into()));
         }
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             load_bot(c, &org, &bot)?;
             let existing = load_flows(c, &org, &bot)?;
@@ -587,7 +587,7 @@ impl Store {
         engine_version: &str,
     ) -> Result<BotVersion> {
         let (org, bot, ev) = (org.to_string(), bot.to_string(), engine_version.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             load_bot(c, &org, &bot)?;
             let seq: i64 = c.query_row(
@@ -620,7 +620,7 @@ impl Store {
 
     /// A build by id, or the latest (`None` or `"latest"`).
     pub fn get_version(&self, org: &str, bot: &str, version: Option<&str>) -> Result<BotVersion> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let found = match version.filter(|v| *v != "latest") {
                 Some(v) => c
                     .prepare_cached(&format!(
@@ -643,7 +643,7 @@ impl Store {
 
     /// Builds of a bot, newest first.
     pub fn list_versions(&self, org: &str, bot: &str, limit: u32) -> Result<Vec<BotVersion>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {VERSION_COLS} FROM bot_versions WHERE bot_id = ?1 AND organization_id = ?2
                  ORDER BY seq DESC LIMIT ?3"
@@ -662,7 +662,7 @@ impl Store {
             bot.to_string(),
             version.map(str::to_string),
         );
-        self.write(move |c| {
+        self.write_lite(move |c| {
             if let Some(v) = &version {
                 let ok: bool = c.query_row(
                     "SELECT EXISTS(SELECT 1 FROM bot_versions WHERE id = ?1 AND bot_id = ?2 AND organization_id = ?3)",
@@ -686,13 +686,13 @@ impl Store {
 
     /// `(live_version_id, rev)` of a bot: enough to tell whether a compiled copy is current.
     pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
-        self.read(|c| bot_code_key_on(c, org, bot))
+        self.read_lite(|c| bot_code_key_on(c, org, bot))
     }
 
     /// What the engine needs to pick the code serving a bot: the bot row and, when it has a
     /// live build, that build (one read).
     pub fn live_code(&self, org: &str, bot: &str) -> Result<(Bot, Option<BotVersion>)> {
-        self.read(|c| live_code_on(c, org, bot))
+        self.read_lite(|c| live_code_on(c, org, bot))
     }
 }
 

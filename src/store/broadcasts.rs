@@ -16,7 +16,7 @@ impl Store {
         request: Json,
     ) -> Result<String> {
         let (org, bot, channel) = (org.to_string(), bot.to_string(), channel.to_string());
-        self.write_async(move |c| {
+        self.write_async_lite(move |c| {
             let id = new_id();
             let now = now_millis();
             // The channel (and its bot) may be gone while a server's key cache still knows
@@ -40,7 +40,7 @@ impl Store {
     /// The oldest pending broadcasts of all organizations (for the worker; each row carries
     /// its organization, and running it is scoped by that).
     pub fn pending_broadcasts(&self, limit: u32) -> Result<Vec<QueuedBroadcast>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, organization_id, bot_id, channel_id, request, attempts, created_at
                  FROM broadcasts WHERE status = 'pending' ORDER BY created_at LIMIT ?1",
@@ -72,7 +72,7 @@ impl Store {
         max_attempts: i64,
     ) -> Result<()> {
         let (org, id, error) = (org.to_string(), id.to_string(), error.to_string());
-        self.write_async(move |c| {
+        self.write_async_lite(move |c| {
             let n = c.execute(
                 "UPDATE broadcasts SET attempts = attempts + 1, last_error = ?3, updated_at = ?4,
                     status = CASE WHEN attempts + 1 >= ?5 THEN 'failed' ELSE status END
@@ -89,7 +89,7 @@ impl Store {
 
     /// Status of a broadcast: (`pending`|`done`|`failed`, attempts, last error).
     pub fn broadcast_status(&self, org: &str, id: &str) -> Result<(String, i64, Option<String>)> {
-        self.read(|c| {
+        self.read_lite(|c| {
             c.query_row(
                 "SELECT status, attempts, last_error FROM broadcasts WHERE id = ?1 AND organization_id = ?2",
                 [id, org],

@@ -114,7 +114,7 @@ impl Store {
         };
         let secrets = self.secrets().clone();
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
@@ -171,7 +171,7 @@ impl Store {
 
     /// Channels of the organization, of one bot when `bot` is given.
     pub fn list_channels(&self, org: &str, bot: Option<&str>) -> Result<Vec<Channel>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {CHANNEL_COLS} FROM channels WHERE organization_id = ?1
                  AND (?2 IS NULL OR bot_id = ?2) ORDER BY created_at"
@@ -184,7 +184,7 @@ impl Store {
     }
 
     pub fn get_channel(&self, org: &str, channel: &str) -> Result<Channel> {
-        self.read(|c| load_channel(c, org, channel))
+        self.read_lite(|c| load_channel(c, org, channel))
     }
 
     /// Change name, webhook URL, config or status.
@@ -193,7 +193,7 @@ impl Store {
             check_webhook(w)?;
         }
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let mut ch = load_channel(c, &org, &channel)?;
             if let Some(n) = patch.name {
                 ch.name = n;
@@ -229,7 +229,7 @@ impl Store {
     pub fn rotate_channel(&self, org: &str, channel: &str) -> Result<Credentials> {
         let secrets = self.secrets().clone();
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             load_channel(c, &org, &channel)?;
             let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
             let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
@@ -255,7 +255,7 @@ impl Store {
 
     pub fn delete_channel(&self, org: &str, channel: &str) -> Result<()> {
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let n = c.execute(
                 "DELETE FROM channels WHERE id = ?1 AND organization_id = ?2",
                 [&channel, &org],
@@ -275,7 +275,7 @@ impl Store {
     /// signature and post as the bot anywhere. Inactive channels resolve to `None` too.
     pub fn channel_auth_by_key(&self, api_key: &str) -> Result<Option<ChannelAuth>> {
         let secrets = self.secrets();
-        self.read(|c| {
+        self.read_lite(|c| {
             let row = c
                 .prepare_cached(&format!(
                     "SELECT {CHANNEL_COLS}, secret_enc FROM channels
@@ -303,7 +303,7 @@ impl Store {
 
     /// A connector channel by its public webhook token (`/hooks/{token}`).
     pub fn channel_by_token(&self, token: &str) -> Result<Option<Channel>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {CHANNEL_COLS} FROM channels WHERE token = ?1 AND status = 'active'"
             ))?
@@ -315,7 +315,7 @@ impl Store {
     /// Incremented by every change of a credential (rotate, revoke, delete); a server polls it
     /// to drop cached authentications made stale by another process.
     pub fn auth_epoch(&self) -> Result<i64> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'auth_epoch'",
                 [],
@@ -332,7 +332,7 @@ impl Store {
         read_only: bool,
     ) -> Result<(ApiKey, String)> {
         let (org, name) = (org.to_string(), name.trim().to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM organizations WHERE id = ?1)",
                 [&org],
@@ -362,7 +362,7 @@ impl Store {
     }
 
     pub fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKey>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
@@ -376,7 +376,7 @@ impl Store {
     /// Revoke a key given its id or its prefix. Revoking twice is fine.
     pub fn revoke_api_key(&self, org: &str, id_or_prefix: &str) -> Result<ApiKey> {
         let (org, k) = (org.to_string(), id_or_prefix.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let found = c
                 .query_row(
                     &format!(
@@ -405,7 +405,7 @@ impl Store {
     /// unknown → `None`.
     pub fn api_key_lookup(&self, key: &str) -> Result<Option<ApiKey>> {
         let hash = hash_api_key(key);
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
             ))?

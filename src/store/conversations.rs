@@ -534,7 +534,7 @@ impl Store {
     /// writes committed before it. The engine runs the interpreter elsewhere, then commits
     /// with [`Store::commit_turn`].
     pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
-        self.write_async_bare(move |c| {
+        self.write_async_bare_lite(move |c| {
             let k = &read.client;
             let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;
@@ -554,7 +554,7 @@ impl Store {
     /// Commit one turn (a bare writer job: every check comes before the first write, see
     /// [`Store::write_async_bare`]). Returns the OCS messages it stored (empty otherwise).
     pub async fn commit_turn(&self, commit: TurnCommit) -> Result<Vec<super::ocs::OcsMessage>> {
-        self.write_async_bare(move |c| {
+        self.write_async_bare_lite(move |c| {
             apply_turn(c, &commit.write)?;
             match commit.ocs {
                 Some(end) => super::ocs::finish_ocs_turn_on(c, end),
@@ -567,25 +567,25 @@ impl Store {
     /// The client's open conversation and its memories, in one read snapshot of the read pool
     /// (tests and tools; a turn reads through [`Store::read_turn`]).
     pub fn load_turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
-        self.read(|c| load_turn_state_on(c, client, now))
+        self.read_lite(|c| load_turn_state_on(c, client, now))
     }
 
     /// Commit one turn's writes, blocking (tests, CLI; the engine commits through
     /// [`Store::commit_turn`]).
     pub fn commit_turn_blocking(&self, w: TurnWrite) -> Result<()> {
-        self.write(move |c| apply_turn(c, &w))
+        self.write_lite(move |c| apply_turn(c, &w))
     }
 
     /// The client's open, unexpired conversation (studio-api §2.13).
     pub fn open_conversation(&self, client: &ClientKey, now: i64) -> Result<Option<Conversation>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(open_conversation_on(c, client)?
                 .filter(|conv| conv.expires_at.is_none_or(|e| e > now)))
         })
     }
 
     pub fn get_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
-        self.read(|c| {
+        self.read_lite(|c| {
             c.prepare_cached(&format!(
                 "SELECT {CONV_COLS} FROM conversations WHERE id = ?1 AND organization_id = ?2"
             ))?
@@ -606,7 +606,7 @@ impl Store {
             ConversationStatus::Closed => "closed",
         });
         let limit = if f.limit == 0 { 50 } else { f.limit.min(1000) };
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {CONV_COLS} FROM conversations WHERE organization_id = ?1
                  AND (?2 IS NULL OR bot_id = ?2) AND (?3 IS NULL OR channel_id = ?3)
@@ -638,7 +638,7 @@ impl Store {
     /// Close a conversation (and drop its hold). Closing a closed one is fine.
     pub fn close_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let n = c.execute(
                 "UPDATE conversations SET status = 'closed', hold = NULL,
@@ -666,7 +666,7 @@ impl Store {
         state: Option<Json>,
     ) -> Result<Conversation> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let n = c.execute(
                 "UPDATE conversations SET tags = COALESCE(?3, tags), state = COALESCE(?4, state),
                     updated_at = ?5 WHERE id = ?1 AND organization_id = ?2",
@@ -698,7 +698,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StoredMessage>> {
         let limit = if limit == 0 { 100 } else { limit.min(10_000) };
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM messages WHERE conversation_id = ?1 AND organization_id = ?2
                  AND id > ?3 ORDER BY id LIMIT ?4"
@@ -715,11 +715,11 @@ impl Store {
 
     /// Unexpired memories of a client.
     pub fn memories(&self, client: &ClientKey, now: i64) -> Result<Map<String, Json>> {
-        self.read(|c| load_memories_on(c, client, now))
+        self.read_lite(|c| load_memories_on(c, client, now))
     }
 
     pub fn list_participants(&self, org: &str, limit: u32) -> Result<Vec<Participant>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
                  FROM participants WHERE organization_id = ?1 ORDER BY created_at DESC LIMIT ?2",

@@ -17,7 +17,7 @@ impl Store {
     /// jobs so turns are never held up behind a big delete. Call repeatedly until it returns
     /// zeros.
     pub fn sweep_expired(&self, now: i64, batch: u32) -> Result<SweepCounts> {
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let messages = c.execute(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages
                  WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",

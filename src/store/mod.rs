@@ -29,11 +29,13 @@ pub mod bots;
 pub mod broadcasts;
 pub mod channels;
 pub mod conversations;
+pub mod db;
 pub mod ids;
 pub mod maintenance;
 mod migrate;
 pub mod ocs;
 pub mod orgs;
+mod pg;
 pub mod plugins;
 pub mod setup;
 pub mod types;
@@ -43,10 +45,12 @@ mod walvfs;
 mod writer;
 
 pub use migrate::MIGRATIONS;
+pub use pg::redact as redact_url;
 pub use types::*;
 
 use crate::secrets::Secrets;
 use r2d2_sqlite::SqliteConnectionManager;
+use db::Db;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,7 +91,11 @@ pub enum Error {
     Conflict(String),
     Invalid(String),
     Sqlite(rusqlite::Error),
+    Postgres(String),
     Pool(String),
+    /// A query that must return a row found none (turned into `None` by
+    /// [`db::OptionalExtension::optional`]).
+    NoRows,
     Io(std::io::Error),
     /// The writer thread is gone (the store is shutting down).
     Closed,
@@ -103,6 +111,8 @@ impl std::fmt::Display for Error {
                 f.write_str(m)
             }
             Error::Sqlite(e) => write!(f, "database error: {e}"),
+            Error::Postgres(e) => write!(f, "database error: {e}"),
+            Error::NoRows => f.write_str("no row found"),
             Error::Pool(e) => write!(f, "database pool error: {e}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Closed => f.write_str("the store is closed"),
@@ -118,6 +128,9 @@ impl std::error::Error for Error {}
 /// still in a server's auth cache). That is the caller's 404, not our 500.
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::QueryReturnedNoRows = e {
+            return Error::NoRows;
+        }
         if let rusqlite::Error::SqliteFailure(f, msg) = &e
             && f.code == rusqlite::ErrorCode::ConstraintViolation
         {
@@ -155,8 +168,27 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-/// A handle on the database. Cheap to clone; the writer thread stops and the file is closed
-/// when the last clone is dropped (after every queued write is committed).
+/// Where the store lives: SQLite in `data_dir` (the default), or the PostgreSQL database at
+/// `database`. The data directory also holds the key files on both backends (see
+/// [`crate::secrets`]): every node of a PostgreSQL cluster needs the same keys.
+#[derive(Debug, Clone, Default)]
+pub struct Location {
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL (tokio-postgres syntax; `sslmode=require` for TLS).
+    pub database: Option<String>,
+}
+
+impl Location {
+    pub fn sqlite(data_dir: &Path) -> Location {
+        Location {
+            data_dir: data_dir.to_path_buf(),
+            database: None,
+        }
+    }
+}
+
+/// A handle on the database. Cheap to clone; on SQLite the writer thread stops and the file is
+/// closed when the last clone is dropped (after every queued write is committed).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -165,9 +197,20 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     data_dir: PathBuf,
-    read: r2d2::Pool<SqliteConnectionManager>,
-    writer: writer::Writer,
+    backend: Backend,
     secrets: Secrets,
+}
+
+/// The two implementations of the store's jobs: the same SQL (see [`db`]) runs on either.
+enum Backend {
+    /// Reads on a small pool of read-only connections, writes on the single writer thread
+    /// with group commit.
+    Sqlite {
+        read: r2d2::Pool<SqliteConnectionManager>,
+        writer: writer::Writer,
+    },
+    /// Reads and writes on a pool of connections; each write job is its own transaction.
+    Postgres(pg::Pg),
 }
 
 impl std::fmt::Debug for Store {
@@ -204,11 +247,32 @@ fn init_connection(
 }
 
 impl Store {
-    /// Open (creating if needed) the data directory and its database, apply pending
-    /// migrations, load (or create, mode 0600) the data-dir key, start the writer thread.
+    /// Open (creating if needed) the data directory and its SQLite database.
     pub fn open(data_dir: &Path, durability: Durability) -> Result<Store> {
+        Store::open_at(&Location::sqlite(data_dir), durability)
+    }
+
+    /// Open the store at `at`: create the data directory, load (or create, mode 0600) its key
+    /// files, apply pending migrations (on PostgreSQL under an advisory lock, so nodes starting
+    /// together apply them once), start the writer (SQLite) or the pool (PostgreSQL).
+    /// `durability` concerns SQLite only: a PostgreSQL server's durability is its own
+    /// `synchronous_commit`.
+    pub fn open_at(at: &Location, durability: Durability) -> Result<Store> {
+        let data_dir = at.data_dir.as_path();
         std::fs::create_dir_all(data_dir)?;
         let secrets = Secrets::load_or_create(data_dir)?;
+        if let Some(url) = &at.database {
+            let pg = pg::Pg::open(url)?;
+            pg.check_key(&secrets.fingerprint())?;
+            return Ok(Store {
+                inner: Arc::new(Inner {
+                    path: PathBuf::from(pg::redact(url)),
+                    data_dir: data_dir.to_path_buf(),
+                    backend: Backend::Postgres(pg),
+                    secrets,
+                }),
+            });
+        }
         let path = data_dir.join(DB_FILE);
         // The writer's WAL appends go through walvfs (one write per commit).
         let mut conn = match walvfs::register() {
@@ -240,14 +304,13 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 data_dir: data_dir.to_path_buf(),
-                read,
-                writer,
+                backend: Backend::Sqlite { read, writer },
                 secrets,
             }),
         })
     }
 
-    /// Path of the SQLite file.
+    /// Path of the SQLite file (on PostgreSQL: the database URL without its password).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -256,69 +319,108 @@ impl Store {
         &self.inner.data_dir
     }
 
+    /// Which backend this store runs on.
+    pub fn dialect(&self) -> db::Dialect {
+        match self.inner.backend {
+            Backend::Sqlite { .. } => db::Dialect::Sqlite,
+            Backend::Postgres(_) => db::Dialect::Postgres,
+        }
+    }
+
     pub(crate) fn secrets(&self) -> &Secrets {
         &self.inner.secrets
     }
 
     /// Run `f` on a read connection (blocking).
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let conn = self.inner.read.get()?;
-        f(&conn)
+    fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        match &self.inner.backend {
+            Backend::Sqlite { read, .. } => {
+                let conn = read.get()?;
+                f(&Db::Lite(&conn))
+            }
+            Backend::Postgres(pg) => pg.read(f),
+        }
     }
 
-    /// Run `f` inside the writer's next group transaction and wait (blocking) until it is
-    /// committed. `f` must only touch the database: no I/O, no waiting.
+    /// Run `f` inside a write transaction and wait (blocking) until it is committed: on
+    /// SQLite the writer's next group transaction, on PostgreSQL a transaction of its own.
+    /// `f` must only touch the database: no I/O, no waiting.
     fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner
-            .writer
-            .run_blocking(f)
-            .map_err(|_| Error::Closed)?
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer.run_blocking(f).map_err(|_| Error::Closed)?,
+            Backend::Postgres(pg) => pg.write(f),
+        }
     }
 
     /// Like [`Store::write`], awaiting the commit without blocking the async runtime.
     async fn write_async<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner
-            .writer
-            .run_async(f, false)
-            .await
-            .map_err(|_| Error::Closed)?
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer
+                .run_async(f, false)
+                .await
+                .map_err(|_| Error::Closed)?,
+            Backend::Postgres(pg) => pg.write_async(f).await,
+        }
     }
 
-    /// Like [`Store::write_async`] for a hot job that runs without its own savepoint: every
-    /// `Err` it returns must leave nothing written (check, then write). Should it fail after
-    /// writing anyway, the writer rolls back the whole group transaction and the jobs that ran
-    /// before it in the batch fail too (see `writer`): nothing is ever half-written.
+    /// Like [`Store::write_async`] for a hot job that runs without its own savepoint on
+    /// SQLite: every `Err` it returns must leave nothing written (check, then write). Should it
+    /// fail after writing anyway, the writer rolls back the whole group transaction and the
+    /// jobs that ran before it in the batch fail too (see `writer`): nothing is ever
+    /// half-written. On PostgreSQL every job is its own transaction, so this is `write_async`.
     async fn write_async_bare<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer
+                .run_async(f, true)
+                .await
+                .map_err(|_| Error::Closed)?,
+            Backend::Postgres(pg) => pg.write_async(f).await,
+        }
+    }
+
+    // Transitional: modules not yet ported to `Db` (removed once every module speaks `Db`).
+    fn read_lite<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.read(|db| f(db.lite()))
+    }
+    fn write_lite<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.inner
-            .writer
-            .run_async(f, true)
-            .await
-            .map_err(|_| Error::Closed)?
+        self.write(move |db| f(db.lite()))
+    }
+    async fn write_async_lite<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.write_async(move |db| f(db.lite())).await
+    }
+    async fn write_async_bare_lite<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.write_async_bare(move |db| f(db.lite())).await
     }
 
     /// Number of transactions the writer has committed and jobs it has run (for tests and the
-    /// bench: jobs/commits = the group-commit factor).
+    /// bench: jobs/commits = the group-commit factor). On PostgreSQL, every job is a commit.
     pub fn writer_stats(&self) -> (u64, u64) {
-        self.inner.writer.stats()
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer.stats(),
+            Backend::Postgres(pg) => pg.stats(),
+        }
     }
 
     /// The highest applied migration version.
     pub fn schema_version(&self) -> Result<u32> {
-        self.read(|c| {
-            Ok(
-                c.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
+        self.read(|c| c.query_row("SELECT MAX(version) FROM schema_migrations", (), |r| r.get(0)))
     }
 }

@@ -766,7 +766,7 @@ impl Store {
     /// Resolve an OCS API key with its role (unscoped: the key decides the organization).
     pub fn ocs_key_lookup(&self, key: &str) -> Result<Option<OcsKey>> {
         let hash = hash_api_key(key);
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(
                 "SELECT id, organization_id, prefix, read_only, ocs_role, owner_email FROM api_keys
                  WHERE key_hash = ?1 AND revoked_at IS NULL",
@@ -787,7 +787,7 @@ impl Store {
 
     /// The OCS role of each API key of `org` (revoked keys included), by key id.
     pub fn ocs_key_roles(&self, org: &str) -> Result<HashMap<String, String>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st =
                 c.prepare_cached("SELECT id, ocs_role FROM api_keys WHERE organization_id = ?1")?;
             let rows = st.query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -809,7 +809,7 @@ impl Store {
             role.to_string(),
             email.map(str::to_string),
         );
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let n = c.execute(
                 "UPDATE api_keys SET ocs_role = ?3, owner_email = COALESCE(?4, owner_email)
                  WHERE id = ?1 AND organization_id = ?2",
@@ -837,7 +837,7 @@ impl Store {
         auth_level: i64,
     ) -> Result<WidgetChannel> {
         let (org, bot, name) = (org.to_string(), bot.to_string(), name.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
                 [&bot, &org],
@@ -863,15 +863,15 @@ impl Store {
 
     /// A widget channel by embed key (unscoped: the key decides the organization).
     pub fn ocs_widget_by_key(&self, key: &str) -> Result<Option<WidgetChannel>> {
-        self.read(|c| widget_by_key_on(c, key))
+        self.read_lite(|c| widget_by_key_on(c, key))
     }
 
     pub fn ocs_widget(&self, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
-        self.read(|c| widget_on(c, org, id))
+        self.read_lite(|c| widget_on(c, org, id))
     }
 
     pub fn ocs_widgets_of_bot(&self, org: &str, bot: &str) -> Result<Vec<WidgetChannel>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE organization_id = ?1
                  AND bot_id = ?2 AND deleted = 0 ORDER BY created_at"
@@ -885,7 +885,7 @@ impl Store {
 
     /// The id of a bot's build numbered `seq` (OCS `version_number`), if there is one.
     pub fn ocs_version_id(&self, org: &str, bot: &str, seq: i64) -> Result<Option<String>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(
                 "SELECT id FROM bot_versions
                      WHERE bot_id = ?1 AND seq = ?2 AND organization_id = ?3",
@@ -898,7 +898,7 @@ impl Store {
     /// Record the widget version a channel's client reported.
     pub fn ocs_record_widget_version(&self, org: &str, id: &str, version: &str) -> Result<()> {
         let (org, id, version) = (org.to_string(), id.to_string(), version.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "UPDATE ocs_widget_channels SET widget_version = ?3, widget_version_at = ?4
                  WHERE id = ?1 AND organization_id = ?2",
@@ -913,7 +913,7 @@ impl Store {
     /// Bots of an organization as keyset pages of `(created_at, id)`, plus the total when
     /// `count` is asked.
     pub fn ocs_list_bot_ids(&self, org: &str, k: &KeysetReq) -> Result<Page<String>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let sql = format!(
                 "SELECT id FROM bots WHERE organization_id = ?{}",
@@ -931,7 +931,7 @@ impl Store {
     /// decides the organization). One primary-key lookup, then the bot as its organization
     /// reads it.
     pub fn ocs_bot_any_org(&self, id: &str) -> Result<Option<super::Bot>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let org: Option<String> = c
                 .prepare_cached("SELECT organization_id FROM bots WHERE id = ?1")?
                 .query_row([id], |r| r.get(0))
@@ -946,7 +946,7 @@ impl Store {
     /// Does a bot with this id exist in any organization (to tell "another team's" from
     /// "no such" as OCS does)?
     pub fn ocs_bot_exists_anywhere(&self, id: &str) -> Result<bool> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1)",
                 [id],
@@ -956,7 +956,7 @@ impl Store {
     }
 
     pub fn ocs_count_bots(&self, org: &str) -> Result<i64> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT COUNT(*) FROM bots WHERE organization_id = ?1",
                 [org],
@@ -969,11 +969,11 @@ impl Store {
 
     pub fn ocs_create_session(&self, org: &str, n: NewSession) -> Result<OcsSession> {
         let org = org.to_string();
-        self.write(move |c| insert_session_on(c, &org, &n))
+        self.write_lite(move |c| insert_session_on(c, &org, &n))
     }
 
     pub fn ocs_session(&self, org: &str, id: &str) -> Result<Option<OcsSession>> {
-        self.read(|c| load_session_on(c, org, id))
+        self.read_lite(|c| load_session_on(c, org, id))
     }
 
     /// The rows a chat request's access decision reads (read pool).
@@ -982,7 +982,7 @@ impl Store {
         session: &str,
         embed: Option<&str>,
     ) -> Result<ChatAccessRows> {
-        self.read(|c| chat_access_rows_on(c, session, embed))
+        self.read_lite(|c| chat_access_rows_on(c, session, embed))
     }
 
     /// [`Store::ocs_chat_access_rows`] read as a job of the writer (SQL only): on its warm
@@ -993,7 +993,7 @@ impl Store {
         session: String,
         embed: Option<String>,
     ) -> Result<ChatAccessRows> {
-        self.write_async_bare(move |c| chat_access_rows_on(c, &session, embed.as_deref()))
+        self.write_async_bare_lite(move |c| chat_access_rows_on(c, &session, embed.as_deref()))
             .await
     }
 
@@ -1006,7 +1006,7 @@ impl Store {
         identifier: &str,
         exclude: &[&str],
     ) -> Result<Option<OcsSession>> {
-        self.read(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
+        self.read_lite(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
     }
 
     /// `incoming_message`'s session, in one transaction: the session the request names (it
@@ -1019,7 +1019,7 @@ impl Store {
         t: IncomingSession,
     ) -> Result<IncomingSessionOutcome> {
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             match super::bots::load_bot(c, &org, &t.bot_id) {
                 Ok(_) => {}
                 Err(Error::NotFound(_)) => return Ok(IncomingSessionOutcome::NoBot),
@@ -1089,7 +1089,7 @@ impl Store {
     /// the same job (the OpenAI endpoint).
     pub fn ocs_start_session(&self, org: &str, n: NewSession) -> Result<(OcsSession, TurnInputs)> {
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let sess = insert_session_on(c, &org, &n)?;
             let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
             Ok((sess, inputs))
@@ -1102,7 +1102,7 @@ impl Store {
     /// session data merged into its state. Returns the session as it is after the writes.
     pub fn ocs_trigger_session(&self, org: &str, t: TriggerSession) -> Result<OcsSession> {
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let p = upsert_participant_on(c, &org, &t.platform, &t.identifier, None, None, now)?;
             merge_participant_data_on(c, &org, &p.id, &t.bot_id, &t.participant_data, now)?;
@@ -1155,7 +1155,7 @@ impl Store {
         f: &SessionFilter,
         k: &KeysetReq,
     ) -> Result<Page<OcsSession>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let (filter, fargs) = session_filter_sql(f);
             args.extend(fargs);
@@ -1173,7 +1173,7 @@ impl Store {
     }
 
     pub fn ocs_count_sessions(&self, org: &str, f: &SessionFilter) -> Result<i64> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let (filter, fargs) = session_filter_sql(f);
             args.extend(fargs);
@@ -1187,7 +1187,7 @@ impl Store {
     /// Set the status (and `ended_at` for ended statuses).
     pub fn ocs_set_session_status(&self, org: &str, id: &str, status: &str) -> Result<bool> {
         let (org, id, status) = (org.to_string(), id.to_string(), status.to_string());
-        self.write(move |c| set_status_on(c, &org, &id, &status))
+        self.write_lite(move |c| set_status_on(c, &org, &id, &status))
     }
 
     /// Replace the state (`merge` = shallow-merge an object into it instead).
@@ -1199,13 +1199,13 @@ impl Store {
         merge: bool,
     ) -> Result<Option<Json>> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write(move |c| set_state_on(c, &org, &id, state, merge))
+        self.write_lite(move |c| set_state_on(c, &org, &id, state, merge))
     }
 
     /// Session tags, ordered by name (system tags included); none for another
     /// organization's session.
     pub fn ocs_session_tags(&self, org: &str, id: &str) -> Result<Vec<String>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT DISTINCT t.name FROM ocs_session_tags t JOIN ocs_sessions s
                  ON s.id = t.session_id WHERE t.session_id = ?1 AND s.organization_id = ?2
@@ -1228,7 +1228,7 @@ impl Store {
         by: Option<String>,
     ) -> Result<Option<Vec<String>>> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             if load_session_on(c, &org, &id)?.is_none() {
                 return Ok(None);
             }
@@ -1265,7 +1265,7 @@ impl Store {
             name.to_string(),
             category.to_string(),
         );
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "INSERT INTO ocs_session_tags(session_id, name, category, created_at)
                  SELECT id, ?2, ?3, ?4 FROM ocs_sessions WHERE id = ?1 AND organization_id = ?5
@@ -1285,7 +1285,7 @@ impl Store {
         msgs: Vec<NewOcsMessage>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write(move |c| append_messages_on(c, &org, &session, &msgs))
+        self.write_lite(move |c| append_messages_on(c, &org, &session, &msgs))
     }
 
     /// [`Store::ocs_append_messages`] awaiting the commit without blocking a runtime thread.
@@ -1296,7 +1296,7 @@ impl Store {
         msgs: Vec<NewOcsMessage>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write_async(move |c| append_messages_on(c, &org, &session, &msgs))
+        self.write_async_lite(move |c| append_messages_on(c, &org, &session, &msgs))
             .await
     }
 
@@ -1309,7 +1309,7 @@ impl Store {
         since_us: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<OcsMessage>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             // A literal limit (see `recent_history_on`).
             let limit = limit.map(i64::from).unwrap_or(-1);
             let mut st = c.prepare_cached(&format!(
@@ -1334,11 +1334,11 @@ impl Store {
         participant: &str,
         bot: &str,
     ) -> Result<TurnInputs> {
-        self.read(|c| turn_inputs_on(c, org, session, participant, bot))
+        self.read_lite(|c| turn_inputs_on(c, org, session, participant, bot))
     }
 
     pub fn ocs_message(&self, org: &str, session: &str, id: i64) -> Result<Option<OcsMessage>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE id = ?1 AND session_id = ?2
                  AND organization_id = ?3"
@@ -1353,7 +1353,7 @@ impl Store {
     /// Queue a task durably.
     pub async fn ocs_create_task(&self, org: &str, session: &str, request: Json) -> Result<String> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write_async(move |c| {
+        self.write_async_lite(move |c| {
             let id = new_id();
             let now = now_millis();
             c.prepare_cached(
@@ -1380,7 +1380,7 @@ impl Store {
         task: NewTask,
     ) -> Result<(String, TurnInputs)> {
         let session = session.clone();
-        self.write_async_bare(move |c| start_task_on(c, &session, task))
+        self.write_async_bare_lite(move |c| start_task_on(c, &session, task))
             .await
     }
 
@@ -1395,7 +1395,7 @@ impl Store {
         let (task, session) = (task.to_string(), session.clone());
         // With its savepoint: a session deleted while the task was queued fails the message
         // insert after the task's update.
-        self.write_async(move |c| {
+        self.write_async_lite(move |c| {
             let ((), inputs) = start_turn_on(c, &session, &new, |c, _, _| {
                 c.prepare_cached(
                     "UPDATE ocs_tasks SET status = 'running', updated_at = ?2
@@ -1419,12 +1419,12 @@ impl Store {
         error: Option<(String, i64)>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
-        self.write_async(move |c| finish_task_on(c, &org, &task, &session, &msgs, error))
+        self.write_async_lite(move |c| finish_task_on(c, &org, &task, &session, &msgs, error))
             .await
     }
 
     pub fn ocs_task(&self, org: &str, id: &str) -> Result<Option<OcsTask>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1 AND organization_id = ?2"
             ))?
@@ -1435,7 +1435,7 @@ impl Store {
 
     /// Tasks left queued or running (after a restart), oldest first.
     pub fn ocs_pending_tasks(&self) -> Result<Vec<OcsTask>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM ocs_tasks WHERE status IN ('queued', 'running')
                  ORDER BY created_at, id"
@@ -1451,7 +1451,7 @@ impl Store {
 
     pub fn ocs_delete_files(&self, org: &str, ids: Vec<i64>) -> Result<()> {
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             for id in &ids {
                 c.execute(
                     "DELETE FROM ocs_files WHERE id = ?1 AND organization_id = ?2",
@@ -1463,7 +1463,7 @@ impl Store {
     }
 
     pub fn ocs_file(&self, org: &str, id: i64) -> Result<Option<OcsFile>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
             ))?
@@ -1475,7 +1475,7 @@ impl Store {
     /// Files of `org` by id, in the order asked (unknown ids and other organizations'
     /// files are left out).
     pub fn ocs_files_of(&self, org: &str, ids: &[i64]) -> Result<Vec<OcsFile>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
             ))?;
@@ -1491,7 +1491,7 @@ impl Store {
 
     /// Delete expired file rows (at most `batch`); returns their ids so the bytes go too.
     pub fn ocs_sweep_files(&self, now: i64, batch: u32) -> Result<Vec<i64>> {
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let ids: Vec<i64> = c
                 .prepare_cached(&format!(
                     "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT {batch}",
@@ -1513,7 +1513,7 @@ impl Store {
         f: &ParticipantFilter,
         k: &KeysetReq,
     ) -> Result<Page<OcsParticipant>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let filter = participant_filter_sql(f, &mut args);
             let sql = format!(
@@ -1529,7 +1529,7 @@ impl Store {
     }
 
     pub fn ocs_count_participants(&self, org: &str, f: &ParticipantFilter) -> Result<i64> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let filter = participant_filter_sql(f, &mut args);
             Ok(c.prepare(&format!(
@@ -1546,7 +1546,7 @@ impl Store {
         participant: &str,
         bot: Option<&str>,
     ) -> Result<Vec<DataEntry>> {
-        self.read(|c| data_entries_on(c, org, participant, bot))
+        self.read_lite(|c| data_entries_on(c, org, participant, bot))
     }
 
     /// A participants POST in one transaction: get or create the participant (its `name`
@@ -1560,7 +1560,7 @@ impl Store {
         post: ParticipantPost,
     ) -> Result<ParticipantPosted> {
         let org = org.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let p = upsert_participant_on(
                 c,
@@ -1599,13 +1599,13 @@ impl Store {
         patch: Json,
     ) -> Result<()> {
         let (org, participant, bot) = (org.to_string(), participant.to_string(), bot.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             merge_participant_data_on(c, &org, &participant, &bot, &patch, now_millis())
         })
     }
 
     pub fn ocs_schedules(&self, org: &str, participant: &str, bot: &str) -> Result<Vec<Schedule>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {SCHED_COLS} FROM ocs_schedules WHERE organization_id = ?1
                  AND participant_id = ?2 AND bot_id = ?3 ORDER BY id"
@@ -1619,7 +1619,7 @@ impl Store {
 
     /// Claim due schedules (marks them triggered) so each fires once.
     pub fn ocs_claim_due_schedules(&self, now: i64, batch: u32) -> Result<Vec<Schedule>> {
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let rows: Vec<Schedule> = c
                 .prepare_cached(&format!(
                     "SELECT {SCHED_COLS} FROM ocs_schedules WHERE cancelled_at IS NULL
@@ -1635,7 +1635,7 @@ impl Store {
     }
 
     pub fn ocs_participant(&self, org: &str, id: &str) -> Result<Option<OcsParticipant>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {PART_COLS} FROM participants p WHERE p.id = ?1 AND p.organization_id = ?2"
             ))?
@@ -1647,7 +1647,7 @@ impl Store {
     /// Test/bench helper: move a session's creation time (token expiry runs from it).
     pub fn ocs_backdate_session(&self, org: &str, id: &str, created_at: i64) -> Result<()> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "UPDATE ocs_sessions SET created_at = ?3 WHERE id = ?1 AND organization_id = ?2",
                 params![id, org, created_at],

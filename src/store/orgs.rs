@@ -2,9 +2,9 @@
 
 use super::ids::{new_id, now_millis};
 use super::{Error, Membership, Organization, Result, Role, Store, User};
-use rusqlite::{OptionalExtension, Row, params};
+use super::db::{OptionalExtension, Row, params};
 
-pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Organization> {
+pub(super) fn org_from_row(r: &Row) -> Result<Organization> {
     Ok(Organization {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -58,9 +58,7 @@ impl Store {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ORG_COLS} FROM organizations ORDER BY created_at"
             ))?;
-            let rows = st
-                .query_map([], org_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = st.query_map((), org_from_row)?;
             Ok(rows)
         })
     }
@@ -69,7 +67,7 @@ impl Store {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {ORG_COLS} FROM organizations WHERE is_default = 1"),
-                [],
+                (),
                 org_from_row,
             )
             .optional()?)
@@ -93,7 +91,7 @@ impl Store {
         self.read(|c| {
             c.query_row(
                 &format!(
-                    "SELECT {ORG_COLS} FROM organizations WHERE id = ?1 OR name = ?1 COLLATE NOCASE
+                    "SELECT {ORG_COLS} FROM organizations WHERE id = ?1 OR lower(name) = lower(?1)
                      ORDER BY id = ?1 DESC LIMIT 1"
                 ),
                 [id_or_name],
@@ -133,7 +131,7 @@ impl Store {
     pub fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
         self.read(|c| {
             Ok(c.query_row(
-                "SELECT id, email, password_hash, created_at FROM users WHERE email = ?1 COLLATE NOCASE",
+                "SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower(?1)",
                 [email.trim()],
                 |r| {
                     Ok(User {
@@ -203,7 +201,7 @@ impl Store {
                         role: Role::parse(&role).unwrap_or(Role::Viewer),
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                ;
             Ok(rows)
         })
     }
@@ -221,7 +219,7 @@ impl Store {
                     let role: String = r.get(4)?;
                     Ok((org_from_row(r)?, Role::parse(&role).unwrap_or(Role::Viewer)))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                ;
             Ok(rows)
         })
     }

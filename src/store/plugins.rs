@@ -313,7 +313,7 @@ impl Store {
     pub fn install_plugin(&self, org: &str, mut new: NewPlugin) -> Result<PluginRow> {
         let org = org.to_string();
         let secrets = self.secrets().clone();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             // A reinstall keeps the row id, which the sealed secrets are bound to.
             let id: String = c
@@ -360,7 +360,7 @@ impl Store {
 
     /// Installed plugins of `org` (every organization's when `None`), by name.
     pub fn list_plugins(&self, org: Option<&str>) -> Result<Vec<PluginRow>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {PLUGIN_COLS} FROM plugins
                  WHERE ?1 IS NULL OR organization_id = ?1 ORDER BY name, organization_id"
@@ -372,7 +372,7 @@ impl Store {
 
     /// One installed plugin and its `.wasm`.
     pub fn get_plugin(&self, org: &str, name: &str) -> Result<Option<(PluginRow, Vec<u8>)>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {PLUGIN_COLS}, wasm FROM plugins WHERE organization_id = ?1 AND name = ?2"
             ))?
@@ -393,7 +393,7 @@ impl Store {
     ) -> Result<PluginRow> {
         let (org, name) = (org.to_string(), name.to_string());
         let secrets = self.secrets().clone();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let mut row = c
                 .prepare_cached(&format!(
                     "SELECT {PLUGIN_COLS} FROM plugins WHERE organization_id = ?1 AND name = ?2"
@@ -433,7 +433,7 @@ impl Store {
     ) -> Result<Channel> {
         let (o, ch) = (org.to_string(), channel.to_string());
         let secrets = self.secrets().clone();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let (org, channel) = (o, ch);
             let config: String = c
                 .query_row(
@@ -495,7 +495,7 @@ impl Store {
         channel_secrets: &dyn Fn(&str, &str) -> Option<Vec<String>>,
     ) -> Result<usize> {
         let plugins = self.list_plugins(None)?;
-        let channels: Vec<(String, String, String, Json)> = self.read(|c| {
+        let channels: Vec<(String, String, String, Json)> = self.read_lite(|c| {
             let mut st = c.prepare(
                 "SELECT id, organization_id, kind, config FROM channels WHERE token IS NOT NULL",
             )?;
@@ -529,7 +529,7 @@ impl Store {
         }
         let n = plugin_rows.len() + channel_rows.len();
         if n > 0 {
-            self.write(move |c| {
+            self.write_lite(move |c| {
                 for (id, cfg) in &plugin_rows {
                     c.execute("UPDATE plugins SET config = ?2 WHERE id = ?1", [id, cfg])?;
                 }
@@ -560,13 +560,13 @@ impl Store {
         );
         // A plugin's message is its own text: bounded so a hostile one cannot bloat the table.
         let message: String = message.chars().take(2000).collect();
-        self.write(move |c| record_error_on(c, &org, &plugin, &operation, channel, &message))
+        self.write_lite(move |c| record_error_on(c, &org, &plugin, &operation, channel, &message))
     }
 
     /// Recent failed calls of `org`'s plugins (of one plugin when `plugin` is given), newest
     /// first.
     pub fn plugin_errors(&self, org: &str, plugin: Option<&str>) -> Result<Vec<PluginErrorRow>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT plugin, operation, channel_id, message, at FROM plugin_errors
                  WHERE organization_id = ?1 AND (?2 IS NULL OR plugin = ?2) ORDER BY id DESC LIMIT 500",
@@ -586,7 +586,7 @@ impl Store {
 
     /// One installed plugin without its `.wasm` (the per-call lookup).
     pub fn get_plugin_row(&self, org: &str, name: &str) -> Result<Option<PluginRow>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {PLUGIN_COLS} FROM plugins WHERE organization_id = ?1 AND name = ?2"
             ))?
@@ -597,7 +597,7 @@ impl Store {
 
     /// The `.wasm` of an installed plugin whose SHA-256 is `sha256` (`None` once replaced).
     pub fn plugin_wasm(&self, org: &str, name: &str, sha256: &str) -> Result<Option<Vec<u8>>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(
                 "SELECT wasm FROM plugins WHERE organization_id = ?1 AND name = ?2 AND sha256 = ?3",
             )?
@@ -608,7 +608,7 @@ impl Store {
 
     pub fn remove_plugin(&self, org: &str, name: &str) -> Result<()> {
         let (org, name) = (org.to_string(), name.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let n = c.execute(
                 "DELETE FROM plugins WHERE organization_id = ?1 AND name = ?2",
                 [&org, &name],
@@ -621,7 +621,7 @@ impl Store {
     }
 
     pub fn plugin_kv_get(&self, org: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.prepare_cached(
                 "SELECT value FROM plugin_kv WHERE organization_id = ?1 AND plugin = ?2 AND key = ?3",
             )?
@@ -646,7 +646,7 @@ impl Store {
             value.to_vec(),
         );
         let over = self
-            .write(move |c| {
+            .write_lite(move |c| {
                 let used: i64 = c.query_row(
                     "SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM plugin_kv
                      WHERE organization_id = ?1 AND plugin = ?2 AND key <> ?3",
@@ -673,7 +673,7 @@ impl Store {
 
     pub fn plugin_kv_delete(&self, org: &str, plugin: &str, key: &str) -> Result<()> {
         let (org, plugin, key) = (org.to_string(), plugin.to_string(), key.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             c.execute(
                 "DELETE FROM plugin_kv WHERE organization_id = ?1 AND plugin = ?2 AND key = ?3",
                 [&org, &plugin, &key],
@@ -689,7 +689,7 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             // Range scan on the primary key: keys >= prefix, stop at the first that does not
             // start with it.
             let mut st = c.prepare_cached(
@@ -724,7 +724,7 @@ impl Store {
             external_id.to_string(),
             event.to_string(),
         );
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO inbound_events(id, organization_id, channel_id, external_id,
                                                       event, created_at)
@@ -739,7 +739,7 @@ impl Store {
     /// `per_org` each (oldest first within an organization): one organization's backlog
     /// never hides another's events. Reads one index probe per such organization.
     pub fn pending_inbound(&self, per_org: usize) -> Result<Vec<InboundRow>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut next_org = c.prepare_cached(
                 "SELECT organization_id FROM inbound_events
                  WHERE status = 'pending' AND organization_id > ?1
@@ -784,7 +784,7 @@ impl Store {
         give_up: bool,
     ) -> Result<()> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             match outcome {
                 Ok(()) => c.execute(
                     "UPDATE inbound_events SET status = 'done', attempts = attempts + 1,
@@ -821,7 +821,7 @@ impl Store {
             conversation.to_string(),
             messages.to_string(),
         );
-        self.write(move |c| {
+        self.write_lite(move |c| {
             insert_outbox(
                 c,
                 &id,
@@ -843,7 +843,7 @@ impl Store {
         if claim.limit == 0 || claim.per_org == 0 {
             return Ok(Vec::new());
         }
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let OutboxClaim {
                 now,
                 lease_ms,
@@ -934,7 +934,7 @@ impl Store {
     /// Extend the leases of claimed rows whose delivery still runs, to `until` (Unix ms).
     /// Rows finished meanwhile are left as they are.
     pub fn renew_outbox(&self, ids: Vec<String>, until: i64) -> Result<()> {
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let mut st = c.prepare_cached(
                 "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'sending'",
             )?;
@@ -951,7 +951,7 @@ impl Store {
     /// same transaction.
     pub fn finish_outbox(&self, id: &str, outcome: OutboxOutcome) -> Result<()> {
         let id = id.to_string();
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let now = now_millis();
             let done = match &outcome {
                 OutboxOutcome::Sent(ids) => c
@@ -1000,7 +1000,7 @@ impl Store {
 
     /// `(status, attempts, platform_ids)` of an outbox row (tests, admin views).
     pub fn outbox_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT status, attempts, platform_ids FROM outbox WHERE id = ?1",
                 [id],
@@ -1058,7 +1058,7 @@ pub(super) fn inbound_turn_done(c: &Connection, w: &TurnWrite, event: &str) -> R
 impl Store {
     /// `(status, attempts)` of an inbound event (tests, admin views).
     pub fn inbound_status(&self, id: &str) -> Result<Option<(String, i64)>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(c.query_row(
                 "SELECT status, attempts FROM inbound_events WHERE id = ?1",
                 [id],

@@ -4,7 +4,6 @@
 
 use super::{BotSettings, Durability, KIND_API, NewBot, NewChannel, NewFlow, Result, Store};
 use serde::Serialize;
-use std::path::Path;
 
 /// Name of the default organization created by setup.
 pub const DEFAULT_ORG_NAME: &str = "Default";
@@ -83,8 +82,8 @@ pub struct SetupOutcome {
 }
 
 /// Open `data_dir` and set it up when it is empty (see [`ensure_store`]).
-pub fn ensure(data_dir: &Path, durability: Durability) -> Result<(Store, SetupOutcome)> {
-    let store = Store::open(data_dir, durability)?;
+pub fn ensure(at: &super::Location, durability: Durability) -> Result<(Store, SetupOutcome)> {
+    let store = Store::open_at(at, durability)?;
     let outcome = ensure_store(&store)?;
     Ok((store, outcome))
 }

@@ -91,7 +91,7 @@ fn usage(c: &Connection, org: &str, session: &str) -> Result<UploadUsage> {
 impl Store {
     /// Bytes stored by `session` and by `org` (read pool).
     pub fn ocs_upload_usage(&self, org: &str, session: &str) -> Result<UploadUsage> {
-        self.read(|c| usage(c, org, session))
+        self.read_lite(|c| usage(c, org, session))
     }
 
     /// Inserts the file rows of one upload to `session` (all or none) if they fit both
@@ -105,7 +105,7 @@ impl Store {
         quota: UploadQuota,
     ) -> Result<StoredUploads> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write(move |c| {
+        self.write_lite(move |c| {
             let adding = files.iter().map(|f| f.size.max(0) as u64).sum::<u64>();
             if let Some(scope) = usage(c, &org, &session)?.exceeded(adding, &quota) {
                 return Ok(StoredUploads::OverQuota(scope));

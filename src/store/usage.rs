@@ -24,7 +24,7 @@ impl Store {
         let month_start = days_from_civil(y, m, 1);
         let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
         let prev_start = days_from_civil(py, pm, 1);
-        self.read(|c| {
+        self.read_lite(|c| {
             Ok(UsageReport {
                 currentmonth: window(c, org, bot, month_start, today + 1)?,
                 last30d: window(c, org, bot, today - 29, today + 1)?,
@@ -42,7 +42,7 @@ impl Store {
         from_day: i64,
         to_day: i64,
     ) -> Result<Vec<UsageDay>> {
-        self.read(|c| {
+        self.read_lite(|c| {
             let mut st = c.prepare_cached(
                 "SELECT day, SUM(messages), COUNT(*) FROM usage_daily
                  WHERE bot_id = ?1 AND organization_id = ?2 AND day >= ?3 AND day < ?4

@@ -31,6 +31,7 @@
 //! left to copy, its next transaction rewrites the WAL from the start, over pages the kernel
 //! already holds.
 
+use super::db::Db;
 use super::{Error, Result};
 use rusqlite::Connection;
 use std::any::Any;
@@ -55,7 +56,7 @@ const RESTART_FRAMES: i64 = 16384;
 const TAIL_FRAMES: i64 = 128;
 
 type Output = Result<Box<dyn Any + Send>>;
-type Work = Box<dyn FnOnce(&Connection) -> Output + Send>;
+type Work = Box<dyn FnOnce(&Db) -> Output + Send>;
 
 /// Where a job's result goes: an async waiter, or a blocked thread. The blocking form uses a
 /// std channel so it also works (merely blocks) when called on a runtime thread, e.g. while a
@@ -99,7 +100,7 @@ fn unpack<R: 'static>(out: Option<Output>) -> Result<Result<R>, ()> {
     }
 }
 
-fn boxed<R: Send + 'static>(f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Work {
+fn boxed<R: Send + 'static>(f: impl FnOnce(&Db) -> Result<R> + Send + 'static) -> Work {
     Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>))
 }
 
@@ -148,7 +149,7 @@ impl Writer {
     /// Queue `f` and wait (blocking the thread) for its commit.
     pub(super) fn run_blocking<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<Result<R>, ()> {
         let (tx, rx) = mpsc::sync_channel(1);
         if self
@@ -168,7 +169,7 @@ impl Writer {
     /// doc for what that asks of `f`).
     pub(super) async fn run_async<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
         bare: bool,
     ) -> Result<Result<R>, ()> {
         let (tx, rx) = oneshot::channel();
@@ -410,7 +411,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn run_bare(conn: &Connection, work: Work) -> Output {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&Db::Lite(conn))))
         .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())))
 }
 
@@ -437,7 +438,7 @@ mod tests {
     fn job(
         writer: &Writer,
         bare: bool,
-        f: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<()> + Send + 'static,
     ) -> mpsc::Receiver<Output> {
         let (tx, rx) = mpsc::sync_channel(1);
         writer
@@ -450,7 +451,7 @@ mod tests {
         rx
     }
 
-    fn insert(c: &Connection, x: i64) -> Result<()> {
+    fn insert(c: &Db, x: i64) -> Result<()> {
         c.execute("INSERT INTO t(x) VALUES (?1)", [x])?;
         Ok(())
     }

@@ -1,0 +1,281 @@
+//! The PostgreSQL backend: a pool of connections (the `postgres` client, TLS through rustls
+//! when the URL asks for it), each write job in a transaction of its own, migrations applied
+//! under an advisory lock, and the installation's key fingerprint kept in the database.
+//!
+//! Why a pool and not one writer: PostgreSQL serializes conflicting writes itself (row locks),
+//! and several nodes write to it at once anyway; a job never waits behind another job that
+//! touches other rows. Jobs still must only run SQL (the store's rule): a transaction stays
+//! open for the job's duration.
+//!
+//! The blocking client is used because the store's interface is blocking (its callers are
+//! `spawn_blocking` threads and the CLI); the async jobs run on tokio's blocking pool.
+
+use super::db::{Db, PgConn};
+use super::{Error, Result};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Advisory lock key held while migrations are applied ("botyard" in ASCII, shortened).
+const MIGRATION_LOCK: i64 = 0x626f_7479_6172_64;
+
+/// Connections per node unless `BOTYARD_DATABASE_POOL` says otherwise.
+const DEFAULT_POOL: u32 = 16;
+
+/// (version, name, SQL), in order. Versions match the SQLite list's for the same schema, so
+/// that `store copy` can check both sides are at one version.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    62,
+    "0062_schema",
+    include_str!("migrations_pg/0062_schema.sql"),
+)];
+
+/// Connects a new client for the pool.
+pub(super) struct Manager {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Manager {
+    fn new(url: &str) -> Result<Manager> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Invalid(format!("bad database URL: {e}")))?;
+        let tls = match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => None,
+            _ => {
+                let cfg = crate::outbound::tls_client_config().map_err(Error::Other)?;
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new((*cfg).clone()))
+            }
+        };
+        Ok(Manager { config, tls })
+    }
+
+    pub(super) fn connect(&self) -> Result<postgres::Client> {
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("botyard");
+        }
+        let client = match &self.tls {
+            Some(tls) => config.connect(tls.clone())?,
+            None => config.connect(postgres::NoTls)?,
+        };
+        Ok(client)
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = Error;
+
+    fn connect(&self) -> Result<PgConn> {
+        Ok(PgConn::new(Manager::connect(self)?))
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
+        conn.batch("")
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.is_closed()
+    }
+}
+
+/// The URL with its password replaced, for logs and `Store::path`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(super) struct Pg {
+    pool: r2d2::Pool<Manager>,
+    manager_url: String,
+    stats: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl Pg {
+    pub(super) fn open(url: &str) -> Result<Pg> {
+        let manager = Manager::new(url)?;
+        let mut first = manager.connect()?;
+        migrate(&mut first)?;
+        drop(first);
+        let size = std::env::var("BOTYARD_DATABASE_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_POOL);
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        Ok(Pg {
+            pool,
+            manager_url: url.to_string(),
+            stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+        })
+    }
+
+    /// The database URL (the change feed opens its own connection with it).
+    pub(super) fn url(&self) -> &str {
+        &self.manager_url
+    }
+
+    /// Record the key's fingerprint on first open; refuse a node whose key differs.
+    pub(super) fn check_key(&self, fingerprint: &str) -> Result<()> {
+        self.write(|c| check_key_on(c, fingerprint))
+    }
+
+    pub(super) fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        let conn = self.pool.get()?;
+        f(&Db::Pg(&conn))
+    }
+
+    pub(super) fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        let conn = self.pool.get()?;
+        let out = transaction(&conn, f);
+        self.stats.0.fetch_add(1, Ordering::Relaxed);
+        self.stats.1.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    pub(super) async fn write_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let pool = self.pool.clone();
+        let stats = self.stats.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            let out = transaction(&conn, f);
+            stats.0.fetch_add(1, Ordering::Relaxed);
+            stats.1.fetch_add(1, Ordering::Relaxed);
+            out
+        })
+        .await
+        .map_err(|_| Error::Other("a write job panicked".into()))?
+    }
+
+    pub(super) fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.0.load(Ordering::Relaxed),
+            self.stats.1.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// `f` in one transaction: committed when it returns `Ok`, rolled back otherwise (and when it
+/// panics, so a pooled connection never goes back with a transaction open).
+fn transaction<R>(conn: &PgConn, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+    conn.batch("BEGIN")?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Db::Pg(conn))))
+        .unwrap_or_else(|_| Err(Error::Other("a write job panicked".into())));
+    match out {
+        Ok(r) => {
+            conn.batch("COMMIT")?;
+            Ok(r)
+        }
+        Err(e) => {
+            conn.batch("ROLLBACK")?;
+            Err(e)
+        }
+    }
+}
+
+fn check_key_on(c: &Db, fingerprint: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO node_settings(name, value) VALUES ('key_fingerprint', ?1)
+         ON CONFLICT (name) DO NOTHING",
+        [fingerprint],
+    )?;
+    let stored: String = c.query_row(
+        "SELECT value FROM node_settings WHERE name = 'key_fingerprint'",
+        (),
+        |r| r.get(0),
+    )?;
+    if stored != fingerprint {
+        return Err(Error::Invalid(format!(
+            "this node's secret key (fingerprint {fingerprint}) is not the one this database was \
+             set up with ({stored}): give every node the same key file or {} (see the deployment guide)",
+            crate::secrets::KEY_ENV
+        )));
+    }
+    Ok(())
+}
+
+/// Apply pending migrations, each in its own transaction, under a session advisory lock: the
+/// first node to start applies them, the others wait and then find nothing to do.
+fn migrate(client: &mut postgres::Client) -> Result<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let out = migrate_locked(client);
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    out
+}
+
+fn migrate_locked(client: &mut postgres::Client) -> Result<()> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS node_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0) as i64;
+    let newest: Option<i64> = client
+        .query_one("SELECT MAX(version) FROM schema_migrations", &[])?
+        .get(0);
+    if let Some(v) = newest
+        && v > known
+    {
+        return Err(Error::Other(format!(
+            "the database is at schema version {v}, newer than this botyard ({known}): \
+             upgrade botyard"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS {
+        let version = version as i64;
+        let done = client
+            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[&version])?
+            .is_some();
+        if done {
+            continue;
+        }
+        let mut tx = client.transaction()?;
+        tx.batch_execute(sql)
+            .map_err(|e| Error::Other(format!("migration {name}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations(version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&version, &name, &super::ids::now_millis()],
+        )?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied a PostgreSQL migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://bob:secret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(super::redact("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(
+            super::redact("postgresql:///x?host=/tmp"),
+            "postgresql:///x?host=/tmp"
+        );
+    }
+}
