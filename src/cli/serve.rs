@@ -284,6 +284,8 @@ async fn run_server(
     if outcome.created {
         print_first_run(&outcome, local, json);
     }
+    // On a shared (PostgreSQL) store: count the live nodes for rate-limit shares.
+    let heartbeat = crate::cluster::start(&store);
     let background = engine.start_background();
     let plugin_workers = plugins.start_workers();
     // OCS: re-queue chat tasks left by a previous process, start its sweeps.
@@ -298,6 +300,7 @@ async fn run_server(
     // In-flight requests are done; stop background work, deliver queued webhooks, then let
     // the last store handle go (the writer commits what is queued and closes the file).
     drop(background);
+    drop(heartbeat);
     drop(plugin_workers);
     webhooks.drain(Duration::from_secs(5)).await;
     // The server dropped its state; the OCS service's last handle goes here, and the

@@ -97,10 +97,16 @@ impl RateLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// The bucket holds this node's share of the rate (see `crate::cluster`): capacity and
+    /// refill divided by the number of live nodes.
     pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         if !self.enabled() {
             return Ok(());
         }
+        let share = crate::cluster::share() as f64;
+        // Never below one request: a share under one token would refuse everything.
+        let capacity = (self.capacity / share).max(1.0);
+        let refill = self.refill * capacity / self.capacity;
         let shard = &self.shards[shard_of(key)];
         let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
         let shard = &mut *guard;
@@ -110,23 +116,22 @@ impl RateLimiter {
                 .last_sweep
                 .is_none_or(|t| now.saturating_duration_since(t).as_secs() >= 1)
         {
-            let (cap, refill) = (self.capacity, self.refill);
             shard
                 .buckets
-                .retain(|_, b| refilled(b, now, cap, refill) < cap);
+                .retain(|_, b| refilled(b, now, capacity, refill) < capacity);
             shard.last_sweep = Some(now);
         }
         let bucket = shard.buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.capacity,
+            tokens: capacity,
             last: now,
         });
-        bucket.tokens = refilled(bucket, now, self.capacity, self.refill);
+        bucket.tokens = refilled(bucket, now, capacity, refill);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.refill))
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / refill))
         }
     }
 }

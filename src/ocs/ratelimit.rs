@@ -119,12 +119,16 @@ impl Limiter {
         }
     }
 
+    /// This node's share of the limit (see `crate::cluster`): the count divided by the
+    /// number of live nodes, rounded up.
     fn limit(&self, scope: Scope) -> Limit {
-        match scope {
+        let mut l = match scope {
             Scope::Api => self.config.api,
             Scope::Chat => self.config.chat,
             Scope::Credentials => self.config.credentials,
-        }
+        };
+        l.count = l.count.div_ceil(crate::cluster::share() as u64);
+        l
     }
 
     /// Count one request of `key` in `scope` at `now` (seconds). `team`: exempt teams are never

@@ -188,7 +188,9 @@ impl Store {
     /// Ends every session of a user (password change, removal); returns how many.
     pub fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
         let u = user_id.to_string();
-        self.write_lite(move |c| Ok(c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u])?))
+        self.write_lite(move |c| {
+            Ok(c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u])?)
+        })
     }
 
     /// The bots of an organization with their flow count and live build number.

@@ -331,7 +331,9 @@ impl postgres::types::ToSql for ValueRef<'_> {
                 Type::FLOAT8 => out.put_f64(f),
                 Type::FLOAT4 => out.put_f32(f as f32),
                 Type::INT8 if f.fract() == 0.0 => out.put_i64(f as i64),
-                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => out.put_slice(f.to_string().as_bytes()),
+                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => {
+                    out.put_slice(f.to_string().as_bytes())
+                }
                 _ => return Err(bad()),
             },
             ValueRef::Text(s) => match *ty {
@@ -460,9 +462,9 @@ impl<'a> postgres::types::FromSql<'a> for ValueRef<'a> {
             Type::INT2 => ValueRef::Int(int(2)?),
             Type::INT4 | Type::OID => ValueRef::Int(int(4)?),
             Type::INT8 => ValueRef::Int(int(8)?),
-            Type::FLOAT4 => ValueRef::Real(f32::from_be_bytes(
-                raw.try_into().map_err(|_| "bad float4")?,
-            ) as f64),
+            Type::FLOAT4 => {
+                ValueRef::Real(f32::from_be_bytes(raw.try_into().map_err(|_| "bad float4")?) as f64)
+            }
             Type::FLOAT8 => ValueRef::Real(f64::from_be_bytes(
                 raw.try_into().map_err(|_| "bad float8")?,
             )),
@@ -473,7 +475,9 @@ impl<'a> postgres::types::FromSql<'a> for ValueRef<'a> {
         })
     }
 
-    fn from_sql_null(_: &Type) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(ValueRef::Null)
     }
 
@@ -584,14 +588,18 @@ impl PgConn {
     }
 
     fn query(&self, st: &postgres::Statement, vals: &[ValueRef<'_>]) -> Result<Vec<postgres::Row>> {
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            vals.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect();
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = vals
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
         Ok(self.client.borrow_mut().query(st, &refs)?)
     }
 
     fn execute(&self, st: &postgres::Statement, vals: &[ValueRef<'_>]) -> Result<usize> {
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            vals.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect();
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = vals
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
         Ok(self.client.borrow_mut().execute(st, &refs)? as usize)
     }
 }
@@ -708,7 +716,11 @@ impl Stmt<'_> {
         }
     }
 
-    pub fn query_row<T>(&mut self, p: impl Params, f: impl FnOnce(&Row<'_>) -> Result<T>) -> Result<T> {
+    pub fn query_row<T>(
+        &mut self,
+        p: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
         let vals = p.values();
         match self {
             Stmt::Lite(s) => {
@@ -727,7 +739,9 @@ impl Stmt<'_> {
 
     /// Whether the statement returns at least one row.
     pub fn exists(&mut self, p: impl Params) -> Result<bool> {
-        self.query_row(p, |_| Ok(())).optional().map(|o| o.is_some())
+        self.query_row(p, |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
     }
 }
 
@@ -774,7 +788,9 @@ mod tests {
     #[test]
     fn placeholders_are_rewritten_outside_literals() {
         assert_eq!(
-            pg_placeholders("SELECT a FROM t WHERE a = ?1 AND b = '?2' AND c = ? -- ?\n AND d = ?3"),
+            pg_placeholders(
+                "SELECT a FROM t WHERE a = ?1 AND b = '?2' AND c = ? -- ?\n AND d = ?3"
+            ),
             "SELECT a FROM t WHERE a = $1 AND b = '?2' AND c = $2 -- ?\n AND d = $3"
         );
         assert_eq!(pg_placeholders("x = ?, y = ?"), "x = $1, y = $2");
@@ -785,7 +801,17 @@ mod tests {
 
     #[test]
     fn numeric_round_trips() {
-        for i in [0i64, 1, -1, 9999, 10_000, 123_456_789, -10_000_000, i64::MAX, i64::MIN + 1] {
+        for i in [
+            0i64,
+            1,
+            -1,
+            9999,
+            10_000,
+            123_456_789,
+            -10_000_000,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
             let mut b = bytes::BytesMut::new();
             put_numeric(i, &mut b);
             assert_eq!(numeric_value(&b).unwrap(), ValueRef::Int(i), "{i}");

@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0062_ocs_file_usage",
         include_str!("migrations/0062_ocs_file_usage.sql"),
     ),
+    (70, "0070_nodes", include_str!("migrations/0070_nodes.sql")),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

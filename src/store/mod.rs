@@ -33,6 +33,7 @@ pub mod db;
 pub mod ids;
 pub mod maintenance;
 mod migrate;
+mod nodes;
 pub mod ocs;
 pub mod orgs;
 mod pg;
@@ -49,8 +50,8 @@ pub use pg::redact as redact_url;
 pub use types::*;
 
 use crate::secrets::Secrets;
-use r2d2_sqlite::SqliteConnectionManager;
 use db::Db;
+use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -379,10 +380,9 @@ impl Store {
         f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => writer
-                .run_async(f, true)
-                .await
-                .map_err(|_| Error::Closed)?,
+            Backend::Sqlite { writer, .. } => {
+                writer.run_async(f, true).await.map_err(|_| Error::Closed)?
+            }
             Backend::Postgres(pg) => pg.write_async(f).await,
         }
     }
@@ -421,6 +421,10 @@ impl Store {
 
     /// The highest applied migration version.
     pub fn schema_version(&self) -> Result<u32> {
-        self.read(|c| c.query_row("SELECT MAX(version) FROM schema_migrations", (), |r| r.get(0)))
+        self.read(|c| {
+            c.query_row("SELECT MAX(version) FROM schema_migrations", (), |r| {
+                r.get(0)
+            })
+        })
     }
 }

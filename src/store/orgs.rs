@@ -1,8 +1,8 @@
 //! Organizations, admin users and memberships.
 
+use super::db::{OptionalExtension, Row, params};
 use super::ids::{new_id, now_millis};
 use super::{Error, Membership, Organization, Result, Role, Store, User};
-use super::db::{OptionalExtension, Row, params};
 
 pub(super) fn org_from_row(r: &Row) -> Result<Organization> {
     Ok(Organization {
@@ -191,17 +191,15 @@ impl Store {
                 "SELECT m.organization_id, m.user_id, u.email, m.role FROM memberships m
                  JOIN users u ON u.id = m.user_id WHERE m.organization_id = ?1 ORDER BY u.email",
             )?;
-            let rows = st
-                .query_map([org], |r| {
-                    let role: String = r.get(3)?;
-                    Ok(Membership {
-                        organization_id: r.get(0)?,
-                        user_id: r.get(1)?,
-                        email: r.get(2)?,
-                        role: Role::parse(&role).unwrap_or(Role::Viewer),
-                    })
-                })?
-                ;
+            let rows = st.query_map([org], |r| {
+                let role: String = r.get(3)?;
+                Ok(Membership {
+                    organization_id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    email: r.get(2)?,
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                })
+            })?;
             Ok(rows)
         })
     }
@@ -214,12 +212,10 @@ impl Store {
                  JOIN organizations o ON o.id = m.organization_id WHERE m.user_id = ?1
                  ORDER BY o.created_at",
             )?;
-            let rows = st
-                .query_map([user_id], |r| {
-                    let role: String = r.get(4)?;
-                    Ok((org_from_row(r)?, Role::parse(&role).unwrap_or(Role::Viewer)))
-                })?
-                ;
+            let rows = st.query_map([user_id], |r| {
+                let role: String = r.get(4)?;
+                Ok((org_from_row(r)?, Role::parse(&role).unwrap_or(Role::Viewer)))
+            })?;
             Ok(rows)
         })
     }

@@ -24,11 +24,18 @@ const DEFAULT_POOL: u32 = 16;
 
 /// (version, name, SQL), in order. Versions match the SQLite list's for the same schema, so
 /// that `store copy` can check both sides are at one version.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    62,
-    "0062_schema",
-    include_str!("migrations_pg/0062_schema.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        62,
+        "0062_schema",
+        include_str!("migrations_pg/0062_schema.sql"),
+    ),
+    (
+        70,
+        "0070_nodes",
+        include_str!("migrations_pg/0070_nodes.sql"),
+    ),
+];
 
 /// Connects a new client for the pool.
 pub(super) struct Manager {
@@ -45,7 +52,9 @@ impl Manager {
             postgres::config::SslMode::Disable => None,
             _ => {
                 let cfg = crate::outbound::tls_client_config().map_err(Error::Other)?;
-                Some(tokio_postgres_rustls::MakeRustlsConnect::new((*cfg).clone()))
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    (*cfg).clone(),
+                ))
             }
         };
         Ok(Manager { config, tls })
@@ -100,7 +109,6 @@ pub fn redact(url: &str) -> String {
 
 pub(super) struct Pg {
     pool: r2d2::Pool<Manager>,
-    manager_url: String,
     stats: Arc<(AtomicU64, AtomicU64)>,
 }
 
@@ -124,14 +132,8 @@ impl Pg {
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(Pg {
             pool,
-            manager_url: url.to_string(),
             stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
         })
-    }
-
-    /// The database URL (the change feed opens its own connection with it).
-    pub(super) fn url(&self) -> &str {
-        &self.manager_url
     }
 
     /// Record the key's fingerprint on first open; refuse a node whose key differs.
@@ -246,7 +248,10 @@ fn migrate_locked(client: &mut postgres::Client) -> Result<()> {
     for &(version, name, sql) in MIGRATIONS {
         let version = version as i64;
         let done = client
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[&version])?
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[&version],
+            )?
             .is_some();
         if done {
             continue;
