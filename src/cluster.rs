@@ -43,12 +43,11 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Start the heartbeat (inside a tokio runtime) when the store is shared (PostgreSQL); on
-/// SQLite nothing runs and the share stays 1.
+/// Start the heartbeat (inside a tokio runtime). It runs on both backends, so that tools
+/// (`botyard store copy`) can tell a store that is being served; only on a shared
+/// (PostgreSQL) store does the count set the share: a SQLite store has one server.
 pub fn start(store: &Store) -> Option<Heartbeat> {
-    if store.dialect() != crate::store::db::Dialect::Postgres {
-        return None;
-    }
+    let shared = store.dialect() == crate::store::db::Dialect::Postgres;
     let id = crate::store::ids::new_id();
     let (s, node) = (store.clone(), id.clone());
     let task = tokio::spawn(async move {
@@ -59,13 +58,13 @@ pub fn start(store: &Store) -> Option<Heartbeat> {
             let (s2, n2) = (s.clone(), node.clone());
             let now = crate::store::ids::now_millis();
             match tokio::task::spawn_blocking(move || s2.node_heartbeat(&n2, now, STALE_MS)).await {
-                Ok(Ok(n)) => {
+                Ok(Ok(n)) if shared => {
                     if NODES.swap(n, Ordering::Relaxed) != n {
                         tracing::info!(nodes = n, "live nodes on this database");
                     }
                 }
+                Ok(Ok(_)) | Err(_) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat"),
-                Err(_) => {}
             }
         }
     });
