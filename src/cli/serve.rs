@@ -301,6 +301,13 @@ async fn run_server(
     // the last store handle go (the writer commits what is queued and closes the file).
     drop(background);
     drop(heartbeat);
+    if store.dialect() == crate::store::db::Dialect::Postgres {
+        // A parseable line for `botyard bench --database` (round trips per turn).
+        eprintln!(
+            "database round trips: {}",
+            crate::store::db::pg_round_trips()
+        );
+    }
     drop(plugin_workers);
     webhooks.drain(Duration::from_secs(5)).await;
     // The server dropped its state; the OCS service's last handle goes here, and the

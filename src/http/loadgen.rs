@@ -30,6 +30,18 @@ pub struct LoadSpec {
     /// Local address the connections come from (e.g. `127.0.0.2`, so that a client is told
     /// apart from another one on loopback); `None`: the system's choice.
     pub bind: Option<std::net::IpAddr>,
+    /// More servers of one cluster: connection `i` goes to `[addr, also..][i % (1 + len)]`.
+    pub also: Vec<SocketAddr>,
+}
+
+impl LoadSpec {
+    /// The server connection `conn` talks to (round-robin over `addr` and `also`).
+    pub fn addr_of(&self, conn: usize) -> SocketAddr {
+        match conn % (1 + self.also.len()) {
+            0 => self.addr,
+            k => self.also[k - 1],
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -139,7 +151,7 @@ async fn connection(
             break;
         }
         if stream.is_none() {
-            match RawConn::connect(spec.addr, spec.bind).await {
+            match RawConn::connect(spec.addr_of(conn), spec.bind).await {
                 Ok(c) => stream = Some(c),
                 Err(e) => {
                     note(&mut r, e);
@@ -283,7 +295,9 @@ fn task_id(body: &[u8]) -> Option<String> {
 fn request_head(spec: &LoadSpec, conn: usize) -> Vec<u8> {
     let mut h = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
-        spec.method, spec.path, spec.addr
+        spec.method,
+        spec.path,
+        spec.addr_of(conn)
     );
     let own = match spec.conn_headers.len() {
         0 => &[][..],

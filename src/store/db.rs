@@ -543,6 +543,19 @@ pub fn pg_placeholders(sql: &str) -> String {
     out
 }
 
+/// Exchanges with a PostgreSQL server (each prepare, query, execute and batch is one round
+/// trip with this client), for `botyard bench --database`.
+static PG_ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Round trips to PostgreSQL made by this process so far.
+pub fn pg_round_trips() -> u64 {
+    PG_ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn round_trip() {
+    PG_ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Most prepared statements one PostgreSQL connection keeps (dynamic SQL could grow it).
 const PG_STATEMENT_CACHE: usize = 512;
 
@@ -565,6 +578,7 @@ impl PgConn {
     }
 
     pub fn batch(&self, sql: &str) -> Result<()> {
+        round_trip();
         self.client.borrow_mut().batch_execute(sql)?;
         Ok(())
     }
@@ -578,6 +592,7 @@ impl PgConn {
         if let Some(s) = self.stmts.borrow().get(sql) {
             return Ok(s.clone());
         }
+        round_trip();
         let st = self.client.borrow_mut().prepare(&pg_placeholders(sql))?;
         let mut cache = self.stmts.borrow_mut();
         if cache.len() >= PG_STATEMENT_CACHE {
@@ -592,6 +607,7 @@ impl PgConn {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
+        round_trip();
         Ok(self.client.borrow_mut().query(st, &refs)?)
     }
 
@@ -600,6 +616,7 @@ impl PgConn {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
+        round_trip();
         Ok(self.client.borrow_mut().execute(st, &refs)? as usize)
     }
 }

@@ -34,6 +34,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cluster;
 mod hostile;
 
 #[derive(Debug, Args)]
@@ -85,6 +86,10 @@ pub struct BenchArgs {
     /// connections (its p50/p99 with no attack and under each attack).
     #[arg(long)]
     pub hostile: bool,
+    /// With `--database URL`: botyard nodes to start on that PostgreSQL database, the hello
+    /// load spread over them connection by connection (see `bench::cluster`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub nodes: u32,
     /// Length of each victim run of `--hostile`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub hostile_duration: Duration,
@@ -153,7 +158,10 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> ExitCode {
     }
 }
 
-fn run_inner(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
+fn run_inner(cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
+    if let Some(url) = &cli.database {
+        return cluster::run(url, args);
+    }
     if let Some(url) = &args.addr {
         let addr = parse_base(url)?;
         let key = args
@@ -419,6 +427,7 @@ fn ocs_runs(
         body: Arc::new(|_, _| br#"{"message":"hi"}"#.to_vec()),
         max_requests: 0,
         bind: None,
+        also: vec![],
     };
     // Warm-up: each key's first call creates its session.
     loadgen::run(LoadSpec {
@@ -466,6 +475,7 @@ fn chat_spec(
         },
         max_requests: max,
         bind: None,
+        also: vec![],
     }
 }
 
@@ -494,6 +504,7 @@ fn healthz_spec(addr: SocketAddr, connections: usize, duration: Duration) -> Loa
         body: Arc::new(|_, _| Vec::new()),
         max_requests: 0,
         bind: None,
+        also: vec![],
     }
 }
 
@@ -631,14 +642,27 @@ fn put_flow(
 struct ServerProc {
     child: Child,
     addr: SocketAddr,
+    /// The database round trips the server reported when it stopped (PostgreSQL only).
+    round_trips: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ServerProc {
     fn spawn(exe: &Path, data: &Path, args: &BenchArgs) -> anyhow::Result<ServerProc> {
+        Self::spawn_with(exe, data, args, &[])
+    }
+
+    /// [`ServerProc::spawn`] with more `serve` arguments (e.g. `--database URL`).
+    fn spawn_with(
+        exe: &Path,
+        data: &Path,
+        args: &BenchArgs,
+        extra: &[String],
+    ) -> anyhow::Result<ServerProc> {
         let mut cmd = Command::new(exe);
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
+            .args(extra)
             .args(["--addr", "127.0.0.1:0", "--rate-limit", "0"])
             .env("BOTYARD_LOG", &args.server_log)
             .stdin(Stdio::null())
@@ -653,6 +677,8 @@ impl ServerProc {
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let round_trips = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let rt_seen = Arc::clone(&round_trips);
         // The server's own log is shown only when asked for by a non-default `--server-log`
         // (at `info` it has an access-log line per request).
         let echo = args.server_log != "info";
@@ -662,6 +688,12 @@ impl ServerProc {
                 let Ok(line) = line else { break };
                 if echo {
                     eprintln!("server: {line}");
+                }
+                if let Some(n) = line
+                    .strip_prefix("database round trips: ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    rt_seen.store(n, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(i) = line.find("listening on http://")
                     && let Some(tx) = tx.take()
@@ -680,7 +712,11 @@ impl ServerProc {
             .recv_timeout(Duration::from_secs(30))
             .map_err(|_| anyhow::anyhow!("the server did not start"))?
             .parse()?;
-        Ok(ServerProc { child, addr })
+        Ok(ServerProc {
+            child,
+            addr,
+            round_trips,
+        })
     }
 
     fn pid(&self) -> u32 {
