@@ -151,7 +151,7 @@ impl PgCluster {
     }
 
     /// A fresh, empty database with a name unique in this cluster; its URL (tokio-postgres
-    /// form, unix socket): `postgresql://postgres@/NAME?host=SOCKET_DIR&port=PORT`.
+    /// form, unix socket): `postgresql://postgres@/NAME?host=SOCKET_DIR&port=PORT&sslmode=disable`.
     pub fn new_database(&self) -> String {
         let name = format!(
             "botyard_test_{}",
@@ -178,10 +178,12 @@ impl PgCluster {
         }
     }
 
-    /// The URL of database `name` on this server.
+    /// The URL of database `name` on this server. `sslmode=disable`: a unix socket has no
+    /// TLS (libpq never tries it there), and the default `prefer` would have the client ask
+    /// its TLS connector for a server name made from the socket path.
     pub fn url_of(&self, name: &str) -> String {
         format!(
-            "postgresql://postgres@/{name}?host={}&port={}",
+            "postgresql://postgres@/{name}?host={}&port={}&sslmode=disable",
             percent_encode(&self.root.to_string_lossy()),
             self.port
         )
