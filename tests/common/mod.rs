@@ -8,20 +8,126 @@
 //! * [`sign`]: the Studio HMAC signature; [`Creds`]: a channel's key and secret with helpers
 //!   that build signed or bare auth headers.
 //! * [`Receiver`]: a fake webhook endpoint on 127.0.0.1 recording every body in order.
+//! * Backend: SQLite in the data dir by default; with `BOTYARD_TEST_BACKEND=postgres` every
+//!   data dir the harness hands to botyard is paired with a fresh database on the test
+//!   process's own PostgreSQL server ([`pg::PgCluster`]), passed as `--database URL` (see
+//!   [`database_args`], [`open_store`], [`Server::start_node_of`]).
 
 #![allow(dead_code)]
 
+pub mod pg;
+
+use botyard::store::{Durability, Location, Store};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_botyard");
+
+/// Whether this run tests the PostgreSQL backend (`BOTYARD_TEST_BACKEND=postgres`); anything
+/// else, or unset, is SQLite.
+pub fn backend_is_pg() -> bool {
+    static PG: OnceLock<bool> = OnceLock::new();
+    *PG.get_or_init(|| match std::env::var("BOTYARD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("BOTYARD_TEST_BACKEND={other:?}: expected `sqlite` or `postgres`"),
+    })
+}
+
+/// One database of the test PostgreSQL server, dropped with its last owner (the servers
+/// using it); databases of data dirs a test owns itself live until the process ends.
+pub struct TestDatabase {
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub(crate) fn create() -> Arc<TestDatabase> {
+        Arc::new(TestDatabase {
+            url: pg::PgCluster::shared().new_database(),
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        databases()
+            .lock()
+            .unwrap()
+            .retain(|_, db| db.strong_count() > 0);
+        pg::PgCluster::shared().drop_database(&self.url);
+    }
+}
+
+/// Which database each data dir is paired with (PostgreSQL backend only).
+fn databases() -> &'static Mutex<HashMap<PathBuf, Weak<TestDatabase>>> {
+    static MAP: OnceLock<Mutex<HashMap<PathBuf, Weak<TestDatabase>>>> = OnceLock::new();
+    MAP.get_or_init(Default::default)
+}
+
+/// Databases no server owns (made for a data dir a test created itself, or whose server gave
+/// its dir away with [`Server::take_dir`]): kept until the process ends.
+fn kept() -> &'static Mutex<Vec<Arc<TestDatabase>>> {
+    static KEPT: OnceLock<Mutex<Vec<Arc<TestDatabase>>>> = OnceLock::new();
+    KEPT.get_or_init(Default::default)
+}
+
+/// Pairs `data` with `db`: botyard commands on `data` use it from now on.
+pub(crate) fn pair(data: &Path, db: &Arc<TestDatabase>) {
+    databases()
+        .lock()
+        .unwrap()
+        .insert(data.to_path_buf(), Arc::downgrade(db));
+}
+
+/// The database paired with `data`, made (and kept) the first time `data` is seen; `None`
+/// on SQLite.
+pub fn database_of(data: &Path) -> Option<Arc<TestDatabase>> {
+    if !backend_is_pg() {
+        return None;
+    }
+    let mut map = databases().lock().unwrap();
+    if let Some(db) = map.get(data).and_then(Weak::upgrade) {
+        return Some(db);
+    }
+    let db = TestDatabase::create();
+    map.insert(data.to_path_buf(), Arc::downgrade(&db));
+    kept().lock().unwrap().push(Arc::clone(&db));
+    Some(db)
+}
+
+/// The `--database URL` arguments for a botyard command on `data` (none on SQLite), for
+/// tests that run the binary themselves.
+pub fn database_args(data: &Path) -> Vec<String> {
+    database_of(data)
+        .map(|db| vec!["--database".to_string(), db.url.clone()])
+        .unwrap_or_default()
+}
+
+/// The store of `data` on this run's backend (tests reading or seeding it directly).
+pub fn open_store(data: &Path, durability: Durability) -> Store {
+    match database_of(data) {
+        None => Store::open(data, durability).expect("open store"),
+        Some(db) => Store::open_at(
+            &Location {
+                data_dir: data.to_path_buf(),
+                database: Some(db.url.clone()),
+            },
+            durability,
+        )
+        .expect("open store"),
+    }
+}
+
+/// The files of a data dir that every node of one deployment must share.
+pub const KEY_FILES: [&str; 2] = ["secret.key", "ocs-token.key"];
 
 /// Runs a CLI command against `data`, returns its stdout parsed as JSON (`--json` is added).
 pub fn cli_json(data: &Path, args: &[&str]) -> Json {
@@ -29,6 +135,7 @@ pub fn cli_json(data: &Path, args: &[&str]) -> Json {
         .args(args)
         .arg("--data")
         .arg(data)
+        .args(database_args(data))
         .arg("--json")
         .output()
         .expect("run botyard");
@@ -251,6 +358,8 @@ pub struct Server {
     pub data: PathBuf,
     /// Kept alive so the data dir outlives the process; `None` when the caller owns the dir.
     _tmp: Option<tempfile::TempDir>,
+    /// PostgreSQL backend: this server's database (shared with other nodes on it).
+    db: Option<Arc<TestDatabase>>,
     pub log: Arc<Mutex<String>>,
     /// The default setup's credentials.
     pub setup: Json,
@@ -287,6 +396,11 @@ impl Server {
     pub fn start_with(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().to_path_buf();
+        // A fresh database owned by the server (dropped with it), not kept like a test's own.
+        let db = backend_is_pg().then(TestDatabase::create);
+        if let Some(db) = &db {
+            pair(&data, db);
+        }
         let setup = cli_json(&data, &["setup"]);
         let mut s = Self::spawn(&data, extra);
         s._tmp = Some(tmp);
@@ -294,12 +408,38 @@ impl Server {
         s
     }
 
+    /// Another node of `other`'s deployment (PostgreSQL backend only): its own data dir
+    /// holding copies of `other`'s key files, serving `other`'s database with `extra`
+    /// arguments. Its `setup` is `other`'s.
+    pub fn start_node_of(other: &Server, extra: &[&str]) -> Server {
+        let db = other
+            .db
+            .clone()
+            .expect("start_node_of: several nodes share one PostgreSQL database (BOTYARD_TEST_BACKEND=postgres)");
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_path_buf();
+        for name in KEY_FILES {
+            let from = other.data.join(name);
+            if from.exists() {
+                std::fs::copy(&from, data.join(name))
+                    .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            }
+        }
+        pair(&data, &db);
+        let mut s = Self::spawn(&data, extra);
+        s._tmp = Some(tmp);
+        s.setup = other.setup.clone();
+        s
+    }
+
     /// Serves an existing data dir (restart after a kill).
     pub fn spawn(data: &Path, extra: &[&str]) -> Server {
+        let db = database_of(data);
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data")
             .arg(data)
+            .args(db.iter().flat_map(|db| ["--database", db.url.as_str()]))
             .args(["--addr", "127.0.0.1:0", "--outbound-allow", "127.0.0.1"])
             .args(if extra.contains(&"--rate-limit") {
                 &[][..]
@@ -350,6 +490,7 @@ impl Server {
             addr,
             data: data.to_path_buf(),
             _tmp: None,
+            db,
             log,
             setup: Json::Null,
         }
@@ -442,9 +583,18 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Takes the temp dir so a later server can reuse it after this one is killed.
+    /// Takes the temp dir so a later server can reuse it after this one is killed (its
+    /// database, on PostgreSQL, stays paired with the dir).
     pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        if let Some(db) = self.db.take() {
+            kept().lock().unwrap().push(db);
+        }
         self._tmp.take()
+    }
+
+    /// The store this server serves, opened on this run's backend.
+    pub fn store(&self) -> Store {
+        open_store(&self.data, Durability::Normal)
     }
 }
 

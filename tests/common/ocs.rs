@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use crate::common::{BIN, Client, Response, cli_json};
+use crate::common::{BIN, Client, Response, TestDatabase, backend_is_pg, cli_json, database_of};
 use botyard::store::ocs::WidgetChannel;
 use botyard::store::{Durability, NewBot, NewFlow, Snapshot, SnapshotFlow, Store};
 use serde_json::{Value as Json, json};
@@ -25,6 +25,8 @@ pub struct Ocs {
     pub bot: String,
     pub key: String,
     env: Vec<(String, String)>,
+    /// PostgreSQL backend: this server's database.
+    db: Option<Arc<TestDatabase>>,
 }
 
 impl Drop for Ocs {
@@ -35,10 +37,12 @@ impl Drop for Ocs {
 }
 
 fn spawn(data: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    let db = database_of(data);
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--data")
         .arg(data)
+        .args(db.iter().flat_map(|db| ["--database", db.url.as_str()]))
         .args(["--addr", "127.0.0.1:0"])
         .env("BOTYARD_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -84,6 +88,11 @@ impl Ocs {
     pub fn start_env(env: &[(&str, &str)]) -> Ocs {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().to_path_buf();
+        // A fresh database owned by this server (dropped with it).
+        let db = backend_is_pg().then(TestDatabase::create);
+        if let Some(db) = &db {
+            crate::common::pair(&data, db);
+        }
         let setup = cli_json(&data, &["setup"]);
         let env: Vec<(String, String)> = env
             .iter()
@@ -100,6 +109,7 @@ impl Ocs {
             bot: setup["bot"]["id"].as_str().unwrap().to_string(),
             key: setup["ocs"]["api_key"].as_str().unwrap().to_string(),
             env,
+            db,
         }
     }
 
@@ -124,9 +134,10 @@ impl Ocs {
         Client { addr: self.addr }
     }
 
-    /// A second handle on the database (the server keeps running; SQLite serializes writers).
+    /// A second handle on the database (the server keeps running; SQLite serializes writers),
+    /// on this run's backend.
     pub fn store(&self) -> Store {
-        Store::open(&self.data, Durability::Normal).expect("open store")
+        crate::common::open_store(&self.data, Durability::Normal)
     }
 
     pub fn logs(&self) -> String {
