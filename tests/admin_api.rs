@@ -112,6 +112,7 @@ fn admin_create(server: &Server, email: &str, extra: &[&str]) -> std::process::O
             "--data",
         ])
         .arg(&server.data)
+        .args(common::database_args(&server.data))
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

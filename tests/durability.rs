@@ -3,7 +3,7 @@
 
 mod common;
 
-use botyard::store::{ClientKey, ConversationFilter, Direction, Durability, Store};
+use botyard::store::{ClientKey, ConversationFilter, Direction, Durability};
 use common::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,7 +89,7 @@ fn acknowledged_turns_survive_sigkill() {
 
     let dir = s.take_dir().unwrap();
     {
-        let store = Store::open(dir.path(), Durability::Normal).expect("reopen after SIGKILL");
+        let store = common::open_store(dir.path(), Durability::Normal);
         for a in &acked {
             let client = ClientKey {
                 organization_id: org.clone(),

@@ -123,7 +123,11 @@ fn texts(r: &ChatResponse) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_bot_hold_memory_and_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, out) = setup::ensure(dir.path(), Durability::Normal).unwrap();
+    let (store, out) = setup::ensure(
+        &botyard::store::Location::sqlite(dir.path()),
+        Durability::Normal,
+    )
+    .unwrap();
     let org = out.organization.id.clone();
     let channel = store
         .get_channel(&org, &out.studio.as_ref().unwrap().channel_id)

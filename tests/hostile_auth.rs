@@ -310,8 +310,7 @@ fn a_broadcast_for_a_just_deleted_bot_is_a_4xx() {
     let first = c.post("/v1/api/broadcasts", &victim.signed(), &bc);
     assert!(first.status < 300, "{} {}", first.status, first.text());
     // Deleted by another process: the server learns it within about a second.
-    botyard::store::Store::open(&s.data, botyard::store::Durability::Normal)
-        .unwrap()
+    common::open_store(&s.data, botyard::store::Durability::Normal)
         .delete_bot(&org, &victim.bot_id)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);

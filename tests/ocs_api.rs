@@ -2637,6 +2637,7 @@ fn apikey_create_with_a_role() {
     let out = std::process::Command::new(common::BIN)
         .args(["apikey", "list", "--data"])
         .arg(&s.data)
+        .args(common::database_args(&s.data))
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -2653,6 +2654,7 @@ fn apikey_create_with_a_role() {
     let out = std::process::Command::new(common::BIN)
         .args(["apikey", "create", "--role", "overlord", "--json", "--data"])
         .arg(&s.data)
+        .args(common::database_args(&s.data))
         .output()
         .unwrap();
     assert!(!out.status.success());

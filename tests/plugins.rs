@@ -247,8 +247,8 @@ fn stored_events_survive_a_crash_before_delivery() {
     let up = FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
     let data = s.data.clone();
     {
-        use botyard::store::{ChannelPatch, Durability, Store};
-        let store = Store::open(&data, Durability::Normal).unwrap();
+        use botyard::store::{ChannelPatch, Durability};
+        let store = common::open_store(&data, Durability::Normal);
         let org = store.default_org().unwrap().unwrap();
         let ch = store
             .list_channels(&org.id, None)
@@ -413,7 +413,11 @@ fn connector_and_plugin_secrets_are_sealed_at_rest() {
         s.logs()
     );
 
-    // Rows written in the clear (an older binary) are sealed at the next start.
+    // Rows written in the clear (an older SQLite binary) are sealed at the next start; no
+    // older binary wrote to PostgreSQL.
+    if common::backend_is_pg() {
+        return;
+    }
     s.kill();
     let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
     let plain = json!({"bot_token": "777:sealed-token", "webhook_secret": "hook-secret-1",
@@ -452,6 +456,7 @@ fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .arg("--data")
         .arg(data)
+        .args(common::database_args(data))
         .output()
         .unwrap();
     (
@@ -587,7 +592,7 @@ fn app_round_trip_from_a_csml_turn() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     rt.block_on(async {
-        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let (store, setup) = botyard::store::setup::ensure(&common::location(dir.path()), Durability::Normal).unwrap();
         let org = setup.organization.id.clone();
         let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
         let timed = Arc::new(TimedApps {
@@ -747,11 +752,13 @@ fn app_round_trip_from_a_csml_turn() {
 #[test]
 fn inbound_events_run_exactly_once() {
     use botyard::engine::{ChatRequest, Engine, EngineConfig, EngineError};
-    use botyard::store::{Durability, NewBot, NewFlow, Store};
+    use botyard::store::{Durability, NewBot, NewFlow};
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let (org, channel, event_id) = rt.block_on(async {
-        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let (store, setup) =
+            botyard::store::setup::ensure(&common::location(dir.path()), Durability::Normal)
+                .unwrap();
         let org = setup.organization.id.clone();
         let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
         let engine = Engine::new(
@@ -821,7 +828,7 @@ fn inbound_events_run_exactly_once() {
     });
     drop(rt);
 
-    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    let store = common::open_store(dir.path(), Durability::Normal);
     assert_eq!(
         store.inbound_status(&event_id).unwrap(),
         Some(("done".to_string(), 1))
@@ -880,7 +887,9 @@ fn inbound_events_run_in_order_per_conversation_within_the_org_cap() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     rt.block_on(async {
-        let (store, setup) = botyard::store::setup::ensure(dir.path(), Durability::Normal).unwrap();
+        let (store, setup) =
+            botyard::store::setup::ensure(&common::location(dir.path()), Durability::Normal)
+                .unwrap();
         let a = setup.organization.id.clone();
         let b = store.create_org("second", false).unwrap().id;
         let limits = ChannelLimits {

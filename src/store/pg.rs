@@ -48,8 +48,15 @@ impl Manager {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Invalid(format!("bad database URL: {e}")))?;
+        // TLS only over TCP: a unix socket has no server name to check (and tokio-postgres
+        // never negotiates TLS on one).
+        let tcp = config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, postgres::config::Host::Tcp(_)));
         let tls = match config.get_ssl_mode() {
             postgres::config::SslMode::Disable => None,
+            _ if !tcp => None,
             _ => {
                 let cfg = crate::outbound::tls_client_config().map_err(Error::Other)?;
                 Some(tokio_postgres_rustls::MakeRustlsConnect::new(

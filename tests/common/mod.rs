@@ -112,6 +112,14 @@ pub fn database_args(data: &Path) -> Vec<String> {
 }
 
 /// The store of `data` on this run's backend (tests reading or seeding it directly).
+/// Where a data dir's store lives in this test run (its own database on PostgreSQL).
+pub fn location(data: &Path) -> Location {
+    Location {
+        data_dir: data.to_path_buf(),
+        database: database_of(data).map(|db| db.url.clone()),
+    }
+}
+
 pub fn open_store(data: &Path, durability: Durability) -> Store {
     match database_of(data) {
         None => Store::open(data, durability).expect("open store"),
