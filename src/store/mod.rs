@@ -29,6 +29,7 @@ pub mod bots;
 pub mod broadcasts;
 pub mod channels;
 pub mod conversations;
+pub mod copy;
 pub mod db;
 pub mod ids;
 pub mod maintenance;
