@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Advisory lock key held while migrations are applied ("botyard" in ASCII, shortened).
-const MIGRATION_LOCK: i64 = 0x626f_7479_6172_64;
+/// Advisory lock key held while migrations are applied (any constant of our own).
+const MIGRATION_LOCK: i64 = 7_262_011_401;
 
 /// Connections per node unless `BOTYARD_DATABASE_POOL` says otherwise.
 const DEFAULT_POOL: u32 = 16;
