@@ -432,7 +432,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         .execute(params![b, org, now])?;
     }
     if let Some(ev) = &w.inbound_done {
-        super::plugins::inbound_turn_done(c, w, ev)?;
+        super::plugins::inbound_turn_done(&super::db::Db::Lite(c), w, ev)?;
     }
     Ok(())
 }

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0062_ocs_file_usage",
         include_str!("migrations/0062_ocs_file_usage.sql"),
     ),
+    (
+        63,
+        "0063_ocs_file_content",
+        include_str!("migrations/0063_ocs_file_content.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

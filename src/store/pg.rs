@@ -24,11 +24,18 @@ const DEFAULT_POOL: u32 = 16;
 
 /// (version, name, SQL), in order. Versions match the SQLite list's for the same schema, so
 /// that `store copy` can check both sides are at one version.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    62,
-    "0062_schema",
-    include_str!("migrations_pg/0062_schema.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        62,
+        "0062_schema",
+        include_str!("migrations_pg/0062_schema.sql"),
+    ),
+    (
+        63,
+        "0063_ocs_file_content",
+        include_str!("migrations_pg/0063_ocs_file_content.sql"),
+    ),
+];
 
 /// Connects a new client for the pool.
 pub(super) struct Manager {
