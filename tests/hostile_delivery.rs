@@ -28,7 +28,9 @@ const TELEGRAM_OK: &str = r#"{"ok":true,"result":{"message_id":1}}"#;
 /// Two organizations with a Telegram channel each, on a fresh store.
 fn two_org_store(dir: &std::path::Path) -> (botyard::store::Store, [(String, String); 2]) {
     use botyard::store::{Durability, NewBot, NewFlow};
-    let (store, setup) = botyard::store::setup::ensure(&botyard::store::Location::sqlite(dir), Durability::Normal).unwrap();
+    let (store, setup) =
+        botyard::store::setup::ensure(&botyard::store::Location::sqlite(dir), Durability::Normal)
+            .unwrap();
     let b = store.create_org("second", false).unwrap();
     let mut out = Vec::new();
     for org in [setup.organization.id.clone(), b.id] {

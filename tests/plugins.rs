@@ -751,7 +751,11 @@ fn inbound_events_run_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let (org, channel, event_id) = rt.block_on(async {
-        let (store, setup) = botyard::store::setup::ensure(&botyard::store::Location::sqlite(dir.path()), Durability::Normal).unwrap();
+        let (store, setup) = botyard::store::setup::ensure(
+            &botyard::store::Location::sqlite(dir.path()),
+            Durability::Normal,
+        )
+        .unwrap();
         let org = setup.organization.id.clone();
         let plugins = botyard::plugins::PluginRuntime::new(store.clone(), dir.path(), vec![]);
         let engine = Engine::new(
@@ -880,7 +884,11 @@ fn inbound_events_run_in_order_per_conversation_within_the_org_cap() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     rt.block_on(async {
-        let (store, setup) = botyard::store::setup::ensure(&botyard::store::Location::sqlite(dir.path()), Durability::Normal).unwrap();
+        let (store, setup) = botyard::store::setup::ensure(
+            &botyard::store::Location::sqlite(dir.path()),
+            Durability::Normal,
+        )
+        .unwrap();
         let a = setup.organization.id.clone();
         let b = store.create_org("second", false).unwrap().id;
         let limits = ChannelLimits {

@@ -33,10 +33,10 @@
 //! [`Store::seal_plain_secrets`] at the next server start.
 
 use super::conversations::TurnWrite;
+use super::db::{Db, OptionalExtension, Row, params};
 use super::ids::{hex, new_id, now_millis, unhex};
 use super::{Channel, Direction, Error, Result, Store};
 use crate::secrets::Secrets;
-use super::db::{Db, OptionalExtension, Row, params};
 use serde_json::{Map, Value as Json, json};
 
 /// How many failed calls are kept per (organization, plugin).
@@ -410,7 +410,7 @@ impl Store {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {PLUGIN_COLS} FROM plugins
-                 WHERE ?1 IS NULL OR organization_id = ?1 ORDER BY name, organization_id"
+                 WHERE CAST(?1 AS TEXT) IS NULL OR organization_id = ?1 ORDER BY name, organization_id"
             ))?
             .query_map([org], plugin_from_row)
         })
@@ -642,7 +642,7 @@ impl Store {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT plugin, operation, channel_id, message, at FROM plugin_errors
-                 WHERE organization_id = ?1 AND (?2 IS NULL OR plugin = ?2) ORDER BY id DESC LIMIT 500",
+                 WHERE organization_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR plugin = ?2) ORDER BY id DESC LIMIT 500",
             )?
             .query_map(params![org, plugin], |r| {
                 Ok(PluginErrorRow {

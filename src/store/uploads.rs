@@ -246,7 +246,10 @@ pub(super) fn import_disk_files(c: &Db, data_dir: &Path) -> Result<usize> {
         std::fs::remove_file(&path)?;
     }
     if moved > 0 {
-        tracing::info!(moved, "moved OCS uploads from the data dir into the database");
+        tracing::info!(
+            moved,
+            "moved OCS uploads from the data dir into the database"
+        );
     }
     Ok(moved)
 }
@@ -295,7 +298,12 @@ mod tests {
             per_session: 10,
             per_org: 100,
         };
-        let f = stored(&s, &org, vec![upload("a.txt", b"hello"), upload("e.txt", b"")], q);
+        let f = stored(
+            &s,
+            &org,
+            vec![upload("a.txt", b"hello"), upload("e.txt", b"")],
+            q,
+        );
         assert_eq!((f[0].size, f[1].size), (5, 0), "sizes are the bytes'");
         assert_eq!(s.ocs_file_bytes(&org, f[0].id).unwrap().unwrap(), b"hello");
         assert_eq!(s.ocs_file_bytes(&org, f[1].id).unwrap().unwrap(), b"");
@@ -303,8 +311,13 @@ mod tests {
         assert_eq!(s.ocs_upload_usage(&org, "s1").unwrap().session, 5);
         // Past the session's quota: nothing of the upload is written.
         assert_eq!(
-            s.ocs_store_uploads(&org, "s1", vec![upload("b.txt", b"1"), upload("c.txt", b"23456")], q)
-                .unwrap(),
+            s.ocs_store_uploads(
+                &org,
+                "s1",
+                vec![upload("b.txt", b"1"), upload("c.txt", b"23456")],
+                q
+            )
+            .unwrap(),
             StoredUploads::OverQuota(QuotaScope::Session)
         );
         assert_eq!(content_rows(&s), 2);
@@ -324,7 +337,12 @@ mod tests {
         let s = Store::open(dir.path(), Durability::Normal).unwrap();
         let org = s.create_org("a", false).unwrap().id;
         let q = UploadQuota::default();
-        let f = stored(&s, &org, vec![upload("a.txt", b"old"), upload("b.txt", b"kept")], q);
+        let f = stored(
+            &s,
+            &org,
+            vec![upload("a.txt", b"old"), upload("b.txt", b"kept")],
+            q,
+        );
         // As an old installation left it: a's bytes on disk only; b's in both places (a
         // crash after its insert, before the file was removed).
         let gone = f[0].id;
@@ -340,7 +358,10 @@ mod tests {
         std::fs::write(legacy.join("notes"), b"not ours").unwrap();
 
         let s = Store::open(dir.path(), Durability::Normal).unwrap();
-        assert_eq!(s.ocs_file_bytes(&org, f[0].id).unwrap().unwrap(), b"from disk");
+        assert_eq!(
+            s.ocs_file_bytes(&org, f[0].id).unwrap().unwrap(),
+            b"from disk"
+        );
         assert_eq!(s.ocs_file_bytes(&org, f[1].id).unwrap().unwrap(), b"kept");
         assert_eq!(content_rows(&s), 2, "the orphan is not imported");
         let mut left: Vec<String> = std::fs::read_dir(&legacy)
@@ -353,7 +374,10 @@ mod tests {
         drop(s);
         // Idempotent: nothing left to move, nothing changes.
         let s = Store::open(dir.path(), Durability::Normal).unwrap();
-        assert_eq!(s.ocs_file_bytes(&org, f[0].id).unwrap().unwrap(), b"from disk");
+        assert_eq!(
+            s.ocs_file_bytes(&org, f[0].id).unwrap().unwrap(),
+            b"from disk"
+        );
         assert_eq!(content_rows(&s), 2);
     }
 
