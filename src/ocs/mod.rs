@@ -323,12 +323,12 @@ impl Ocs {
 
     async fn sweep_files(&self) {
         let s = self.store.clone();
+        // The bytes go with their rows (`ocs_file_content` cascades).
         let r = tokio::task::spawn_blocking(move || {
-            let ids = s.ocs_sweep_files(crate::store::ids::now_millis(), 500)?;
-            for id in &ids {
-                let _ = std::fs::remove_file(files::path_of(s.data_dir(), *id));
-            }
-            Ok::<_, crate::store::Error>(ids.len())
+            Ok::<_, crate::store::Error>(
+                s.ocs_sweep_files(crate::store::ids::now_millis(), 500)?
+                    .len(),
+            )
         })
         .await;
         match r {

@@ -474,7 +474,7 @@ pub(crate) fn apply_turn(c: &Db, w: &TurnWrite) -> Result<()> {
         ])?;
     }
     if let Some(ev) = &w.inbound_done {
-        super::plugins::inbound_turn_done(c.lite(), w, ev)?;
+        super::plugins::inbound_turn_done(c, w, ev)?;
     }
     Ok(())
 }

@@ -296,6 +296,7 @@ impl Store {
         };
         init_connection(&conn, durability, false)?;
         migrate::apply(&mut conn)?;
+        uploads::import_disk_files(&Db::Lite(&conn), data_dir)?;
         let checkpoint_conn = Connection::open(&path)?;
         init_connection(&checkpoint_conn, durability, false)?;
         let writer = writer::Writer::start(conn, Some(checkpoint_conn))?;

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("migrations_pg/0062_schema.sql"),
     ),
     (
+        63,
+        "0063_ocs_file_content",
+        include_str!("migrations_pg/0063_ocs_file_content.sql"),
+    ),
+    (
         64,
         "0064_turn_guard",
         include_str!("migrations_pg/0064_turn_guard.sql"),
