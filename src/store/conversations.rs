@@ -539,7 +539,7 @@ impl Store {
             let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;
             let ocs_history = match &read.ocs_history_of {
-                Some(session) => super::ocs::recent_history_of(c, session)?,
+                Some(session) => super::ocs::recent_history_of(&super::db::Db::Lite(c), session)?,
                 None => Vec::new(),
             };
             Ok(TurnRows {
@@ -557,7 +557,7 @@ impl Store {
         self.write_async_bare_lite(move |c| {
             apply_turn(c, &commit.write)?;
             match commit.ocs {
-                Some(end) => super::ocs::finish_ocs_turn_on(c, end),
+                Some(end) => super::ocs::finish_ocs_turn_on(&super::db::Db::Lite(c), end),
                 None => Ok(Vec::new()),
             }
         })
