@@ -597,7 +597,7 @@ impl Store {
             let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;
             let ocs_history = match &read.ocs_history_of {
-                Some(session) => super::ocs::recent_history_of(c.lite(), session)?,
+                Some(session) => super::ocs::recent_history_of(c, session)?,
                 None => Vec::new(),
             };
             Ok(TurnRows {
@@ -617,7 +617,7 @@ impl Store {
         self.write_async_bare(move |c| {
             apply_turn(c, &commit.write)?;
             match commit.ocs {
-                Some(end) => super::ocs::finish_ocs_turn_on(c.lite(), end),
+                Some(end) => super::ocs::finish_ocs_turn_on(c, end),
                 None => Ok(Vec::new()),
             }
         })

@@ -412,29 +412,6 @@ impl Store {
         f(&Db::Lite(&c))
     }
 
-    // Transitional: modules not yet ported to `Db` (removed once every module speaks `Db`).
-    fn read_lite<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        self.read(|db| f(db.lite()))
-    }
-    fn write_lite<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write(move |db| f(db.lite()))
-    }
-    async fn write_async_lite<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write_async(move |db| f(db.lite())).await
-    }
-    async fn write_async_bare_lite<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write_async_bare(move |db| f(db.lite())).await
-    }
-
     /// Number of transactions the writer has committed and jobs it has run (for tests and the
     /// bench: jobs/commits = the group-commit factor). On PostgreSQL, every job is a commit.
     pub fn writer_stats(&self) -> (u64, u64) {
