@@ -1097,13 +1097,10 @@ fn chat_start_admission_embed_keys_and_levels() {
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &with).status, 200);
     // ACC-11: a SESSION_TOKEN channel's session wrongly marked as not needing a token still
     // refuses a key alone.
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute(
-        "UPDATE ocs_sessions SET session_token_required = 0 WHERE id = ?1",
-        [&tsid],
-    )
-    .unwrap();
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_sessions SET session_token_required = 0 WHERE id = '{tsid}'"),
+    );
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &tk).status, 403);
     // ACC-10 NONE level: public bot with nothing → 200; non-public → 403
     let wn = s.widget(&s.bot, &["*"], 0);
@@ -1866,19 +1863,19 @@ fn schedules_fire_once_and_expired_uploads_are_swept() {
         Some(&body),
     );
     let fid = up.json()["files"][0]["id"].as_i64().unwrap();
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
     let stored = || -> i64 {
-        db.query_row(
-            "SELECT COUNT(*) FROM ocs_file_content WHERE file_id = ?1",
-            [fid],
-            |r| r.get(0),
-        )
-        .unwrap()
+        common::sql(
+            &s.data,
+            &format!("SELECT COUNT(*) FROM ocs_file_content WHERE file_id = {fid}"),
+        )[0][0]
+            .parse()
+            .unwrap()
     };
     assert_eq!(stored(), 1);
-    db.execute("UPDATE ocs_files SET expires_at = 1 WHERE id = ?1", [fid])
-        .unwrap();
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_files SET expires_at = 1 WHERE id = {fid}"),
+    );
     for _ in 0..50 {
         if stored() == 0 {
             break;
@@ -2396,15 +2393,14 @@ fn flows_see_the_session_history() {
 #[test]
 fn chat_sessions_add_one_participant() {
     let s = Ocs::start();
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
     let rows = || -> Vec<(String, String)> {
-        db.prepare("SELECT platform, identifier FROM participants ORDER BY created_at, id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        common::sql(
+            &s.data,
+            "SELECT platform, identifier FROM participants ORDER BY created_at, id",
+        )
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
     };
     let before = rows().len();
     let (sid, tok) = s.start_chat();
@@ -2753,13 +2749,10 @@ fn message_access_comes_before_body_and_session_state() {
         .as_array()
         .unwrap()
         .len();
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute(
-        "UPDATE ocs_sessions SET status = 'complete' WHERE id = ?1",
-        [&sid],
-    )
-    .unwrap();
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_sessions SET status = 'complete' WHERE id = '{sid}'"),
+    );
     let r = c.post(&path, &h, &json!({"message": "again"}));
     assert_eq!(
         (r.status, r.json()),

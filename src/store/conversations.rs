@@ -587,12 +587,13 @@ pub struct TurnCommit {
 }
 
 impl Store {
-    /// A turn's reads, as a job of the writer: SQL only, on the writer's warm connection
-    /// (a read connection's page cache is dropped on every commit), consistent with the
-    /// writes committed before it. The engine runs the interpreter elsewhere, then commits
-    /// with [`Store::commit_turn`].
+    /// A turn's reads (a read job: on SQLite the writer's warm connection — a read
+    /// connection's page cache is dropped on every commit —, consistent with the writes
+    /// committed before it; on PostgreSQL a pooled connection without BEGIN/COMMIT, whose
+    /// reads the commit's `rev` check covers). The engine runs the interpreter elsewhere,
+    /// then commits with [`Store::commit_turn`].
     pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
-        self.write_async_bare(move |c| {
+        self.read_async(move |c| {
             let k = &read.client;
             let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;

@@ -412,6 +412,23 @@ impl Store {
         f(&Db::Lite(&c))
     }
 
+    /// A read-only job awaited without blocking the runtime. On SQLite it runs on the writer
+    /// (a bare job: it sees every write acknowledged before it, in the writer's order); on
+    /// PostgreSQL on a pooled connection without a transaction of its own (no BEGIN/COMMIT
+    /// round trips). Its statements may then see different commits: callers either read one
+    /// row, or, like a turn's read, are checked at their commit (the conversation's `rev`).
+    async fn read_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer.run_async(f, true).await.map_err(|_| Error::Closed)?
+            }
+            Backend::Postgres(pg) => pg.read_async(f).await,
+        }
+    }
+
     /// Number of transactions the writer has committed and jobs it has run (for tests and the
     /// bench: jobs/commits = the group-commit factor). On PostgreSQL, every job is a commit.
     pub fn writer_stats(&self) -> (u64, u64) {

@@ -192,6 +192,19 @@ impl Pg {
         .map_err(|_| Error::Other("a write job panicked".into()))?
     }
 
+    pub(super) async fn read_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&Db::Pg(&conn))
+        })
+        .await
+        .map_err(|_| Error::Other("a read job panicked".into()))?
+    }
+
     pub(super) fn stats(&self) -> (u64, u64) {
         (
             self.stats.0.load(Ordering::Relaxed),
