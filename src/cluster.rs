@@ -90,7 +90,7 @@ pub fn start(store: &Store) -> Option<Heartbeat> {
 
 /// This node's id, kept in `DATA/node.id` so that a node restarted after a crash takes over
 /// its old heartbeat row instead of counting as a second node until that row goes stale.
-fn node_id(data_dir: &std::path::Path) -> String {
+pub fn node_id(data_dir: &std::path::Path) -> String {
     let path = data_dir.join("node.id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim();

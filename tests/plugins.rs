@@ -336,15 +336,12 @@ fn app_key_value_data_is_per_organization_on_sqlite() {
 
 /// `(config, plain)` of every connector channel and plugin installation, read from the file.
 fn stored_settings(data: &std::path::Path) -> Vec<String> {
-    let db = rusqlite::Connection::open(data.join("botyard.db")).unwrap();
     let mut out = Vec::new();
     for sql in [
         "SELECT config FROM channels WHERE token IS NOT NULL",
         "SELECT config FROM plugins",
     ] {
-        let mut st = db.prepare(sql).unwrap();
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
-        out.extend(rows.map(Result::unwrap));
+        out.extend(common::sql(data, sql).into_iter().map(|r| r.join("|")));
     }
     out
 }

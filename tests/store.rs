@@ -79,6 +79,7 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
         expires_at: None,
         broadcast_done: None,
         inbound_done: None,
+        client_rev: 0,
     }
 }
 

@@ -369,6 +369,8 @@ struct Prepared {
     start: Start,
     input: Arc<TurnInput>,
     participant_id: Option<String>,
+    /// The client's version at the read (`TurnState::client_rev`).
+    client_rev: i64,
     create_metadata: Option<String>,
 }
 
@@ -422,6 +424,7 @@ fn prepare(
         start,
         input,
         participant_id: state.participant_id,
+        client_rev: state.client_rev,
         create_metadata,
     }
 }
@@ -545,6 +548,7 @@ fn finish(
         start,
         input,
         participant_id,
+        client_rev,
         create_metadata,
         ..
     } = prep;
@@ -584,6 +588,7 @@ fn finish(
     let write = TurnWrite {
         client: client.clone(),
         participant_id,
+        client_rev,
         now,
         turn_id: new_id(),
         conversation: if start.create {

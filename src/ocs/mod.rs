@@ -146,8 +146,9 @@ pub struct TaskSlot {
     pub finished: OnceLock<std::time::Instant>,
 }
 
-/// On PostgreSQL, how long a task must have been left unchanged before a starting node takes
-/// it as left behind by a dead process ([`Store::ocs_pending_tasks`]): far longer than a turn
+/// On PostgreSQL with other live nodes, how long a task must have been left unchanged before a
+/// starting node takes it as left behind by a dead process ([`Store::ocs_pending_tasks`]; a
+/// node alone on the database takes every pending task): far longer than a turn
 /// runs (its deadline is capped, 30 s by default) or a task waits behind its session's earlier
 /// ones, so the tasks other live nodes are running or have queued are left alone. On SQLite
 /// the process is alone: every pending task at start was left behind.
@@ -252,13 +253,26 @@ impl Ocs {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let s = this.store.clone();
-            let stale_before = match s.dialect() {
-                crate::store::db::Dialect::Sqlite => crate::store::ids::now_millis(),
-                crate::store::db::Dialect::Postgres => {
-                    crate::store::ids::now_millis() - ORPHANED_AFTER.as_millis() as i64
-                }
+            let pending = move || {
+                let now = crate::store::ids::now_millis();
+                // Alone on the database (SQLite, or no other live PostgreSQL node — this
+                // node's own row from before a crash has its id): every pending task was
+                // left behind. Otherwise only the long untouched ones.
+                let alone = match s.dialect() {
+                    crate::store::db::Dialect::Sqlite => true,
+                    crate::store::db::Dialect::Postgres => {
+                        let me = crate::cluster::node_id(s.data_dir());
+                        s.other_live_nodes(&me, now, crate::cluster::STALE_MS)? == 0
+                    }
+                };
+                let stale_before = if alone {
+                    now
+                } else {
+                    now - ORPHANED_AFTER.as_millis() as i64
+                };
+                s.ocs_pending_tasks(stale_before)
             };
-            match tokio::task::spawn_blocking(move || s.ocs_pending_tasks(stale_before)).await {
+            match tokio::task::spawn_blocking(pending).await {
                 Ok(Ok(tasks)) => {
                     if !tasks.is_empty() {
                         tracing::info!(n = tasks.len(), "re-queueing OCS chat tasks");

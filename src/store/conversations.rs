@@ -110,6 +110,9 @@ pub struct TurnState {
     pub memories: Map<String, Json>,
     /// The client's participant (`None` for a user never seen on this platform).
     pub participant_id: Option<String>,
+    /// The client's version (`client_revs.rev`, 0 for none) on a shared (PostgreSQL) store;
+    /// 0 on SQLite, whose one server serializes a client's turns itself.
+    pub client_rev: i64,
 }
 
 /// How the conversation row changes at the end of a turn. Either names what the turn's read
@@ -184,6 +187,9 @@ pub struct TurnWrite {
     /// A connector's stored inbound event this turn runs: marked done, and the replies queued
     /// for delivery, in the same transaction (`store::plugins::inbound_turn_done`).
     pub inbound_done: Option<String>,
+    /// The client's version the turn read ([`TurnState::client_rev`]): on PostgreSQL the
+    /// commit bumps it and is `Stale` when another turn of the client committed since.
+    pub client_rev: i64,
 }
 
 fn upsert_participant(
@@ -264,6 +270,34 @@ pub(crate) fn apply_turn(c: &Db, w: &TurnWrite) -> Result<()> {
     let k = &w.client;
     let org = k.organization_id.as_str();
     let now = w.now;
+    if c.is_pg() {
+        // Checked first, so a stale turn writes nothing: the client's version moves from the
+        // one this turn read, or the turn lost the race to another node's turn of the client
+        // (the row is locked until this transaction ends, so two commits cannot both pass).
+        let moved = c
+            .query_row(
+                "INSERT INTO client_revs(organization_id, bot_id, channel_id, user_id, rev)
+                 VALUES (?1, ?2, ?3, ?4, ?5 + 1)
+                 ON CONFLICT (organization_id, bot_id, channel_id, user_id)
+                 DO UPDATE SET rev = client_revs.rev + 1 WHERE client_revs.rev = ?5
+                 RETURNING rev",
+                params![
+                    k.organization_id,
+                    k.bot_id,
+                    k.channel_id,
+                    k.user_id,
+                    w.client_rev
+                ],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_none();
+        if moved {
+            return Err(Error::Stale(
+                "another turn of this client committed since this turn's read".into(),
+            ));
+        }
+    }
     if let Some(b) = &w.broadcast_done {
         // Exactly once across workers and nodes: only the turn that finds it pending commits.
         let n = c
@@ -840,11 +874,25 @@ fn turn_state_on(c: &Db, k: &ClientKey, now: i64) -> Result<TurnState> {
     } else {
         Map::new()
     };
+    // One extra read on a shared store only (see `client_revs`).
+    let client_rev = if c.is_pg() {
+        c.query_row(
+            "SELECT rev FROM client_revs WHERE organization_id = ?1 AND bot_id = ?2
+             AND channel_id = ?3 AND user_id = ?4",
+            [&k.organization_id, &k.bot_id, &k.channel_id, &k.user_id],
+            |r| r.get::<i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0)
+    } else {
+        0
+    };
     Ok(TurnState {
         conversation,
         expired,
         rev,
         memories,
         participant_id,
+        client_rev,
     })
 }

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("migrations/0064_turn_guard.sql"),
     ),
     (70, "0070_nodes", include_str!("migrations/0070_nodes.sql")),
+    (
+        71,
+        "0071_client_revs",
+        include_str!("migrations/0071_client_revs.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -51,6 +51,17 @@ impl Store {
         })
     }
 
+    /// How many nodes other than `id` were seen within `stale_ms` of `now`.
+    pub fn other_live_nodes(&self, id: &str, now: i64, stale_ms: i64) -> Result<i64> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM nodes WHERE id <> ?1 AND last_seen >= ?2",
+                super::db::params![id, now - stale_ms],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Node `id` stops serving (a clean shutdown): the others' shares grow at once.
     pub fn node_leave(&self, id: &str) -> Result<()> {
         let id = id.to_string();

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0070_nodes",
         include_str!("migrations_pg/0070_nodes.sql"),
     ),
+    (
+        71,
+        "0071_client_revs",
+        include_str!("migrations_pg/0071_client_revs.sql"),
+    ),
 ];
 
 /// Connects a new client for the pool.
@@ -125,12 +130,23 @@ pub fn redact(url: &str) -> String {
 }
 
 pub(super) struct Pg {
-    pool: r2d2::Pool<Manager>,
+    /// Always `Some` until dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
     stats: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Pg {
+    fn pool(&self) -> &r2d2::Pool<Manager> {
+        self.pool
+            .as_ref()
+            .expect("the pool lives as long as the store")
+    }
+
     pub(super) fn open(url: &str) -> Result<Pg> {
+        off_runtime(|| Self::open_here(url))
+    }
+
+    fn open_here(url: &str) -> Result<Pg> {
         let manager = Manager::new(url)?;
         let mut first = manager.connect()?;
         migrate(&mut first)?;
@@ -148,7 +164,7 @@ impl Pg {
             .build(manager)
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(Pg {
-            pool,
+            pool: Some(pool),
             stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
         })
     }
@@ -160,14 +176,14 @@ impl Pg {
 
     pub(super) fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
         off_runtime(|| {
-            let conn = self.pool.get()?;
+            let conn = self.pool().get()?;
             f(&Db::Pg(&conn))
         })
     }
 
     pub(super) fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
         off_runtime(|| {
-            let conn = self.pool.get()?;
+            let conn = self.pool().get()?;
             let out = transaction(&conn, f);
             self.stats.0.fetch_add(1, Ordering::Relaxed);
             self.stats.1.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +195,7 @@ impl Pg {
         &self,
         f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let pool = self.pool.clone();
+        let pool = self.pool().clone();
         let stats = self.stats.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
@@ -196,7 +212,7 @@ impl Pg {
         &self,
         f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let pool = self.pool.clone();
+        let pool = self.pool().clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
             f(&Db::Pg(&conn))
@@ -210,6 +226,19 @@ impl Pg {
             self.stats.0.load(Ordering::Relaxed),
             self.stats.1.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// A blocking client closes its connection with its own runtime, which tokio forbids on a
+/// thread inside a runtime: when the last store handle goes there (a server's shutdown, a
+/// test), the pool's connections are closed on a thread of their own.
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
     }
 }
 
