@@ -3,9 +3,9 @@
 //! summaries, organizations with bot counts, one participant). Policy (expiry, CSRF, throttling,
 //! roles) lives in `crate::admin`; this file only reads and writes rows.
 
+use super::db::{Db, OptionalExtension, Row, params};
 use super::ids::{new_id, now_millis};
 use super::{Error, Organization, Participant, Result, Role, Store, User};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 /// One admin session row. `token_hash` is the SHA-256 (hex) of the cookie's token.
@@ -30,7 +30,7 @@ pub struct BotSummary {
     pub updated_at: i64,
 }
 
-fn user_from_row(r: &rusqlite::Row, o: usize) -> rusqlite::Result<User> {
+fn user_from_row(r: &Row, o: usize) -> Result<User> {
     Ok(User {
         id: r.get(o)?,
         email: r.get(o + 1)?,
@@ -39,19 +39,33 @@ fn user_from_row(r: &rusqlite::Row, o: usize) -> rusqlite::Result<User> {
     })
 }
 
+/// Advisory lock key serializing "create the first admin" on PostgreSQL ("1stowner" in ASCII).
+const FIRST_OWNER_LOCK: i64 = 0x3173_746f_776e_6572;
+
+/// Guard of the first-admin check: on PostgreSQL, concurrent jobs (on any node) would each
+/// count zero users and each create an owner; this transaction-scoped advisory lock makes them
+/// run one after the other, and the second one's count (a new statement, READ COMMITTED) sees
+/// the first one's user. SQLite's single writer already runs one job at a time.
+fn first_owner_lock(c: &Db) -> Result<()> {
+    if c.is_pg() {
+        c.execute("SELECT pg_advisory_xact_lock(?1)", [FIRST_OWNER_LOCK])?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn count_users(&self) -> Result<i64> {
-        self.read_lite(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM users", (), |r| r.get(0)))
     }
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>> {
-        self.read_lite(|c| {
-            Ok(c.query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT id, email, password_hash, created_at FROM users WHERE id = ?1",
                 [id],
                 |r| user_from_row(r, 0),
             )
-            .optional()?)
+            .optional()
         })
     }
 
@@ -71,9 +85,10 @@ impl Store {
             )));
         }
         let hash = password_hash.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             if first_only {
-                let n: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+                first_owner_lock(c)?;
+                let n: i64 = c.query_row("SELECT COUNT(*) FROM users", (), |r| r.get(0))?;
                 if n > 0 {
                     return Err(Error::Conflict("an admin account exists already".into()));
                 }
@@ -90,7 +105,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![u.id, u.email, u.password_hash, now],
             )
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match e {
                 Error::Conflict(_) => Error::Conflict(format!("a user `{}` exists", u.email)),
                 e => e,
             })?;
@@ -111,7 +126,7 @@ impl Store {
         ip: Option<String>,
         user_agent: Option<String>,
     ) -> Result<()> {
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM admin_sessions WHERE expires_at <= ?1",
                 [s.created_at],
@@ -141,8 +156,8 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<(AdminSession, User)>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT s.token_hash, s.user_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at,
                         u.id, u.email, u.password_hash, u.created_at
                  FROM admin_sessions s JOIN users u ON u.id = s.user_id
@@ -161,14 +176,14 @@ impl Store {
                     user_from_row(r, 6)?,
                 ))
             })
-            .optional()?)
+            .optional()
         })
     }
 
     /// Slide a session's idle expiry.
     pub fn touch_admin_session(&self, token_hash: &str, now: i64, expires_at: i64) -> Result<()> {
         let t = token_hash.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE admin_sessions SET last_seen_at = ?2, expires_at = ?3 WHERE token_hash = ?1",
                 params![t, now, expires_at],
@@ -179,7 +194,7 @@ impl Store {
 
     pub fn delete_admin_session(&self, token_hash: &str) -> Result<()> {
         let t = token_hash.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM admin_sessions WHERE token_hash = ?1", [t])?;
             Ok(())
         })
@@ -188,63 +203,54 @@ impl Store {
     /// Ends every session of a user (password change, removal); returns how many.
     pub fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
         let u = user_id.to_string();
-        self.write_lite(move |c| {
-            Ok(c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u])?)
-        })
+        self.write(move |c| c.execute("DELETE FROM admin_sessions WHERE user_id = ?1", [u]))
     }
 
     /// The bots of an organization with their flow count and live build number.
     pub fn bot_summaries(&self, org: &str) -> Result<Vec<BotSummary>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT b.id, b.name,
                         (SELECT COUNT(*) FROM flows f WHERE f.bot_id = b.id),
                         (SELECT v.seq FROM bot_versions v WHERE v.id = b.live_version_id),
                         b.updated_at
-                 FROM bots b WHERE b.organization_id = ?1 ORDER BY b.name COLLATE NOCASE",
+                 FROM bots b WHERE b.organization_id = ?1 ORDER BY lower(b.name)",
             )?;
-            let rows = st
-                .query_map([org], |r| {
-                    Ok(BotSummary {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        flows: r.get(2)?,
-                        live_version: r.get(3)?,
-                        updated_at: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map([org], |r| {
+                Ok(BotSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    flows: r.get(2)?,
+                    live_version: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
         })
     }
 
     /// The organizations of a user with their role and number of bots.
     pub fn user_orgs_with_counts(&self, user_id: &str) -> Result<Vec<(Organization, Role, i64)>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT o.id, o.name, o.is_default, o.created_at, m.role,
                         (SELECT COUNT(*) FROM bots b WHERE b.organization_id = o.id)
                  FROM memberships m JOIN organizations o ON o.id = m.organization_id
                  WHERE m.user_id = ?1 ORDER BY o.created_at",
             )?;
-            let rows = st
-                .query_map([user_id], |r| {
-                    let role: String = r.get(4)?;
-                    Ok((
-                        super::orgs::org_from_row(&super::db::Row::Lite(r))
-                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-                        Role::parse(&role).unwrap_or(Role::Viewer),
-                        r.get(5)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map([user_id], |r| {
+                let role: String = r.get(4)?;
+                Ok((
+                    super::orgs::org_from_row(r)?,
+                    Role::parse(&role).unwrap_or(Role::Viewer),
+                    r.get(5)?,
+                ))
+            })
         })
     }
 
     pub fn get_participant(&self, org: &str, id: &str) -> Result<Option<Participant>> {
-        self.read_lite(|c| {
-            Ok(c.query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
                  FROM participants WHERE id = ?1 AND organization_id = ?2",
                 [id, org],
@@ -262,7 +268,7 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 }

@@ -1,10 +1,19 @@
 //! Bots, their working flows, and builds (immutable versions).
+//!
+//! Concurrency (PostgreSQL runs write jobs side by side, on several nodes): every write job
+//! that reads a bot's state and then writes from it (a patch of the bot row, a flow's
+//! position `MAX(position) + 1`, a build number `MAX(seq) + 1`, "is this the default flow"
+//! before deleting it) first locks the bot's row with [`lock_bot`] (`FOR UPDATE` on
+//! PostgreSQL; SQLite's single writer already runs jobs one at a time). Jobs of one bot are
+//! thus serialized; jobs of different bots never wait on each other. Name uniqueness (bots
+//! per organization, flows per bot, case-insensitive) is left to the unique indexes: the
+//! loser of a race gets `Conflict`.
 
+use super::db::{Db, OptionalExtension, Row, params};
 use super::ids::{new_id, now_millis};
 use super::{
     Bot, BotPatch, BotVersion, Error, Flow, FlowPatch, NewBot, NewFlow, Result, Snapshot, Store,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value as Json};
 
 const BOT_COLS: &str = "id, organization_id, name, description, default_flow_id, env, settings, \
@@ -13,14 +22,13 @@ const FLOW_COLS: &str =
     "id, organization_id, bot_id, name, description, content, commands, created_at, updated_at";
 const VERSION_COLS: &str = "id, organization_id, bot_id, seq, snapshot, engine_version, created_at";
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
+fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> Result<T> {
     let s: String = r.get(i)?;
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(&s)
+        .map_err(|e| Error::Other(format!("column {i}: stored JSON is malformed: {e}")))
 }
 
-pub(super) fn bot_from_row(r: &Row) -> rusqlite::Result<Bot> {
+pub(super) fn bot_from_row(r: &Row) -> Result<Bot> {
     Ok(Bot {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -37,7 +45,7 @@ pub(super) fn bot_from_row(r: &Row) -> rusqlite::Result<Bot> {
     })
 }
 
-fn flow_from_row(r: &Row) -> rusqlite::Result<Flow> {
+fn flow_from_row(r: &Row) -> Result<Flow> {
     Ok(Flow {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -51,7 +59,7 @@ fn flow_from_row(r: &Row) -> rusqlite::Result<Flow> {
     })
 }
 
-fn version_from_row(r: &Row) -> rusqlite::Result<BotVersion> {
+fn version_from_row(r: &Row) -> Result<BotVersion> {
     Ok(BotVersion {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -99,7 +107,7 @@ fn with_auto_command(name: &str, commands: &[String]) -> Vec<String> {
     out
 }
 
-pub(super) fn load_bot(c: &Connection, org: &str, bot: &str) -> Result<Bot> {
+pub(super) fn load_bot(c: &Db, org: &str, bot: &str) -> Result<Bot> {
     c.prepare_cached(&format!(
         "SELECT {BOT_COLS} FROM bots WHERE id = ?1 AND organization_id = ?2"
     ))?
@@ -108,32 +116,42 @@ pub(super) fn load_bot(c: &Connection, org: &str, bot: &str) -> Result<Bot> {
     .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
 }
 
-fn load_flows(c: &Connection, org: &str, bot: &str) -> Result<Vec<Flow>> {
+/// The bot's row, locked until the job's transaction ends (`FOR UPDATE` on PostgreSQL; on
+/// SQLite the single writer runs one job at a time, so a plain read is the same guarantee).
+/// Write jobs that decide from the bot's current state call this first: see the module doc.
+pub(super) fn lock_bot(c: &Db, org: &str, bot: &str) -> Result<Bot> {
+    c.prepare_cached(&format!(
+        "SELECT {BOT_COLS} FROM bots WHERE id = ?1 AND organization_id = ?2{}",
+        c.pick("", " FOR UPDATE")
+    ))?
+    .query_row([bot, org], bot_from_row)
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
+}
+
+fn load_flows(c: &Db, org: &str, bot: &str) -> Result<Vec<Flow>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {FLOW_COLS} FROM flows WHERE bot_id = ?1 AND organization_id = ?2
          ORDER BY position, created_at"
     ))?;
-    let rows = st
-        .query_map([bot, org], flow_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+    st.query_map([bot, org], flow_from_row)
 }
 
 /// A flow by id, or by name (case-insensitive).
-fn find_flow(c: &Connection, org: &str, bot: &str, id_or_name: &str) -> Result<Option<Flow>> {
-    Ok(c.prepare_cached(&format!(
+fn find_flow(c: &Db, org: &str, bot: &str, id_or_name: &str) -> Result<Option<Flow>> {
+    c.prepare_cached(&format!(
         "SELECT {FLOW_COLS} FROM flows WHERE bot_id = ?1 AND organization_id = ?2
-         AND (id = ?3 OR name = ?3 COLLATE NOCASE) ORDER BY id = ?3 DESC LIMIT 1"
+         AND (id = ?3 OR lower(name) = lower(?3)) ORDER BY id = ?3 DESC LIMIT 1"
     ))?
     .query_row(params![bot, org, id_or_name], flow_from_row)
-    .optional()?)
+    .optional()
 }
 
 /// `airules`: each flow's user commands become those of the rules naming it (none when no
 /// rule names it); the automatic command stays. Unknown flow names → `NotFound` before any
 /// change (the caller's transaction is rolled back anyway).
 fn set_flow_commands(
-    c: &Connection,
+    c: &Db,
     org: &str,
     bot: &str,
     rules: &[(String, Vec<String>)],
@@ -163,7 +181,7 @@ fn set_flow_commands(
     Ok(())
 }
 
-fn bump_rev(c: &Connection, org: &str, bot: &str, now: i64) -> Result<()> {
+fn bump_rev(c: &Db, org: &str, bot: &str, now: i64) -> Result<()> {
     c.prepare_cached(
         "UPDATE bots SET rev = rev + 1, updated_at = ?3 WHERE id = ?1 AND organization_id = ?2",
     )?
@@ -171,7 +189,9 @@ fn bump_rev(c: &Connection, org: &str, bot: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
-fn insert_flow(c: &Connection, org: &str, bot: &str, f: &NewFlow, now: i64) -> Result<Flow> {
+/// Insert a flow at the end of the bot's list. Its position is `MAX(position) + 1`: the
+/// caller holds the bot's row lock ([`lock_bot`]) or has just created the bot in this job.
+fn insert_flow(c: &Db, org: &str, bot: &str, f: &NewFlow, now: i64) -> Result<Flow> {
     check_flow_name(&f.name)?;
     let position: i64 = c.query_row(
         "SELECT COALESCE(MAX(position), -1) + 1 FROM flows WHERE bot_id = ?1",
@@ -205,15 +225,54 @@ fn insert_flow(c: &Connection, org: &str, bot: &str, f: &NewFlow, now: i64) -> R
             now
         ],
     )
-    .map_err(|e| match Error::from(e) {
+    .map_err(|e| match e {
         Error::Conflict(_) => Error::Conflict(format!("a flow named `{}` exists", f.name)),
         e => e,
     })?;
     Ok(flow)
 }
 
-fn bot_name_conflict(e: rusqlite::Error, name: &str) -> Error {
-    match Error::from(e) {
+/// Insert a bot with its flows (`name` checked by the caller; at least one flow): the body
+/// of [`Store::create_bot`], also part of first-run setup's single job.
+pub(super) fn insert_bot(c: &Db, org: &str, new: NewBot, name: &str) -> Result<(Bot, Vec<Flow>)> {
+    let now = now_millis();
+    let id = new_id();
+    c.execute(
+        "INSERT INTO bots(id, organization_id, name, description, env, settings,
+                          custom_components, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            id,
+            org,
+            name,
+            new.description,
+            serde_json::to_string(&new.env)?,
+            serde_json::to_string(&new.settings)?,
+            serde_json::to_string(&new.custom_components)?,
+            now
+        ],
+    )
+    .map_err(|e| bot_name_conflict(e, name))?;
+    let mut flows = Vec::with_capacity(new.flows.len());
+    for f in &new.flows {
+        flows.push(insert_flow(c, org, &id, f, now)?);
+    }
+    let default = match &new.default_flow {
+        Some(d) => flows
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(d) || f.id == *d)
+            .ok_or_else(|| Error::Invalid(format!("default flow `{d}` is not a flow")))?,
+        None => &flows[0],
+    };
+    c.execute(
+        "UPDATE bots SET default_flow_id = ?1 WHERE id = ?2",
+        params![default.id, id],
+    )?;
+    Ok((load_bot(c, org, &id)?, flows))
+}
+
+fn bot_name_conflict(e: Error, name: &str) -> Error {
+    match e {
         Error::Conflict(_) => Error::Conflict(format!("a bot named `{name}` exists")),
         e => e,
     }
@@ -232,67 +291,29 @@ impl Store {
             return Err(Error::Invalid("a bot needs at least one flow".into()));
         }
         let org = org.to_string();
-        self.write_lite(move |c| {
-            let now = now_millis();
-            let id = new_id();
-            c.execute(
-                "INSERT INTO bots(id, organization_id, name, description, env, settings,
-                                  custom_components, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![
-                    id,
-                    org,
-                    name,
-                    new.description,
-                    serde_json::to_string(&new.env)?,
-                    serde_json::to_string(&new.settings)?,
-                    serde_json::to_string(&new.custom_components)?,
-                    now
-                ],
-            )
-            .map_err(|e| bot_name_conflict(e, &name))?;
-            let mut flows = Vec::with_capacity(new.flows.len());
-            for f in &new.flows {
-                flows.push(insert_flow(c, &org, &id, f, now)?);
-            }
-            let default = match &new.default_flow {
-                Some(d) => flows
-                    .iter()
-                    .find(|f| f.name.eq_ignore_ascii_case(d) || f.id == *d)
-                    .ok_or_else(|| Error::Invalid(format!("default flow `{d}` is not a flow")))?,
-                None => &flows[0],
-            };
-            c.execute(
-                "UPDATE bots SET default_flow_id = ?1 WHERE id = ?2",
-                params![default.id, id],
-            )?;
-            Ok((load_bot(c, &org, &id)?, flows))
-        })
+        self.write(move |c| insert_bot(c, &org, new, &name))
     }
 
     pub fn list_bots(&self, org: &str) -> Result<Vec<Bot>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {BOT_COLS} FROM bots WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
-            let rows = st
-                .query_map([org], bot_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map([org], bot_from_row)
         })
     }
 
     pub fn get_bot(&self, org: &str, bot: &str) -> Result<Bot> {
-        self.read_lite(|c| load_bot(c, org, bot))
+        self.read(|c| load_bot(c, org, bot))
     }
 
     /// A bot by id or name (case-insensitive), within `org`.
     pub fn find_bot(&self, org: &str, id_or_name: &str) -> Result<Bot> {
-        self.read_lite(|c| {
+        self.read(|c| {
             c.query_row(
                 &format!(
                     "SELECT {BOT_COLS} FROM bots WHERE organization_id = ?1
-                     AND (id = ?2 OR name = ?2 COLLATE NOCASE) ORDER BY id = ?2 DESC LIMIT 1"
+                     AND (id = ?2 OR lower(name) = lower(?2)) ORDER BY id = ?2 DESC LIMIT 1"
                 ),
                 [org, id_or_name],
                 bot_from_row,
@@ -304,21 +325,26 @@ impl Store {
 
     /// The bot and its working flows, read in one snapshot.
     pub fn bot_with_flows(&self, org: &str, bot: &str) -> Result<(Bot, Vec<Flow>)> {
-        self.read_lite(|c| {
-            let tx = c.unchecked_transaction()?;
-            let b = load_bot(&tx, org, bot)?;
-            let f = load_flows(&tx, org, bot)?;
-            tx.finish()?;
-            Ok((b, f))
+        self.read(|c| {
+            // A read connection runs each statement on its own (no transaction): the two
+            // reads share one snapshot inside a read-only transaction, ended here whatever
+            // happens so the connection goes back to the pool clean.
+            c.execute_batch(c.pick("BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))?;
+            let out = load_bot(c, org, bot).and_then(|b| Ok((b, load_flows(c, org, bot)?)));
+            let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            let out = out?;
+            end?;
+            Ok(out)
         })
     }
 
-    /// Partial update (studio-api §2.4).
+    /// Partial update (studio-api §2.4). Guard: the bot row is locked ([`lock_bot`]) before
+    /// it is read, so two patches of one bot apply one after the other (no lost update).
     pub fn update_bot(&self, org: &str, bot: &str, patch: BotPatch) -> Result<Bot> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
-            let mut b = load_bot(c, &org, &bot)?;
+            let mut b = lock_bot(c, &org, &bot)?;
             if let Some(name) = patch.name {
                 let name = name.trim().to_string();
                 if name.is_empty() || name.len() > 200 {
@@ -370,10 +396,12 @@ impl Store {
         })
     }
 
-    /// Delete a bot and everything hanging from it.
+    /// Delete a bot and everything hanging from it. The bot row is locked first, so the
+    /// delete waits for (and is not interleaved with) the bot's other write jobs.
     pub fn delete_bot(&self, org: &str, bot: &str) -> Result<()> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
+            lock_bot(c, &org, &bot)?;
             // Rows without a foreign key to bots (hot-path tables) are removed by hand.
             for sql in [
                 "DELETE FROM memories WHERE bot_id = ?1 AND organization_id = ?2",
@@ -390,16 +418,13 @@ impl Store {
             if n == 0 {
                 return Err(Error::NotFound(format!("bot `{bot}` not found")));
             }
-            c.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'",
-                [],
-            )?;
+            super::channels::bump_auth_epoch(c)?;
             Ok(())
         })
     }
 
     pub fn list_flows(&self, org: &str, bot: &str) -> Result<Vec<Flow>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             load_bot(c, org, bot)?;
             load_flows(c, org, bot)
         })
@@ -407,18 +432,20 @@ impl Store {
 
     /// A flow by id or name (case-insensitive).
     pub fn get_flow(&self, org: &str, bot: &str, id_or_name: &str) -> Result<Flow> {
-        self.read_lite(|c| {
+        self.read(|c| {
             find_flow(c, org, bot, id_or_name)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{id_or_name}` not found")))
         })
     }
 
-    /// Create a flow; the automatic `/<name>` command is added. Duplicate name → conflict.
+    /// Create a flow; the automatic `/<name>` command is added. Duplicate name → conflict
+    /// (unique index). Guard: the bot row is locked first, which makes the flow's position
+    /// (`MAX(position) + 1`) and the default-flow check atomic.
     pub fn create_flow(&self, org: &str, bot: &str, new: NewFlow) -> Result<Flow> {
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
-            let b = load_bot(c, &org, &bot)?;
+            let b = lock_bot(c, &org, &bot)?;
             let f = insert_flow(c, &org, &bot, &new, now)?;
             if b.default_flow_id.is_none() {
                 c.execute(
@@ -432,10 +459,13 @@ impl Store {
     }
 
     /// Partial update of a flow (id or name); a rename keeps the automatic command in step.
+    /// Guard: the bot row is locked first (two patches of one flow: no lost update); a rename
+    /// to a taken name is the unique index's conflict.
     pub fn update_flow(&self, org: &str, bot: &str, flow: &str, patch: FlowPatch) -> Result<Flow> {
         let (org, bot, flow) = (org.to_string(), bot.to_string(), flow.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
+            lock_bot(c, &org, &bot)?;
             let mut f = find_flow(c, &org, &bot, &flow)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{flow}` not found")))?;
             let old_auto = auto_command(&f.name);
@@ -473,7 +503,7 @@ impl Store {
                     now
                 ],
             )
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match e {
                 Error::Conflict(_) => Error::Conflict(format!("a flow named `{}` exists", f.name)),
                 e => e,
             })?;
@@ -482,11 +512,12 @@ impl Store {
         })
     }
 
-    /// Delete a flow (id or name). The default flow cannot be deleted (conflict).
+    /// Delete a flow (id or name). The default flow cannot be deleted (conflict). Guard: the
+    /// bot row is locked first, so the flow cannot become the default meanwhile.
     pub fn delete_flow(&self, org: &str, bot: &str, flow: &str) -> Result<()> {
         let (org, bot, flow) = (org.to_string(), bot.to_string(), flow.to_string());
-        self.write_lite(move |c| {
-            let b = load_bot(c, &org, &bot)?;
+        self.write(move |c| {
+            let b = lock_bot(c, &org, &bot)?;
             let f = find_flow(c, &org, &bot, &flow)?
                 .ok_or_else(|| Error::NotFound(format!("flow `{flow}` not found")))?;
             if b.default_flow_id.as_deref() == Some(f.id.as_str()) {
@@ -506,6 +537,8 @@ impl Store {
 
     /// Replace all flows of a bot by `flows` (matched by name: kept ids for existing names,
     /// new flows created, missing ones deleted) and set the default flow — `bot import`.
+    /// Guard: the bot row is locked first (the whole replacement is one step for the bot's
+    /// other write jobs).
     pub fn replace_flows(
         &self,
         org: &str,
@@ -518,9 +551,9 @@ impl Store {
             return Err(Error::Invalid("a bot needs at least one flow".into()));
         }
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
-            load_bot(c, &org, &bot)?;
+            lock_bot(c, &org, &bot)?;
             let existing = load_flows(c, &org, &bot)?;
             c.execute(
                 "UPDATE bots SET default_flow_id = NULL WHERE id = ?1",
@@ -578,7 +611,9 @@ impl Store {
     }
 
     /// Store a new immutable build and make it the live version. The caller (the engine) has
-    /// validated `snapshot` with the interpreter.
+    /// validated `snapshot` with the interpreter. Guard: the bot row is locked first, so the
+    /// build number `MAX(seq) + 1` is taken by one build at a time (the unique index on
+    /// `(bot_id, seq)` backs it up).
     pub fn create_version(
         &self,
         org: &str,
@@ -587,9 +622,9 @@ impl Store {
         engine_version: &str,
     ) -> Result<BotVersion> {
         let (org, bot, ev) = (org.to_string(), bot.to_string(), engine_version.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
-            load_bot(c, &org, &bot)?;
+            lock_bot(c, &org, &bot)?;
             let seq: i64 = c.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM bot_versions WHERE bot_id = ?1",
                 [&bot],
@@ -620,7 +655,7 @@ impl Store {
 
     /// A build by id, or the latest (`None` or `"latest"`).
     pub fn get_version(&self, org: &str, bot: &str, version: Option<&str>) -> Result<BotVersion> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let found = match version.filter(|v| *v != "latest") {
                 Some(v) => c
                     .prepare_cached(&format!(
@@ -643,15 +678,12 @@ impl Store {
 
     /// Builds of a bot, newest first.
     pub fn list_versions(&self, org: &str, bot: &str, limit: u32) -> Result<Vec<BotVersion>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {VERSION_COLS} FROM bot_versions WHERE bot_id = ?1 AND organization_id = ?2
                  ORDER BY seq DESC LIMIT ?3"
             ))?;
-            let rows = st
-                .query_map(params![bot, org, limit], version_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(params![bot, org, limit], version_from_row)
         })
     }
 
@@ -662,7 +694,7 @@ impl Store {
             bot.to_string(),
             version.map(str::to_string),
         );
-        self.write_lite(move |c| {
+        self.write(move |c| {
             if let Some(v) = &version {
                 let ok: bool = c.query_row(
                     "SELECT EXISTS(SELECT 1 FROM bot_versions WHERE id = ?1 AND bot_id = ?2 AND organization_id = ?3)",
@@ -686,22 +718,18 @@ impl Store {
 
     /// `(live_version_id, rev)` of a bot: enough to tell whether a compiled copy is current.
     pub fn bot_code_key(&self, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
-        self.read_lite(|c| bot_code_key_on(c, org, bot))
+        self.read(|c| bot_code_key_on(c, org, bot))
     }
 
     /// What the engine needs to pick the code serving a bot: the bot row and, when it has a
     /// live build, that build (one read).
     pub fn live_code(&self, org: &str, bot: &str) -> Result<(Bot, Option<BotVersion>)> {
-        self.read_lite(|c| live_code_on(c, org, bot))
+        self.read(|c| live_code_on(c, org, bot))
     }
 }
 
 /// `(live_version_id, rev)` of a bot: what decides whether a compiled copy is current.
-pub(super) fn bot_code_key_on(
-    c: &Connection,
-    org: &str,
-    bot: &str,
-) -> Result<(Option<String>, i64)> {
+pub(super) fn bot_code_key_on(c: &Db, org: &str, bot: &str) -> Result<(Option<String>, i64)> {
     c.prepare_cached(
         "SELECT live_version_id, rev FROM bots WHERE id = ?1 AND organization_id = ?2",
     )?
@@ -710,11 +738,7 @@ pub(super) fn bot_code_key_on(
     .ok_or_else(|| Error::NotFound(format!("bot `{bot}` not found")))
 }
 
-pub(super) fn live_code_on(
-    c: &Connection,
-    org: &str,
-    bot: &str,
-) -> Result<(Bot, Option<BotVersion>)> {
+pub(super) fn live_code_on(c: &Db, org: &str, bot: &str) -> Result<(Bot, Option<BotVersion>)> {
     let b = load_bot(c, org, bot)?;
     let v = match &b.live_version_id {
         Some(v) => c

@@ -1,18 +1,18 @@
 //! Channels (with their Studio API key pair) and Open Chat Studio API keys.
 
+use super::db::{Db, OptionalExtension, Row, params};
 use super::ids::{new_id, now_millis, random_token};
 use super::{
     ApiKey, Channel, ChannelAuth, ChannelPatch, Credentials, Error, NewChannel, Result, Store,
 };
-use crate::secrets::hash_api_key;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::secrets::{Secrets, hash_api_key};
 
 const CHANNEL_COLS: &str = "id, organization_id, bot_id, kind, name, api_key, webhook_url, token, \
                             plugin_id, config, status, created_at, updated_at";
 const KEY_COLS: &str =
     "id, organization_id, name, prefix, read_only, revoked_at, last_used_at, created_at";
 
-fn channel_from_row(r: &Row) -> rusqlite::Result<Channel> {
+fn channel_from_row(r: &Row) -> Result<Channel> {
     let config: String = r.get(9)?;
     Ok(Channel {
         id: r.get(0)?,
@@ -31,7 +31,7 @@ fn channel_from_row(r: &Row) -> rusqlite::Result<Channel> {
     })
 }
 
-fn key_from_row(r: &Row) -> rusqlite::Result<ApiKey> {
+fn key_from_row(r: &Row) -> Result<ApiKey> {
     Ok(ApiKey {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -51,17 +51,29 @@ pub const STUDIO_SECRET_PREFIX: &str = "sk_";
 /// Prefix of OCS API keys.
 pub const OCS_KEY_PREFIX: &str = "ocs_";
 
-fn bump_auth_epoch(c: &Connection) -> Result<()> {
+/// Count one credential change (see [`Store::auth_epoch`]). The row's update lock makes
+/// concurrent bumps add up on PostgreSQL too. `meta.value` is text on both backends.
+pub(super) fn bump_auth_epoch(c: &Db) -> Result<()> {
     c.execute(
-        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'",
-        [],
+        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'auth_epoch'",
+        (),
     )?;
     Ok(())
 }
 
-fn load_channel(c: &Connection, org: &str, id: &str) -> Result<Channel> {
+fn load_channel(c: &Db, org: &str, id: &str) -> Result<Channel> {
+    load_channel_sql(c, org, id, "")
+}
+
+/// The channel's row, locked until the job ends (`FOR UPDATE` on PostgreSQL; SQLite's single
+/// writer runs one job at a time): for jobs that read the row, then write from it.
+fn lock_channel(c: &Db, org: &str, id: &str) -> Result<Channel> {
+    load_channel_sql(c, org, id, c.pick("", " FOR UPDATE"))
+}
+
+fn load_channel_sql(c: &Db, org: &str, id: &str, lock: &str) -> Result<Channel> {
     c.prepare_cached(&format!(
-        "SELECT {CHANNEL_COLS} FROM channels WHERE id = ?1 AND organization_id = ?2"
+        "SELECT {CHANNEL_COLS} FROM channels WHERE id = ?1 AND organization_id = ?2{lock}"
     ))?
     .query_row([id, org], channel_from_row)
     .optional()?
@@ -77,6 +89,131 @@ fn check_webhook(url: &Option<String>) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Insert a channel of `bot` with a fresh key pair (the body of
+/// [`Store::create_channel_sealed`], also part of first-run setup's single job). The bot's
+/// existence is checked for a clear error; should it be deleted meanwhile on PostgreSQL, the
+/// foreign key fails the insert (`NotFound`) all the same.
+pub(super) fn insert_channel(
+    c: &Db,
+    secrets: &Secrets,
+    org: &str,
+    bot: &str,
+    new: NewChannel,
+    sealed: Vec<(String, String)>,
+) -> Result<(Channel, Credentials)> {
+    check_webhook(&new.webhook_url)?;
+    let kind = if new.kind.is_empty() {
+        super::KIND_API.to_string()
+    } else {
+        new.kind
+    };
+    let name = if new.name.trim().is_empty() {
+        format!("{kind} channel")
+    } else {
+        new.name
+    };
+    let now = now_millis();
+    let exists: bool = c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
+        [bot, org],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(Error::NotFound(format!("bot `{bot}` not found")));
+    }
+    let id = new_id();
+    let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
+    let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
+    // A webhook token only for a connector channel (see `is_builtin_kind`).
+    let token = if super::is_builtin_kind(&kind) {
+        None
+    } else {
+        Some(random_token(32))
+    };
+    let mut config = if new.config.is_null() {
+        serde_json::json!({})
+    } else {
+        new.config
+    };
+    super::plugins::seal_channel_secrets(secrets, &id, &mut config, sealed);
+    c.execute(
+        "INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
+                              webhook_url, token, config, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            id,
+            org,
+            bot,
+            kind,
+            name,
+            api_key,
+            secrets.encrypt(api_secret.as_bytes(), &id),
+            new.webhook_url,
+            token,
+            serde_json::to_string(&config)?,
+            now
+        ],
+    )?;
+    let ch = load_channel(c, org, &id)?;
+    Ok((
+        ch,
+        Credentials {
+            channel_id: id,
+            api_key,
+            api_secret,
+        },
+    ))
+}
+
+/// Insert an OCS API key of `org` (the body of [`Store::create_api_key`], also part of
+/// first-run setup's single job); returns the key itself once (only its hash is stored). A
+/// missing organization is `NotFound` (checked, and backed by the foreign key).
+pub(super) fn insert_api_key(
+    c: &Db,
+    org: &str,
+    name: &str,
+    read_only: bool,
+) -> Result<(ApiKey, String)> {
+    let name = name.trim();
+    let exists: bool = c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM organizations WHERE id = ?1)",
+        [org],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(Error::NotFound(format!("organization `{org}` not found")));
+    }
+    let key = format!("{OCS_KEY_PREFIX}{}", random_token(40));
+    let k = ApiKey {
+        id: new_id(),
+        organization_id: org.to_string(),
+        name: if name.is_empty() {
+            "API key".into()
+        } else {
+            name.to_string()
+        },
+        prefix: key[..12].to_string(),
+        read_only,
+        revoked_at: None,
+        last_used_at: None,
+        created_at: now_millis(),
+    };
+    c.execute(
+        "INSERT INTO api_keys(id, organization_id, name, prefix, key_hash, read_only, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            k.id,
+            k.organization_id,
+            k.name,
+            k.prefix,
+            hash_api_key(&key),
+            k.read_only,
+            k.created_at
+        ],
+    )?;
+    Ok((k, key))
 }
 
 impl Store {
@@ -101,100 +238,35 @@ impl Store {
         new: NewChannel,
         sealed: Vec<(String, String)>,
     ) -> Result<(Channel, Credentials)> {
-        check_webhook(&new.webhook_url)?;
-        let kind = if new.kind.is_empty() {
-            super::KIND_API.to_string()
-        } else {
-            new.kind
-        };
-        let name = if new.name.trim().is_empty() {
-            format!("{kind} channel")
-        } else {
-            new.name
-        };
         let secrets = self.secrets().clone();
         let (org, bot) = (org.to_string(), bot.to_string());
-        self.write_lite(move |c| {
-            let now = now_millis();
-            let exists: bool = c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
-                [&bot, &org],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(Error::NotFound(format!("bot `{bot}` not found")));
-            }
-            let id = new_id();
-            let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
-            let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
-            // A webhook token only for a connector channel (see `is_builtin_kind`).
-            let token = if super::is_builtin_kind(&kind) {
-                None
-            } else {
-                Some(random_token(32))
-            };
-            let mut config = if new.config.is_null() {
-                serde_json::json!({})
-            } else {
-                new.config
-            };
-            super::plugins::seal_channel_secrets(&secrets, &id, &mut config, sealed);
-            c.execute(
-                "INSERT INTO channels(id, organization_id, bot_id, kind, name, api_key, secret_enc,
-                                      webhook_url, token, config, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-                params![
-                    id,
-                    org,
-                    bot,
-                    kind,
-                    name,
-                    api_key,
-                    secrets.encrypt(api_secret.as_bytes(), &id),
-                    new.webhook_url,
-                    token,
-                    serde_json::to_string(&config)?,
-                    now
-                ],
-            )?;
-            let ch = load_channel(c, &org, &id)?;
-            Ok((
-                ch,
-                Credentials {
-                    channel_id: id,
-                    api_key,
-                    api_secret,
-                },
-            ))
-        })
+        self.write(move |c| insert_channel(c, &secrets, &org, &bot, new, sealed))
     }
 
     /// Channels of the organization, of one bot when `bot` is given.
     pub fn list_channels(&self, org: &str, bot: Option<&str>) -> Result<Vec<Channel>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {CHANNEL_COLS} FROM channels WHERE organization_id = ?1
-                 AND (?2 IS NULL OR bot_id = ?2) ORDER BY created_at"
+                 AND (CAST(?2 AS TEXT) IS NULL OR bot_id = ?2) ORDER BY created_at"
             ))?;
-            let rows = st
-                .query_map(params![org, bot], channel_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(params![org, bot], channel_from_row)
         })
     }
 
     pub fn get_channel(&self, org: &str, channel: &str) -> Result<Channel> {
-        self.read_lite(|c| load_channel(c, org, channel))
+        self.read(|c| load_channel(c, org, channel))
     }
 
-    /// Change name, webhook URL, config or status.
+    /// Change name, webhook URL, config or status. Guard: the channel row is locked before
+    /// it is read, so two patches apply one after the other (no lost update).
     pub fn update_channel(&self, org: &str, channel: &str, patch: ChannelPatch) -> Result<Channel> {
         if let Some(w) = &patch.webhook_url {
             check_webhook(w)?;
         }
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write_lite(move |c| {
-            let mut ch = load_channel(c, &org, &channel)?;
+        self.write(move |c| {
+            let mut ch = lock_channel(c, &org, &channel)?;
             if let Some(n) = patch.name {
                 ch.name = n;
             }
@@ -229,7 +301,7 @@ impl Store {
     pub fn rotate_channel(&self, org: &str, channel: &str) -> Result<Credentials> {
         let secrets = self.secrets().clone();
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             load_channel(c, &org, &channel)?;
             let api_key = format!("{STUDIO_KEY_PREFIX}{}", random_token(32));
             let api_secret = format!("{STUDIO_SECRET_PREFIX}{}", random_token(48));
@@ -255,7 +327,7 @@ impl Store {
 
     pub fn delete_channel(&self, org: &str, channel: &str) -> Result<()> {
         let (org, channel) = (org.to_string(), channel.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let n = c.execute(
                 "DELETE FROM channels WHERE id = ?1 AND organization_id = ?2",
                 [&channel, &org],
@@ -275,14 +347,14 @@ impl Store {
     /// signature and post as the bot anywhere. Inactive channels resolve to `None` too.
     pub fn channel_auth_by_key(&self, api_key: &str) -> Result<Option<ChannelAuth>> {
         let secrets = self.secrets();
-        self.read_lite(|c| {
+        self.read(|c| {
             let row = c
                 .prepare_cached(&format!(
                     "SELECT {CHANNEL_COLS}, secret_enc FROM channels
                      WHERE api_key = ?1 AND status = 'active' AND kind = ?2"
                 ))?
                 .query_row([api_key, super::KIND_API], |r| {
-                    Ok((channel_from_row(r)?, r.get::<_, Vec<u8>>(13)?))
+                    Ok((channel_from_row(r)?, r.get::<Vec<u8>>(13)?))
                 })
                 .optional()?;
             let Some((channel, blob)) = row else {
@@ -303,24 +375,24 @@ impl Store {
 
     /// A connector channel by its public webhook token (`/hooks/{token}`).
     pub fn channel_by_token(&self, token: &str) -> Result<Option<Channel>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {CHANNEL_COLS} FROM channels WHERE token = ?1 AND status = 'active'"
             ))?
             .query_row([token], channel_from_row)
-            .optional()?)
+            .optional()
         })
     }
 
     /// Incremented by every change of a credential (rotate, revoke, delete); a server polls it
     /// to drop cached authentications made stale by another process.
     pub fn auth_epoch(&self) -> Result<i64> {
-        self.read_lite(|c| {
-            Ok(c.query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'auth_epoch'",
-                [],
+        self.read(|c| {
+            c.query_row(
+                "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'auth_epoch'",
+                (),
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
@@ -331,52 +403,23 @@ impl Store {
         name: &str,
         read_only: bool,
     ) -> Result<(ApiKey, String)> {
-        let (org, name) = (org.to_string(), name.trim().to_string());
-        self.write_lite(move |c| {
-            let exists: bool = c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM organizations WHERE id = ?1)",
-                [&org],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(Error::NotFound(format!("organization `{org}` not found")));
-            }
-            let key = format!("{OCS_KEY_PREFIX}{}", random_token(40));
-            let k = ApiKey {
-                id: new_id(),
-                organization_id: org,
-                name: if name.is_empty() { "API key".into() } else { name },
-                prefix: key[..12].to_string(),
-                read_only,
-                revoked_at: None,
-                last_used_at: None,
-                created_at: now_millis(),
-            };
-            c.execute(
-                "INSERT INTO api_keys(id, organization_id, name, prefix, key_hash, read_only, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![k.id, k.organization_id, k.name, k.prefix, hash_api_key(&key), k.read_only, k.created_at],
-            )?;
-            Ok((k, key))
-        })
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |c| insert_api_key(c, &org, &name, read_only))
     }
 
     pub fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKey>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE organization_id = ?1 ORDER BY created_at"
             ))?;
-            let rows = st
-                .query_map([org], key_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map([org], key_from_row)
         })
     }
 
     /// Revoke a key given its id or its prefix. Revoking twice is fine.
     pub fn revoke_api_key(&self, org: &str, id_or_prefix: &str) -> Result<ApiKey> {
         let (org, k) = (org.to_string(), id_or_prefix.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let found = c
                 .query_row(
                     &format!(
@@ -393,11 +436,11 @@ impl Store {
                 params![found.id, now_millis()],
             )?;
             bump_auth_epoch(c)?;
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"),
                 [&found.id],
                 key_from_row,
-            )?)
+            )
         })
     }
 
@@ -405,12 +448,12 @@ impl Store {
     /// unknown → `None`.
     pub fn api_key_lookup(&self, key: &str) -> Result<Option<ApiKey>> {
         let hash = hash_api_key(key);
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
             ))?
             .query_row([hash], key_from_row)
-            .optional()?)
+            .optional()
         })
     }
 }

@@ -536,7 +536,11 @@ impl Store {
     pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
         self.write_async_bare_lite(move |c| {
             let k = &read.client;
-            let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
+            let code_key = super::bots::bot_code_key_on(
+                &super::db::Db::Lite(c),
+                &k.organization_id,
+                &k.bot_id,
+            )?;
             let state = turn_state_on(c, k, read.now)?;
             let ocs_history = match &read.ocs_history_of {
                 Some(session) => super::ocs::recent_history_of(c, session)?,

@@ -312,7 +312,7 @@ fn turn_inputs_on(
     Ok(TurnInputs {
         state,
         participant_data,
-        live: super::bots::bot_code_key_on(c, org, bot)?.0,
+        live: super::bots::bot_code_key_on(&super::db::Db::Lite(c), org, bot)?.0,
     })
 }
 
@@ -937,7 +937,11 @@ impl Store {
                 .query_row([id], |r| r.get(0))
                 .optional()?;
             match org {
-                Some(org) => Ok(Some(super::bots::load_bot(c, &org, id)?)),
+                Some(org) => Ok(Some(super::bots::load_bot(
+                    &super::db::Db::Lite(c),
+                    &org,
+                    id,
+                )?)),
                 None => Ok(None),
             }
         })
@@ -1020,7 +1024,7 @@ impl Store {
     ) -> Result<IncomingSessionOutcome> {
         let org = org.to_string();
         self.write_lite(move |c| {
-            match super::bots::load_bot(c, &org, &t.bot_id) {
+            match super::bots::load_bot(&super::db::Db::Lite(c), &org, &t.bot_id) {
                 Ok(_) => {}
                 Err(Error::NotFound(_)) => return Ok(IncomingSessionOutcome::NoBot),
                 Err(e) => return Err(e),
@@ -1858,9 +1862,10 @@ fn chat_access_rows_on(
         && !rows.by_key()
         && let Some(s) = &rows.session
     {
-        rows.public = super::bots::load_bot(c, &s.organization_id, &s.bot_id)?
-            .settings
-            .web_chat_public;
+        rows.public =
+            super::bots::load_bot(&super::db::Db::Lite(c), &s.organization_id, &s.bot_id)?
+                .settings
+                .web_chat_public;
     }
     Ok(rows)
 }

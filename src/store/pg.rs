@@ -149,16 +149,20 @@ impl Pg {
     }
 
     pub(super) fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
-        let conn = self.pool.get()?;
-        f(&Db::Pg(&conn))
+        off_runtime(|| {
+            let conn = self.pool.get()?;
+            f(&Db::Pg(&conn))
+        })
     }
 
     pub(super) fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
-        let conn = self.pool.get()?;
-        let out = transaction(&conn, f);
-        self.stats.0.fetch_add(1, Ordering::Relaxed);
-        self.stats.1.fetch_add(1, Ordering::Relaxed);
-        out
+        off_runtime(|| {
+            let conn = self.pool.get()?;
+            let out = transaction(&conn, f);
+            self.stats.0.fetch_add(1, Ordering::Relaxed);
+            self.stats.1.fetch_add(1, Ordering::Relaxed);
+            out
+        })
     }
 
     pub(super) async fn write_async<R: Send + 'static>(
@@ -183,6 +187,20 @@ impl Pg {
             self.stats.0.load(Ordering::Relaxed),
             self.stats.1.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Runs a blocking store call. The blocking client drives its connection with a runtime of its
+/// own, which tokio forbids on a thread that runs async tasks; the store's blocking functions
+/// are meant for `spawn_blocking` threads and the CLI, but a few run on a runtime worker (at
+/// start-up, which SQLite merely blocks through): there the worker hands its other tasks
+/// over for the call (`block_in_place`).
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
