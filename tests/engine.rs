@@ -431,6 +431,63 @@ async fn one_users_concurrent_turns_are_serialized() {
     assert_eq!(f.sink.turns.lock().unwrap().len(), 40);
 }
 
+/// Two engines on one store stand for two nodes: their per-client locks are their own, so one
+/// user's turns sent to both run at once. The store's version check refuses the commit of a
+/// turn whose conversation moved since its read, and the engine runs it again: every turn
+/// counts exactly once, in some order, and each turn's transcript stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_of_one_conversation_on_two_engines_never_interleave() {
+    let counter = "start:\n  if (count) {\n    remember count = count + 1\n  } else {\n    remember count = 1\n  }\n  say \"{{count}}\"\n  hold\n  goto start\n";
+    let f = Arc::new(fixture(vec![flow("Main", counter)]));
+    let other = Engine::new(f.engine.store().clone(), EngineConfig::default());
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let engine = if i % 2 == 0 {
+            f.engine.clone()
+        } else {
+            other.clone()
+        };
+        let req = ChatRequest {
+            channel: f.channel.clone(),
+            user_id: "same".into(),
+            payload: json!({"content_type": "text", "content": {"text": "go"}}),
+            metadata: json!({}),
+            turn_metadata: Default::default(),
+            request_id: None,
+            received_at: now_millis(),
+        };
+        tasks.push(tokio::spawn(async move { engine.chat(req).await }));
+    }
+    let mut counts: Vec<i64> = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => counts.push(texts(&r)[0].parse().unwrap()),
+            // Contended past its reruns: a 503 the client retries, never a wrong count.
+            Err(e) => assert_eq!(e.status(), 503, "{e}"),
+        }
+    }
+    counts.sort();
+    let n = counts.len() as i64;
+    assert!(n >= 15, "only {n} of 30 turns committed");
+    assert_eq!(
+        counts,
+        (1..=n).collect::<Vec<_>>(),
+        "lost or interleaved turns"
+    );
+    let store = f.engine.store();
+    let mem = store.memories(&f.client("same"), now_millis()).unwrap();
+    assert_eq!(mem["count"], json!(n));
+    // One conversation, its transcript one RECEIVE and one SEND per committed turn.
+    let convs = store
+        .list_conversations(&f.channel.organization_id, &Default::default())
+        .unwrap();
+    assert_eq!(convs.len(), 1);
+    let msgs = store
+        .list_messages(&f.channel.organization_id, &convs[0].id, None, 1000)
+        .unwrap();
+    assert_eq!(msgs.len() as i64, 2 * n);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasts_are_queued_and_run_once() {
     let f = fixture(vec![

@@ -34,7 +34,6 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
         participant_id: None,
         now: now_millis(),
         turn_id: new_id(),
-        close_all_first: false,
         conversation: if create {
             ConversationWrite::Create {
                 id: conv.into(),
@@ -43,12 +42,14 @@ fn turn(client: &ClientKey, conv: &str, create: bool, text: &str) -> TurnWrite {
                 metadata: json!({"k": 1}).to_string(),
                 version_id: None,
                 platform: "api".into(),
+                replaces: None,
             }
         } else {
             ConversationWrite::Update {
                 id: conv.into(),
                 flow: "Default".into(),
                 step: "ask".into(),
+                rev: 0,
             }
         },
         status: ConversationStatus::Open,
@@ -519,4 +520,169 @@ fn expiry_and_backup() {
         .unwrap();
     assert_eq!(convs, 1);
     assert!(matches!(s.backup(&backup), Err(Error::Conflict(_))));
+}
+
+/// The write set of a turn that read `read` (as the engine builds it): it continues the open
+/// conversation the read found, or creates one (replacing any the read saw) as `status`.
+fn turn_from(
+    client: &ClientKey,
+    read: &store::conversations::TurnState,
+    continue_open: bool,
+    status: ConversationStatus,
+    text: &str,
+) -> TurnWrite {
+    let mut t = turn(client, &new_id(), true, text);
+    t.participant_id = read.participant_id.clone();
+    t.status = status;
+    match (&read.conversation, continue_open) {
+        (Some(conv), true) => {
+            t.conversation = ConversationWrite::Update {
+                id: conv.id.clone(),
+                flow: "Default".into(),
+                step: "ask".into(),
+                rev: read.rev,
+            };
+        }
+        (seen, _) => {
+            if let ConversationWrite::Create { replaces, .. } = &mut t.conversation {
+                *replaces = seen.as_ref().map(|c| (c.id.clone(), read.rev));
+            }
+        }
+    }
+    t
+}
+
+async fn read(s: &Store, client: &ClientKey) -> store::conversations::TurnState {
+    s.read_turn(store::conversations::TurnRead {
+        client: client.clone(),
+        now: now_millis(),
+        ocs_history_of: None,
+    })
+    .await
+    .unwrap()
+    .state
+}
+
+fn is_stale<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
+    matches!(r, Err(Error::Stale(_)))
+}
+
+/// Two turns of one client that read the same state (as two nodes would): the first commit
+/// wins, the second is refused with `Stale` and writes nothing, whichever way each would
+/// change the conversation; a turn that reads again commits.
+#[tokio::test]
+async fn two_commits_from_one_read_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), Durability::Normal).unwrap();
+    let org = s.create_org("A", true).unwrap();
+    let (bot, _) = s.create_bot(&org.id, new_bot("bot")).unwrap();
+    let (ch, _) = s
+        .create_channel(&org.id, &bot.id, NewChannel::default())
+        .unwrap();
+    let client = ClientKey {
+        organization_id: org.id.clone(),
+        bot_id: bot.id.clone(),
+        channel_id: ch.id.clone(),
+        user_id: "u".into(),
+    };
+    let commit = |w: TurnWrite| {
+        s.commit_turn(store::conversations::TurnCommit {
+            write: w,
+            ocs: None,
+        })
+    };
+    let open = ConversationStatus::Open;
+    let messages = |s: &Store| {
+        let convs = s
+            .list_conversations(&org.id, &ConversationFilter::default())
+            .unwrap();
+        convs
+            .iter()
+            .map(|c| s.list_messages(&org.id, &c.id, None, 100).unwrap().len())
+            .sum::<usize>()
+    };
+
+    // No conversation yet: two turns both open one; the second finds one opened meanwhile.
+    let r0 = read(&s, &client).await;
+    assert!(r0.conversation.is_none());
+    commit(turn_from(&client, &r0, true, open, "a"))
+        .await
+        .unwrap();
+    assert!(is_stale(
+        commit(turn_from(&client, &r0, true, open, "b")).await
+    ));
+    // A one-shot turn (its conversation closes at once) from that read is refused too.
+    assert!(is_stale(
+        commit(turn_from(
+            &client,
+            &r0,
+            true,
+            ConversationStatus::Closed,
+            "c"
+        ))
+        .await
+    ));
+
+    // Both continue the open conversation from one read.
+    let r1 = read(&s, &client).await;
+    let conv = r1.conversation.clone().unwrap();
+    commit(turn_from(&client, &r1, true, open, "d"))
+        .await
+        .unwrap();
+    let before = messages(&s);
+    assert!(is_stale(
+        commit(turn_from(&client, &r1, true, open, "e")).await
+    ));
+    // Nor may a turn from that read replace it (close_flows, an expired conversation).
+    assert!(is_stale(
+        commit(turn_from(&client, &r1, false, open, "f")).await
+    ));
+    assert_eq!(messages(&s), before, "a refused commit wrote nothing");
+    assert_eq!(
+        s.memories(&client, now_millis()).unwrap()["name"],
+        json!("d")
+    );
+
+    // Both replace it from one read: one new conversation, not two.
+    let r2 = read(&s, &client).await;
+    assert!(r2.rev > r1.rev);
+    commit(turn_from(&client, &r2, false, open, "g"))
+        .await
+        .unwrap();
+    assert!(is_stale(
+        commit(turn_from(&client, &r2, false, open, "h")).await
+    ));
+    let now_open = s.open_conversation(&client, now_millis()).unwrap().unwrap();
+    assert_ne!(now_open.id, conv.id);
+    assert_eq!(
+        s.get_conversation(&org.id, &conv.id).unwrap().status,
+        ConversationStatus::Closed
+    );
+
+    // A conversation closed through the API while a turn ran is not written open again.
+    let r3 = read(&s, &client).await;
+    s.close_conversation(&org.id, &now_open.id).unwrap();
+    assert!(is_stale(
+        commit(turn_from(&client, &r3, true, open, "i")).await
+    ));
+    // Read again: the turn starts a new conversation and commits.
+    let r4 = read(&s, &client).await;
+    assert!(r4.conversation.is_none());
+    commit(turn_from(&client, &r4, true, open, "j"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.memories(&client, now_millis()).unwrap()["name"],
+        json!("j")
+    );
+    let all = s
+        .list_conversations(&org.id, &ConversationFilter::default())
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter()
+            .filter(|c| c.status == ConversationStatus::Open)
+            .count(),
+        1
+    );
 }

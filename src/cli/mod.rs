@@ -6,6 +6,7 @@ pub mod csml;
 pub mod manage;
 pub mod plugin;
 pub mod serve;
+pub mod store_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Admin UI accounts.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The database as a whole: copy it between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,5 +139,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Backup(args) => manage::backup(&cli, args),
         Command::Plugin(cmd) => plugin::run(&cli, cmd),
         Command::Admin(cmd) => admin::run(&cli, cmd),
+        Command::Store(cmd) => store_cmd::run(&cli, cmd),
     }
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 const MAX_ATTEMPTS: i64 = 3;
 /// How often the worker looks for broadcasts queued by another process.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a worker's claim on a broadcast keeps other nodes' workers off it: longer than a
+/// turn's queue wait and deadline; should the worker die, another node runs it after that.
+const CLAIM_MS: i64 = 5 * 60 * 1000;
 /// How often expired rows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -91,7 +94,10 @@ async fn run_batch(
     engine: &Engine,
     in_flight: &Arc<Mutex<HashSet<String>>>,
 ) -> Result<usize, EngineError> {
-    let pending = engine.blocking(|s| s.pending_broadcasts(64)).await?;
+    // Claimed for this worker (other nodes skip them) for longer than any turn runs.
+    let pending = engine
+        .blocking(|s| s.claim_broadcasts(64, now_millis(), CLAIM_MS))
+        .await?;
     let mut set = tokio::task::JoinSet::new();
     for b in pending {
         if !in_flight

@@ -1,7 +1,12 @@
-//! One turn at a time per client: an async mutex per `(bot, channel, user)` key, created on
-//! demand and removed when nobody holds or waits for it. Tokio's mutex is fair (FIFO), so
-//! concurrent requests of one user run in arrival order. The map is sharded to keep the short
-//! map-lock critical sections from contending under many parallel users.
+//! One turn at a time per client on this node: an async mutex per `(bot, channel, user)` key,
+//! created on demand and removed when nobody holds or waits for it. Tokio's mutex is fair
+//! (FIFO), so concurrent requests of one user run in arrival order. The map is sharded to keep
+//! the short map-lock critical sections from contending under many parallel users.
+//!
+//! These locks live in process memory: they only order the turns this node runs. Across the
+//! nodes of one PostgreSQL database the store's version check decides (a turn whose
+//! conversation moved since its read is refused and runs again, see `turn`); the lock still
+//! spares a node's own concurrent turns of one client that rerun.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

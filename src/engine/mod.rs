@@ -124,16 +124,19 @@ impl From<store::Error> for EngineError {
 }
 
 /// The caller's rows that commit with a turn, built from the response the turn is about to
-/// return. Runs after the interpreter, on the turn's worker (never on the store's writer), at
-/// most once; the rows are plain data applied in the turn's own transaction.
-pub type AfterTurn = Box<dyn FnOnce(&ChatResponse) -> store::ocs::OcsTurnEnd + Send>;
+/// return. Runs after the interpreter, on the turn's worker (never on the store's writer),
+/// once per run of the turn (a turn whose commit found its conversation moved by another
+/// node runs again, see `turn`); the rows are plain data applied in the turn's own
+/// transaction, and only the last run's are committed.
+pub type AfterTurn = Box<dyn FnMut(&ChatResponse) -> store::ocs::OcsTurnEnd + Send>;
 
 /// Entries of a turn's `_metadata` built from an OCS session's recent transcript (its
 /// `history`), which the turn's read fetches only when the bot's flows name `_metadata`
-/// (see `LiveBot::reads_metadata`). Runs before the interpreter, on the turn's worker. Added
-/// like [`ChatRequest::turn_metadata`]: seen by the flow, never stored.
+/// (see `LiveBot::reads_metadata`). Runs before the interpreter, on the turn's worker, once
+/// per run of the turn (see [`AfterTurn`]). Added like [`ChatRequest::turn_metadata`]: seen by
+/// the flow, never stored.
 pub type TurnMetadata =
-    Box<dyn FnOnce(Vec<(String, String)>) -> serde_json::Map<String, Json> + Send>;
+    Box<dyn FnMut(Vec<(String, String)>) -> serde_json::Map<String, Json> + Send>;
 
 /// The caller's parts of a turn (see [`Engine::chat_code`]).
 #[derive(Default)]

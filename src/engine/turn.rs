@@ -2,14 +2,23 @@
 //! store, pick the flow, run the interpreter on a blocking thread (deadline, quotas, the
 //! organization's fair share), commit the plain-data write set through the store, report to
 //! the sink.
+//!
+//! The client lock is this node's; several nodes on one PostgreSQL database may run turns of
+//! one client at once. The database decides: a commit names the version of the conversation
+//! its read saw, and is refused (`store::Error::Stale`) when another turn committed first.
+//! The turn then runs again, whole, from a new read ([`MAX_RUNS`] times at most, then a 503
+//! busy error). Running again is safe for what the turn stores (a refused commit wrote
+//! nothing), but whatever the flow did outside the database happens again: **a turn that runs
+//! again repeats its HTTP calls** (and App/SMTP calls), as a client's retry would.
 
 use super::cache::{LiveBot, is_current};
 use super::event::{Incoming, parse_payload};
 use super::host::{AppContext, TurnHost};
 use super::{
-    AfterTurn, BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage,
-    TurnDone, TurnHooks,
+    BotCode, ChatRequest, ChatResponse, ClientIds, Engine, EngineError, OutMessage, TurnDone,
+    TurnHooks,
 };
+use crate::store::conversations::TurnRows;
 use crate::store::conversations::{
     ConversationWrite, NewMessage, TurnCommit, TurnRead, TurnState, TurnWrite,
 };
@@ -18,6 +27,10 @@ use crate::store::{ClientKey, ConversationStatus, Direction};
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How many times one turn runs at most when its commit keeps finding its conversation moved
+/// by other nodes' turns of the same client (see the module doc).
+const MAX_RUNS: usize = 5;
 
 /// Check the request fields the engine owns; the metadata is moved out of `req`.
 fn check_request(req: &mut ChatRequest) -> Result<(Incoming, Map<String, Json>), EngineError> {
@@ -35,7 +48,8 @@ fn check_request(req: &mut ChatRequest) -> Result<(Incoming, Map<String, Json>),
     Ok((incoming, metadata))
 }
 
-/// What a turn carries from its request to its commit.
+/// What a turn carries from its request to its commit, shared by its runs (see the module
+/// doc): each run reads from it and builds its own context.
 struct TurnInput {
     req: ChatRequest,
     incoming: Incoming,
@@ -43,7 +57,6 @@ struct TurnInput {
     broadcast: Option<String>,
     /// A connector's inbound event this turn runs (see [`chat_inbound`]).
     inbound: Option<String>,
-    after: Option<AfterTurn>,
 }
 
 /// Run a chat turn. `broadcast`: the queued broadcast this turn executes (marked done in the
@@ -114,75 +127,103 @@ async fn chat_turn(
         .locks
         .lock(&req.channel.bot_id, &req.channel.id, &req.user_id)
         .await;
-    let TurnHooks { after, history } = hooks;
-    let (history_of, history_meta) = match history {
+    let TurnHooks { mut after, history } = hooks;
+    let (history_of, mut history_meta) = match history {
         Some((session, f)) => (Some(session), Some(f)),
         None => (None, None),
     };
-    let mut live = inner.bots.peek(&req.channel.bot_id, &code);
     let client = client_of(&req);
-    let mut rows = None;
-    // The compiled bot must be the code that serves the channel at the time of the read; a
-    // change in between (rare) means a reload and a new read.
-    for _ in 0..3 {
-        let bot = match live.take() {
-            Some(b) => b,
-            None => Box::pin(load_bot(engine, &req.channel, &code)).await?,
-        };
-        let now = now_millis();
-        let read = inner
-            .store
-            .read_turn(TurnRead {
-                client: client.clone(),
-                now,
-                ocs_history_of: history_of.clone().filter(|_| bot.reads_metadata),
-            })
-            .await?;
-        let (version, rev) = read.code_key.clone();
-        if is_current(&bot, &code, version, rev) {
-            rows = Some((bot, read, now));
-            break;
-        }
-    }
-    let Some((bot, read, now)) = rows else {
-        return Err(EngineError::Internal(
-            "the bot kept changing while the turn was starting".into(),
-        ));
-    };
-    if let Some(f) = history_meta
-        && bot.reads_metadata
-    {
-        req.turn_metadata.extend(f(read.ocs_history));
-    }
-    let input = TurnInput {
+    let mut live = inner.bots.peek(&req.channel.bot_id, &code);
+    let input = Arc::new(TurnInput {
         req,
         incoming,
         metadata,
         broadcast,
         inbound,
-        after,
-    };
-    let prep = prepare(engine, &bot, read.state, input);
-    let slot = inner.fair.acquire(&client.organization_id).await?;
-    let org = client.organization_id.clone();
-    let (commit, done) = run_prepared(engine, &bot, client, prep, now).await?;
-    drop(slot);
-    let said: u64 = done
-        .0
-        .messages
-        .iter()
-        .map(|m| csml::eval::json_len(&m.payload.content))
-        .sum();
-    inner.fair.charge_output(&org, said);
-    let ocs_stored = inner.store.commit_turn(commit).await?;
-    let (response, channel) = done;
-    if let Some(sink) = &inner.config.sink {
-        sink.turn_committed(&channel, &response);
+    });
+    for run in 1..=MAX_RUNS {
+        let (bot, read, now) = read_current(
+            engine,
+            &input.req.channel,
+            &client,
+            &code,
+            live.take(),
+            history_of.as_ref(),
+        )
+        .await?;
+        let history = match &mut history_meta {
+            Some(f) if bot.reads_metadata => f(read.ocs_history),
+            _ => Map::new(),
+        };
+        let prep = prepare(engine, &bot, read.state, Arc::clone(&input), history);
+        let slot = inner.fair.acquire(&client.organization_id).await?;
+        let (write, response) = run_prepared(engine, &bot, client.clone(), prep, now).await?;
+        drop(slot);
+        let said: u64 = response
+            .messages
+            .iter()
+            .map(|m| csml::eval::json_len(&m.payload.content))
+            .sum();
+        inner.fair.charge_output(&client.organization_id, said);
+        let ocs = after.as_mut().map(|f| f(&response));
+        match inner.store.commit_turn(TurnCommit { write, ocs }).await {
+            Ok(ocs_stored) => {
+                if let Some(sink) = &inner.config.sink {
+                    sink.turn_committed(&input.req.channel, &response);
+                }
+                return Ok(TurnDone {
+                    response,
+                    ocs_stored,
+                });
+            }
+            Err(crate::store::Error::Stale(why)) => {
+                tracing::debug!(org = %client.organization_id, bot = %client.bot_id, run,
+                    reason = %why, "a turn's conversation moved meanwhile: running it again");
+                live = Some(bot);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(TurnDone {
-        response,
-        ocs_stored,
+    Err(EngineError::Busy {
+        message: "this conversation is busy with other turns: retry shortly".into(),
+        retry_after_secs: 1,
     })
+}
+
+/// A turn's reads with the compiled bot they go with: the bot must be the code that serves
+/// the channel at the time of the read; a change in between (rare) means a reload and a new
+/// read.
+async fn read_current(
+    engine: &Engine,
+    channel: &crate::store::Channel,
+    client: &ClientKey,
+    code: &BotCode,
+    mut live: Option<Arc<LiveBot>>,
+    history_of: Option<&String>,
+) -> Result<(Arc<LiveBot>, TurnRows, i64), EngineError> {
+    for _ in 0..3 {
+        let bot = match live.take() {
+            Some(b) => b,
+            None => Box::pin(load_bot(engine, channel, code)).await?,
+        };
+        let now = now_millis();
+        let read = engine
+            .inner
+            .store
+            .read_turn(TurnRead {
+                client: client.clone(),
+                now,
+                ocs_history_of: history_of.filter(|_| bot.reads_metadata).cloned(),
+            })
+            .await?;
+        let (version, rev) = read.code_key.clone();
+        if is_current(&bot, code, version, rev) {
+            return Ok((bot, read, now));
+        }
+    }
+    Err(EngineError::Internal(
+        "the bot kept changing while the turn was starting".into(),
+    ))
 }
 
 /// The current compiled bot (blocking pool: it may read and compile).
@@ -216,8 +257,6 @@ fn client_of(req: &ChatRequest) -> ClientKey {
     }
 }
 
-type Done = (ChatResponse, crate::store::Channel);
-
 /// Where the turn starts.
 struct Start {
     conversation_id: String,
@@ -226,7 +265,10 @@ struct Start {
     step: String,
     hold: Option<csml::Hold>,
     previous: Option<csml::Position>,
-    close_all_first: bool,
+    /// The read's version of the conversation this turn continues (with `create` false).
+    rev: i64,
+    /// The read's open conversation (`id`, version) a created one replaces.
+    replaces: Option<(String, i64)>,
 }
 
 fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> Start {
@@ -256,7 +298,8 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
             step,
             hold: None,
             previous: None,
-            close_all_first,
+            rev: state.rev,
+            replaces: None,
         },
         (None, Some(conv)) if live.flows.iter().any(|f| f.name == conv.flow) => {
             let hold: Option<csml::Hold> = conv
@@ -275,7 +318,8 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
                 step: conv.step.clone(),
                 hold,
                 previous,
-                close_all_first,
+                rev: state.rev,
+                replaces: None,
             }
         }
         (target, _) => {
@@ -288,7 +332,12 @@ fn select(live: &LiveBot, state: &TurnState, ev: &Incoming, broadcast: bool) -> 
                 step,
                 hold: None,
                 previous: None,
-                close_all_first,
+                rev: 0,
+                // Expired, closed by `close_flows`, or its flow is gone: this one replaces it.
+                replaces: state
+                    .conversation
+                    .as_ref()
+                    .map(|c| (c.id.clone(), state.rev)),
             }
         }
     }
@@ -318,30 +367,23 @@ struct Prepared {
     /// The turn's real deadline (an inline try runs under a shorter one).
     deadline: Instant,
     start: Start,
-    incoming: Incoming,
-    channel: crate::store::Channel,
-    request_id: Option<String>,
-    received_at: i64,
+    input: Arc<TurnInput>,
     participant_id: Option<String>,
     create_metadata: Option<String>,
-    broadcast: Option<String>,
-    inbound: Option<String>,
-    after: Option<AfterTurn>,
 }
 
 /// Select the flow and build the interpreter's context under the bot's deadline and the turn
-/// quotas.
-fn prepare(engine: &Engine, live: &LiveBot, state: TurnState, input: TurnInput) -> Prepared {
-    let TurnInput {
-        req,
-        incoming,
-        mut metadata,
-        broadcast,
-        inbound,
-        after,
-    } = input;
-    let ch = req.channel;
-    let mut start = select(live, &state, &incoming, broadcast.is_some());
+/// quotas. `history`: this run's `_metadata` entries from the OCS history ([`TurnHooks`]).
+fn prepare(
+    engine: &Engine,
+    live: &LiveBot,
+    state: TurnState,
+    input: Arc<TurnInput>,
+    history: Map<String, Json>,
+) -> Prepared {
+    let ch = &input.req.channel;
+    let mut metadata = input.metadata.clone();
+    let mut start = select(live, &state, &input.incoming, input.broadcast.is_some());
 
     // _metadata: the request's, plus the channel (studio-api §2.1; `_channel` is ours).
     metadata.insert(
@@ -353,7 +395,8 @@ fn prepare(engine: &Engine, live: &LiveBot, state: TurnState, input: TurnInput) 
     let create_metadata = start
         .create
         .then(|| serde_json::to_string(&metadata).expect("a JSON map always serializes"));
-    metadata.extend(req.turn_metadata);
+    metadata.extend(input.req.turn_metadata.clone());
+    metadata.extend(history);
     let ctx = csml::Context {
         flow: start.flow.clone(),
         step: start.step.clone(),
@@ -377,15 +420,9 @@ fn prepare(engine: &Engine, live: &LiveBot, state: TurnState, input: TurnInput) 
         opts,
         deadline,
         start,
-        incoming,
-        channel: ch,
-        request_id: req.request_id,
-        received_at: req.received_at,
+        input,
         participant_id: state.participant_id,
         create_metadata,
-        broadcast,
-        inbound,
-        after,
     }
 }
 
@@ -430,7 +467,7 @@ async fn run_prepared(
     client: ClientKey,
     prep: Prepared,
     now: i64,
-) -> Result<(TurnCommit, Done), EngineError> {
+) -> Result<(TurnWrite, ChatResponse), EngineError> {
     if live.may_try_inline() {
         let try_deadline = prep.deadline.min(Instant::now() + INLINE_TRY);
         let opts = csml::TurnOptions {
@@ -443,7 +480,7 @@ async fn run_prepared(
             &client,
             prep.ctx.clone(),
             &opts,
-            &prep.incoming,
+            &prep.input.incoming,
         );
         let cut_short =
             result.budget_hit == Some(csml::Budget::Deadline) && try_deadline < prep.deadline;
@@ -471,7 +508,7 @@ async fn on_slow_thread(
     mut prep: Prepared,
     now: i64,
     after_cut: bool,
-) -> Result<(TurnCommit, Done), EngineError> {
+) -> Result<(TurnWrite, ChatResponse), EngineError> {
     let (e2, live2) = (engine.clone(), Arc::clone(live));
     engine
         .inner
@@ -479,7 +516,7 @@ async fn on_slow_thread(
         .run(move || {
             let started = Instant::now();
             let ctx = std::mem::take(&mut prep.ctx);
-            let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.incoming);
+            let result = interpret(&e2, &live2, &client, ctx, &prep.opts, &prep.input.incoming);
             if after_cut && (started.elapsed() >= INLINE_TRY || live2.note_cut()) {
                 live2.mark_slow();
                 tracing::info!(org = %client.organization_id, bot = %client.bot_id,
@@ -495,28 +532,23 @@ async fn on_slow_thread(
 /// [`run_prepared`]).
 const INLINE_TRY: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Build the write set and the response from the interpreter's result, and the caller's rows
-/// ([`AfterTurn`]): everything the commit needs, as plain data.
+/// Build the write set and the response from the interpreter's result: everything the commit
+/// needs but the caller's rows ([`super::AfterTurn`], built from the response), as plain data.
 fn finish(
     live: &LiveBot,
     client: ClientKey,
     prep: Prepared,
     mut result: csml::TurnResult,
     now: i64,
-) -> (TurnCommit, Done) {
+) -> (TurnWrite, ChatResponse) {
     let Prepared {
         start,
-        incoming,
-        channel: ch,
-        request_id,
-        received_at,
+        input,
         participant_id,
         create_metadata,
-        broadcast,
-        inbound,
-        after,
         ..
     } = prep;
+    let incoming = &input.incoming;
     if let Some(b) = result.budget_hit {
         tracing::warn!(target: "botyard::budget", org = %client.organization_id,
             bot = %client.bot_id, budget = b.as_str(), "a turn was ended by its budget");
@@ -554,7 +586,6 @@ fn finish(
         participant_id,
         now,
         turn_id: new_id(),
-        close_all_first: start.close_all_first,
         conversation: if start.create {
             ConversationWrite::Create {
                 id: start.conversation_id.clone(),
@@ -562,13 +593,15 @@ fn finish(
                 step: result.step.clone(),
                 metadata: create_metadata.unwrap_or_default(),
                 version_id: live.version_id.clone(),
-                platform: ch.kind.clone(),
+                platform: input.req.channel.kind.clone(),
+                replaces: start.replaces,
             }
         } else {
             ConversationWrite::Update {
                 id: start.conversation_id.clone(),
                 flow: result.flow.clone(),
                 step: result.step.clone(),
+                rev: start.rev,
             }
         },
         status: if closed {
@@ -604,11 +637,11 @@ fn finish(
         messages,
         low_data: live.settings.low_data_mode,
         expires_at,
-        broadcast_done: broadcast,
-        inbound_done: inbound,
+        broadcast_done: input.broadcast.clone(),
+        inbound_done: input.inbound.clone(),
     };
     let response = ChatResponse {
-        request_id: request_id.unwrap_or_else(new_id),
+        request_id: input.req.request_id.clone().unwrap_or_else(new_id),
         messages: result
             .messages
             .into_iter()
@@ -625,10 +658,9 @@ fn finish(
             channel_id: client.channel_id,
             user_id: client.user_id,
         },
-        received_at: iso_millis(received_at),
+        received_at: iso_millis(input.req.received_at),
         conversation_id: start.conversation_id,
         organization_id: client.organization_id,
     };
-    let ocs = after.map(|f| f(&response));
-    (TurnCommit { write, ocs }, (response, ch))
+    (write, response)
 }

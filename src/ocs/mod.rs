@@ -629,7 +629,7 @@ impl Ocs {
         let end = TurnEndOf::new(session, None);
         let after: crate::engine::AfterTurn = Box::new(move |resp| {
             let (rendered, wb) = render::render_all(resp.messages.iter().map(|m| &m.payload));
-            let mut msgs = before;
+            let mut msgs = before.clone();
             msgs.extend(assistant_messages(&rendered, &tag));
             *o.lock().unwrap_or_else(|p| p.into_inner()) = Some(rendered);
             end.with(wb, msgs)
@@ -1023,19 +1023,20 @@ impl TurnEndOf {
         }
     }
 
+    /// Called once per run of the turn (see `engine::AfterTurn`).
     fn with(
-        self,
+        &self,
         write_back: crate::store::ocs::WriteBack,
         messages: Vec<NewOcsMessage>,
     ) -> OcsTurnEnd {
         OcsTurnEnd {
-            organization_id: self.organization_id,
-            session_id: self.session_id,
-            participant_id: self.participant_id,
-            bot_id: self.bot_id,
+            organization_id: self.organization_id.clone(),
+            session_id: self.session_id.clone(),
+            participant_id: self.participant_id.clone(),
+            bot_id: self.bot_id.clone(),
             write_back,
             messages,
-            task: self.task,
+            task: self.task.clone(),
         }
     }
 }

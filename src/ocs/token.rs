@@ -8,7 +8,8 @@ use sha2::Sha256;
 use std::path::Path;
 
 const PURPOSE: &str = "ocs-session-token:v1";
-const KEY_FILE: &str = "ocs-token.key";
+/// Name of the key file in the data directory.
+pub const KEY_FILE: &str = "ocs-token.key";
 /// Environment variable that gives the key instead of the file (64 hex digits).
 pub const KEY_ENV: &str = "BOTYARD_OCS_TOKEN_KEY";
 

@@ -1,14 +1,30 @@
 //! Conversation state of a client, the transcript, memories and participants: what one turn
 //! reads ([`Store::read_turn`]) and the write set it commits ([`Store::commit_turn`], applied by
 //! the writer in a group transaction).
+//!
+//! Turns of one conversation never interleave, whichever nodes run them: the read returns the
+//! conversation's version (`conversations.rev`, [`TurnState::rev`]), every committed turn bumps
+//! it, and a commit names the version its read saw ([`ConversationWrite`]). The check is folded
+//! into the statement that writes the conversation (`... WHERE rev = ?` and the changed-row
+//! count), so it costs no statement of its own; a commit whose conversation moved, or whose
+//! client got an open conversation meanwhile, writes nothing and fails with
+//! [`Error::Stale`] (the engine runs the turn again from a new read). On one SQLite node the
+//! engine's per-client locks already serialize a client's turns, so this only fires there
+//! when a conversation is closed through the API while a turn runs.
+//!
+//! What the check does not order: two turns of one client on two nodes that both find no open
+//! conversation and both end theirs at once (one-shot flows). Each commits its own closed
+//! conversation (no conversation interleaves), but their memory writes are last-writer-wins:
+//! the client has no row of its own to carry a version.
 
+use super::db::{Db, OptionalExtension, Row, params};
 use super::ids::{day_of, now_millis};
 use super::{
     ClientKey, Conversation, ConversationFilter, ConversationStatus, Direction, Error, Participant,
     Result, Store, StoredMessage,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
 
 /// The JSON text of `v`, as `Display` writes it but without going through `fmt` (a third of
 /// the cost on the turn path).
@@ -20,12 +36,12 @@ const CONV_COLS: &str = "id, organization_id, bot_id, channel_id, user_id, parti
                          step, status, hold, previous, metadata, version_id, tags, state, \
                          last_interaction_at, created_at, updated_at, ended_at, expires_at";
 
-fn opt_json(r: &Row, i: usize) -> rusqlite::Result<Option<Json>> {
+fn opt_json(r: &Row, i: usize) -> Result<Option<Json>> {
     let s: Option<String> = r.get(i)?;
     Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-fn conv_from_row(r: &Row) -> rusqlite::Result<Conversation> {
+fn conv_from_row(r: &Row) -> Result<Conversation> {
     let status: String = r.get(8)?;
     Ok(Conversation {
         id: r.get(0)?,
@@ -55,7 +71,7 @@ fn conv_from_row(r: &Row) -> rusqlite::Result<Conversation> {
     })
 }
 
-fn message_from_row(r: &Row) -> rusqlite::Result<StoredMessage> {
+fn message_from_row(r: &Row) -> Result<StoredMessage> {
     let dir: String = r.get(3)?;
     let payload: String = r.get(7)?;
     Ok(StoredMessage {
@@ -87,16 +103,21 @@ pub struct TurnState {
     /// engine treats it as closed (and closes it in its write set).
     pub conversation: Option<Conversation>,
     pub expired: bool,
+    /// The version (`conversations.rev`) of `conversation` at the read (0 without one): the
+    /// commit that updates or replaces it names this version.
+    pub rev: i64,
     /// Unexpired memories of the client, key → value (memory format).
     pub memories: Map<String, Json>,
     /// The client's participant (`None` for a user never seen on this platform).
     pub participant_id: Option<String>,
 }
 
-/// How the conversation row changes at the end of a turn.
+/// How the conversation row changes at the end of a turn. Either names what the turn's read
+/// saw of the client's open conversation; the commit fails with [`Error::Stale`] and writes
+/// nothing when that no longer holds.
 #[derive(Debug, Clone)]
 pub enum ConversationWrite {
-    /// Create a conversation (the client's other open ones, if any, are closed first).
+    /// Create a conversation.
     Create {
         id: String,
         flow: String,
@@ -106,12 +127,18 @@ pub enum ConversationWrite {
         version_id: Option<String>,
         /// Channel kind: the participant's platform.
         platform: String,
+        /// The client's open conversation the turn's read found, `(id, rev)` (expired,
+        /// closed by `close_flows`, or whose flow is gone): closed first, if still at that
+        /// version. `None`: the read found none, and none may have been opened since.
+        replaces: Option<(String, i64)>,
     },
     /// Update an existing conversation.
     Update {
         id: String,
         flow: String,
         step: String,
+        /// The conversation's version at the turn's read ([`TurnState::rev`]).
+        rev: i64,
     },
 }
 
@@ -136,8 +163,6 @@ pub struct TurnWrite {
     pub participant_id: Option<String>,
     pub now: i64,
     pub turn_id: String,
-    /// Close every open conversation of the client before anything else (`close_flows`).
-    pub close_all_first: bool,
     pub conversation: ConversationWrite,
     /// Status at the end of the turn (`Closed` on `goto end` or a fatal error).
     pub status: ConversationStatus,
@@ -146,14 +171,15 @@ pub struct TurnWrite {
     pub previous: Option<Json>,
     /// `forget`s, applied before the memory writes (`None` key list = forget all).
     pub forgets: Vec<Option<Vec<String>>>,
-    /// Memory upserts, last value per key wins.
+    /// Memory upserts, last value per key wins (written in key order, one row per key).
     pub memories: Vec<(String, Json)>,
     /// Transcript rows; skipped when `low_data` (usage still counts them).
     pub messages: Vec<NewMessage>,
     pub low_data: bool,
     /// Expiry of the rows this turn writes (data TTL).
     pub expires_at: Option<i64>,
-    /// A queued broadcast this turn executes: marked done in the same transaction.
+    /// A queued broadcast this turn executes: marked done in the same transaction; the commit
+    /// is refused (`Conflict`) when it is no longer pending (run by another worker).
     pub broadcast_done: Option<String>,
     /// A connector's stored inbound event this turn runs: marked done, and the replies queued
     /// for delivery, in the same transaction (`store::plugins::inbound_turn_done`).
@@ -161,7 +187,7 @@ pub struct TurnWrite {
 }
 
 fn upsert_participant(
-    c: &Connection,
+    c: &Db,
     org: &str,
     platform: &str,
     identifier: &str,
@@ -191,41 +217,6 @@ fn upsert_participant(
     Ok((id, false))
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-}
-
-/// Closes the client's open conversation (found through its participant: `pid`, or looked
-/// up when unknown).
-fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> Result<()> {
-    let pid = match pid {
-        Some(p) => p.to_string(),
-        None => match participant_of(c, k)? {
-            Some(p) => p,
-            None => return Ok(()),
-        },
-    };
-    // Found through the open-conversation index, updated by primary key: an UPDATE whose
-    // WHERE runs on an index of a column it changes (`status`, in the partial index's WHERE)
-    // collects the rows in an ephemeral table first, built and freed at every call.
-    c.prepare_cached(
-        "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?5, updated_at = ?5
-         WHERE id = (SELECT id FROM conversations
-             WHERE participant_id = ?1 AND bot_id = ?2 AND channel_id = ?3 AND user_id = ?6
-             AND organization_id = ?4 AND status = 'open')",
-    )?
-    .execute(params![
-        pid,
-        k.bot_id,
-        k.channel_id,
-        k.organization_id,
-        now,
-        k.user_id
-    ])?;
-    Ok(())
-}
-
 /// The participant of a client: the organization's participant whose platform is the
 /// channel's kind and whose identifier is the client's user id — except on a bot's OCS
 /// channel (kind [`super::OCS_CHANNEL_KIND`], the literal `'ocs'` below), whose user ids are
@@ -237,7 +228,7 @@ fn close_client(c: &Connection, k: &ClientKey, pid: Option<&str>, now: i64) -> R
 /// the tail of those B-trees, where the turns of one group commit share pages, instead of
 /// dirtying one random page each. Only the participants' identity index stays keyed by the
 /// user id.
-fn participant_of(c: &Connection, k: &ClientKey) -> Result<Option<String>> {
+fn participant_of(c: &Db, k: &ClientKey) -> Result<Option<String>> {
     Ok(c.prepare_cached(
         "SELECT CASE ch.kind
             WHEN 'ocs' THEN (SELECT s.participant_id FROM ocs_sessions s
@@ -248,19 +239,45 @@ fn participant_of(c: &Connection, k: &ClientKey) -> Result<Option<String>> {
          FROM channels ch WHERE ch.id = ?1 AND ch.organization_id = ?3",
     )?
     .query_row(params![k.channel_id, k.user_id, k.organization_id], |r| {
-        r.get::<_, Option<String>>(0)
+        r.get::<Option<String>>(0)
     })
     .optional()?
     .flatten())
 }
 
-/// Apply one turn's write set (inside the writer's transaction).
-pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
+/// The error of a commit whose read is out of date.
+fn stale(what: &str) -> Error {
+    Error::Stale(format!(
+        "{what} since the turn read it (another turn of this client committed first)"
+    ))
+}
+
+/// Apply one turn's write set (inside the writer's transaction). The checks that can refuse
+/// the commit (a broadcast no longer pending, `Stale`, `NotFound`) are folded into the first
+/// writes or come before them, so a refused commit has usually written nothing. Where one
+/// fails after an earlier write (a broadcast turn whose conversation moved; an open
+/// conversation appearing while the one the read saw was still open; an inbound event handled
+/// twice, see `plugins::inbound_turn_done`) the job fails and the transaction's writes go
+/// with it (see `Store::write_async_bare`): the write set is all or nothing. On a single
+/// SQLite node these are rare (the engine's per-client locks order a client's turns).
+pub(crate) fn apply_turn(c: &Db, w: &TurnWrite) -> Result<()> {
     let k = &w.client;
     let org = k.organization_id.as_str();
     let now = w.now;
-    if w.close_all_first {
-        close_client(c, k, w.participant_id.as_deref(), now)?;
+    if let Some(b) = &w.broadcast_done {
+        // Exactly once across workers and nodes: only the turn that finds it pending commits.
+        let n = c
+            .prepare_cached(
+                "UPDATE broadcasts SET status = 'done', attempts = attempts + 1,
+                    updated_at = ?3, lease_until = NULL
+                 WHERE id = ?1 AND organization_id = ?2 AND status = 'pending'",
+            )?
+            .execute(params![b, org, now])?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "broadcast `{b}` is not pending (already run)"
+            )));
+        }
     }
     let status = match w.status {
         ConversationStatus::Open => "open",
@@ -278,24 +295,38 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             metadata,
             version_id,
             platform,
+            replaces,
         } => {
-            // The client's other open conversation (if any) closes first. An open conversation
-            // is inserted optimistically: the partial unique index on open conversations
-            // refuses it only when one is still open, and then it is closed and the insert
-            // retried — one statement instead of two on the usual path.
             let open = w.status == ConversationStatus::Open;
+            if let Some((old, rev)) = replaces {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE conversations SET status = 'closed', hold = NULL, ended_at = ?3,
+                            updated_at = ?3, rev = rev + 1
+                         WHERE id = ?1 AND organization_id = ?2 AND rev = ?4 AND status = 'open'",
+                    )?
+                    .execute(params![old, org, now, rev])?;
+                if n == 0 {
+                    return Err(stale("the conversation changed"));
+                }
+            }
             let (pid, new_participant) = match &w.participant_id {
                 Some(p) => (p.clone(), false),
                 None => upsert_participant(c, org, platform, &k.user_id, now)?,
             };
-            // A participant created just now has no conversation to close.
-            if !open && !new_participant {
-                close_client(c, k, Some(&pid), now)?;
+            // An open conversation opened since the read is refused below by the unique index
+            // on open conversations; a closed one does not meet that index, so it looks
+            // first (instead of the index). A participant created just now has none.
+            if !open
+                && replaces.is_none()
+                && !new_participant
+                && open_conversation_exists(c, k, &pid)?
+            {
+                return Err(stale("a conversation was opened"));
             }
             participant = Some(pid);
-            let participant = participant.as_deref();
-            let insert = || -> rusqlite::Result<usize> {
-                c.prepare_cached(
+            let inserted = c
+                .prepare_cached(
                     "INSERT INTO conversations(id, organization_id, bot_id, channel_id, user_id,
                         participant_id, flow, step, status, hold, previous, metadata,
                         version_id, last_interaction_at, created_at, updated_at, ended_at,
@@ -320,12 +351,10 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
                     now,
                     ended_at,
                     w.expires_at
-                ])
-            };
-            match insert() {
-                Err(e) if open && is_unique_violation(&e) => {
-                    close_client(c, k, participant, now)?;
-                    insert()?;
+                ]);
+            match inserted {
+                Err(Error::Conflict(_)) if open => {
+                    return Err(stale("a conversation was opened"));
                 }
                 r => {
                     r?;
@@ -333,13 +362,18 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             }
             id
         }
-        ConversationWrite::Update { id, flow, step } => {
+        ConversationWrite::Update {
+            id,
+            flow,
+            step,
+            rev,
+        } => {
             let n = c
                 .prepare_cached(
                     "UPDATE conversations SET flow = ?3, step = ?4, status = ?5, hold = ?6,
                         previous = ?7, last_interaction_at = ?8, updated_at = ?8,
-                        ended_at = ?9, expires_at = COALESCE(?10, expires_at)
-                     WHERE id = ?1 AND organization_id = ?2",
+                        ended_at = ?9, expires_at = COALESCE(?10, expires_at), rev = rev + 1
+                     WHERE id = ?1 AND organization_id = ?2 AND rev = ?11",
                 )?
                 .execute(params![
                     id,
@@ -351,10 +385,21 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
                     previous,
                     now,
                     ended_at,
-                    w.expires_at
+                    w.expires_at,
+                    rev
                 ])?;
             if n == 0 {
-                return Err(Error::NotFound(format!("conversation `{id}` not found")));
+                // Only on the failure path: gone (or another organization's), or moved on.
+                let exists = c
+                    .prepare_cached(
+                        "SELECT 1 FROM conversations WHERE id = ?1 AND organization_id = ?2",
+                    )?
+                    .exists([id, org])?;
+                return Err(if exists {
+                    stale("the conversation changed")
+                } else {
+                    Error::NotFound(format!("conversation `{id}` not found"))
+                });
             }
             id
         }
@@ -380,6 +425,10 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
         }
     }
     if !w.memories.is_empty() {
+        // The last value of each key, in key order: concurrent commits on PostgreSQL then
+        // take the rows' locks in one order.
+        let latest: BTreeMap<&str, &Json> =
+            w.memories.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let mut st = c.prepare_cached(
             "INSERT INTO memories(organization_id, bot_id, channel_id, user_id, key, value,
                                   created_at, updated_at, expires_at)
@@ -388,7 +437,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
                 value = excluded.value, updated_at = excluded.updated_at,
                 expires_at = excluded.expires_at",
         )?;
-        for (key, value) in &w.memories {
+        for (key, value) in latest {
             st.execute(params![
                 org,
                 k.bot_id,
@@ -413,7 +462,7 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             "INSERT INTO usage_daily(organization_id, bot_id, day, channel_id, client, messages)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(bot_id, day, channel_id, client) DO UPDATE SET
-                messages = messages + excluded.messages",
+                messages = usage_daily.messages + excluded.messages",
         )?
         .execute(params![
             org,
@@ -424,22 +473,15 @@ pub(crate) fn apply_turn(c: &Connection, w: &TurnWrite) -> Result<()> {
             w.messages.len() as i64
         ])?;
     }
-    if let Some(b) = &w.broadcast_done {
-        c.prepare_cached(
-            "UPDATE broadcasts SET status = 'done', attempts = attempts + 1, updated_at = ?3
-             WHERE id = ?1 AND organization_id = ?2",
-        )?
-        .execute(params![b, org, now])?;
-    }
     if let Some(ev) = &w.inbound_done {
-        super::plugins::inbound_turn_done(c, w, ev)?;
+        super::plugins::inbound_turn_done(c.lite(), w, ev)?;
     }
     Ok(())
 }
 
 /// The `usage_daily.client` of a turn that did not know its participant: the conversation's
 /// participant, or `user:<user id>` for a conversation that has none (see migration 0055).
-fn usage_client(c: &Connection, k: &ClientKey, conv_id: &str) -> Result<String> {
+fn usage_client(c: &Db, k: &ClientKey, conv_id: &str) -> Result<String> {
     let pid: Option<String> = c
         .prepare_cached("SELECT participant_id FROM conversations WHERE id = ?1")?
         .query_row([conv_id], |r| r.get(0))
@@ -451,7 +493,7 @@ fn usage_client(c: &Connection, k: &ClientKey, conv_id: &str) -> Result<String> 
 /// One transcript row per statement, on purpose: a multi-row INSERT into a table with a
 /// foreign key may abort half-way, so SQLite gives it a statement journal inside the group
 /// transaction, which copies every page it touches (measured: ~5% of the writer's time).
-fn insert_messages(c: &Connection, w: &TurnWrite, conv_id: &str) -> Result<()> {
+fn insert_messages(c: &Db, w: &TurnWrite, conv_id: &str) -> Result<()> {
     let k = &w.client;
     let mut st = c.prepare_cached(
         "INSERT INTO messages(organization_id, conversation_id, bot_id, turn_id, direction,
@@ -479,24 +521,40 @@ fn insert_messages(c: &Connection, w: &TurnWrite, conv_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn open_conversation_on(c: &Connection, k: &ClientKey) -> Result<Option<Conversation>> {
+fn open_conversation_on(c: &Db, k: &ClientKey) -> Result<Option<Conversation>> {
     match participant_of(c, k)? {
-        Some(pid) => open_conversation_of(c, k, &pid),
+        Some(pid) => Ok(open_conversation_of(c, k, &pid)?.map(|(conv, _)| conv)),
         None => Ok(None),
     }
 }
 
-/// The open conversation of participant `pid` with the client's bot on its channel.
-fn open_conversation_of(c: &Connection, k: &ClientKey, pid: &str) -> Result<Option<Conversation>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {CONV_COLS} FROM conversations WHERE participant_id = ?1 AND bot_id = ?2
+/// The open conversation of participant `pid` with the client's bot on its channel, and its
+/// version.
+fn open_conversation_of(c: &Db, k: &ClientKey, pid: &str) -> Result<Option<(Conversation, i64)>> {
+    c.prepare_cached(&format!(
+        "SELECT {CONV_COLS}, rev FROM conversations WHERE participant_id = ?1 AND bot_id = ?2
          AND channel_id = ?3 AND user_id = ?5 AND organization_id = ?4 AND status = 'open'"
     ))?
     .query_row(
         params![pid, k.bot_id, k.channel_id, k.organization_id, k.user_id],
-        conv_from_row,
+        |r| Ok((conv_from_row(r)?, r.get(20)?)),
     )
-    .optional()?)
+    .optional()
+}
+
+/// Whether participant `pid` has an open conversation with the client's bot on its channel.
+fn open_conversation_exists(c: &Db, k: &ClientKey, pid: &str) -> Result<bool> {
+    c.prepare_cached(
+        "SELECT 1 FROM conversations WHERE participant_id = ?1 AND bot_id = ?2
+         AND channel_id = ?3 AND user_id = ?5 AND organization_id = ?4 AND status = 'open'",
+    )?
+    .exists(params![
+        pid,
+        k.bot_id,
+        k.channel_id,
+        k.organization_id,
+        k.user_id
+    ])
 }
 
 /// What a turn reads before it runs ([`Store::read_turn`]): plain data.
@@ -534,16 +592,12 @@ impl Store {
     /// writes committed before it. The engine runs the interpreter elsewhere, then commits
     /// with [`Store::commit_turn`].
     pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
-        self.write_async_bare_lite(move |c| {
+        self.write_async_bare(move |c| {
             let k = &read.client;
-            let code_key = super::bots::bot_code_key_on(
-                &super::db::Db::Lite(c),
-                &k.organization_id,
-                &k.bot_id,
-            )?;
+            let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;
             let ocs_history = match &read.ocs_history_of {
-                Some(session) => super::ocs::recent_history_of(c, session)?,
+                Some(session) => super::ocs::recent_history_of(c.lite(), session)?,
                 None => Vec::new(),
             };
             Ok(TurnRows {
@@ -557,39 +611,42 @@ impl Store {
 
     /// Commit one turn (a bare writer job: every check comes before the first write, see
     /// [`Store::write_async_bare`]). Returns the OCS messages it stored (empty otherwise).
+    /// `Stale` when the client's conversation moved since the turn's read (see the module
+    /// doc): nothing is written, and the turn may run again from a new read.
     pub async fn commit_turn(&self, commit: TurnCommit) -> Result<Vec<super::ocs::OcsMessage>> {
-        self.write_async_bare_lite(move |c| {
+        self.write_async_bare(move |c| {
             apply_turn(c, &commit.write)?;
             match commit.ocs {
-                Some(end) => super::ocs::finish_ocs_turn_on(c, end),
+                Some(end) => super::ocs::finish_ocs_turn_on(c.lite(), end),
                 None => Ok(Vec::new()),
             }
         })
         .await
     }
 
-    /// The client's open conversation and its memories, in one read snapshot of the read pool
-    /// (tests and tools; a turn reads through [`Store::read_turn`]).
+    /// The client's open conversation and its memories, on a read connection (tests and
+    /// tools; a turn reads through [`Store::read_turn`], whose version check covers any commit
+    /// between its statements).
     pub fn load_turn_state(&self, client: &ClientKey, now: i64) -> Result<TurnState> {
-        self.read_lite(|c| load_turn_state_on(c, client, now))
+        self.read(|c| turn_state_on(c, client, now))
     }
 
     /// Commit one turn's writes, blocking (tests, CLI; the engine commits through
     /// [`Store::commit_turn`]).
     pub fn commit_turn_blocking(&self, w: TurnWrite) -> Result<()> {
-        self.write_lite(move |c| apply_turn(c, &w))
+        self.write(move |c| apply_turn(c, &w))
     }
 
     /// The client's open, unexpired conversation (studio-api §2.13).
     pub fn open_conversation(&self, client: &ClientKey, now: i64) -> Result<Option<Conversation>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             Ok(open_conversation_on(c, client)?
                 .filter(|conv| conv.expires_at.is_none_or(|e| e > now)))
         })
     }
 
     pub fn get_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
-        self.read_lite(|c| {
+        self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {CONV_COLS} FROM conversations WHERE id = ?1 AND organization_id = ?2"
             ))?
@@ -610,54 +667,56 @@ impl Store {
             ConversationStatus::Closed => "closed",
         });
         let limit = if f.limit == 0 { 50 } else { f.limit.min(1000) };
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {CONV_COLS} FROM conversations WHERE organization_id = ?1
-                 AND (?2 IS NULL OR bot_id = ?2) AND (?3 IS NULL OR channel_id = ?3)
-                 AND (?4 IS NULL OR user_id = ?4) AND (?5 IS NULL OR status = ?5)
-                 AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
-                 AND (?8 IS NULL OR id < ?8)
+                 AND (CAST(?2 AS TEXT) IS NULL OR bot_id = ?2)
+                 AND (CAST(?3 AS TEXT) IS NULL OR channel_id = ?3)
+                 AND (CAST(?4 AS TEXT) IS NULL OR user_id = ?4)
+                 AND (CAST(?5 AS TEXT) IS NULL OR status = ?5)
+                 AND (CAST(?6 AS BIGINT) IS NULL OR created_at >= ?6)
+                 AND (CAST(?7 AS BIGINT) IS NULL OR created_at < ?7)
+                 AND (CAST(?8 AS TEXT) IS NULL OR id < ?8)
                  ORDER BY id DESC LIMIT ?9"
             ))?;
-            let rows = st
-                .query_map(
-                    params![
-                        org,
-                        f.bot_id,
-                        f.channel_id,
-                        f.user_id,
-                        status,
-                        f.since,
-                        f.until,
-                        f.before_id,
-                        limit
-                    ],
-                    conv_from_row,
-                )?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(
+                params![
+                    org,
+                    f.bot_id,
+                    f.channel_id,
+                    f.user_id,
+                    status,
+                    f.since,
+                    f.until,
+                    f.before_id,
+                    limit
+                ],
+                conv_from_row,
+            )
         })
     }
 
-    /// Close a conversation (and drop its hold). Closing a closed one is fine.
+    /// Close a conversation (and drop its hold). Closing a closed one is fine. A turn of the
+    /// conversation running meanwhile then finds it moved (its commit is `Stale`) and runs
+    /// again from the closed state, instead of writing it open again.
     pub fn close_conversation(&self, org: &str, id: &str) -> Result<Conversation> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
             let n = c.execute(
                 "UPDATE conversations SET status = 'closed', hold = NULL,
-                    ended_at = COALESCE(ended_at, ?3), updated_at = ?3
+                    ended_at = COALESCE(ended_at, ?3), updated_at = ?3, rev = rev + 1
                  WHERE id = ?1 AND organization_id = ?2",
                 params![id, org, now],
             )?;
             if n == 0 {
                 return Err(Error::NotFound(format!("conversation `{id}` not found")));
             }
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {CONV_COLS} FROM conversations WHERE id = ?1"),
                 [&id],
                 conv_from_row,
-            )?)
+            )
         })
     }
 
@@ -670,7 +729,7 @@ impl Store {
         state: Option<Json>,
     ) -> Result<Conversation> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let n = c.execute(
                 "UPDATE conversations SET tags = COALESCE(?3, tags), state = COALESCE(?4, state),
                     updated_at = ?5 WHERE id = ?1 AND organization_id = ?2",
@@ -685,11 +744,11 @@ impl Store {
             if n == 0 {
                 return Err(Error::NotFound(format!("conversation `{id}` not found")));
             }
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {CONV_COLS} FROM conversations WHERE id = ?1"),
                 [&id],
                 conv_from_row,
-            )?)
+            )
         })
     }
 
@@ -702,86 +761,72 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StoredMessage>> {
         let limit = if limit == 0 { 100 } else { limit.min(10_000) };
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM messages WHERE conversation_id = ?1 AND organization_id = ?2
                  AND id > ?3 ORDER BY id LIMIT ?4"
             ))?;
-            let rows = st
-                .query_map(
-                    params![conversation, org, after_id.unwrap_or(0), limit],
-                    message_from_row,
-                )?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(
+                params![conversation, org, after_id.unwrap_or(0), limit],
+                message_from_row,
+            )
         })
     }
 
     /// Unexpired memories of a client.
     pub fn memories(&self, client: &ClientKey, now: i64) -> Result<Map<String, Json>> {
-        self.read_lite(|c| load_memories_on(c, client, now))
+        self.read(|c| load_memories_on(c, client, now))
     }
 
     pub fn list_participants(&self, org: &str, limit: u32) -> Result<Vec<Participant>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
                  FROM participants WHERE organization_id = ?1 ORDER BY created_at DESC LIMIT ?2",
             )?;
-            let rows = st
-                .query_map(params![org, if limit == 0 { 100 } else { limit }], |r| {
-                    let data: String = r.get(5)?;
-                    Ok(Participant {
-                        id: r.get(0)?,
-                        organization_id: r.get(1)?,
-                        platform: r.get(2)?,
-                        identifier: r.get(3)?,
-                        name: r.get(4)?,
-                        data: serde_json::from_str(&data).unwrap_or_default(),
-                        created_at: r.get(6)?,
-                        updated_at: r.get(7)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(params![org, if limit == 0 { 100 } else { limit }], |r| {
+                let data: String = r.get(5)?;
+                Ok(Participant {
+                    id: r.get(0)?,
+                    organization_id: r.get(1)?,
+                    platform: r.get(2)?,
+                    identifier: r.get(3)?,
+                    name: r.get(4)?,
+                    data: serde_json::from_str(&data).unwrap_or_default(),
+                    created_at: r.get(6)?,
+                    updated_at: r.get(7)?,
+                })
+            })
         })
     }
 }
 
-fn load_memories_on(c: &Connection, k: &ClientKey, now: i64) -> Result<Map<String, Json>> {
-    let mut st = c.prepare_cached(
-        "SELECT key, value FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
-         AND organization_id = ?4 AND (expires_at IS NULL OR expires_at > ?5)",
-    )?;
-    let mut rows = st.query(params![
-        k.bot_id,
-        k.channel_id,
-        k.user_id,
-        k.organization_id,
-        now
-    ])?;
+fn load_memories_on(c: &Db, k: &ClientKey, now: i64) -> Result<Map<String, Json>> {
+    let rows = c
+        .prepare_cached(
+            "SELECT key, value FROM memories WHERE bot_id = ?1 AND channel_id = ?2 AND user_id = ?3
+             AND organization_id = ?4 AND (expires_at IS NULL OR expires_at > ?5)",
+        )?
+        .query_map(
+            params![k.bot_id, k.channel_id, k.user_id, k.organization_id, now],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+        )?;
     let mut out = Map::new();
-    while let Some(r) = rows.next()? {
-        let key: String = r.get(0)?;
-        let v: String = r.get(1)?;
+    for (key, v) in rows {
         out.insert(key, serde_json::from_str(&v)?);
     }
     Ok(out)
 }
 
-pub(crate) fn load_turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
-    let tx = c.unchecked_transaction()?;
-    let state = turn_state_on(&tx, k, now)?;
-    tx.finish()?;
-    Ok(state)
-}
-
-/// The reads of a turn, without a transaction of their own (the caller provides one).
-fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
+/// The reads of a turn, without a transaction of their own (the caller's job provides one).
+fn turn_state_on(c: &Db, k: &ClientKey, now: i64) -> Result<TurnState> {
     let participant_id = participant_of(c, k)?;
-    let conversation = match &participant_id {
-        Some(pid) => open_conversation_of(c, k, pid)?,
-        None => None,
+    let (conversation, rev) = match &participant_id {
+        Some(pid) => match open_conversation_of(c, k, pid)? {
+            Some((conv, rev)) => (Some(conv), rev),
+            None => (None, 0),
+        },
+        None => (None, 0),
     };
     let expired = conversation
         .as_ref()
@@ -797,6 +842,7 @@ fn turn_state_on(c: &Connection, k: &ClientKey, now: i64) -> Result<TurnState> {
     Ok(TurnState {
         conversation,
         expired,
+        rev,
         memories,
         participant_id,
     })

@@ -794,7 +794,19 @@ impl From<postgres::Error> for Error {
                 _ => {}
             }
         }
-        Error::Postgres(e.to_string())
+        // `postgres::Error`'s own text is only "db error": keep the server's message.
+        match e.as_db_error() {
+            Some(db) => Error::Postgres(format!(
+                "{} ({}){}",
+                db.message(),
+                db.code().code(),
+                db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+            )),
+            None => Error::Postgres(match std::error::Error::source(&e) {
+                Some(src) => format!("{e}: {src}"),
+                None => e.to_string(),
+            }),
+        }
     }
 }
 

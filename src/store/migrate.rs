@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0062_ocs_file_usage",
         include_str!("migrations/0062_ocs_file_usage.sql"),
     ),
+    (
+        64,
+        "0064_turn_guard",
+        include_str!("migrations/0064_turn_guard.sql"),
+    ),
     (70, "0070_nodes", include_str!("migrations/0070_nodes.sql")),
 ];
 

@@ -29,6 +29,7 @@ pub mod bots;
 pub mod broadcasts;
 pub mod channels;
 pub mod conversations;
+pub mod copy;
 pub mod db;
 pub mod ids;
 pub mod maintenance;
@@ -91,6 +92,10 @@ pub enum Error {
     NotFound(String),
     Conflict(String),
     Invalid(String),
+    /// A turn's commit found its client's conversation changed since the turn's read (another
+    /// turn of the client committed first, possibly on another node): nothing was written;
+    /// the turn may run again from a new read.
+    Stale(String),
     Sqlite(rusqlite::Error),
     Postgres(String),
     Pool(String),
@@ -108,9 +113,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::NotFound(m) | Error::Conflict(m) | Error::Invalid(m) | Error::Other(m) => {
-                f.write_str(m)
-            }
+            Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::Invalid(m)
+            | Error::Stale(m)
+            | Error::Other(m) => f.write_str(m),
             Error::Sqlite(e) => write!(f, "database error: {e}"),
             Error::Postgres(e) => write!(f, "database error: {e}"),
             Error::NoRows => f.write_str("no row found"),
@@ -385,6 +392,23 @@ impl Store {
             }
             Backend::Postgres(pg) => pg.write_async(f).await,
         }
+    }
+
+    /// Run `f` on a private read-write connection to the SQLite file, outside the writer and
+    /// the read pool: for the few statements that cannot run inside a transaction or on a
+    /// `query_only` connection (`VACUUM INTO`). SQLite only.
+    fn private_sqlite<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
+        if let Backend::Postgres(_) = self.inner.backend {
+            return Err(Error::Invalid(
+                "this needs a SQLite store, not PostgreSQL".into(),
+            ));
+        }
+        let c = Connection::open_with_flags(
+            self.path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        f(&Db::Lite(&c))
     }
 
     // Transitional: modules not yet ported to `Db` (removed once every module speaks `Db`).

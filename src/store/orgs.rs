@@ -43,7 +43,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![org.id, org.name, org.is_default, now],
             )
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match e {
                 Error::Conflict(_) => {
                     Error::Conflict(format!("an organization named `{}` exists", org.name))
                 }
@@ -65,12 +65,12 @@ impl Store {
 
     pub fn default_org(&self) -> Result<Option<Organization>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {ORG_COLS} FROM organizations WHERE is_default = 1"),
                 (),
                 org_from_row,
             )
-            .optional()?)
+            .optional()
         })
     }
 
@@ -130,7 +130,7 @@ impl Store {
 
     pub fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower(?1)",
                 [email.trim()],
                 |r| {
@@ -142,7 +142,7 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Advisory lock key held while migrations are applied ("botyard" in ASCII, shortened).
-const MIGRATION_LOCK: i64 = 0x626f_7479_6172_64;
+/// Advisory lock key held while migrations are applied (any constant of our own).
+const MIGRATION_LOCK: i64 = 7_262_011_401;
 
 /// Connections per node unless `BOTYARD_DATABASE_POOL` says otherwise.
 const DEFAULT_POOL: u32 = 16;
@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         62,
         "0062_schema",
         include_str!("migrations_pg/0062_schema.sql"),
+    ),
+    (
+        64,
+        "0064_turn_guard",
+        include_str!("migrations_pg/0064_turn_guard.sql"),
     ),
     (
         70,

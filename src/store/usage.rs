@@ -1,17 +1,21 @@
 //! Usage counters (studio-api §2.9): messages and distinct clients per window, from the
 //! per-day, per-client counters every turn updates (kept in low-data mode too).
 
+use super::db::{Db, params};
 use super::ids::{civil_from_days, day_of, days_from_civil};
 use super::{Result, Store, UsageDay, UsageReport, UsageWindow};
-use rusqlite::{Connection, params};
 
-fn window(c: &Connection, org: &str, bot: &str, from_day: i64, to_day: i64) -> Result<UsageWindow> {
+fn window(c: &Db, org: &str, bot: &str, from_day: i64, to_day: i64) -> Result<UsageWindow> {
+    // A client is a (channel, client) pair: joined with a byte neither id contains.
+    let sep = c.pick("char(31)", "chr(31)");
     let (messages, clients) = c
-        .prepare_cached(
-            "SELECT COALESCE(SUM(messages), 0), COUNT(DISTINCT channel_id || char(31) || client)
-             FROM usage_daily WHERE bot_id = ?1 AND organization_id = ?2 AND day >= ?3 AND day < ?4",
-        )?
-        .query_row(params![bot, org, from_day, to_day], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(messages), 0), COUNT(DISTINCT channel_id || {sep} || client)
+             FROM usage_daily WHERE bot_id = ?1 AND organization_id = ?2 AND day >= ?3 AND day < ?4"
+        ))?
+        .query_row(params![bot, org, from_day, to_day], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok(UsageWindow { messages, clients })
 }
 
@@ -24,7 +28,7 @@ impl Store {
         let month_start = days_from_civil(y, m, 1);
         let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
         let prev_start = days_from_civil(py, pm, 1);
-        self.read_lite(|c| {
+        self.read(|c| {
             Ok(UsageReport {
                 currentmonth: window(c, org, bot, month_start, today + 1)?,
                 last30d: window(c, org, bot, today - 29, today + 1)?,
@@ -42,22 +46,19 @@ impl Store {
         from_day: i64,
         to_day: i64,
     ) -> Result<Vec<UsageDay>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT day, SUM(messages), COUNT(*) FROM usage_daily
                  WHERE bot_id = ?1 AND organization_id = ?2 AND day >= ?3 AND day < ?4
                  GROUP BY day ORDER BY day",
             )?;
-            let rows = st
-                .query_map(params![bot, org, from_day, to_day], |r| {
-                    Ok(UsageDay {
-                        day: r.get(0)?,
-                        messages: r.get(1)?,
-                        clients: r.get(2)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map(params![bot, org, from_day, to_day], |r| {
+                Ok(UsageDay {
+                    day: r.get(0)?,
+                    messages: r.get(1)?,
+                    clients: r.get(2)?,
+                })
+            })
         })
     }
 }
