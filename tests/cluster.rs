@@ -243,6 +243,9 @@ fn turn_load(flow: &str) {
     let (mut acked_total, mut refused, mut lost_in_flight, mut lost_after) = (0, 0, 0, 0);
     let mut refused_by_status: BTreeMap<u16, usize> = BTreeMap::new();
     let mut acked_on_node = [0usize; 3];
+    // Every user is checked before failing, so that a failure says how widespread it is.
+    let (mut interleaved, mut lost) = (Vec::new(), Vec::new());
+    let (mut same_state_turns, mut lost_turns) = (0, 0);
     for u in 0..USERS {
         let user = format!("counter-{u}");
         let seen = outcomes.get(&user).map(Vec::as_slice).unwrap_or_default();
@@ -266,13 +269,13 @@ fn turn_load(flow: &str) {
         acked_total += acked.len();
         let mut sorted = acked.clone();
         sorted.sort();
-        let before = sorted.len();
         sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            before,
-            "{user}: two acknowledged turns saw the same state (interleaved): {acked:?} ({seen:?})"
-        );
+        if sorted.len() != acked.len() {
+            same_state_turns += acked.len() - sorted.len();
+            interleaved.push(format!(
+                "{user}: acknowledged turns saw the same state: (node index, outcome) {seen:?}"
+            ));
+        }
         // One more turn on a live node: the count includes every acknowledged turn.
         let r = nodes[0]
             .client()
@@ -282,21 +285,21 @@ fn turn_load(flow: &str) {
             .strip_prefix("turn ")
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{user}: final turn: {}", r.text()));
-        assert!(
-            last - 1 >= acked.len() as i64,
-            "{user}: {} turns were acknowledged ({acked:?}) but the memory counted {} before the final turn: an acknowledged turn was lost",
-            acked.len(),
-            last - 1
-        );
-        assert!(
-            sorted.last().is_none_or(|max| *max < last),
-            "{user}: an acknowledged turn {sorted:?} is not before the final turn {last}"
-        );
+        if last - 1 < acked.len() as i64 || sorted.last().is_some_and(|max| *max >= last) {
+            lost_turns += (acked.len() as i64 - (last - 1)).max(0);
+            lost.push(format!(
+                "{user}: {} turns acknowledged ({acked:?}), the memory counted {} before the final turn",
+                acked.len(),
+                last - 1
+            ));
+        }
     }
     eprintln!(
         "cluster turns ({}): {total} requests, {acked_total} acknowledged (node 1: {}, node 2: {}, node 3: {}), \
          {refused} refused under contention {refused_by_status:?}, {lost_in_flight} lost on node 3 \
-         (sent before the kill) + {lost_after} after; node 3 killed after {done_at_kill} answers",
+         (sent before the kill) + {lost_after} after; node 3 killed after {done_at_kill} answers; \
+         {} of {USERS} users with turns that saw the same state ({same_state_turns} turns), \
+         {} users with acknowledged turns missing from the memory ({lost_turns} turns)",
         if flow == COUNTER_FLOW {
             "one-shot"
         } else {
@@ -304,7 +307,18 @@ fn turn_load(flow: &str) {
         },
         acked_on_node[0],
         acked_on_node[1],
-        acked_on_node[2]
+        acked_on_node[2],
+        interleaved.len(),
+        lost.len(),
+    );
+    assert!(
+        interleaved.is_empty() && lost.is_empty(),
+        "{} of {USERS} users had turns that saw the same state (interleaved; {same_state_turns} \
+         turns), {} users lost acknowledged turns ({lost_turns} turns):\n{}\n{}",
+        interleaved.len(),
+        lost.len(),
+        interleaved.join("\n"),
+        lost.join("\n")
     );
     // The load really ran on all three nodes, and mostly succeeded.
     assert!(
