@@ -11,6 +11,7 @@
 
 use crate::store::Store;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often a node writes its heartbeat.
@@ -29,14 +30,15 @@ pub fn share() -> u32 {
 pub struct Heartbeat {
     task: Option<tokio::task::JoinHandle<()>>,
     store: Store,
-    id: String,
+    id: Arc<Mutex<String>>,
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
-            let (store, id) = (self.store.clone(), self.id.clone());
+            let store = self.store.clone();
+            let id = self.id.lock().unwrap_or_else(|p| p.into_inner()).clone();
             // Best effort: a node that cannot say goodbye ages out after STALE_MS.
             let _ = std::thread::spawn(move || store.node_leave(&id)).join();
         }
@@ -48,22 +50,33 @@ impl Drop for Heartbeat {
 /// (PostgreSQL) store does the count set the share: a SQLite store has one server.
 pub fn start(store: &Store) -> Option<Heartbeat> {
     let shared = store.dialect() == crate::store::db::Dialect::Postgres;
-    let id = crate::store::ids::new_id();
-    let (s, node) = (store.clone(), id.clone());
+    let started = crate::store::ids::now_millis();
+    let node = Arc::new(Mutex::new(node_id(store.data_dir())));
+    let (s, node2) = (store.clone(), Arc::clone(&node));
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let fresh = HEARTBEAT_EVERY.as_millis() as i64 * 3 / 2;
         loop {
             tick.tick().await;
-            let (s2, n2) = (s.clone(), node.clone());
+            let s2 = s.clone();
+            let n2 = node2.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let now = crate::store::ids::now_millis();
-            match tokio::task::spawn_blocking(move || s2.node_heartbeat(&n2, now, STALE_MS)).await {
-                Ok(Ok(n)) if shared => {
+            let beat = move || s2.node_heartbeat(&n2, started, now, STALE_MS, fresh);
+            match tokio::task::spawn_blocking(beat).await {
+                Ok(Ok(None)) => {
+                    tracing::warn!(
+                        "another live node uses this data directory's node id: this process \
+                         takes an id of its own (give every node its own data directory)"
+                    );
+                    *node2.lock().unwrap_or_else(|p| p.into_inner()) = crate::store::ids::new_id();
+                }
+                Ok(Ok(Some(n))) if shared => {
                     if NODES.swap(n, Ordering::Relaxed) != n {
                         tracing::info!(nodes = n, "live nodes on this database");
                     }
                 }
-                Ok(Ok(_)) | Err(_) => {}
+                Ok(Ok(Some(_))) | Err(_) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat"),
             }
         }
@@ -71,6 +84,26 @@ pub fn start(store: &Store) -> Option<Heartbeat> {
     Some(Heartbeat {
         task: Some(task),
         store: store.clone(),
-        id,
+        id: node,
     })
+}
+
+/// This node's id, kept in `DATA/node.id` so that a node restarted after a crash takes over
+/// its old heartbeat row instead of counting as a second node until that row goes stale.
+fn node_id(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("node.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return id.to_string();
+        }
+    }
+    let id = crate::store::ids::new_id();
+    if let Err(e) = std::fs::write(&path, &id) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot keep the node id");
+    }
+    id
 }

@@ -528,10 +528,10 @@ fn stored_files(s: &Server) -> (i64, usize) {
     let rows: i64 = db
         .query_row("SELECT COUNT(*) FROM ocs_files", [], |r| r.get(0))
         .unwrap();
-    let on_disk = std::fs::read_dir(s.data.join("ocs-files"))
-        .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
-        .unwrap_or(0);
-    (rows, on_disk)
+    let contents: i64 = db
+        .query_row("SELECT COUNT(*) FROM ocs_file_content", [], |r| r.get(0))
+        .unwrap();
+    (rows, contents as usize)
 }
 
 #[test]

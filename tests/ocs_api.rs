@@ -1097,13 +1097,10 @@ fn chat_start_admission_embed_keys_and_levels() {
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &with).status, 200);
     // ACC-11: a SESSION_TOKEN channel's session wrongly marked as not needing a token still
     // refuses a key alone.
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute(
-        "UPDATE ocs_sessions SET session_token_required = 0 WHERE id = ?1",
-        [&tsid],
-    )
-    .unwrap();
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_sessions SET session_token_required = 0 WHERE id = '{tsid}'"),
+    );
     assert_eq!(c.get(&format!("/api/chat/{tsid}/poll/"), &tk).status, 403);
     // ACC-10 NONE level: public bot with nothing → 200; non-public → 403
     let wn = s.widget(&s.bot, &["*"], 0);
@@ -1538,6 +1535,40 @@ fn uploads_attachments_and_file_content() {
     assert_eq!(s.get("/api/files/999999/content").status, 404);
 }
 
+/// An upload's bytes are in the database, not in the data directory: they are served the
+/// same after the data dir's `ocs-files` folder is gone (as on another node of a cluster).
+#[test]
+fn uploaded_file_content_lives_in_the_database() {
+    let s = Ocs::start();
+    let (sid, tok) = s.start_chat();
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let (ct, body) = multipart(
+        &[
+            ("bytes.txt", "text/plain", &every_byte),
+            ("empty.txt", "text/plain", b""),
+        ],
+        &[],
+    );
+    let mut h = token_header(&tok);
+    h.push(("Content-Type".into(), ct));
+    let r = s
+        .client()
+        .request("POST", &format!("/api/chat/{sid}/upload/"), &h, Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ids: Vec<i64> = r.json()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    let _ = std::fs::remove_dir_all(s.data.join("ocs-files"));
+    let r = s.get(&format!("/api/files/{}/content", ids[0]));
+    assert_eq!(r.status, 200);
+    assert!(r.body == every_byte, "the same bytes");
+    let r = s.get(&format!("/api/files/{}/content", ids[1]));
+    assert_eq!((r.status, r.body.len()), (200, 0));
+}
+
 #[test]
 fn trigger_bot_message_prompt_and_sessions() {
     // TRG-04, TRG-09..11, TRG-01's session reuse with a platform channel, §7 trigger mapping
@@ -1832,19 +1863,26 @@ fn schedules_fire_once_and_expired_uploads_are_swept() {
         Some(&body),
     );
     let fid = up.json()["files"][0]["id"].as_i64().unwrap();
-    let path = s.data.join("ocs-files").join(fid.to_string());
-    assert!(path.exists());
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute("UPDATE ocs_files SET expires_at = 1 WHERE id = ?1", [fid])
-        .unwrap();
+    let stored = || -> i64 {
+        common::sql(
+            &s.data,
+            &format!("SELECT COUNT(*) FROM ocs_file_content WHERE file_id = {fid}"),
+        )[0][0]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stored(), 1);
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_files SET expires_at = 1 WHERE id = {fid}"),
+    );
     for _ in 0..50 {
-        if !path.exists() {
+        if stored() == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!path.exists(), "bytes removed");
+    assert_eq!(stored(), 0, "bytes removed");
     assert!(
         s.store().ocs_file(&s.org, fid).unwrap().is_none(),
         "row removed"
@@ -2355,15 +2393,14 @@ fn flows_see_the_session_history() {
 #[test]
 fn chat_sessions_add_one_participant() {
     let s = Ocs::start();
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
     let rows = || -> Vec<(String, String)> {
-        db.prepare("SELECT platform, identifier FROM participants ORDER BY created_at, id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        common::sql(
+            &s.data,
+            "SELECT platform, identifier FROM participants ORDER BY created_at, id",
+        )
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
     };
     let before = rows().len();
     let (sid, tok) = s.start_chat();
@@ -2712,13 +2749,10 @@ fn message_access_comes_before_body_and_session_state() {
         .as_array()
         .unwrap()
         .len();
-    let db = rusqlite::Connection::open(s.data.join("botyard.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute(
-        "UPDATE ocs_sessions SET status = 'complete' WHERE id = ?1",
-        [&sid],
-    )
-    .unwrap();
+    common::sql(
+        &s.data,
+        &format!("UPDATE ocs_sessions SET status = 'complete' WHERE id = '{sid}'"),
+    );
     let r = c.post(&path, &h, &json!({"message": "again"}));
     assert_eq!(
         (r.status, r.json()),

@@ -1,7 +1,7 @@
 //! Chat uploads (ocs-api §5.6.2): the multipart body read as it streams, the size and type
-//! checks in OCS's order, content sniffing, and where the bytes live (`DATA/ocs-files/<id>`).
-//! Metadata is in SQLite (`ocs_files`); unattached uploads expire 24 h after upload and a
-//! periodic sweep removes both the row and the bytes.
+//! checks in OCS's order, content sniffing. Rows and bytes are in the database (`ocs_files`,
+//! `ocs_file_content`: every node of a cluster serves every file); unattached uploads expire
+//! 24 h after upload and a periodic sweep removes the row, and the bytes with it.
 //!
 //! Receiving ([`receive`]) is built for hostile bodies:
 //! * multer parses the body as it arrives, in pieces of at most [`PIECE`] bytes, and gets the
@@ -15,7 +15,10 @@
 //!   for the body idle deadline (408);
 //! * file bytes go to a spool file under `DATA/ocs-files/incoming/` (written in batches on the
 //!   blocking pool, never on an async worker), so memory per upload is a few pieces whatever
-//!   the file size; once the upload can no longer pass the size rules, bytes are only counted;
+//!   the file size while the body arrives (and before its checks); once the upload can no
+//!   longer pass the size rules, bytes are only counted. Only an upload that passed its checks
+//!   is read back ([`ReceivedFile::content`]) to go into the database, within a bound of
+//!   bytes held at once by all uploads ([`hold_content`]);
 //! * at most [`MAX_FILES`] files and the first [`FIELD_BYTES`] of each form field are kept.
 //!
 //! The answers stay OCS's: the whole body is read (up to [`MAX_REQUEST`]) before the checks
@@ -103,8 +106,8 @@ pub enum ReceiveError {
     Io(std::io::Error),
 }
 
-/// One received file: its name and claimed type, size, first bytes, and its bytes on disk
-/// (none when empty, or when the upload can no longer pass the size rules).
+/// One received file: its name and claimed type, size, first bytes, and its bytes in a spool
+/// file (none when empty, or when the upload can no longer pass the size rules).
 #[derive(Debug)]
 pub struct ReceivedFile {
     pub name: String,
@@ -115,13 +118,33 @@ pub struct ReceivedFile {
 }
 
 impl ReceivedFile {
-    /// Moves the bytes to `dest` (blocking: call from the blocking pool).
-    pub fn persist(&mut self, dest: &Path) -> std::io::Result<()> {
+    /// The file's bytes, read from its spool file, which is removed (blocking: call from the
+    /// blocking pool). An error for a file whose bytes were not kept (a refused upload).
+    pub fn content(&mut self) -> std::io::Result<Vec<u8>> {
         match self.spool.take() {
-            Some(spool) => spool.persist(dest),
-            None => std::fs::write(dest, b""),
+            Some(spool) => spool.read(),
+            None if self.size == 0 => Ok(Vec::new()),
+            None => Err(std::io::Error::other("the file's bytes were not kept")),
         }
     }
+}
+
+/// Bytes of uploaded files held in memory at once, by all uploads together, while they go
+/// into the database (at most two files' worth of the largest upload; an upload waits for
+/// its turn).
+const CONTENT_BUDGET: usize = 2 * MAX_BYTES;
+static CONTENT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONTENT_BUDGET >> 10);
+
+/// Waits until `bytes` (at most [`MAX_BYTES`]: an upload's total) may be held in memory; they
+/// may as long as the permit lives. Why: the bytes of an upload are spooled to disk as they
+/// arrive, but go into the database in one piece, so without a bound parallel uploads of
+/// 50 MB each would take as much memory as they are many.
+pub async fn hold_content(bytes: u64) -> tokio::sync::SemaphorePermit<'static> {
+    let kib = bytes.div_ceil(1024).min((CONTENT_BUDGET >> 10) as u64) as u32;
+    CONTENT
+        .acquire_many(kib)
+        .await
+        .expect("the content budget is never closed")
 }
 
 /// A received upload body.
@@ -438,12 +461,10 @@ impl Spool {
         Ok(())
     }
 
-    /// Moves the (flushed) bytes to `dest` (blocking).
-    fn persist(mut self, dest: &Path) -> std::io::Result<()> {
+    /// The (flushed) bytes; the spool file is removed when `self` drops (blocking).
+    fn read(mut self) -> std::io::Result<Vec<u8>> {
         self.file = None;
-        std::fs::rename(&self.path, dest)?;
-        self.path = PathBuf::new();
-        Ok(())
+        std::fs::read(&self.path)
     }
 }
 
@@ -620,11 +641,6 @@ pub fn check_file(
     Ok(sniffed)
 }
 
-/// Where the bytes of file `id` live.
-pub fn path_of(data_dir: &Path, id: i64) -> PathBuf {
-    data_dir.join("ocs-files").join(id.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,17 +679,14 @@ mod tests {
         assert_eq!((r.files[1].size, r.files[1].claimed.as_deref()), (0, None));
         assert_eq!(r.participant_name.as_deref(), Some("Ada"));
         assert_eq!(check_upload(&r).unwrap(), ["text/plain", "text/plain"]);
-        let dest = dir.path().join("17");
-        r.files[0].persist(&dest).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
-        r.files[1].persist(&dir.path().join("18")).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("18")).unwrap(), b"");
-        drop(r);
         let incoming = dir.path().join("ocs-files").join("incoming");
+        assert!(std::fs::read_dir(&incoming).unwrap().count() > 0, "spooled");
+        assert_eq!(r.files[0].content().unwrap(), b"hello");
+        assert_eq!(r.files[1].content().unwrap(), b"");
         assert_eq!(
-            std::fs::read_dir(incoming).unwrap().count(),
+            std::fs::read_dir(&incoming).unwrap().count(),
             0,
-            "spool moved"
+            "spool read and removed"
         );
         assert_eq!(
             boundary("multipart/form-data; boundary=\"XX\"").as_deref(),

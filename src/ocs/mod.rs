@@ -146,6 +146,13 @@ pub struct TaskSlot {
     pub finished: OnceLock<std::time::Instant>,
 }
 
+/// On PostgreSQL, how long a task must have been left unchanged before a starting node takes
+/// it as left behind by a dead process ([`Store::ocs_pending_tasks`]): far longer than a turn
+/// runs (its deadline is capped, 30 s by default) or a task waits behind its session's earlier
+/// ones, so the tasks other live nodes are running or have queued are left alone. On SQLite
+/// the process is alone: every pending task at start was left behind.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(600);
+
 /// How long a finished task's result is kept for its first poll.
 pub const FINISHED_KEEP: Duration = Duration::from_secs(30);
 
@@ -245,7 +252,13 @@ impl Ocs {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let s = this.store.clone();
-            match tokio::task::spawn_blocking(move || s.ocs_pending_tasks()).await {
+            let stale_before = match s.dialect() {
+                crate::store::db::Dialect::Sqlite => crate::store::ids::now_millis(),
+                crate::store::db::Dialect::Postgres => {
+                    crate::store::ids::now_millis() - ORPHANED_AFTER.as_millis() as i64
+                }
+            };
+            match tokio::task::spawn_blocking(move || s.ocs_pending_tasks(stale_before)).await {
                 Ok(Ok(tasks)) => {
                     if !tasks.is_empty() {
                         tracing::info!(n = tasks.len(), "re-queueing OCS chat tasks");
@@ -323,12 +336,12 @@ impl Ocs {
 
     async fn sweep_files(&self) {
         let s = self.store.clone();
+        // The bytes go with their rows (`ocs_file_content` cascades).
         let r = tokio::task::spawn_blocking(move || {
-            let ids = s.ocs_sweep_files(crate::store::ids::now_millis(), 500)?;
-            for id in &ids {
-                let _ = std::fs::remove_file(files::path_of(s.data_dir(), *id));
-            }
-            Ok::<_, crate::store::Error>(ids.len())
+            Ok::<_, crate::store::Error>(
+                s.ocs_sweep_files(crate::store::ids::now_millis(), 500)?
+                    .len(),
+            )
         })
         .await;
         match r {
@@ -941,7 +954,10 @@ impl Ocs {
                 .ocs_start_task(&task.id, &session, new_task(task.request.clone()))
                 .await
             {
-                Ok(i) => inputs = Some(i),
+                Ok(Some(i)) => inputs = Some(i),
+                // Started or finished elsewhere (another node recovered it), or its session
+                // is gone: nothing of ours to run.
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::error!(error = %e, task = %task.id, "could not start OCS task");
                     return None;

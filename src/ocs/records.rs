@@ -132,8 +132,8 @@ impl Ocs {
             .ok_or_else(|| session_not_found(id))
     }
 
-    /// A file of `org` with its bytes (404 for another organization's, and for one whose
-    /// bytes are gone).
+    /// A file of `org` with its bytes, both from the database (404 for another
+    /// organization's, and for one deleted meanwhile).
     pub async fn file_content(&self, org: &str, id: i64) -> Result<(OcsFile, Vec<u8>), OcsError> {
         let org = org.to_string();
         self.engine
@@ -141,10 +141,7 @@ impl Ocs {
                 let Some(f) = s.ocs_file(&org, id)? else {
                     return Ok(None);
                 };
-                match std::fs::read(super::files::path_of(s.data_dir(), id)) {
-                    Ok(bytes) => Ok(Some((f, bytes))),
-                    Err(_) => Ok(None),
-                }
+                Ok(s.ocs_file_bytes(&org, id)?.map(|bytes| (f, bytes)))
             })
             .await?
             .ok_or_else(|| OcsError::detail(404, "Not found."))

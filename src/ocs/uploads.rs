@@ -6,13 +6,13 @@
 //! `{"error": …}` body rather than 429: waiting does not help (attached files never expire),
 //! the request is too large for what is left. A session or organization already at its quota
 //! is refused before its body is read ([`Ocs::upload_room`]); otherwise the check is made
-//! again together with the insert, in one writer job ([`Ocs::store_upload`]), so that
-//! parallel uploads cannot both pass it.
+//! again together with the insert of the rows and the bytes, in one write job
+//! ([`Ocs::store_upload`]), so that parallel uploads cannot both pass it.
 
 use super::files::{self, ReceiveError, Received};
 use super::{Ocs, OcsError};
 use crate::store::ocs::{NewOcsFile, OcsFile, OcsSession};
-use crate::store::uploads::{QuotaScope, StoredUploads, UploadQuota};
+use crate::store::uploads::{NewUpload, QuotaScope, StoredUploads, UploadQuota};
 use serde_json::json;
 
 /// 413 of a body past [`files::MAX_REQUEST`].
@@ -85,8 +85,8 @@ impl Ocs {
     }
 
     /// Check a received upload (OCS's checks, in order) and store its files within the
-    /// quotas: the rows in one writer job, then the bytes moved into place (the rows are
-    /// deleted again if that fails).
+    /// quotas: the bytes are read back from their spool files (within the memory bound of
+    /// [`files::hold_content`]) and stored with their rows in one write job, all or nothing.
     pub async fn store_upload(
         &self,
         session: &OcsSession,
@@ -114,32 +114,20 @@ impl Ocs {
                 expires_at: Some(expires_at),
             })
             .collect();
+        let total: u64 = received.files.iter().map(|f| f.size).sum();
+        let _held = files::hold_content(total).await;
         let (org, sid) = (session.organization_id.clone(), session.id.clone());
         let outcome = self
             .engine
             .blocking(move |s| {
-                let outcome = s.ocs_store_uploads(&org, &sid, rows, quota)?;
-                let StoredUploads::Stored(stored) = &outcome else {
-                    return Ok(outcome);
-                };
-                let moved =
-                    std::fs::create_dir_all(s.data_dir().join("ocs-files")).and_then(|()| {
-                        stored
-                            .iter()
-                            .zip(received.files.iter_mut())
-                            .try_for_each(|(row, f)| {
-                                f.persist(&files::path_of(s.data_dir(), row.id))
-                            })
+                let mut uploads = Vec::with_capacity(rows.len());
+                for (file, f) in rows.into_iter().zip(received.files.iter_mut()) {
+                    uploads.push(NewUpload {
+                        file,
+                        content: f.content()?,
                     });
-                if let Err(e) = moved {
-                    let ids: Vec<i64> = stored.iter().map(|f| f.id).collect();
-                    for id in &ids {
-                        let _ = std::fs::remove_file(files::path_of(s.data_dir(), *id));
-                    }
-                    s.ocs_delete_files(&org, ids)?;
-                    return Err(e.into());
                 }
-                Ok(outcome)
+                s.ocs_store_uploads(&org, &sid, uploads, quota)
             })
             .await?;
         match outcome {

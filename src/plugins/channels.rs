@@ -65,6 +65,11 @@ const DELIVERY_SLACK: Duration = Duration::from_secs(3);
 const LEASE: Duration = Duration::from_secs(5);
 /// How often the sender renews the leases of its deliveries in flight.
 const RENEW_EVERY: Duration = Duration::from_millis(1500);
+/// How long a claimed inbound event stays this process's (`Store::claim_inbound`; several
+/// processes share a PostgreSQL database): longer than a turn may take (its deadline, at
+/// most 30 s, and its wait for a slot). A process that dies mid-turn leaves the event to
+/// another after that long.
+const INBOUND_LEASE: Duration = Duration::from_secs(45);
 
 /// How much connector work runs at once. The defaults leave an organization's other plugin
 /// calls room within the host's per-organization slots (`org_concurrency`, 8).
@@ -306,6 +311,7 @@ impl PluginRuntime {
         }
         let mut free = limits.inbound.saturating_sub(running.len());
         let mut out = Vec::new();
+        let now = now_millis();
         for row in pending {
             if free == 0 {
                 break;
@@ -313,6 +319,10 @@ impl PluginRuntime {
             // The conversation's first pending event blocks its later ones, whether it
             // starts now or not.
             if running_ids.contains(row.id.as_str()) || !busy.insert(inbound_key(&row)) {
+                continue;
+            }
+            // Claimed by another process, which runs it: its conversation waits.
+            if row.claimed_until.is_some_and(|t| t > now) {
                 continue;
             }
             let n = per_org.entry(row.organization_id.clone()).or_default();
@@ -323,7 +333,22 @@ impl PluginRuntime {
             free -= 1;
             out.push(row);
         }
-        out
+        // Only the events this process claims run here (another may have taken some since).
+        let store = self.store.clone();
+        let ids: Vec<String> = out.iter().map(|r| r.id.clone()).collect();
+        let lease = INBOUND_LEASE.as_millis() as i64;
+        match tokio::task::spawn_blocking(move || store.claim_inbound(ids, now, lease)).await {
+            Ok(Ok(claimed)) => {
+                let claimed: HashSet<String> = claimed.into_iter().collect();
+                out.retain(|r| claimed.contains(&r.id));
+                out
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "botyard::plugins", "claiming inbound events: {e}");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Run one event's turn; a failure is recorded (the turn's own commit records success).

@@ -474,7 +474,7 @@ pub(crate) fn apply_turn(c: &Db, w: &TurnWrite) -> Result<()> {
         ])?;
     }
     if let Some(ev) = &w.inbound_done {
-        super::plugins::inbound_turn_done(c.lite(), w, ev)?;
+        super::plugins::inbound_turn_done(c, w, ev)?;
     }
     Ok(())
 }
@@ -587,17 +587,18 @@ pub struct TurnCommit {
 }
 
 impl Store {
-    /// A turn's reads, as a job of the writer: SQL only, on the writer's warm connection
-    /// (a read connection's page cache is dropped on every commit), consistent with the
-    /// writes committed before it. The engine runs the interpreter elsewhere, then commits
-    /// with [`Store::commit_turn`].
+    /// A turn's reads (a read job: on SQLite the writer's warm connection — a read
+    /// connection's page cache is dropped on every commit —, consistent with the writes
+    /// committed before it; on PostgreSQL a pooled connection without BEGIN/COMMIT, whose
+    /// reads the commit's `rev` check covers). The engine runs the interpreter elsewhere,
+    /// then commits with [`Store::commit_turn`].
     pub async fn read_turn(&self, read: TurnRead) -> Result<TurnRows> {
-        self.write_async_bare(move |c| {
+        self.read_async(move |c| {
             let k = &read.client;
             let code_key = super::bots::bot_code_key_on(c, &k.organization_id, &k.bot_id)?;
             let state = turn_state_on(c, k, read.now)?;
             let ocs_history = match &read.ocs_history_of {
-                Some(session) => super::ocs::recent_history_of(c.lite(), session)?,
+                Some(session) => super::ocs::recent_history_of(c, session)?,
                 None => Vec::new(),
             };
             Ok(TurnRows {
@@ -617,7 +618,7 @@ impl Store {
         self.write_async_bare(move |c| {
             apply_turn(c, &commit.write)?;
             match commit.ocs {
-                Some(end) => super::ocs::finish_ocs_turn_on(c.lite(), end),
+                Some(end) => super::ocs::finish_ocs_turn_on(c, end),
                 None => Ok(Vec::new()),
             }
         })

@@ -636,14 +636,6 @@ impl<'c> Db<'c> {
         }
     }
 
-    /// Transitional, while modules move to `Db`: the SQLite connection.
-    pub fn lite(&self) -> &'c rusqlite::Connection {
-        match self {
-            Db::Lite(c) => c,
-            Db::Pg(_) => panic!("this store function is not ported to PostgreSQL yet"),
-        }
-    }
-
     pub fn is_pg(&self) -> bool {
         matches!(self, Db::Pg(_))
     }

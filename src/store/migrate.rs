@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("migrations/0062_ocs_file_usage.sql"),
     ),
     (
+        63,
+        "0063_ocs_file_content",
+        include_str!("migrations/0063_ocs_file_content.sql"),
+    ),
+    (
         64,
         "0064_turn_guard",
         include_str!("migrations/0064_turn_guard.sql"),

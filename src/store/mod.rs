@@ -296,6 +296,7 @@ impl Store {
         };
         init_connection(&conn, durability, false)?;
         migrate::apply(&mut conn)?;
+        uploads::import_disk_files(&Db::Lite(&conn), data_dir)?;
         let checkpoint_conn = Connection::open(&path)?;
         init_connection(&checkpoint_conn, durability, false)?;
         let writer = writer::Writer::start(conn, Some(checkpoint_conn))?;
@@ -411,27 +412,21 @@ impl Store {
         f(&Db::Lite(&c))
     }
 
-    // Transitional: modules not yet ported to `Db` (removed once every module speaks `Db`).
-    fn read_lite<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        self.read(|db| f(db.lite()))
-    }
-    fn write_lite<R: Send + 'static>(
+    /// A read-only job awaited without blocking the runtime. On SQLite it runs on the writer
+    /// (a bare job: it sees every write acknowledged before it, in the writer's order); on
+    /// PostgreSQL on a pooled connection without a transaction of its own (no BEGIN/COMMIT
+    /// round trips). Its statements may then see different commits: callers either read one
+    /// row, or, like a turn's read, are checked at their commit (the conversation's `rev`).
+    async fn read_async<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.write(move |db| f(db.lite()))
-    }
-    async fn write_async_lite<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write_async(move |db| f(db.lite())).await
-    }
-    async fn write_async_bare_lite<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.write_async_bare(move |db| f(db.lite())).await
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer.run_async(f, true).await.map_err(|_| Error::Closed)?
+            }
+            Backend::Postgres(pg) => pg.read_async(f).await,
+        }
     }
 
     /// Number of transactions the writer has committed and jobs it has run (for tests and the

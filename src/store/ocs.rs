@@ -23,11 +23,26 @@
 //!   [`Store::ocs_sweep_files`] (expired uploads).
 //!
 //! Paging is keyset paging on `(created_at, id)` so pages stay stable when times tie.
+//!
+//! # Both backends, several nodes
+//! The SQL runs on SQLite and PostgreSQL alike ([`Db`]); the JSON list filters are the one
+//! place the text differs (`json_each` / `jsonb_array_elements`). On SQLite one writer runs
+//! every job, so a job's reads and writes are never interleaved with another's. On PostgreSQL
+//! write jobs run at once (READ COMMITTED, any number of nodes), so every job that writes what
+//! it decided from a read is guarded, each guard documented where it is: per-participant
+//! decisions under the participant's row lock ([`upsert_participant_on`],
+//! [`lock_participant_on`]); read-merge-writes of session state and participant data under
+//! the row's lock ([`set_state_on`], [`merge_participant_data_on`]); message times under the
+//! session's row lock ([`append_messages_on`]); task claims and results as conditional
+//! updates ([`Store::ocs_start_task`], [`finish_task_on`]); server work claimed with `FOR
+//! UPDATE SKIP LOCKED` ([`Store::ocs_claim_due_schedules`], [`Store::ocs_sweep_files`]). Rows
+//! are locked in one order (participant, its data, session) so jobs do not deadlock. All of
+//! a task's state is in `ocs_tasks`: a task accepted on one node is polled on any.
 
+use super::db::{Db, Dialect, OptionalExtension, Row, Value, params};
 use super::ids::{new_id, now_millis};
 use super::{Error, Result, Store};
 use crate::secrets::hash_api_key;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
@@ -280,30 +295,35 @@ pub const HISTORY_READ: u32 = 21;
 /// re-prepares a statement with a bound `LIMIT ?` at every execution (it plans with the
 /// bound value and expires the statement when it is re-bound), which defeats the statement
 /// cache. Each distinct limit is one cached statement.
-fn recent_history_on(c: &Connection, session: &str, n: u32) -> Result<Vec<(String, String)>> {
+fn recent_history_on(c: &Db, session: &str, n: u32) -> Result<Vec<(String, String)>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT role, content FROM ocs_messages WHERE session_id = ?1
          ORDER BY created_at DESC, id DESC LIMIT {n}"
     ))?;
-    let mut rows: Vec<(String, String)> = st
-        .query_map([session], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut rows: Vec<(String, String)> =
+        st.query_map([session], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.reverse();
     Ok(rows)
 }
 
+/// A turn's inputs. `lock_state`: the session's state is read with its row locked, for a job
+/// that writes the state back merged (see [`start_turn_on`]).
 fn turn_inputs_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     session: &str,
     participant: &str,
     bot: &str,
+    lock_state: bool,
 ) -> Result<TurnInputs> {
-    let state: Json = c
-        .prepare_cached("SELECT state FROM ocs_sessions WHERE id = ?1 AND organization_id = ?2")?
-        .query_row([session, org], |r| json_col(r, 0))
-        .optional()?
-        .unwrap_or_else(|| Json::Object(Map::new()));
+    let state = if lock_state {
+        locked_state_on(c, org, session)?
+    } else {
+        c.prepare_cached("SELECT state FROM ocs_sessions WHERE id = ?1 AND organization_id = ?2")?
+            .query_row([session, org], |r| json_col(r, 0))
+            .optional()?
+    }
+    .unwrap_or_else(|| Json::Object(Map::new()));
     let participant_data = data_entries_on(c, org, participant, Some(bot))?
         .into_iter()
         .next()
@@ -312,7 +332,7 @@ fn turn_inputs_on(
     Ok(TurnInputs {
         state,
         participant_data,
-        live: super::bots::bot_code_key_on(&super::db::Db::Lite(c), org, bot)?.0,
+        live: super::bots::bot_code_key_on(c, org, bot)?.0,
     })
 }
 
@@ -360,7 +380,7 @@ pub struct KeysetReq {
     pub limit: u32,
 }
 
-fn json_col(r: &Row, i: usize) -> rusqlite::Result<Json> {
+fn json_col(r: &Row, i: usize) -> Result<Json> {
     let s: String = r.get(i)?;
     Ok(serde_json::from_str(&s).unwrap_or(Json::Null))
 }
@@ -368,7 +388,7 @@ fn json_col(r: &Row, i: usize) -> rusqlite::Result<Json> {
 const WIDGET_COLS: &str = "id, organization_id, bot_id, name, embed_key, allowed_domains, auth_level, \
      enabled, disabled_message, deleted, session_token_lifetime, widget_version";
 
-fn widget_from_row(r: &Row) -> rusqlite::Result<WidgetChannel> {
+fn widget_from_row(r: &Row) -> Result<WidgetChannel> {
     let domains: String = r.get(5)?;
     Ok(WidgetChannel {
         id: r.get(0)?,
@@ -389,7 +409,7 @@ fn widget_from_row(r: &Row) -> rusqlite::Result<WidgetChannel> {
 const PART_COLS: &str = "p.id, p.organization_id, p.platform, p.identifier, COALESCE(p.name, ''), \
                          p.remote_id, p.created_at";
 
-fn participant_from_row(r: &Row, o: usize) -> rusqlite::Result<OcsParticipant> {
+fn participant_from_row(r: &Row, o: usize) -> Result<OcsParticipant> {
     Ok(OcsParticipant {
         id: r.get(o)?,
         organization_id: r.get(o + 1)?,
@@ -405,7 +425,7 @@ const SESSION_COLS: &str = "s.id, s.organization_id, s.bot_id, s.platform, s.cha
      s.widget_channel_id, s.owner_key_id, s.status, s.state, s.version_number, \
      s.session_token_required, s.embed_source, s.created_at, s.updated_at, s.ended_at";
 
-fn session_from_row(r: &Row) -> rusqlite::Result<OcsSession> {
+fn session_from_row(r: &Row) -> Result<OcsSession> {
     Ok(OcsSession {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -439,7 +459,7 @@ fn session_select() -> String {
 
 const MSG_COLS: &str = "id, session_id, role, content, metadata, tags, file_ids, created_at";
 
-fn message_from_row(r: &Row) -> rusqlite::Result<OcsMessage> {
+fn message_from_row(r: &Row) -> Result<OcsMessage> {
     let tags: String = r.get(5)?;
     let files: String = r.get(6)?;
     Ok(OcsMessage {
@@ -457,7 +477,7 @@ fn message_from_row(r: &Row) -> rusqlite::Result<OcsMessage> {
 const TASK_COLS: &str =
     "id, organization_id, session_id, status, request, message_id, error, error_status";
 
-fn task_from_row(r: &Row) -> rusqlite::Result<OcsTask> {
+fn task_from_row(r: &Row) -> Result<OcsTask> {
     Ok(OcsTask {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -473,7 +493,7 @@ fn task_from_row(r: &Row) -> rusqlite::Result<OcsTask> {
 const FILE_COLS: &str =
     "id, organization_id, name, content_type, size, purpose, metadata, session_id, expires_at";
 
-fn file_from_row(r: &Row) -> rusqlite::Result<OcsFile> {
+fn file_from_row(r: &Row) -> Result<OcsFile> {
     Ok(OcsFile {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -490,7 +510,7 @@ fn file_from_row(r: &Row) -> rusqlite::Result<OcsFile> {
 const SCHED_COLS: &str = "id, organization_id, participant_id, bot_id, external_id, name, \
                           prompt_text, next_trigger_date, cancelled_at, triggered_at";
 
-fn schedule_from_row(r: &Row) -> rusqlite::Result<Schedule> {
+fn schedule_from_row(r: &Row) -> Result<Schedule> {
     Ok(Schedule {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -506,8 +526,18 @@ fn schedule_from_row(r: &Row) -> rusqlite::Result<Schedule> {
 }
 
 /// Get or create a participant; `name`/`remote_id` are written when given.
+///
+/// Guard: the participant's row stays locked until the job commits (on PostgreSQL `FOR NO KEY
+/// UPDATE`, which foreign-key checks of new sessions and data rows do not wait on; SQLite's
+/// single writer needs none). Every job that decides from a participant's sessions or data
+/// whether to create or change one (a new session or the latest open one, `trigger_bot`, a
+/// participants POST) goes through here (or [`lock_participant_on`]) before it reads what it
+/// decides from, so those decisions are serialized per
+/// participant across nodes: two concurrent first messages of one API caller make one
+/// session, not two. Lock order, everywhere in this module: participant, then its data
+/// rows, then sessions (no two jobs wait on each other's rows).
 fn upsert_participant_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     platform: &str,
     identifier: &str,
@@ -529,13 +559,42 @@ fn upsert_participant_on(
         )?
         .execute(params![org, platform, identifier, name, remote_id, now])?;
     }
-    Ok(c.prepare_cached(&format!(
+    c.prepare_cached(&format!(
         "SELECT {PART_COLS} FROM participants p
-         WHERE p.organization_id = ?1 AND p.platform = ?2 AND p.identifier = ?3"
+         WHERE p.organization_id = ?1 AND p.platform = ?2 AND p.identifier = ?3{}",
+        c.pick("", " FOR NO KEY UPDATE")
     ))?
     .query_row(params![org, platform, identifier], |r| {
         participant_from_row(r, 0)
-    })?)
+    })
+}
+
+/// Guard for a job that chooses a participant's session, or creates one, from what it reads
+/// (PostgreSQL only: SQLite's single writer runs such jobs one at a time). Locks the
+/// participant's row until the job commits — creating the participant first when `create`
+/// (a job that will create it anyway), else only when it exists (a job that may end with
+/// nothing written) — so that the jobs of one participant decide one after the other. See
+/// [`upsert_participant_on`] for the lock order.
+fn lock_participant_on(
+    c: &Db,
+    org: &str,
+    platform: &str,
+    identifier: &str,
+    create: bool,
+) -> Result<()> {
+    if !c.is_pg() {
+        return Ok(());
+    }
+    if create {
+        upsert_participant_on(c, org, platform, identifier, None, None, now_millis())?;
+    } else {
+        c.prepare_cached(
+            "SELECT 1 FROM participants WHERE organization_id = ?1 AND platform = ?2
+             AND identifier = ?3 FOR NO KEY UPDATE",
+        )?
+        .exists([org, platform, identifier])?;
+    }
+    Ok(())
 }
 
 /// Microseconds since the Unix epoch.
@@ -546,23 +605,32 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-fn load_session_on(c: &Connection, org: &str, id: &str) -> Result<Option<OcsSession>> {
-    Ok(c.prepare_cached(&format!(
+fn load_session_on(c: &Db, org: &str, id: &str) -> Result<Option<OcsSession>> {
+    c.prepare_cached(&format!(
         "{} WHERE s.id = ?1 AND s.organization_id = ?2",
         session_select()
     ))?
     .query_row([id, org], session_from_row)
-    .optional()?)
+    .optional()
 }
 
 /// Appends messages to a session with strictly increasing microsecond times (never earlier than
 /// the session's latest message, so `since` cursors never miss one). Returns the new rows.
+///
+/// Guard (PostgreSQL, where appends to one session may run at once on several nodes): the
+/// session row's `updated_at` is written first, which locks that row until commit, so the
+/// appends of one session are serialized and each reads the latest time after the previous
+/// one committed: times stay strictly increasing in commit order, and a poller that has seen
+/// time `t` never later sees a message committed at or before `t`. (On SQLite the single
+/// writer already serializes them.)
 fn append_messages_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     session: &str,
     msgs: &[NewOcsMessage],
 ) -> Result<Vec<OcsMessage>> {
+    c.prepare_cached("UPDATE ocs_sessions SET updated_at = ?2 WHERE id = ?1")?
+        .execute(params![session, now_millis()])?;
     let last: Option<i64> = c
         .prepare_cached("SELECT MAX(created_at) FROM ocs_messages WHERE session_id = ?1")?
         .query_row([session], |r| r.get(0))?;
@@ -576,7 +644,7 @@ fn append_messages_on(
     let mut st = c.prepare_cached(
         "INSERT INTO ocs_messages(organization_id, session_id, role, content, metadata, tags,
                                   file_ids, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
     )?;
     for m in msgs {
         let metadata = if m.metadata.is_null() {
@@ -584,18 +652,21 @@ fn append_messages_on(
         } else {
             m.metadata.clone()
         };
-        st.execute(params![
-            org,
-            session,
-            m.role,
-            m.content,
-            metadata.to_string(),
-            serde_json::to_string(&m.tags)?,
-            serde_json::to_string(&m.file_ids)?,
-            t
-        ])?;
+        let id: i64 = st.query_row(
+            params![
+                org,
+                session,
+                m.role,
+                m.content,
+                metadata.to_string(),
+                serde_json::to_string(&m.tags)?,
+                serde_json::to_string(&m.file_ids)?,
+                t
+            ],
+            |r| r.get(0),
+        )?;
         out.push(OcsMessage {
-            id: c.last_insert_rowid(),
+            id,
             session_id: session.to_string(),
             role: m.role.clone(),
             content: m.content.clone(),
@@ -606,8 +677,6 @@ fn append_messages_on(
         });
         t += 1;
     }
-    c.prepare_cached("UPDATE ocs_sessions SET updated_at = ?2 WHERE id = ?1")?
-        .execute(params![session, now_millis()])?;
     Ok(out)
 }
 
@@ -635,7 +704,7 @@ pub struct NewSession {
     pub data_name: Option<String>,
 }
 
-fn insert_session_on(c: &Connection, org: &str, n: &NewSession) -> Result<OcsSession> {
+fn insert_session_on(c: &Db, org: &str, n: &NewSession) -> Result<OcsSession> {
     let now = now_millis();
     let exists: bool = c
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)")?
@@ -696,19 +765,30 @@ fn insert_session_on(c: &Connection, org: &str, n: &NewSession) -> Result<OcsSes
     load_session_on(c, org, &id)?.ok_or_else(|| Error::Other("session vanished".into()))
 }
 
+/// Shallow-merge `patch` into the participant's data for `bot` (read, merge, write).
+///
+/// Guard (a read-modify-write; PostgreSQL, SQLite's single writer needs none): the row is made
+/// to exist first (`ON CONFLICT DO NOTHING`), then read locked (`FOR NO KEY UPDATE`), so two
+/// concurrent merges into one participant's data (a flow's write-back on one node, a
+/// `trigger_bot` on another) apply one after the other instead of the later one dropping the
+/// earlier one's keys.
 fn merge_participant_data_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     participant: &str,
     bot: &str,
     patch: &Json,
     now: i64,
 ) -> Result<()> {
+    if c.is_pg() {
+        ensure_participant_data_on(c, org, participant, bot, now)?;
+    }
     let cur: Option<String> = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT data FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2
-             AND organization_id = ?3",
-        )?
+             AND organization_id = ?3{}",
+            c.pick("", " FOR NO KEY UPDATE")
+        ))?
         .query_row([participant, bot, org], |r| r.get(0))
         .optional()?;
     let mut data: Map<String, Json> = cur
@@ -722,8 +802,25 @@ fn merge_participant_data_on(
     set_participant_data_on(c, org, participant, bot, &Json::Object(data), now)
 }
 
+/// The participant's data row for `bot`, created empty when missing (one statement: no
+/// check before it that a concurrent job could invalidate).
+fn ensure_participant_data_on(
+    c: &Db,
+    org: &str,
+    participant: &str,
+    bot: &str,
+    now: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO participant_data(organization_id, participant_id, bot_id, data, updated_at)
+         VALUES (?1, ?2, ?3, '{}', ?4) ON CONFLICT(participant_id, bot_id) DO NOTHING",
+    )?
+    .execute(params![org, participant, bot, now])?;
+    Ok(())
+}
+
 fn set_participant_data_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     participant: &str,
     bot: &str,
@@ -745,12 +842,12 @@ fn keyset_clause(k: &KeysetReq, col_t: &str, col_id: &str, args: &mut Vec<Value>
     if let Some((t, id)) = &k.after {
         let op = if k.ascending { ">" } else { "<" };
         sql.push_str(&format!(" AND ({col_t}, {col_id}) {op} (?, ?)"));
-        args.push(Value::Integer(*t));
+        args.push(Value::Int(*t));
         args.push(Value::Text(id.clone()));
     }
     let dir = if k.ascending { "ASC" } else { "DESC" };
     sql.push_str(&format!(" ORDER BY {col_t} {dir}, {col_id} {dir} LIMIT ?"));
-    args.push(Value::Integer(k.limit as i64 + 1));
+    args.push(Value::Int(k.limit as i64 + 1));
     sql
 }
 
@@ -766,8 +863,8 @@ impl Store {
     /// Resolve an OCS API key with its role (unscoped: the key decides the organization).
     pub fn ocs_key_lookup(&self, key: &str) -> Result<Option<OcsKey>> {
         let hash = hash_api_key(key);
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT id, organization_id, prefix, read_only, ocs_role, owner_email FROM api_keys
                  WHERE key_hash = ?1 AND revoked_at IS NULL",
             )?
@@ -781,17 +878,17 @@ impl Store {
                     owner_email: r.get(5)?,
                 })
             })
-            .optional()?)
+            .optional()
         })
     }
 
     /// The OCS role of each API key of `org` (revoked keys included), by key id.
     pub fn ocs_key_roles(&self, org: &str) -> Result<HashMap<String, String>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st =
                 c.prepare_cached("SELECT id, ocs_role FROM api_keys WHERE organization_id = ?1")?;
             let rows = st.query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<HashMap<String, String>>>()?)
+            Ok(rows.into_iter().collect())
         })
     }
 
@@ -809,7 +906,7 @@ impl Store {
             role.to_string(),
             email.map(str::to_string),
         );
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let n = c.execute(
                 "UPDATE api_keys SET ocs_role = ?3, owner_email = COALESCE(?4, owner_email)
                  WHERE id = ?1 AND organization_id = ?2",
@@ -819,8 +916,9 @@ impl Store {
                 return Err(Error::NotFound(format!("API key `{key_id}` not found")));
             }
             c.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'auth_epoch'",
-                [],
+                "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)
+                 WHERE key = 'auth_epoch'",
+                (),
             )?;
             Ok(())
         })
@@ -837,7 +935,7 @@ impl Store {
         auth_level: i64,
     ) -> Result<WidgetChannel> {
         let (org, bot, name) = (org.to_string(), bot.to_string(), name.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1 AND organization_id = ?2)",
                 [&bot, &org],
@@ -853,52 +951,50 @@ impl Store {
                     allowed_domains, auth_level, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![id, org, bot, name, key, serde_json::to_string(&allowed_domains)?, auth_level, now_millis()],
             )?;
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1"),
                 [&id],
                 widget_from_row,
-            )?)
+            )
         })
     }
 
     /// A widget channel by embed key (unscoped: the key decides the organization).
     pub fn ocs_widget_by_key(&self, key: &str) -> Result<Option<WidgetChannel>> {
-        self.read_lite(|c| widget_by_key_on(c, key))
+        self.read(|c| widget_by_key_on(c, key))
     }
 
     pub fn ocs_widget(&self, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
-        self.read_lite(|c| widget_on(c, org, id))
+        self.read(|c| widget_on(c, org, id))
     }
 
     pub fn ocs_widgets_of_bot(&self, org: &str, bot: &str) -> Result<Vec<WidgetChannel>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE organization_id = ?1
                  AND bot_id = ?2 AND deleted = 0 ORDER BY created_at"
             ))?;
-            let rows = st
-                .query_map([org, bot], widget_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = st.query_map([org, bot], widget_from_row)?;
             Ok(rows)
         })
     }
 
     /// The id of a bot's build numbered `seq` (OCS `version_number`), if there is one.
     pub fn ocs_version_id(&self, org: &str, bot: &str, seq: i64) -> Result<Option<String>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT id FROM bot_versions
                      WHERE bot_id = ?1 AND seq = ?2 AND organization_id = ?3",
             )?
             .query_row(params![bot, seq, org], |r| r.get(0))
-            .optional()?)
+            .optional()
         })
     }
 
     /// Record the widget version a channel's client reported.
     pub fn ocs_record_widget_version(&self, org: &str, id: &str, version: &str) -> Result<()> {
         let (org, id, version) = (org.to_string(), id.to_string(), version.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE ocs_widget_channels SET widget_version = ?3, widget_version_at = ?4
                  WHERE id = ?1 AND organization_id = ?2",
@@ -913,16 +1009,13 @@ impl Store {
     /// Bots of an organization as keyset pages of `(created_at, id)`, plus the total when
     /// `count` is asked.
     pub fn ocs_list_bot_ids(&self, org: &str, k: &KeysetReq) -> Result<Page<String>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let sql = format!(
                 "SELECT id FROM bots WHERE organization_id = ?{}",
                 keyset_clause(k, "created_at", "id", &mut args)
             );
-            let rows = c
-                .prepare_cached(&sql)?
-                .query_map(params_from_iter(args), |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let rows = c.prepare_cached(&sql)?.query_map(args, |r| r.get(0))?;
             Ok(page(rows, k.limit))
         })
     }
@@ -931,17 +1024,13 @@ impl Store {
     /// decides the organization). One primary-key lookup, then the bot as its organization
     /// reads it.
     pub fn ocs_bot_any_org(&self, id: &str) -> Result<Option<super::Bot>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let org: Option<String> = c
                 .prepare_cached("SELECT organization_id FROM bots WHERE id = ?1")?
                 .query_row([id], |r| r.get(0))
                 .optional()?;
             match org {
-                Some(org) => Ok(Some(super::bots::load_bot(
-                    &super::db::Db::Lite(c),
-                    &org,
-                    id,
-                )?)),
+                Some(org) => Ok(Some(super::bots::load_bot(c, &org, id)?)),
                 None => Ok(None),
             }
         })
@@ -950,22 +1039,22 @@ impl Store {
     /// Does a bot with this id exist in any organization (to tell "another team's" from
     /// "no such" as OCS does)?
     pub fn ocs_bot_exists_anywhere(&self, id: &str) -> Result<bool> {
-        self.read_lite(|c| {
-            Ok(c.query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM bots WHERE id = ?1)",
                 [id],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
     pub fn ocs_count_bots(&self, org: &str) -> Result<i64> {
-        self.read_lite(|c| {
-            Ok(c.query_row(
+        self.read(|c| {
+            c.query_row(
                 "SELECT COUNT(*) FROM bots WHERE organization_id = ?1",
                 [org],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
@@ -973,11 +1062,11 @@ impl Store {
 
     pub fn ocs_create_session(&self, org: &str, n: NewSession) -> Result<OcsSession> {
         let org = org.to_string();
-        self.write_lite(move |c| insert_session_on(c, &org, &n))
+        self.write(move |c| insert_session_on(c, &org, &n))
     }
 
     pub fn ocs_session(&self, org: &str, id: &str) -> Result<Option<OcsSession>> {
-        self.read_lite(|c| load_session_on(c, org, id))
+        self.read(|c| load_session_on(c, org, id))
     }
 
     /// The rows a chat request's access decision reads (read pool).
@@ -986,7 +1075,7 @@ impl Store {
         session: &str,
         embed: Option<&str>,
     ) -> Result<ChatAccessRows> {
-        self.read_lite(|c| chat_access_rows_on(c, session, embed))
+        self.read(|c| chat_access_rows_on(c, session, embed))
     }
 
     /// [`Store::ocs_chat_access_rows`] read as a job of the writer (SQL only): on its warm
@@ -997,7 +1086,7 @@ impl Store {
         session: String,
         embed: Option<String>,
     ) -> Result<ChatAccessRows> {
-        self.write_async_bare_lite(move |c| chat_access_rows_on(c, &session, embed.as_deref()))
+        self.write_async_bare(move |c| chat_access_rows_on(c, &session, embed.as_deref()))
             .await
     }
 
@@ -1010,7 +1099,7 @@ impl Store {
         identifier: &str,
         exclude: &[&str],
     ) -> Result<Option<OcsSession>> {
-        self.read_lite(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
+        self.read(|c| latest_session_on(c, org, bot, platform, identifier, exclude))
     }
 
     /// `incoming_message`'s session, in one transaction: the session the request names (it
@@ -1023,13 +1112,13 @@ impl Store {
         t: IncomingSession,
     ) -> Result<IncomingSessionOutcome> {
         let org = org.to_string();
-        self.write_lite(move |c| {
-            match super::bots::load_bot(&super::db::Db::Lite(c), &org, &t.bot_id) {
+        self.write(move |c| {
+            match super::bots::load_bot(c, &org, &t.bot_id) {
                 Ok(_) => {}
                 Err(Error::NotFound(_)) => return Ok(IncomingSessionOutcome::NoBot),
                 Err(e) => return Err(e),
             }
-            let new = |c: &Connection| {
+            let new = |c: &Db| {
                 insert_session_on(
                     c,
                     &org,
@@ -1047,26 +1136,35 @@ impl Store {
                     },
                 )
             };
+            // Guard: the caller's participant is locked before any session is chosen (see
+            // `lock_participant_on`), so concurrent messages of one caller with no open
+            // session make one session.
             let current = match &t.wanted {
-                Some(id) => match load_session_on(c, &org, id)? {
-                    Some(sess)
-                        if sess.bot_id == t.bot_id
-                            && sess.platform == "api"
-                            && sess.participant.platform == "api"
-                            && sess.participant.identifier == t.identifier =>
-                    {
+                Some(id) => {
+                    lock_participant_on(c, &org, "api", &t.identifier, false)?;
+                    match load_session_on(c, &org, id)? {
                         Some(sess)
+                            if sess.bot_id == t.bot_id
+                                && sess.platform == "api"
+                                && sess.participant.platform == "api"
+                                && sess.participant.identifier == t.identifier =>
+                        {
+                            Some(sess)
+                        }
+                        _ => return Ok(IncomingSessionOutcome::NoSession),
                     }
-                    _ => return Ok(IncomingSessionOutcome::NoSession),
-                },
-                None => latest_session_on(
-                    c,
-                    &org,
-                    &t.bot_id,
-                    "api",
-                    &t.identifier,
-                    &["pending-review", "complete", "unknown"],
-                )?,
+                }
+                None => {
+                    lock_participant_on(c, &org, "api", &t.identifier, true)?;
+                    latest_session_on(
+                        c,
+                        &org,
+                        &t.bot_id,
+                        "api",
+                        &t.identifier,
+                        &["pending-review", "complete", "unknown"],
+                    )?
+                }
             };
             if t.reset {
                 if let Some(cur) = &current {
@@ -1084,7 +1182,8 @@ impl Store {
                 }
                 None => new(c)?,
             };
-            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            let inputs =
+                turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id, false)?;
             Ok(IncomingSessionOutcome::Ready(Box::new((sess, inputs))))
         })
     }
@@ -1093,9 +1192,10 @@ impl Store {
     /// the same job (the OpenAI endpoint).
     pub fn ocs_start_session(&self, org: &str, n: NewSession) -> Result<(OcsSession, TurnInputs)> {
         let org = org.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let sess = insert_session_on(c, &org, &n)?;
-            let inputs = turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id)?;
+            let inputs =
+                turn_inputs_on(c, &org, &sess.id, &sess.participant.id, &sess.bot_id, false)?;
             Ok((sess, inputs))
         })
     }
@@ -1106,7 +1206,7 @@ impl Store {
     /// session data merged into its state. Returns the session as it is after the writes.
     pub fn ocs_trigger_session(&self, org: &str, t: TriggerSession) -> Result<OcsSession> {
         let org = org.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
             let p = upsert_participant_on(c, &org, &t.platform, &t.identifier, None, None, now)?;
             merge_participant_data_on(c, &org, &p.id, &t.bot_id, &t.participant_data, now)?;
@@ -1159,39 +1259,35 @@ impl Store {
         f: &SessionFilter,
         k: &KeysetReq,
     ) -> Result<Page<OcsSession>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
-            let (filter, fargs) = session_filter_sql(f);
+            let (filter, fargs) = session_filter_sql(c, f);
             args.extend(fargs);
             let sql = format!(
                 "{} WHERE s.organization_id = ?{filter}{}",
                 session_select(),
                 keyset_clause(k, "s.created_at", "s.id", &mut args)
             );
-            let rows = c
-                .prepare(&sql)?
-                .query_map(params_from_iter(args), session_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = c.prepare_cached(&sql)?.query_map(args, session_from_row)?;
             Ok(page(rows, k.limit))
         })
     }
 
     pub fn ocs_count_sessions(&self, org: &str, f: &SessionFilter) -> Result<i64> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
-            let (filter, fargs) = session_filter_sql(f);
+            let (filter, fargs) = session_filter_sql(c, f);
             args.extend(fargs);
             let sql =
                 format!("SELECT COUNT(*) FROM ocs_sessions s WHERE s.organization_id = ?{filter}");
-            Ok(c.prepare(&sql)?
-                .query_row(params_from_iter(args), |r| r.get(0))?)
+            c.prepare_cached(&sql)?.query_row(args, |r| r.get(0))
         })
     }
 
     /// Set the status (and `ended_at` for ended statuses).
     pub fn ocs_set_session_status(&self, org: &str, id: &str, status: &str) -> Result<bool> {
         let (org, id, status) = (org.to_string(), id.to_string(), status.to_string());
-        self.write_lite(move |c| set_status_on(c, &org, &id, &status))
+        self.write(move |c| set_status_on(c, &org, &id, &status))
     }
 
     /// Replace the state (`merge` = shallow-merge an object into it instead).
@@ -1203,21 +1299,19 @@ impl Store {
         merge: bool,
     ) -> Result<Option<Json>> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write_lite(move |c| set_state_on(c, &org, &id, state, merge))
+        self.write(move |c| set_state_on(c, &org, &id, state, merge))
     }
 
     /// Session tags, ordered by name (system tags included); none for another
     /// organization's session.
     pub fn ocs_session_tags(&self, org: &str, id: &str) -> Result<Vec<String>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT DISTINCT t.name FROM ocs_session_tags t JOIN ocs_sessions s
                  ON s.id = t.session_id WHERE t.session_id = ?1 AND s.organization_id = ?2
                  ORDER BY t.name",
             )?;
-            let rows = st
-                .query_map([id, org], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = st.query_map([id, org], |r| r.get(0))?;
             Ok(rows)
         })
     }
@@ -1232,7 +1326,7 @@ impl Store {
         by: Option<String>,
     ) -> Result<Option<Vec<String>>> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             if load_session_on(c, &org, &id)?.is_none() {
                 return Ok(None);
             }
@@ -1269,7 +1363,7 @@ impl Store {
             name.to_string(),
             category.to_string(),
         );
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO ocs_session_tags(session_id, name, category, created_at)
                  SELECT id, ?2, ?3, ?4 FROM ocs_sessions WHERE id = ?1 AND organization_id = ?5
@@ -1289,7 +1383,7 @@ impl Store {
         msgs: Vec<NewOcsMessage>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write_lite(move |c| append_messages_on(c, &org, &session, &msgs))
+        self.write(move |c| append_messages_on(c, &org, &session, &msgs))
     }
 
     /// [`Store::ocs_append_messages`] awaiting the commit without blocking a runtime thread.
@@ -1300,7 +1394,7 @@ impl Store {
         msgs: Vec<NewOcsMessage>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write_async_lite(move |c| append_messages_on(c, &org, &session, &msgs))
+        self.write_async(move |c| append_messages_on(c, &org, &session, &msgs))
             .await
     }
 
@@ -1313,19 +1407,18 @@ impl Store {
         since_us: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<OcsMessage>> {
-        self.read_lite(|c| {
-            // A literal limit (see `recent_history_on`).
-            let limit = limit.map(i64::from).unwrap_or(-1);
+        self.read(|c| {
+            // A literal limit (see `recent_history_on`); none at all without one (PostgreSQL
+            // has no `LIMIT -1`).
+            let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
             let mut st = c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE session_id = ?1 AND created_at > ?2
-                 AND organization_id = ?3 ORDER BY created_at, id LIMIT {limit}"
+                 AND organization_id = ?3 ORDER BY created_at, id{limit}"
             ))?;
-            let rows = st
-                .query_map(
-                    params![session, since_us.unwrap_or(i64::MIN), org],
-                    message_from_row,
-                )?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = st.query_map(
+                params![session, since_us.unwrap_or(i64::MIN), org],
+                message_from_row,
+            )?;
             Ok(rows)
         })
     }
@@ -1338,17 +1431,17 @@ impl Store {
         participant: &str,
         bot: &str,
     ) -> Result<TurnInputs> {
-        self.read_lite(|c| turn_inputs_on(c, org, session, participant, bot))
+        self.read(|c| turn_inputs_on(c, org, session, participant, bot, false))
     }
 
     pub fn ocs_message(&self, org: &str, session: &str, id: i64) -> Result<Option<OcsMessage>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {MSG_COLS} FROM ocs_messages WHERE id = ?1 AND session_id = ?2
                  AND organization_id = ?3"
             ))?
             .query_row(params![id, session, org], message_from_row)
-            .optional()?)
+            .optional()
         })
     }
 
@@ -1357,7 +1450,7 @@ impl Store {
     /// Queue a task durably.
     pub async fn ocs_create_task(&self, org: &str, session: &str, request: Json) -> Result<String> {
         let (org, session) = (org.to_string(), session.to_string());
-        self.write_async_lite(move |c| {
+        self.write_async(move |c| {
             let id = new_id();
             let now = now_millis();
             c.prepare_cached(
@@ -1384,31 +1477,38 @@ impl Store {
         task: NewTask,
     ) -> Result<(String, TurnInputs)> {
         let session = session.clone();
-        self.write_async_bare_lite(move |c| start_task_on(c, &session, task))
+        self.write_async_bare(move |c| start_task_on(c, &session, task))
             .await
     }
 
-    /// Mark a task running and store the user's message (+ `remote_context` into the state)
-    /// in one transaction; returns the turn's inputs (as they are after the writes).
+    /// Claim a queued task and start it: mark it running and store the user's message
+    /// (+ `remote_context` into the state) in one transaction; returns the turn's inputs (as
+    /// they are after the writes), or `None` when the task is no longer queued (another node
+    /// started or finished it, or its session was deleted): nothing is written then.
+    ///
+    /// Guard: the claim is a conditional update (`WHERE status = 'queued'`, one row or none).
+    /// On PostgreSQL a second node's claim waits on the first's row lock, then finds the task
+    /// `running` and gets `None`, so a task re-queued by several nodes (after a restart) runs
+    /// once.
     pub async fn ocs_start_task(
         &self,
         task: &str,
         session: &OcsSession,
         new: NewTask,
-    ) -> Result<TurnInputs> {
+    ) -> Result<Option<TurnInputs>> {
         let (task, session) = (task.to_string(), session.clone());
-        // With its savepoint: a session deleted while the task was queued fails the message
-        // insert after the task's update.
-        self.write_async_lite(move |c| {
-            let ((), inputs) = start_turn_on(c, &session, &new, |c, _, _| {
-                c.prepare_cached(
-                    "UPDATE ocs_tasks SET status = 'running', updated_at = ?2
-                     WHERE id = ?1 AND organization_id = ?3",
-                )?
-                .execute(params![task, now_millis(), session.organization_id])?;
-                Ok(())
+        // With its savepoint: a session deleted after the claim fails the message insert.
+        self.write_async(move |c| {
+            let started = start_turn_on(c, &session, &new, |c, _, _| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE ocs_tasks SET status = 'running', updated_at = ?2
+                         WHERE id = ?1 AND organization_id = ?3 AND status = 'queued'",
+                    )?
+                    .execute(params![task, now_millis(), session.organization_id])?;
+                Ok((n == 1).then_some(()))
             })?;
-            Ok(inputs)
+            Ok(started.map(|((), inputs)| inputs))
         })
         .await
     }
@@ -1423,31 +1523,36 @@ impl Store {
         error: Option<(String, i64)>,
     ) -> Result<Vec<OcsMessage>> {
         let (org, task, session) = (org.to_string(), task.to_string(), session.to_string());
-        self.write_async_lite(move |c| finish_task_on(c, &org, &task, &session, &msgs, error))
+        self.write_async(move |c| finish_task_on(c, &org, &task, &session, &msgs, error))
             .await
     }
 
     pub fn ocs_task(&self, org: &str, id: &str) -> Result<Option<OcsTask>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM ocs_tasks WHERE id = ?1 AND organization_id = ?2"
             ))?
             .query_row([id, org], task_from_row)
-            .optional()?)
+            .optional()
         })
     }
 
-    /// Tasks left queued or running (after a restart), oldest first.
-    pub fn ocs_pending_tasks(&self) -> Result<Vec<OcsTask>> {
-        self.read_lite(|c| {
+    /// Tasks left queued or running whose last change is at or before `stale_before`
+    /// (milliseconds), oldest first: what a previous process left behind.
+    ///
+    /// Not a claim, and needs none: every action on a returned task is guarded on its own —
+    /// starting it is a conditional claim ([`Store::ocs_start_task`]), failing it as
+    /// interrupted a conditional finish ([`finish_task_on`]) — so when several nodes recover
+    /// the same task, one of them acts on it. On PostgreSQL the caller passes a cutoff older
+    /// than any live turn, so that a node starting up leaves the current tasks of the other
+    /// nodes alone.
+    pub fn ocs_pending_tasks(&self, stale_before: i64) -> Result<Vec<OcsTask>> {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM ocs_tasks WHERE status IN ('queued', 'running')
-                 ORDER BY created_at, id"
+                 AND updated_at <= ?1 ORDER BY created_at, id"
             ))?;
-            let rows = st
-                .query_map([], task_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            st.query_map([stale_before], task_from_row)
         })
     }
 
@@ -1455,7 +1560,7 @@ impl Store {
 
     pub fn ocs_delete_files(&self, org: &str, ids: Vec<i64>) -> Result<()> {
         let org = org.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             for id in &ids {
                 c.execute(
                     "DELETE FROM ocs_files WHERE id = ?1 AND organization_id = ?2",
@@ -1467,19 +1572,19 @@ impl Store {
     }
 
     pub fn ocs_file(&self, org: &str, id: i64) -> Result<Option<OcsFile>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
             ))?
             .query_row(params![id, org], file_from_row)
-            .optional()?)
+            .optional()
         })
     }
 
     /// Files of `org` by id, in the order asked (unknown ids and other organizations'
     /// files are left out).
     pub fn ocs_files_of(&self, org: &str, ids: &[i64]) -> Result<Vec<OcsFile>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {FILE_COLS} FROM ocs_files WHERE id = ?1 AND organization_id = ?2"
             ))?;
@@ -1494,18 +1599,27 @@ impl Store {
     }
 
     /// Delete expired file rows (at most `batch`); returns their ids so the bytes go too.
+    ///
+    /// Guard (nodes sweeping at once): on PostgreSQL the expired rows are picked `FOR UPDATE
+    /// SKIP LOCKED`, so two sweeps take disjoint rows, and only ids whose delete removed a row
+    /// are returned: each expired file is reported by exactly one sweep.
     pub fn ocs_sweep_files(&self, now: i64, batch: u32) -> Result<Vec<i64>> {
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let ids: Vec<i64> = c
                 .prepare_cached(&format!(
-                    "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT {batch}",
+                    "SELECT id FROM ocs_files WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                     ORDER BY expires_at, id LIMIT {batch}{}",
+                    c.pick("", " FOR UPDATE SKIP LOCKED")
                 ))?
-                .query_map([now], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for id in &ids {
-                c.execute("DELETE FROM ocs_files WHERE id = ?1", [id])?;
+                .query_map([now], |r| r.get(0))?;
+            let mut gone = Vec::with_capacity(ids.len());
+            let mut del = c.prepare_cached("DELETE FROM ocs_files WHERE id = ?1")?;
+            for id in ids {
+                if del.execute([id])? == 1 {
+                    gone.push(id);
+                }
             }
-            Ok(ids)
+            Ok(gone)
         })
     }
 
@@ -1517,7 +1631,7 @@ impl Store {
         f: &ParticipantFilter,
         k: &KeysetReq,
     ) -> Result<Page<OcsParticipant>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let filter = participant_filter_sql(f, &mut args);
             let sql = format!(
@@ -1525,21 +1639,20 @@ impl Store {
                 keyset_clause(k, "p.created_at", "p.id", &mut args)
             );
             let rows = c
-                .prepare(&sql)?
-                .query_map(params_from_iter(args), |r| participant_from_row(r, 0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .prepare_cached(&sql)?
+                .query_map(args, |r| participant_from_row(r, 0))?;
             Ok(page(rows, k.limit))
         })
     }
 
     pub fn ocs_count_participants(&self, org: &str, f: &ParticipantFilter) -> Result<i64> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut args = vec![Value::Text(org.to_string())];
             let filter = participant_filter_sql(f, &mut args);
-            Ok(c.prepare(&format!(
+            c.prepare_cached(&format!(
                 "SELECT COUNT(*) FROM participants p WHERE p.organization_id = ?{filter}"
             ))?
-            .query_row(params_from_iter(args), |r| r.get(0))?)
+            .query_row(args, |r| r.get(0))
         })
     }
 
@@ -1550,7 +1663,7 @@ impl Store {
         participant: &str,
         bot: Option<&str>,
     ) -> Result<Vec<DataEntry>> {
-        self.read_lite(|c| data_entries_on(c, org, participant, bot))
+        self.read(|c| data_entries_on(c, org, participant, bot))
     }
 
     /// A participants POST in one transaction: get or create the participant (its `name`
@@ -1564,7 +1677,7 @@ impl Store {
         post: ParticipantPost,
     ) -> Result<ParticipantPosted> {
         let org = org.to_string();
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let now = now_millis();
             let p = upsert_participant_on(
                 c,
@@ -1603,55 +1716,67 @@ impl Store {
         patch: Json,
     ) -> Result<()> {
         let (org, participant, bot) = (org.to_string(), participant.to_string(), bot.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             merge_participant_data_on(c, &org, &participant, &bot, &patch, now_millis())
         })
     }
 
     pub fn ocs_schedules(&self, org: &str, participant: &str, bot: &str) -> Result<Vec<Schedule>> {
-        self.read_lite(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {SCHED_COLS} FROM ocs_schedules WHERE organization_id = ?1
                  AND participant_id = ?2 AND bot_id = ?3 ORDER BY id"
             ))?;
-            let rows = st
-                .query_map([org, participant, bot], schedule_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = st.query_map([org, participant, bot], schedule_from_row)?;
             Ok(rows)
         })
     }
 
-    /// Claim due schedules (marks them triggered) so each fires once.
+    /// Claim due schedules (marks them triggered) so each fires once, on one node.
+    ///
+    /// Guard: on PostgreSQL the due rows are picked `FOR UPDATE SKIP LOCKED` (nodes claiming
+    /// at once take disjoint rows, none waits), and each is marked by a conditional update
+    /// (`WHERE triggered_at IS NULL AND cancelled_at IS NULL`): a schedule is returned only
+    /// by the job whose update marked it, so a schedule cancelled or claimed meanwhile is
+    /// never fired.
     pub fn ocs_claim_due_schedules(&self, now: i64, batch: u32) -> Result<Vec<Schedule>> {
-        self.write_lite(move |c| {
+        self.write(move |c| {
             let rows: Vec<Schedule> = c
                 .prepare_cached(&format!(
                     "SELECT {SCHED_COLS} FROM ocs_schedules WHERE cancelled_at IS NULL
-                     AND triggered_at IS NULL AND next_trigger_date <= ?1 ORDER BY next_trigger_date LIMIT {batch}"
+                     AND triggered_at IS NULL AND next_trigger_date <= ?1
+                     ORDER BY next_trigger_date, id LIMIT {batch}{}",
+                    c.pick("", " FOR UPDATE SKIP LOCKED")
                 ))?
-                .query_map([now], schedule_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            for s in &rows {
-                c.execute("UPDATE ocs_schedules SET triggered_at = ?2 WHERE id = ?1", params![s.id, now])?;
+                .query_map([now], schedule_from_row)?;
+            let mut mark = c.prepare_cached(
+                "UPDATE ocs_schedules SET triggered_at = ?2
+                 WHERE id = ?1 AND triggered_at IS NULL AND cancelled_at IS NULL",
+            )?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for s in rows {
+                if mark.execute(params![s.id, now])? == 1 {
+                    claimed.push(s);
+                }
             }
-            Ok(rows)
+            Ok(claimed)
         })
     }
 
     pub fn ocs_participant(&self, org: &str, id: &str) -> Result<Option<OcsParticipant>> {
-        self.read_lite(|c| {
-            Ok(c.prepare_cached(&format!(
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {PART_COLS} FROM participants p WHERE p.id = ?1 AND p.organization_id = ?2"
             ))?
             .query_row([id, org], |r| participant_from_row(r, 0))
-            .optional()?)
+            .optional()
         })
     }
 
     /// Test/bench helper: move a session's creation time (token expiry runs from it).
     pub fn ocs_backdate_session(&self, org: &str, id: &str, created_at: i64) -> Result<()> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.write_lite(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE ocs_sessions SET created_at = ?3 WHERE id = ?1 AND organization_id = ?2",
                 params![id, org, created_at],
@@ -1677,8 +1802,11 @@ impl WriteBack {
     }
 }
 
+/// A flow's write-back. The rows are written in the module's lock order (participant, its
+/// data, the session: see [`upsert_participant_on`]), so on PostgreSQL a turn's commit and a
+/// concurrent `trigger_bot` or participants POST never wait on each other's rows.
 fn write_back_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     session: &str,
     participant: &str,
@@ -1686,26 +1814,20 @@ fn write_back_on(
     wb: WriteBack,
 ) -> Result<()> {
     let now = now_millis();
-    if !wb.session_state.is_empty() {
-        set_state_on(c, org, session, Json::Object(wb.session_state), true)?;
+    if let Some(name) = wb.participant_name {
+        set_participant_name_on(c, org, participant, &name, now)?;
     }
     if !wb.participant_data.is_empty() {
         let patch = Json::Object(wb.participant_data);
         merge_participant_data_on(c, org, participant, bot, &patch, now)?;
     }
-    if let Some(name) = wb.participant_name {
-        set_participant_name_on(c, org, participant, &name, now)?;
+    if !wb.session_state.is_empty() {
+        set_state_on(c, org, session, Json::Object(wb.session_state), true)?;
     }
     Ok(())
 }
 
-fn set_participant_name_on(
-    c: &Connection,
-    org: &str,
-    id: &str,
-    name: &str,
-    now: i64,
-) -> Result<()> {
+fn set_participant_name_on(c: &Db, org: &str, id: &str, name: &str, now: i64) -> Result<()> {
     c.prepare_cached(
         "UPDATE participants SET name = ?3, updated_at = ?4 WHERE id = ?1 AND organization_id = ?2",
     )?
@@ -1714,8 +1836,16 @@ fn set_participant_name_on(
 }
 
 /// Store a task's assistant messages and its result (`error`: message and HTTP status).
+///
+/// Guard: a task's result is written once. The update is conditional (`WHERE status IN
+/// ('queued', 'running')`); when it finds the task already finished (on PostgreSQL: another
+/// node gave up on it as orphaned, see [`Store::ocs_pending_tasks`]) the job fails with
+/// `Conflict`, so the transaction, its messages included, is rolled back and the first
+/// result stands. On SQLite a task is only ever finished once (one process runs them all),
+/// so this never fails a bare turn commit there. A task that is gone (its session deleted)
+/// is nothing to mark, as before.
 fn finish_task_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     task: &str,
     session: &str,
@@ -1727,18 +1857,29 @@ fn finish_task_on(
         Some((e, s)) => ("error", Some(e.as_str()), Some(*s)),
         None => ("complete", None, None),
     };
-    c.prepare_cached(
-        "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
-            updated_at = ?6 WHERE id = ?1",
-    )?
-    .execute(params![
-        task,
-        status,
-        stored.first().map(|m| m.id),
-        err,
-        err_status,
-        now_millis()
-    ])?;
+    let n = c
+        .prepare_cached(
+            "UPDATE ocs_tasks SET status = ?2, message_id = ?3, error = ?4, error_status = ?5,
+                updated_at = ?6
+             WHERE id = ?1 AND organization_id = ?7 AND status IN ('queued', 'running')",
+        )?
+        .execute(params![
+            task,
+            status,
+            stored.first().map(|m| m.id),
+            err,
+            err_status,
+            now_millis(),
+            org
+        ])?;
+    if n == 0
+        && c.prepare_cached("SELECT 1 FROM ocs_tasks WHERE id = ?1 AND organization_id = ?2")?
+            .exists([task, org])?
+    {
+        return Err(Error::Conflict(format!(
+            "task `{task}` is already finished"
+        )));
+    }
     Ok(stored)
 }
 
@@ -1758,7 +1899,7 @@ pub struct OcsTurnEnd {
 }
 
 /// Apply an [`OcsTurnEnd`] inside a turn's commit; returns the stored messages.
-pub(super) fn finish_ocs_turn_on(c: &Connection, end: OcsTurnEnd) -> Result<Vec<OcsMessage>> {
+pub(super) fn finish_ocs_turn_on(c: &Db, end: OcsTurnEnd) -> Result<Vec<OcsMessage>> {
     let (org, sid) = (end.organization_id.as_str(), end.session_id.as_str());
     write_back_on(
         c,
@@ -1775,18 +1916,14 @@ pub(super) fn finish_ocs_turn_on(c: &Connection, end: OcsTurnEnd) -> Result<Vec<
 }
 
 /// `(role, content)` of a session's last [`HISTORY_READ`] messages, in time order.
-pub(super) fn recent_history_of(c: &Connection, session: &str) -> Result<Vec<(String, String)>> {
+pub(super) fn recent_history_of(c: &Db, session: &str) -> Result<Vec<(String, String)>> {
     recent_history_on(c, session, HISTORY_READ)
 }
 
 /// Create a task that starts at once (status `running`) with its user message; the task id
 /// and the turn's inputs. Bare-job safe (see [`start_turn_on`]): a session deleted
 /// meanwhile fails the task row's foreign key, the first write.
-fn start_task_on(
-    c: &Connection,
-    session: &OcsSession,
-    task: NewTask,
-) -> Result<(String, TurnInputs)> {
+fn start_task_on(c: &Db, session: &OcsSession, task: NewTask) -> Result<(String, TurnInputs)> {
     start_turn_on(c, session, &task, |c, org, sid| {
         let id = new_id();
         let now = now_millis();
@@ -1795,8 +1932,9 @@ fn start_task_on(
                                    updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
         )?
         .execute(params![id, org, sid, task.request.to_string(), now])?;
-        Ok(id)
-    })
+        Ok(Some(id))
+    })?
+    .ok_or_else(|| Error::Other("a new task could not be started".into()))
 }
 
 /// A chat message's task, as [`Store::ocs_create_started_task`] creates it.
@@ -1839,11 +1977,7 @@ impl ChatAccessRows {
     }
 }
 
-fn chat_access_rows_on(
-    c: &Connection,
-    session: &str,
-    embed: Option<&str>,
-) -> Result<ChatAccessRows> {
+fn chat_access_rows_on(c: &Db, session: &str, embed: Option<&str>) -> Result<ChatAccessRows> {
     let mut rows = ChatAccessRows {
         key_widget: match embed {
             Some(k) => widget_by_key_on(c, k)?,
@@ -1862,49 +1996,65 @@ fn chat_access_rows_on(
         && !rows.by_key()
         && let Some(s) = &rows.session
     {
-        rows.public =
-            super::bots::load_bot(&super::db::Db::Lite(c), &s.organization_id, &s.bot_id)?
-                .settings
-                .web_chat_public;
+        rows.public = super::bots::load_bot(c, &s.organization_id, &s.bot_id)?
+            .settings
+            .web_chat_public;
     }
     Ok(rows)
 }
 
-fn session_any_org_on(c: &Connection, id: &str) -> Result<Option<OcsSession>> {
-    Ok(c.prepare_cached(&SESSION_BY_ID)?
+fn session_any_org_on(c: &Db, id: &str) -> Result<Option<OcsSession>> {
+    c.prepare_cached(&SESSION_BY_ID)?
         .query_row([id], session_from_row)
-        .optional()?)
+        .optional()
 }
 
-fn widget_by_key_on(c: &Connection, key: &str) -> Result<Option<WidgetChannel>> {
-    Ok(c.prepare_cached(&format!(
+fn widget_by_key_on(c: &Db, key: &str) -> Result<Option<WidgetChannel>> {
+    c.prepare_cached(&format!(
         "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE embed_key = ?1"
     ))?
     .query_row([key], widget_from_row)
-    .optional()?)
+    .optional()
 }
 
-fn widget_on(c: &Connection, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
-    Ok(c.prepare_cached(&format!(
+fn widget_on(c: &Db, org: &str, id: &str) -> Result<Option<WidgetChannel>> {
+    c.prepare_cached(&format!(
         "SELECT {WIDGET_COLS} FROM ocs_widget_channels WHERE id = ?1 AND organization_id = ?2"
     ))?
     .query_row([id, org], widget_from_row)
-    .optional()?)
+    .optional()
 }
 
 /// Start a task's turn: read the turn's inputs, run `mark_task` (the task row's write, the
 /// first write), then write the rest of `task`: `remote_context` into the session's state,
 /// the attachments kept (no expiry), the user's message. The inputs returned are as they are
 /// after the writes: the state with `remote_context` merged ([`merged_state`]).
+/// `mark_task` returning `None` (the task is not this job's to start) ends the job with
+/// nothing written.
+///
+/// Guards (PostgreSQL): with a `remote_context` to merge, the state is read with the session
+/// row locked (see [`locked_state_on`]), so a write-back committing meanwhile is not undone;
+/// attachments are updated in id order, so two jobs never lock the same files in opposite
+/// orders. The user's message is appended under the session lock (see
+/// [`append_messages_on`]).
 fn start_turn_on<R>(
-    c: &Connection,
+    c: &Db,
     session: &OcsSession,
     task: &NewTask,
-    mark_task: impl FnOnce(&Connection, &str, &str) -> Result<R>,
-) -> Result<(R, TurnInputs)> {
+    mark_task: impl FnOnce(&Db, &str, &str) -> Result<Option<R>>,
+) -> Result<Option<(R, TurnInputs)>> {
     let (org, sid) = (session.organization_id.as_str(), session.id.as_str());
-    let mut inputs = turn_inputs_on(c, org, sid, &session.participant.id, &session.bot_id)?;
-    let r = mark_task(c, org, sid)?;
+    let mut inputs = turn_inputs_on(
+        c,
+        org,
+        sid,
+        &session.participant.id,
+        &session.bot_id,
+        task.context.is_some(),
+    )?;
+    let Some(r) = mark_task(c, org, sid)? else {
+        return Ok(None);
+    };
     if let Some(ctx) = &task.context {
         let mut patch = Map::new();
         patch.insert("remote_context".into(), ctx.clone());
@@ -1915,14 +2065,28 @@ fn start_turn_on<R>(
         )?
         .execute(params![sid, org, inputs.state.to_string(), now_millis()])?;
     }
-    for f in &task.attach {
+    let mut attach = task.attach.clone();
+    attach.sort_unstable();
+    attach.dedup();
+    for f in &attach {
         c.prepare_cached(
             "UPDATE ocs_files SET expires_at = NULL WHERE id = ?1 AND organization_id = ?2",
         )?
         .execute(params![f, org])?;
     }
     append_messages_on(c, org, sid, std::slice::from_ref(&task.user))?;
-    Ok((r, inputs))
+    Ok(Some((r, inputs)))
+}
+
+/// A session's state, its row locked until the job commits (PostgreSQL; SQLite's writer is
+/// alone anyway); `None`: no such session of `org`.
+fn locked_state_on(c: &Db, org: &str, id: &str) -> Result<Option<Json>> {
+    c.prepare_cached(&format!(
+        "SELECT state FROM ocs_sessions WHERE id = ?1 AND organization_id = ?2{}",
+        c.pick("", " FOR NO KEY UPDATE")
+    ))?
+    .query_row([id, org], |r| json_col(r, 0))
+    .optional()
 }
 
 /// A session state with `patch`'s keys set (a state that is not an object counts as empty).
@@ -1935,19 +2099,18 @@ fn merged_state(state: Json, patch: Map<String, Json>) -> Json {
     Json::Object(cur)
 }
 
-fn set_state_on(
-    c: &Connection,
-    org: &str,
-    id: &str,
-    state: Json,
-    merge: bool,
-) -> Result<Option<Json>> {
-    let Some(s) = load_session_on(c, org, id)? else {
+/// Replace (or shallow-merge into) a session's state; `None`: no such session of `org`.
+///
+/// Guard (a read-modify-write): the state is read with the row locked (`FOR NO KEY UPDATE` on
+/// PostgreSQL), so concurrent merges (a turn's write-back, `trigger_bot` session data, the
+/// sessions API) apply one after the other and none drops another's keys.
+fn set_state_on(c: &Db, org: &str, id: &str, state: Json, merge: bool) -> Result<Option<Json>> {
+    let Some(cur) = locked_state_on(c, org, id)? else {
         return Ok(None);
     };
     let new = match (merge, state) {
-        (true, Json::Object(patch)) => merged_state(s.state, patch),
-        (true, _) => merged_state(s.state, Map::new()),
+        (true, Json::Object(patch)) => merged_state(cur, patch),
+        (true, _) => merged_state(cur, Map::new()),
         (false, state) => state,
     };
     c.prepare_cached("UPDATE ocs_sessions SET state = ?2, updated_at = ?3 WHERE id = ?1")?
@@ -1956,7 +2119,7 @@ fn set_state_on(
 }
 
 fn latest_session_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     bot: &str,
     platform: &str,
@@ -1964,20 +2127,21 @@ fn latest_session_on(
     exclude: &[&str],
 ) -> Result<Option<OcsSession>> {
     let excl = serde_json::to_string(exclude)?;
-    Ok(c.prepare_cached(&format!(
+    c.prepare_cached(&format!(
         "{} WHERE s.organization_id = ?1 AND s.bot_id = ?2 AND p.platform = ?3
-         AND p.identifier = ?4 AND s.status NOT IN (SELECT value FROM json_each(?5))
+         AND p.identifier = ?4 AND s.status NOT IN ({})
          ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
-        session_select()
+        session_select(),
+        json_strings(c, "?5")
     ))?
     .query_row(
         params![org, bot, platform, identifier, excl],
         session_from_row,
     )
-    .optional()?)
+    .optional()
 }
 
-fn set_status_on(c: &Connection, org: &str, id: &str, status: &str) -> Result<bool> {
+fn set_status_on(c: &Db, org: &str, id: &str, status: &str) -> Result<bool> {
     let now = now_millis();
     let ended = matches!(status, "pending-review" | "complete").then_some(now);
     Ok(c.execute(
@@ -1987,17 +2151,25 @@ fn set_status_on(c: &Connection, org: &str, id: &str, status: &str) -> Result<bo
     )? > 0)
 }
 
-fn session_tags_on(c: &Connection, id: &str) -> Result<Vec<String>> {
+fn session_tags_on(c: &Db, id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare_cached(
         "SELECT DISTINCT name FROM ocs_session_tags WHERE session_id = ?1 ORDER BY name",
     )?;
-    let rows = st
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = st.query_map([id], |r| r.get(0))?;
     Ok(rows)
 }
 
-fn session_filter_sql(f: &SessionFilter) -> (String, Vec<Value>) {
+/// The strings of a JSON array bound at `param`, as a subquery (`x IN (...)`): `json_each`
+/// on SQLite, `jsonb_array_elements_text` on PostgreSQL. One bound value whatever the list's
+/// length, so the statement is prepared once.
+fn json_strings(c: &Db, param: &str) -> String {
+    match c.dialect() {
+        Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+        Dialect::Postgres => format!("SELECT jsonb_array_elements_text(CAST({param} AS jsonb))"),
+    }
+}
+
+fn session_filter_sql(c: &Db, f: &SessionFilter) -> (String, Vec<Value>) {
     let mut sql = String::new();
     let mut args = Vec::new();
     if let Some(b) = &f.bot_id {
@@ -2005,20 +2177,33 @@ fn session_filter_sql(f: &SessionFilter) -> (String, Vec<Value>) {
         args.push(Value::Text(b.clone()));
     }
     if !f.tags.is_empty() {
-        sql.push_str(
+        sql.push_str(&format!(
             " AND EXISTS(SELECT 1 FROM ocs_session_tags t WHERE t.session_id = s.id \
-             AND t.name IN (SELECT value FROM json_each(?)))",
-        );
+             AND t.name IN ({}))",
+            json_strings(c, "?")
+        ));
         args.push(Value::Text(
             serde_json::to_string(&f.tags).unwrap_or_default(),
         ));
     }
     if !f.versions.is_empty() {
-        sql.push_str(
-            " AND EXISTS(SELECT 1 FROM ocs_messages m, json_each(m.tags) j WHERE m.session_id = s.id \
-             AND json_extract(j.value, '$.category') = 'experiment_version' \
-             AND json_extract(j.value, '$.name') IN (SELECT value FROM json_each(?)))",
-        );
+        // A message's tags: a JSON array of `{name, category}` in a text column.
+        let tags = match c.dialect() {
+            Dialect::Sqlite => {
+                "json_each(m.tags) j WHERE m.session_id = s.id \
+                 AND json_extract(j.value, '$.category') = 'experiment_version' \
+                 AND json_extract(j.value, '$.name')"
+            }
+            Dialect::Postgres => {
+                "jsonb_array_elements(CASE WHEN jsonb_typeof(CAST(m.tags AS jsonb)) = 'array' \
+                 THEN CAST(m.tags AS jsonb) ELSE '[]'::jsonb END) j WHERE m.session_id = s.id \
+                 AND j.value ->> 'category' = 'experiment_version' AND j.value ->> 'name'"
+            }
+        };
+        sql.push_str(&format!(
+            " AND EXISTS(SELECT 1 FROM ocs_messages m, {tags} IN ({}))",
+            json_strings(c, "?")
+        ));
         args.push(Value::Text(
             serde_json::to_string(&f.versions).unwrap_or_default(),
         ));
@@ -2046,7 +2231,7 @@ fn participant_filter_sql(f: &ParticipantFilter, args: &mut Vec<Value>) -> Strin
 }
 
 fn data_entries_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     participant: &str,
     bot: Option<&str>,
@@ -2054,36 +2239,33 @@ fn data_entries_on(
     let mut st = c.prepare_cached(
         "SELECT d.bot_id, b.name, d.data, d.system_metadata FROM participant_data d
          JOIN bots b ON b.id = d.bot_id
-         WHERE d.organization_id = ?1 AND d.participant_id = ?2 AND (?3 IS NULL OR d.bot_id = ?3)
+         WHERE d.organization_id = ?1 AND d.participant_id = ?2 AND (CAST(?3 AS TEXT) IS NULL OR d.bot_id = ?3)
          ORDER BY b.created_at, b.id",
     )?;
-    let rows = st
-        .query_map(params![org, participant, bot], |r| {
-            Ok(DataEntry {
-                bot_id: r.get(0)?,
-                bot_name: r.get(1)?,
-                data: json_col(r, 2)?,
-                system_metadata: json_col(r, 3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = st.query_map(params![org, participant, bot], |r| {
+        Ok(DataEntry {
+            bot_id: r.get(0)?,
+            bot_name: r.get(1)?,
+            data: json_col(r, 2)?,
+            system_metadata: json_col(r, 3)?,
+        })
+    })?;
     Ok(rows)
 }
 
 /// A participants POST's data and schedule changes for participant `participant` of `org`.
+///
+/// An entry without data makes sure the participant has a (possibly empty) data row for the
+/// chatbot: an insert that does nothing when the row exists, one statement with no check
+/// before it, so a concurrent write of that row on another node is never overwritten.
 fn apply_participant_data_on(
-    c: &Connection,
+    c: &Db,
     org: &str,
     participant: &str,
     ops: &[ParticipantDataOp],
     now: i64,
 ) -> Result<()> {
     for op in ops {
-        let exists: bool = c
-            .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM participant_data WHERE participant_id = ?1 AND bot_id = ?2)",
-            )?
-            .query_row([participant, op.bot_id.as_str()], |r| r.get(0))?;
         match &op.data {
             Some(d) if !d.is_empty() => set_participant_data_on(
                 c,
@@ -2093,15 +2275,7 @@ fn apply_participant_data_on(
                 &Json::Object(d.clone()),
                 now,
             )?,
-            _ if !exists => set_participant_data_on(
-                c,
-                org,
-                participant,
-                &op.bot_id,
-                &Json::Object(Map::new()),
-                now,
-            )?,
-            _ => {}
+            _ => ensure_participant_data_on(c, org, participant, &op.bot_id, now)?,
         }
         for s in &op.schedules {
             match s {

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("migrations_pg/0062_schema.sql"),
     ),
     (
+        63,
+        "0063_ocs_file_content",
+        include_str!("migrations_pg/0063_ocs_file_content.sql"),
+    ),
+    (
         64,
         "0064_turn_guard",
         include_str!("migrations_pg/0064_turn_guard.sql"),
@@ -185,6 +190,19 @@ impl Pg {
         })
         .await
         .map_err(|_| Error::Other("a write job panicked".into()))?
+    }
+
+    pub(super) async fn read_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&Db::Pg(&conn))
+        })
+        .await
+        .map_err(|_| Error::Other("a read job panicked".into()))?
     }
 
     pub(super) fn stats(&self) -> (u64, u64) {

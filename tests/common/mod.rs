@@ -112,6 +112,45 @@ pub fn database_args(data: &Path) -> Vec<String> {
 }
 
 /// The store of `data` on this run's backend (tests reading or seeding it directly).
+/// Runs one statement without parameters (values written into `sql` by the test) on the
+/// data dir's store, whichever backend it is on, the way an operator or an older binary would
+/// touch the database behind the server's back. Rows as text, columns in order.
+#[allow(dead_code)]
+pub fn sql(data: &Path, sql: &str) -> Vec<Vec<String>> {
+    match database_of(data) {
+        Some(db) => pg::PgCluster::shared()
+            .psql(&db.url, sql)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect(),
+        None => {
+            let conn = rusqlite::Connection::open(data.join("botyard.db")).unwrap();
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            let mut st = conn.prepare(sql).unwrap();
+            let n = st.column_count();
+            st.query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Text(t)
+                            | rusqlite::types::ValueRef::Blob(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        }
+    }
+}
+
 /// Where a data dir's store lives in this test run (its own database on PostgreSQL).
 pub fn location(data: &Path) -> Location {
     Location {

@@ -62,11 +62,19 @@ pub(super) fn run(url: &str, args: &BenchArgs) -> anyhow::Result<Json> {
         "setup printed no Studio API key (is the database empty?)"
     );
 
-    // Every node shares the data dir: it only holds the keys on PostgreSQL.
+    // Each node its own data dir holding copies of the keys (its node id is its own).
     let extra = vec!["--database".to_string(), url.to_string()];
-    let mut nodes = (0..args.nodes)
-        .map(|_| ServerProc::spawn_with(&exe, &dir, args, &extra))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut nodes = Vec::new();
+    for i in 0..args.nodes {
+        let own = dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&own)?;
+        for key in ["secret.key", "ocs-token.key"] {
+            if dir.join(key).exists() {
+                std::fs::copy(dir.join(key), own.join(key))?;
+            }
+        }
+        nodes.push(ServerProc::spawn_with(&exe, &own, args, &extra)?);
+    }
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
