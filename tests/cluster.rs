@@ -726,3 +726,104 @@ fn connector_replies_are_delivered_once_across_nodes() {
         assert_eq!(order, want, "chat {}: replies in update order", 100 + chat);
     }
 }
+
+/// A node dies while the platform is down and its deliveries are being retried: once the
+/// platform is back, every reply, including those node 3 had claimed, is delivered exactly
+/// once by the surviving nodes (none had gone through before the kill, so a repeat would be
+/// a double claim, not a send the dead node could not record).
+#[test]
+fn connector_deliveries_of_a_killed_node_are_taken_over_once() {
+    if !on_postgres("connector_deliveries_of_a_killed_node_are_taken_over_once") {
+        return;
+    }
+    const UPDATES: u64 = 12;
+    let down = FakeApi::flaky(r#"{"ok":true,"result":{"message_id":1}}"#, usize::MAX);
+    let channel: Arc<Mutex<(String, String)>> = Arc::default();
+    let mut nodes = cluster_with(&[], |s| {
+        s.set_default_flow("start:\n  say \"echo {{event}}\"\n  goto end\n");
+        let bot = s.creds().bot_id;
+        let config =
+            json!({"bot_token": "1:x", "api_base": down.url, "allow_hosts": ["127.0.0.1"]})
+                .to_string();
+        let ch = cli_json(
+            &s.data,
+            &[
+                "channel", "create", "--kind", "telegram", "--bot", &bot, "--name", "tg",
+                "--config", &config,
+            ],
+        );
+        *channel.lock().unwrap() = (
+            ch["id"].as_str().unwrap().to_string(),
+            format!("/hooks/{}", ch["token"].as_str().unwrap()),
+        );
+    });
+    let (channel_id, hook) = channel.lock().unwrap().clone();
+    for i in 0..UPDATES {
+        let id = 5000 + i;
+        let update = json!({"update_id": id, "message": {"message_id": id, "from": {"id": 200 + i}, "chat": {"id": 200 + i}, "text": format!("d{id}")}});
+        nodes[i as usize % 3]
+            .client()
+            .post(&hook, &[], &update)
+            .expect(200);
+    }
+    // Every reply has been tried (and refused) at least once: all are in the outbox, some
+    // claimed by node 3.
+    let want: Vec<String> = (0..UPDATES)
+        .map(|i| format!("echo d{}", 5000 + i))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tried = |calls: &[(String, Json)]| {
+        want.iter()
+            .all(|w| calls.iter().any(|(_, b)| b["text"] == json!(w)))
+    };
+    while !tried(&down.calls()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refs: Vec<&Server> = nodes.iter().collect();
+    assert!(
+        tried(&down.calls()),
+        "every reply was tried: {:?}\n{}",
+        down.calls(),
+        all_logs(&refs)
+    );
+    nodes[2].kill();
+    // The platform is back (at another address, as an operator would repoint the channel).
+    let up = FakeApi::start(r#"{"ok":true,"result":{"message_id":1}}"#);
+    {
+        let store = nodes[0].store();
+        let org = org_of(&nodes[0]);
+        let ch = store.get_channel(&org, &channel_id).unwrap();
+        let mut config = ch.config.clone();
+        config["api_base"] = json!(up.url);
+        store
+            .update_channel(
+                &org,
+                &channel_id,
+                botyard::store::ChannelPatch {
+                    config: Some(config),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    // Retries back off (1 s, 2 s, 4 s, …) and node 3's claims run out (5 s): generous.
+    up.wait_for(UPDATES as usize, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1500));
+    let calls = up.calls();
+    let survivors = [&nodes[0], &nodes[1]];
+    let mut per_text: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, body) in &calls {
+        *per_text
+            .entry(body["text"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    for w in &want {
+        assert_eq!(
+            per_text.get(w),
+            Some(&1),
+            "`{w}` delivered exactly once after the kill: {per_text:?}\n{}",
+            all_logs(&survivors)
+        );
+    }
+    assert_eq!(calls.len(), UPDATES as usize, "{per_text:?}");
+}
