@@ -84,6 +84,9 @@ enum Outcome {
     Lost { started_before_kill: bool },
 }
 
+/// Per user, each request's node (0-based) and outcome, in order.
+type OutcomesByUser = HashMap<String, Vec<(usize, Outcome)>>;
+
 /// One-shot turns (each ends its conversation): two turns of one client on two nodes must
 /// still see each other's memory writes, as on one node.
 #[test]
@@ -117,7 +120,7 @@ fn turn_load(flow: &str) {
     let clients: Vec<Client> = nodes.iter().map(Server::client).collect();
     let killed = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let outcomes: Arc<Mutex<HashMap<String, Vec<(usize, Outcome)>>>> = Arc::default();
+    let outcomes: Arc<Mutex<OutcomesByUser>> = Arc::default();
     let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
 
     // Two threads per user; each round both send one turn of that user at the same moment
