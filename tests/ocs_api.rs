@@ -2413,19 +2413,19 @@ fn chat_sessions_add_one_participant() {
     // API, never queued for delivery (which used to fail into plugin_errors on every turn).
     std::thread::sleep(Duration::from_millis(300));
     let count = |table: &str| -> i64 {
-        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        common::sql(&s.data, &format!("SELECT COUNT(*) FROM {table}"))[0][0]
+            .parse()
             .unwrap()
     };
     assert_eq!(count("outbox"), 0);
     assert_eq!(count("plugin_errors"), 0);
     // The flow saw `_metadata.history`; the stored conversations keep no copy of it.
-    let with_history: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM conversations WHERE json_type(metadata, '$.history') IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let history = if common::backend_is_pg() {
+        "SELECT COUNT(*) FROM conversations WHERE metadata::jsonb ? 'history'"
+    } else {
+        "SELECT COUNT(*) FROM conversations WHERE json_type(metadata, '$.history') IS NOT NULL"
+    };
+    let with_history: i64 = common::sql(&s.data, history)[0][0].parse().unwrap();
     assert_eq!(with_history, 0);
 }
 
@@ -2764,12 +2764,11 @@ fn message_access_comes_before_body_and_session_state() {
     let after = c.get(&format!("/api/chat/{sid}/poll/"), &h).json();
     assert_eq!(after["messages"].as_array().unwrap().len(), before);
     assert_eq!(after["session_status"], "ended");
-    let tasks: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM ocs_tasks WHERE session_id = ?1",
-            [&sid],
-            |r| r.get(0),
-        )
+    let tasks: i64 = common::sql(
+        &s.data,
+        &format!("SELECT COUNT(*) FROM ocs_tasks WHERE session_id = '{sid}'"),
+    )[0][0]
+        .parse()
         .unwrap();
     assert_eq!(tasks, 1, "only the accepted message has a task");
 }
