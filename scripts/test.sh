@@ -31,11 +31,12 @@ cargo test --workspace --locked
 # Suites that run twice, first on SQLite (above), then with BOTYARD_TEST_BACKEND=postgres, where
 # every server and store handle of tests/common gets a fresh PostgreSQL database: the suites
 # whose outcome depends on the store (Studio, OCS, admin, plugins, tenant isolation,
-# durability, server lifecycle, hostile turns and deliveries), plus the harness's own test.
+# durability, server lifecycle, hostile turns and deliveries), plus the harness's own test and
+# the cluster test (three nodes on one database; it skips itself on SQLite).
 # The others test the CSML language, the CLI's output or the SQLite store directly, which
 # the backend choice does not reach.
 PG_SUITES=(studio_api ocs_api ocs_openai ocs_scoping admin_api plugins isolation durability
-    server hostile_turns hostile_delivery pg_harness)
+    server hostile_turns hostile_delivery pg_harness cluster)
 pg_targets=()
 for suite in "${PG_SUITES[@]}"; do
     pg_targets+=(--test "$suite")
