@@ -855,6 +855,21 @@ fn load_memories_on(c: &Db, k: &ClientKey, now: i64) -> Result<Map<String, Json>
 
 /// The reads of a turn, without a transaction of their own (the caller's job provides one).
 fn turn_state_on(c: &Db, k: &ClientKey, now: i64) -> Result<TurnState> {
+    // One extra read on a shared store only (see `client_revs`), and the first: the rows
+    // read after it are at least as new as the version the commit will check (a turn read
+    // without a transaction of its own could otherwise pair an old memory with a new version).
+    let client_rev = if c.is_pg() {
+        c.query_row(
+            "SELECT rev FROM client_revs WHERE organization_id = ?1 AND bot_id = ?2
+             AND channel_id = ?3 AND user_id = ?4",
+            [&k.organization_id, &k.bot_id, &k.channel_id, &k.user_id],
+            |r| r.get::<i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0)
+    } else {
+        0
+    };
     let participant_id = participant_of(c, k)?;
     let (conversation, rev) = match &participant_id {
         Some(pid) => match open_conversation_of(c, k, pid)? {
@@ -873,19 +888,6 @@ fn turn_state_on(c: &Db, k: &ClientKey, now: i64) -> Result<TurnState> {
         load_memories_on(c, k, now)?
     } else {
         Map::new()
-    };
-    // One extra read on a shared store only (see `client_revs`).
-    let client_rev = if c.is_pg() {
-        c.query_row(
-            "SELECT rev FROM client_revs WHERE organization_id = ?1 AND bot_id = ?2
-             AND channel_id = ?3 AND user_id = ?4",
-            [&k.organization_id, &k.bot_id, &k.channel_id, &k.user_id],
-            |r| r.get::<i64>(0),
-        )
-        .optional()?
-        .unwrap_or(0)
-    } else {
-        0
     };
     Ok(TurnState {
         conversation,
