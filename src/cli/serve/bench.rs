@@ -176,28 +176,13 @@ fn run_inner(cli: &Cli, args: &BenchArgs) -> anyhow::Result<Json> {
     }
 
     let exe = std::env::current_exe()?;
-    let dir = std::env::temp_dir().join(format!("botyard-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = RemoveDir(dir.clone());
-    let setup = Command::new(&exe)
-        .args(["setup", "--json", "--data"])
-        .arg(&dir)
-        .output()?;
-    anyhow::ensure!(
-        setup.status.success(),
-        "setup failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let creds: Json = serde_json::from_slice(&setup.stdout)?;
-    let key = creds["studio"]["api_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let secret = creds["studio"]["api_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let Fresh {
+        dir,
+        _cleanup,
+        creds,
+        key,
+        secret,
+    } = fresh_setup(&exe, "botyard-bench", &[])?;
     anyhow::ensure!(!key.is_empty(), "setup printed no Studio API key");
 
     // 1. Cold start: spawn → first answered chat.
@@ -750,6 +735,45 @@ impl Drop for ServerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh temp data dir set up by `botyard setup` (with `extra` arguments, e.g.
+/// `--database URL`): the setup's credentials and its Studio key and secret. The dir goes
+/// when this is dropped.
+struct Fresh {
+    dir: PathBuf,
+    _cleanup: RemoveDir,
+    creds: Json,
+    key: String,
+    secret: String,
+}
+
+fn fresh_setup(exe: &Path, tag: &str, extra: &[&str]) -> anyhow::Result<Fresh> {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cleanup = RemoveDir(dir.clone());
+    let setup = Command::new(exe)
+        .args(["setup", "--json"])
+        .args(extra)
+        .arg("--data")
+        .arg(&dir)
+        .output()?;
+    anyhow::ensure!(
+        setup.status.success(),
+        "setup failed: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let creds: Json = serde_json::from_slice(&setup.stdout)?;
+    let field = |f: &str| creds["studio"][f].as_str().unwrap_or_default().to_string();
+    let (key, secret) = (field("api_key"), field("api_secret"));
+    Ok(Fresh {
+        dir,
+        _cleanup: cleanup,
+        creds,
+        key,
+        secret,
+    })
 }
 
 struct RemoveDir(PathBuf);

@@ -10,13 +10,12 @@
 //! on it.
 
 use super::{
-    BenchArgs, RemoveDir, ServerProc, chat_body, chat_spec, cpu_seconds, key_header, machine,
-    round2,
+    BenchArgs, Fresh, ServerProc, chat_body, chat_spec, cpu_seconds, fresh_setup, key_header,
+    machine, round2,
 };
 use crate::http::loadgen::{self, LoadResult};
 use hyper::Method;
 use serde_json::{Value as Json, json};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// utime + stime of every process named `postgres` on this machine, in seconds.
@@ -39,24 +38,9 @@ fn postgres_cpu() -> f64 {
 
 pub(super) fn run(url: &str, args: &BenchArgs) -> anyhow::Result<Json> {
     let exe = std::env::current_exe()?;
-    let dir = std::env::temp_dir().join(format!("botyard-bench-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = RemoveDir(dir.clone());
-    let setup = Command::new(&exe)
-        .args(["setup", "--json", "--database", url, "--data"])
-        .arg(&dir)
-        .output()?;
-    anyhow::ensure!(
-        setup.status.success(),
-        "setup failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let creds: Json = serde_json::from_slice(&setup.stdout)?;
-    let key = creds["studio"]["api_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let Fresh {
+        dir, _cleanup, key, ..
+    } = fresh_setup(&exe, "botyard-bench-pg", &["--database", url])?;
     anyhow::ensure!(
         !key.is_empty(),
         "setup printed no Studio API key (is the database empty?)"
