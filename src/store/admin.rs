@@ -251,22 +251,12 @@ impl Store {
     pub fn get_participant(&self, org: &str, id: &str) -> Result<Option<Participant>> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
-                 FROM participants WHERE id = ?1 AND organization_id = ?2",
+                &format!(
+                    "SELECT {} FROM participants WHERE id = ?1 AND organization_id = ?2",
+                    super::conversations::PARTICIPANT_COLS
+                ),
                 [id, org],
-                |r| {
-                    let data: String = r.get(5)?;
-                    Ok(Participant {
-                        id: r.get(0)?,
-                        organization_id: r.get(1)?,
-                        platform: r.get(2)?,
-                        identifier: r.get(3)?,
-                        name: r.get(4)?,
-                        data: serde_json::from_str(&data).unwrap_or_default(),
-                        created_at: r.get(6)?,
-                        updated_at: r.get(7)?,
-                    })
-                },
+                super::conversations::participant_from_row,
             )
             .optional()
         })

@@ -620,6 +620,24 @@ pub struct TurnCommit {
     pub ocs: Option<super::ocs::OcsTurnEnd>,
 }
 
+/// The columns [`participant_from_row`] reads, in order.
+pub(super) const PARTICIPANT_COLS: &str =
+    "id, organization_id, platform, identifier, name, data, created_at, updated_at";
+
+pub(super) fn participant_from_row(r: &Row) -> Result<Participant> {
+    let data: String = r.get(5)?;
+    Ok(Participant {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        platform: r.get(2)?,
+        identifier: r.get(3)?,
+        name: r.get(4)?,
+        data: serde_json::from_str(&data).unwrap_or_default(),
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
 impl Store {
     /// A turn's reads (a read job: on SQLite the writer's warm connection — a read
     /// connection's page cache is dropped on every commit —, consistent with the writes
@@ -815,23 +833,14 @@ impl Store {
 
     pub fn list_participants(&self, org: &str, limit: u32) -> Result<Vec<Participant>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, organization_id, platform, identifier, name, data, created_at, updated_at
-                 FROM participants WHERE organization_id = ?1 ORDER BY created_at DESC LIMIT ?2",
-            )?;
-            st.query_map(params![org, if limit == 0 { 100 } else { limit }], |r| {
-                let data: String = r.get(5)?;
-                Ok(Participant {
-                    id: r.get(0)?,
-                    organization_id: r.get(1)?,
-                    platform: r.get(2)?,
-                    identifier: r.get(3)?,
-                    name: r.get(4)?,
-                    data: serde_json::from_str(&data).unwrap_or_default(),
-                    created_at: r.get(6)?,
-                    updated_at: r.get(7)?,
-                })
-            })
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {PARTICIPANT_COLS} FROM participants WHERE organization_id = ?1
+                 ORDER BY created_at DESC LIMIT ?2"
+            ))?;
+            st.query_map(
+                params![org, if limit == 0 { 100 } else { limit }],
+                participant_from_row,
+            )
         })
     }
 }

@@ -377,21 +377,11 @@ fn put_numeric(i: i64, out: &mut bytes::BytesMut) {
         n /= 10_000;
     }
     digits.reverse();
-    // Trailing zero groups are implied by the weight.
+    // The weight is the first group's power of 10,000; trailing zero groups are implied by it.
+    let weight = digits.len().saturating_sub(1) as i16;
     while digits.last() == Some(&0) {
         digits.pop();
     }
-    let weight = if digits.is_empty() {
-        0
-    } else {
-        let mut len = 0;
-        let mut m = i.unsigned_abs();
-        while m > 0 {
-            len += 1;
-            m /= 10_000;
-        }
-        len - 1
-    };
     out.put_i16(digits.len() as i16);
     out.put_i16(weight);
     out.put_u16(if neg { 0x4000 } else { 0 });

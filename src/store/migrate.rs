@@ -69,24 +69,29 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
 ];
 
+/// Refuse a database whose schema (`newest` applied version) is newer than `known`, this
+/// binary's migrations of its backend: an older botyard must not run on it.
+pub(super) fn check_not_newer(newest: Option<i64>, known: &[(u32, &str, &str)]) -> Result<()> {
+    let known = known.last().map(|m| m.0 as i64).unwrap_or(0);
+    match newest {
+        Some(v) if v > known => Err(Error::Other(format!(
+            "the database is at schema version {v}, newer than this botyard ({known}): \
+             upgrade botyard"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
     )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    let newest: Option<u32> =
+    let newest: Option<i64> =
         conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
             r.get(0)
         })?;
-    if let Some(v) = newest
-        && v > known
-    {
-        return Err(Error::Other(format!(
-            "the database is at schema version {v}, newer than this botyard ({known}): \
-             upgrade botyard"
-        )));
-    }
+    check_not_newer(newest, MIGRATIONS)?;
     for &(version, name, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Checked inside the write transaction: two processes starting together apply once.

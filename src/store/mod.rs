@@ -374,7 +374,7 @@ impl Store {
                 .run_async(f, false)
                 .await
                 .map_err(|_| Error::Closed)?,
-            Backend::Postgres(pg) => pg.write_async(f).await,
+            Backend::Postgres(pg) => pg.run_async(true, f).await,
         }
     }
 
@@ -391,7 +391,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 writer.run_async(f, true).await.map_err(|_| Error::Closed)?
             }
-            Backend::Postgres(pg) => pg.write_async(f).await,
+            Backend::Postgres(pg) => pg.run_async(true, f).await,
         }
     }
 
@@ -422,10 +422,8 @@ impl Store {
         f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         match &self.inner.backend {
-            Backend::Sqlite { writer, .. } => {
-                writer.run_async(f, true).await.map_err(|_| Error::Closed)?
-            }
-            Backend::Postgres(pg) => pg.read_async(f).await,
+            Backend::Sqlite { .. } => self.write_async_bare(f).await,
+            Backend::Postgres(pg) => pg.run_async(false, f).await,
         }
     }
 

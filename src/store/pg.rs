@@ -132,7 +132,7 @@ pub fn redact(url: &str) -> String {
 pub(super) struct Pg {
     /// Always `Some` until dropped (see `Drop`).
     pool: Option<r2d2::Pool<Manager>>,
-    stats: Arc<(AtomicU64, AtomicU64)>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Pg {
@@ -165,7 +165,7 @@ impl Pg {
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(Pg {
             pool: Some(pool),
-            stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+            commits: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -175,58 +175,46 @@ impl Pg {
     }
 
     pub(super) fn read<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
-        off_runtime(|| {
-            let conn = self.pool().get()?;
-            f(&Db::Pg(&conn))
-        })
+        off_runtime(|| job(self.pool(), &self.commits, false, f))
     }
 
     pub(super) fn write<R>(&self, f: impl FnOnce(&Db) -> Result<R>) -> Result<R> {
-        off_runtime(|| {
-            let conn = self.pool().get()?;
-            let out = transaction(&conn, f);
-            self.stats.0.fetch_add(1, Ordering::Relaxed);
-            self.stats.1.fetch_add(1, Ordering::Relaxed);
-            out
-        })
+        off_runtime(|| job(self.pool(), &self.commits, true, f))
     }
 
-    pub(super) async fn write_async<R: Send + 'static>(
+    /// A job on tokio's blocking pool: a transaction of its own when `write`, else the
+    /// connection as it is (no BEGIN/COMMIT).
+    pub(super) async fn run_async<R: Send + 'static>(
         &self,
+        write: bool,
         f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let pool = self.pool().clone();
-        let stats = self.stats.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.get()?;
-            let out = transaction(&conn, f);
-            stats.0.fetch_add(1, Ordering::Relaxed);
-            stats.1.fetch_add(1, Ordering::Relaxed);
-            out
-        })
-        .await
-        .map_err(|_| Error::Other("a write job panicked".into()))?
+        let (pool, commits) = (self.pool().clone(), Arc::clone(&self.commits));
+        tokio::task::spawn_blocking(move || job(&pool, &commits, write, f))
+            .await
+            .map_err(|_| Error::Other("a store job panicked".into()))?
     }
 
-    pub(super) async fn read_async<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Db) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        let pool = self.pool().clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.get()?;
-            f(&Db::Pg(&conn))
-        })
-        .await
-        .map_err(|_| Error::Other("a read job panicked".into()))?
-    }
-
+    /// Jobs committed: every write job is one transaction, so jobs and commits are one count.
     pub(super) fn stats(&self) -> (u64, u64) {
-        (
-            self.stats.0.load(Ordering::Relaxed),
-            self.stats.1.load(Ordering::Relaxed),
-        )
+        let n = self.commits.load(Ordering::Relaxed);
+        (n, n)
     }
+}
+
+fn job<R>(
+    pool: &r2d2::Pool<Manager>,
+    commits: &AtomicU64,
+    write: bool,
+    f: impl FnOnce(&Db) -> Result<R>,
+) -> Result<R> {
+    let conn = pool.get()?;
+    if !write {
+        return f(&Db::Pg(&conn));
+    }
+    let out = transaction(&conn, f);
+    commits.fetch_add(1, Ordering::Relaxed);
+    out
 }
 
 /// A blocking client closes its connection with its own runtime, which tokio forbids on a
@@ -310,18 +298,10 @@ fn migrate_locked(client: &mut postgres::Client) -> Result<()> {
             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
          CREATE TABLE IF NOT EXISTS node_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
     )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0) as i64;
     let newest: Option<i64> = client
         .query_one("SELECT MAX(version) FROM schema_migrations", &[])?
         .get(0);
-    if let Some(v) = newest
-        && v > known
-    {
-        return Err(Error::Other(format!(
-            "the database is at schema version {v}, newer than this botyard ({known}): \
-             upgrade botyard"
-        )));
-    }
+    super::migrate::check_not_newer(newest, MIGRATIONS)?;
     for &(version, name, sql) in MIGRATIONS {
         let version = version as i64;
         let done = client

@@ -518,6 +518,18 @@ fn measure_with(pid: Option<u32>, load: impl FnOnce() -> LoadResult) -> Json {
         let before = threads0.get(name).copied().unwrap_or(0.0);
         by_thread.insert(name.clone(), json!(per_turn((after - before).max(0.0))));
     }
+    let mut out = load_figures(&r);
+    out["max_ms"] = json!(round2(r.percentile_ms(1.0)));
+    out["server_cpu_seconds"] = json!(cpu.map(round2));
+    out["server_cpu_us_per_turn"] = json!(cpu.and_then(per_turn));
+    out["server_cpu_us_per_turn_by_thread"] = json!(by_thread);
+    // The load generator runs on the same cores: what it took from the server.
+    out["client_cpu_seconds"] = json!(me0.zip(me1).map(|(a, b)| round2(b - a)));
+    out
+}
+
+/// What every load run reports: counts, errors, rate and latency.
+fn load_figures(r: &LoadResult) -> Json {
     json!({
         "turns": r.ok,
         "errors": r.errors,
@@ -526,12 +538,6 @@ fn measure_with(pid: Option<u32>, load: impl FnOnce() -> LoadResult) -> Json {
         "turns_per_second": round2(r.per_second()),
         "p50_ms": round2(r.percentile_ms(0.50)),
         "p99_ms": round2(r.percentile_ms(0.99)),
-        "max_ms": round2(r.percentile_ms(1.0)),
-        "server_cpu_seconds": cpu.map(round2),
-        "server_cpu_us_per_turn": cpu.and_then(per_turn),
-        "server_cpu_us_per_turn_by_thread": by_thread,
-        // The load generator runs on the same cores: what it took from the server.
-        "client_cpu_seconds": me0.zip(me1).map(|(a, b)| round2(b - a)),
     })
 }
 

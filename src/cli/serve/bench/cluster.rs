@@ -11,7 +11,7 @@
 
 use super::{
     BenchArgs, Fresh, ServerProc, chat_body, chat_spec, cpu_seconds, fresh_setup, key_header,
-    machine, round2,
+    load_figures, machine, round2,
 };
 use crate::http::loadgen::{self, LoadResult};
 use hyper::Method;
@@ -99,17 +99,10 @@ pub(super) fn run(url: &str, args: &BenchArgs) -> anyhow::Result<Json> {
             let (b1, p1) = (botyard_cpu(), postgres_cpu());
             served += r.ok;
             let per_turn = |c: f64| (r.ok > 0).then(|| round2(c * 1e6 / r.ok as f64));
-            json!({
-                "turns": r.ok,
-                "errors": r.errors,
-                "error_samples": r.error_samples,
-                "seconds": round2(r.elapsed.as_secs_f64()),
-                "turns_per_second": round2(r.per_second()),
-                "p50_ms": round2(r.percentile_ms(0.50)),
-                "p99_ms": round2(r.percentile_ms(0.99)),
-                "botyard_cpu_us_per_turn": per_turn(b1 - b0),
-                "postgres_cpu_us_per_turn": per_turn(p1 - p0),
-            })
+            let mut out = load_figures(&r);
+            out["botyard_cpu_us_per_turn"] = json!(per_turn(b1 - b0));
+            out["postgres_cpu_us_per_turn"] = json!(per_turn(p1 - p0));
+            out
         })
         .collect();
     let hello_runs: Vec<Json> = runs
